@@ -1,0 +1,214 @@
+//! Command-line flags as clap parses them, before any check. `config.rs`
+//! turns them into a validated configuration; nothing else reads them.
+
+use crate::sim::LoginProfile;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sip-rotate",
+    version,
+    about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
+    after_help = "Exit codes: 0 every requested reset done; 1 some failed or unresolved; 2 nothing was reset (usage, input, login refused, not confirmed); 3 aborted midway."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reset the SIP passwords of the licences of a CSV and encrypt the new ones to a file.
+    Run(RunArgs),
+    /// Resolve the CSV against the portal and show what `run` would reset, resetting nothing.
+    Plan(PlanArgs),
+    /// Decrypt a result file or a journal into CSV.
+    Decrypt(DecryptArgs),
+    /// Write a new age identity and print its public key.
+    Keygen(KeygenArgs),
+    /// Serve a simulated MyOpenIP portal on loopback, for tests and trials.
+    Sim(SimArgs),
+    /// Reset the sample licences on an embedded simulated portal, end to end.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How to reach and log in to the portal.
+#[derive(Debug, Args)]
+pub struct PortalArgs {
+    /// Portal address (https; http only on loopback).
+    #[arg(long, value_name = "URL")]
+    pub portal: String,
+    /// Portal login.
+    #[arg(long, env = "MYOPENIP_LOGIN", value_name = "L")]
+    pub login: Option<String>,
+    /// File holding the portal password (mode 0600); else env MYOPENIP_PASSWORD. Never a flag.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The profile chosen at login.
+    #[arg(long, value_enum, default_value = "revendeur")]
+    pub profile: LoginProfile,
+    /// Portal requests per second, for every request of the run.
+    #[arg(long, value_name = "REQ_PER_S", default_value = "2")]
+    pub rate: f64,
+    /// Portal requests in flight at once.
+    #[arg(long, value_name = "N", default_value = "4")]
+    pub concurrency: usize,
+    /// TOML file overriding the labels looked for on the portal's pages.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Seconds to wait for one portal answer.
+    #[arg(long, value_name = "SECS", default_value = "30")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// CSV of licences to reset (client_ref,licence[,service_ref][,sda]).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Encrypted result file to create (it must not exist).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Encrypt to this recipient (age1..., ssh-ed25519 ..., ssh-rsa ...); repeatable.
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+    /// Encrypt to the recipients listed in this file; repeatable.
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+    pub recipients_files: Vec<PathBuf>,
+    /// Write a CSV report without secrets, one row per licence.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Reset the rows that resolve even if others do not.
+    #[arg(long)]
+    pub skip_unresolved: bool,
+    /// Do not ask before resetting (required without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// No progress bar and no summary; errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Continue an interrupted run: skip the licences already in OUTPUT.journal.
+    #[arg(long)]
+    pub resume: bool,
+    /// Licences reset first, alone; the run goes on only if they all succeed.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub canary: usize,
+    /// Stop the run after this many failed licences.
+    #[arg(long, value_name = "N", default_value = "10")]
+    pub max_failures: usize,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// CSV of licences to resolve.
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Write the plan as a CSV report.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// age identity file; repeatable.
+    #[arg(
+        short = 'i',
+        long = "identity",
+        value_name = "IDENTITY_FILE",
+        required = true
+    )]
+    pub identities: Vec<PathBuf>,
+    /// Decrypted CSV to create (mode 0600); without it, standard output, which must not be a terminal.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Result file or journal to decrypt.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity to this file (mode 0600) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to serve on; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The login the portal accepts.
+    #[arg(long, env = "SIM_LOGIN", value_name = "L")]
+    pub login: String,
+    /// The password the portal accepts.
+    #[arg(long, env = "SIM_PASSWORD", value_name = "P", hide_env_values = true)]
+    pub password: String,
+    /// The profile the account must choose at login.
+    #[arg(long, value_enum, default_value = "revendeur")]
+    pub profile: LoginProfile,
+    /// Seed of the generated dataset.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub seed: u64,
+    /// Number of clients.
+    #[arg(long, value_name = "N", default_value = "12")]
+    pub clients: usize,
+    /// Licences per client, spread over its MetaCentrex services.
+    #[arg(long, value_name = "N", default_value = "8")]
+    pub licences_per_client: usize,
+    /// Rows per page of search results and users tables.
+    #[arg(long, value_name = "N", default_value = "10")]
+    pub page_size: usize,
+    /// Markup and URLs: 0 classic, 1 another portal within the same contract.
+    #[arg(long, value_name = "0|1", default_value = "0", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub variant: u8,
+    /// Added latency per request, in milliseconds (with jitter).
+    #[arg(long, value_name = "N", default_value = "0")]
+    pub latency_ms: u64,
+    /// Fraction of requests answered 500/502/503 before any work.
+    #[arg(long, value_name = "F", default_value = "0")]
+    pub fail_rate: f64,
+    /// Fraction of Confirmer requests whose reset is committed and whose connection is then closed unanswered.
+    #[arg(long, value_name = "F", default_value = "0")]
+    pub drop_rate: f64,
+    /// A session ends after this many requests.
+    #[arg(long, value_name = "N")]
+    pub expire_after: Option<u32>,
+    /// More than N requests in one second are answered 429 with Retry-After.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Append one JSON line per committed reset to this file.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+    /// Write the dataset as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    pub dataset_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Added latency per portal request, in milliseconds.
+    #[arg(long, value_name = "N", default_value = "40")]
+    pub latency_ms: u64,
+    /// Portal requests per second.
+    #[arg(long, value_name = "REQ_PER_S", default_value = "25")]
+    pub rate: f64,
+}

@@ -1,0 +1,136 @@
+//! `sip-rotate demo`: the main job end to end on an embedded simulated
+//! portal. It makes a throw-away age identity, runs the `samples/` CSV
+//! through the same `execute` path as `run`, then shows where the result is,
+//! how to decrypt it, and a few rows with the passwords masked.
+
+use super::args::DemoArgs;
+use super::config::RunConfig;
+use super::run::{self, Exit};
+use crate::portal::labels::Labels;
+use crate::portal::{Credentials, Portal};
+use crate::sim::{LoginProfile, SimConfig, Simulator};
+use crate::vault::{self, Recipients};
+use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The sample CSV, which matches the simulator's default dataset.
+const SAMPLE: &str = include_str!("../../samples/licences.csv");
+
+pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
+    run::init_logging(super::args::LogFormat::Text);
+    let dir = tempfile::Builder::new()
+        .prefix("sip-rotate-demo-")
+        .tempdir()?
+        .keep();
+    let portal_password = {
+        let (secret, _) = vault::generate_identity();
+        secret.expose_secret()[20..40].to_string()
+    };
+    let mut sim_config = SimConfig::new("demo-revendeur", &portal_password);
+    sim_config.latency_ms = args.latency_ms;
+    sim_config.truth = None;
+    let sim = Simulator::bind(sim_config, "127.0.0.1:0".parse()?).await?;
+    let addr = sim.local_addr()?;
+    let (stop_sim, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sim.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let identity_path = dir.join("identity.txt");
+    let (secret, public) = vault::generate_identity();
+    let mut f = super::tools::create_private(&identity_path)?;
+    writeln!(f, "# public key: {public}\n{}", secret.expose_secret())?;
+    drop(f);
+    let input = dir.join("licences.csv");
+    std::fs::write(&input, SAMPLE)?;
+    let output = dir.join("rotation.csv.age");
+    let report = dir.join("report.csv");
+
+    eprintln!("sip-rotate demo: a simulated MyOpenIP portal is listening on http://{addr}");
+    eprintln!(
+        "  input:     {} ({} rows)",
+        input.display(),
+        SAMPLE.lines().count() - 1
+    );
+    eprintln!(
+        "  recipient: {public} (throw-away identity in {})",
+        identity_path.display()
+    );
+    eprintln!();
+
+    let config = RunConfig {
+        input: input.clone(),
+        output: output.clone(),
+        journal: vault::journal_path(&output),
+        recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
+        report: Some(report.clone()),
+        skip_unresolved: false,
+        ask: false,
+        progress: std::io::stderr().is_terminal(),
+        quiet: false,
+        resume: false,
+        canary: 1,
+        max_failures: 10,
+        workers: 4,
+        rate: args.rate,
+    };
+    let portal = Portal::new(
+        Labels::default(),
+        format!("http://{addr}/").parse()?,
+        Credentials {
+            login: "demo-revendeur".into(),
+            password: SecretString::from(portal_password),
+            profile: LoginProfile::Revendeur,
+        },
+        args.rate,
+        4,
+        Duration::from_secs(30),
+    );
+    let result = run::execute(config, portal).await;
+    let _ = stop_sim.send(());
+    let _ = server.await;
+    let result = result?;
+
+    eprintln!();
+    eprintln!("report (no secrets): {}", report.display());
+    if let Some(path) = &result.output {
+        eprintln!("encrypted result:    {}", path.display());
+        eprintln!();
+        eprintln!("decrypt it with:");
+        eprintln!(
+            "  sip-rotate decrypt -i {} -o passwords.csv {}",
+            identity_path.display(),
+            path.display()
+        );
+        eprintln!(
+            "or with the age CLI:  age -d -i {} {}",
+            identity_path.display(),
+            path.display()
+        );
+        eprintln!();
+        let identities = vault::read_identities(std::slice::from_ref(&identity_path))?;
+        let mut plain = zeroize::Zeroizing::new(Vec::new());
+        vault::decrypt(path, &identities, &mut *plain).context("decrypting the demo result")?;
+        eprintln!("first rows, passwords masked:");
+        let mut reader = csv::Reader::from_reader(plain.as_slice());
+        for record in reader.records().take(5) {
+            let record = record?;
+            let masked = "•".repeat(record.get(7).map_or(0, |p| p.chars().count()));
+            eprintln!(
+                "  {:<10} {:<24} SDA {:<15} {:<28} {masked}",
+                record.get(2).unwrap_or(""),
+                record.get(3).unwrap_or(""),
+                record.get(4).filter(|s| !s.is_empty()).unwrap_or("-"),
+                record.get(5).unwrap_or("")
+            );
+        }
+    }
+    Ok(if result.exit == Exit::AllDone {
+        ExitCode::SUCCESS
+    } else {
+        result.exit.into()
+    })
+}

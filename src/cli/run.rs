@@ -1,0 +1,341 @@
+//! `run` and `plan`: read the CSV, resolve it on the portal, then (for `run`)
+//! ask, reset, journal, encrypt, report. `demo` goes through `execute` too.
+
+use super::args::{LogFormat, PlanArgs, RunArgs};
+use super::config::{self, RunConfig};
+use crate::input;
+use crate::portal::Portal;
+use crate::report::{self, ReportRow, Status, Summary};
+use crate::runner::{self, Ending, ResetSettings, Sink};
+use crate::vault::{self, Journal, Output};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Exit codes, as the README lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    AllDone = 0,
+    Partial = 1,
+    NothingDone = 2,
+    Aborted = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// What a run left behind, for the caller to show.
+pub struct RunResult {
+    pub exit: Exit,
+    pub summary: Summary,
+    pub output: Option<std::path::PathBuf>,
+    pub rows: Vec<ReportRow>,
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIP_ROTATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sip_rotate=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    init_logging(args.log_format);
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let config = RunConfig::new(&args, interactive)?;
+    let portal = config::portal(&args.portal)?;
+    let result = execute(config, portal).await?;
+    Ok(result.exit.into())
+}
+
+pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
+    init_logging(args.log_format);
+    let rows = input::read(&args.input)?;
+    let portal = Arc::new(config::portal(&args.portal)?);
+    let started = Instant::now();
+    portal.connect().await?;
+    let resolution = runner::resolve(&portal, &rows).await?;
+    let mut out = std::io::stdout().lock();
+    for t in &resolution.targets {
+        writeln!(
+            out,
+            "line {}: reset {} ({}, SDA {}, {}) of client {}, service {}",
+            t.line,
+            t.licence.licence,
+            t.licence.licence_type,
+            if t.licence.sda.is_empty() {
+                "none"
+            } else {
+                &t.licence.sda
+            },
+            t.licence.name,
+            t.client_ref,
+            t.service_ref
+        )?;
+    }
+    for r in &resolution.rejected {
+        writeln!(
+            out,
+            "line {}: {} {}: {}",
+            r.line,
+            r.status.as_str(),
+            r.licence,
+            r.detail
+        )?;
+    }
+    let plan_rows = resolution.plan_rows();
+    if let Some(path) = &args.report {
+        report::write(path, &plan_rows)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    let summary = Summary::new(
+        &plan_rows,
+        portal.stats(),
+        started.elapsed(),
+        args.portal.rate,
+    );
+    eprintln!("{summary}");
+    eprintln!(
+        "run would reset {} licences (phones cut off until reconfigured)",
+        resolution.targets.len()
+    );
+    Ok(if resolution.unresolved().next().is_some() {
+        Exit::Partial
+    } else {
+        Exit::AllDone
+    }
+    .into())
+}
+
+fn ask(question: &str) -> Result<bool> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_lowercase().as_str(),
+        "y" | "yes" | "o" | "oui"
+    ))
+}
+
+/// Stops handing out resets on Ctrl-C or SIGTERM; the in-flight ones finish.
+fn stop_on_signals(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        eprintln!("stopping: no new reset is started; waiting for the ones in flight...");
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+/// The whole of `run` after its flags were checked.
+pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
+    let rows = input::read(&config.input)?;
+    let portal = Arc::new(portal);
+    let started = Instant::now();
+    portal.connect().await?;
+    let resolution = runner::resolve(&portal, &rows).await?;
+    let mut report_rows: Vec<ReportRow> = resolution.rejected.clone();
+    let unresolved: Vec<&ReportRow> = resolution.unresolved().collect();
+    if !unresolved.is_empty() && !config.skip_unresolved {
+        for r in &unresolved {
+            eprintln!("{}, line {}: {}", config.input.display(), r.line, r.detail);
+        }
+        write_report(&config, &resolution.plan_rows())?;
+        bail!(
+            "{} row{} of {} did not resolve: nothing was reset. Fix them, or add --skip-unresolved to reset the other rows.",
+            unresolved.len(),
+            if unresolved.len() > 1 { "s" } else { "" },
+            config.input.display()
+        );
+    }
+
+    let mut targets = resolution.targets;
+    if config.resume {
+        let done = vault::journal_marks(&config.journal)?;
+        let done: std::collections::HashSet<&str> =
+            done.iter().map(|m| m.licence.as_str()).collect();
+        targets.retain(|t| {
+            let earlier = done.contains(t.licence.licence.as_str());
+            if earlier {
+                report_rows.push(ReportRow {
+                    line: t.line,
+                    client_ref: t.client_ref.clone(),
+                    service_ref: t.service_ref.clone(),
+                    licence: t.licence.licence.clone(),
+                    status: Status::Reset,
+                    detail: format!(
+                        "reset by the interrupted run: password in {}",
+                        config.journal.display()
+                    ),
+                    resets: 1,
+                });
+            }
+            !earlier
+        });
+    }
+
+    if config.ask && !targets.is_empty() {
+        let question = format!(
+            "About to reset {} SIP password{}: {} phone{} will be cut off until reconfigured. Continue?",
+            targets.len(),
+            if targets.len() > 1 { "s" } else { "" },
+            targets.len(),
+            if targets.len() > 1 { "s" } else { "" }
+        );
+        if !ask(&question)? {
+            bail!("not confirmed: nothing was reset");
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(stop.clone());
+    let journal = if config.resume {
+        Journal::reopen(&config.journal)?
+    } else {
+        Journal::create(&config.journal)?
+    };
+    let output = Output::create(&config.output, &config.recipients)?;
+    let bar = if config.progress {
+        let bar =
+            ProgressBar::with_draw_target(Some(targets.len() as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} resetting [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let listener = bar.clone();
+    let mut failed = 0;
+    let mut sink = Sink {
+        recipients: &config.recipients,
+        journal,
+        output,
+        on_progress: Box::new(move |row: &ReportRow| {
+            if row.status == Status::Failed {
+                failed += 1;
+                listener.set_message(format!("{failed} failed"));
+            }
+            listener.inc(1);
+        }),
+    };
+    let settings = ResetSettings {
+        workers: config.workers,
+        canary: config.canary,
+        max_failures: config.max_failures,
+        max_tries: 3,
+    };
+    let (rows_done, ending, why) =
+        runner::reset_all(&portal, targets, &settings, &mut sink, stop).await?;
+    bar.finish_and_clear();
+    report_rows.extend(rows_done);
+    let Sink {
+        journal, output, ..
+    } = sink;
+    let journal_path = journal.path().to_path_buf();
+    drop(journal);
+    let reset_now = output.rows();
+    let earlier = report_rows
+        .iter()
+        .filter(|r| r.status == Status::Reset)
+        .count()
+        - reset_now;
+
+    let mut written = None;
+    let exit = match ending {
+        Ending::Complete => {
+            written = Some(output.finish()?);
+            if earlier == 0 {
+                std::fs::remove_file(&journal_path).with_context(|| {
+                    format!("cannot remove the journal {}", journal_path.display())
+                })?;
+            }
+            let all_reset = report_rows
+                .iter()
+                .all(|r| matches!(r.status, Status::Reset | Status::Duplicate));
+            if all_reset {
+                Exit::AllDone
+            } else {
+                Exit::Partial
+            }
+        }
+        Ending::Stopped => {
+            // The temporary output is removed; the journal holds every new password.
+            drop(output);
+            if reset_now + earlier == 0 {
+                let _ = std::fs::remove_file(&journal_path);
+            }
+            Exit::Aborted
+        }
+    };
+    write_report(&config, &report_rows)?;
+    let summary = Summary::new(&report_rows, portal.stats(), started.elapsed(), config.rate);
+    if !config.quiet || exit == Exit::Aborted {
+        eprintln!("{summary}");
+        if let Some(why) = &why {
+            eprintln!("stopped: {why}");
+        }
+        for r in report_rows.iter().filter(|r| r.status == Status::Failed) {
+            eprintln!("failed: line {}: {}: {}", r.line, r.licence, r.detail);
+        }
+        match &written {
+            Some(path) => eprintln!("new passwords: {} ({} licences)", path.display(), reset_now),
+            None if reset_now > 0 => eprintln!(
+                "the {reset_now} new passwords of this run are in {} (decrypt it with: sip-rotate decrypt -i IDENTITY {}); run again with --resume to finish",
+                journal_path.display(),
+                journal_path.display()
+            ),
+            None => {}
+        }
+        if earlier > 0 && written.is_some() {
+            eprintln!(
+                "{earlier} passwords from the interrupted run are in {} (it holds every password of the run: decrypt it with sip-rotate decrypt)",
+                journal_path.display()
+            );
+        }
+    }
+    Ok(RunResult {
+        exit,
+        summary,
+        output: written,
+        rows: report_rows,
+    })
+}
+
+fn write_report(config: &RunConfig, rows: &[ReportRow]) -> Result<()> {
+    if let Some(path) = &config.report {
+        report::write(path, rows)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    Ok(())
+}

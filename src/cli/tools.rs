@@ -1,0 +1,135 @@
+//! `keygen`, `decrypt` and `sim`: the small commands around a run.
+
+use super::args::{DecryptArgs, KeygenArgs, SimArgs};
+use crate::sim::dataset::DatasetSpec;
+use crate::sim::routes::Variant;
+use crate::sim::{SimConfig, Simulator};
+use crate::vault;
+use anyhow::{Context, Result, bail};
+use secrecy::ExposeSecret;
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Creates a file only its owner can read; refuses to replace one.
+pub fn create_private(path: &Path) -> Result<std::fs::File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (it must not exist already)",
+                path.display()
+            )
+        })
+}
+
+pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
+    let (secret, public) = vault::generate_identity();
+    let text = format!(
+        "# created: {}\n# public key: {public}\n{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        secret.expose_secret()
+    );
+    match &args.output {
+        Some(path) => {
+            let mut f = create_private(path)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            println!("{public}");
+        }
+        None => {
+            eprintln!("Public key: {public}");
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn decrypt(args: DecryptArgs) -> Result<ExitCode> {
+    let identities = vault::read_identities(&args.identities)?;
+    let rows = match &args.output {
+        Some(path) => {
+            let mut f = create_private(path)?;
+            let rows = vault::decrypt(&args.file, &identities, &mut f)?;
+            f.sync_all()?;
+            rows
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                bail!(
+                    "refusing to print passwords on a terminal: give -o FILE, or pipe the output"
+                );
+            }
+            vault::decrypt(&args.file, &identities, &mut std::io::stdout().lock())?
+        }
+    };
+    eprintln!("{rows} rows decrypted from {}", args.file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
+    for (name, f) in [
+        ("--fail-rate", args.fail_rate),
+        ("--drop-rate", args.drop_rate),
+    ] {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("{name} must be between 0 and 1");
+        }
+    }
+    if args.page_size == 0 || args.clients == 0 || args.licences_per_client == 0 {
+        bail!("--page-size, --clients and --licences-per-client must be at least 1");
+    }
+    Ok(SimConfig {
+        login: args.login.clone(),
+        password: args.password.clone(),
+        profile: args.profile,
+        dataset: DatasetSpec {
+            seed: args.seed,
+            clients: args.clients,
+            licences_per_client: args.licences_per_client,
+        },
+        page_size: args.page_size,
+        variant: if args.variant == 1 {
+            Variant::Modern
+        } else {
+            Variant::Classic
+        },
+        latency_ms: args.latency_ms,
+        fail_rate: args.fail_rate,
+        drop_rate: args.drop_rate,
+        expire_after: args.expire_after,
+        rate_limit: args.rate_limit,
+        truth: args.truth.clone(),
+    })
+}
+
+pub async fn sim(args: SimArgs) -> Result<ExitCode> {
+    let config = sim_config(&args)?;
+    let sim = Simulator::bind(config, args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    if let Some(path) = &args.dataset_out {
+        sim.dataset()
+            .write_csv(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let addr = sim.local_addr()?;
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let counters = sim
+        .serve(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await;
+    eprintln!("{counters}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,393 @@
+//! The input CSV: which licences of which clients to reset.
+//!
+//! Header `client_ref,licence` plus optional `service_ref` and `sda`; the
+//! portal's French headers (`Réf. du client`, `Licence`, `Réf. du service`,
+//! `SDA`) are accepted too. Files come as people have them: `;`, `,` or tab
+//! separators, UTF-8 with or without BOM or Windows-1252, CRLF, spaces
+//! around values. Any bad input is an error naming file, line and column;
+//! nothing is reset then.
+
+use crate::phone;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Which licences of a client a row asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LicenceSelector {
+    /// `*`: every licence of the client's MetaCentrex services.
+    All,
+    One(String),
+}
+
+impl fmt::Display for LicenceSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LicenceSelector::All => f.write_str("*"),
+            LicenceSelector::One(l) => f.write_str(l),
+        }
+    }
+}
+
+/// One row of the input.
+#[derive(Debug, Clone)]
+pub struct InputRow {
+    /// The line of the file the row starts on (1 is the header).
+    pub line: u64,
+    pub client_ref: String,
+    pub service_ref: Option<String>,
+    pub licence: LicenceSelector,
+    pub sda: Option<String>,
+}
+
+/// A bad input: where, what, and what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct InputError {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub column: Option<(usize, String)>,
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ", line {line}")?;
+        }
+        if let Some((n, name)) = &self.column {
+            write!(f, ", column {n} ({name})")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, "\n  hint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    ClientRef,
+    Licence,
+    ServiceRef,
+    Sda,
+}
+
+const HEADER_HINT: &str = "the header must name the columns client_ref and licence, and may add service_ref and sda \
+     (or in French: Réf. du client, Licence, Réf. du service, SDA)";
+
+fn column_of(header: &str) -> Option<Column> {
+    let key: String = crate::portal::html::collapse(header).to_lowercase();
+    Some(match key.as_str() {
+        "client_ref" | "réf. du client" | "ref. du client" | "réf du client" | "compte client" => {
+            Column::ClientRef
+        }
+        "licence" | "license" => Column::Licence,
+        "service_ref" | "réf. du service" | "ref. du service" | "réf du service" => {
+            Column::ServiceRef
+        }
+        "sda" => Column::Sda,
+        _ => return None,
+    })
+}
+
+/// Text of the file: BOM removed, UTF-8 if valid, else Windows-1252.
+fn decode(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::WINDOWS_1252.decode(bytes).0.into_owned(),
+    }
+}
+
+/// The separator that splits the header line most: `;`, `,` or tab.
+fn separator(header_line: &str) -> u8 {
+    [b';', b',', b'\t']
+        .into_iter()
+        .max_by_key(|&s| header_line.bytes().filter(|&b| b == s).count())
+        .unwrap_or(b',')
+}
+
+/// The line where a quote is left open, if one is.
+fn open_quote(text: &str) -> Option<u64> {
+    let mut line = 1;
+    let mut opened_at = None;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                opened_at = if opened_at.is_some() {
+                    None
+                } else {
+                    Some(line)
+                }
+            }
+            '\n' => line += 1,
+            _ => {}
+        }
+    }
+    opened_at
+}
+
+fn valid_reference(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+fn valid_licence(s: &str) -> bool {
+    (3..=32).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Reads and checks the whole input.
+pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
+    let err = |line: Option<u64>, column: Option<(usize, String)>, message: String, hint: &str| {
+        InputError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message,
+            hint: hint.to_string(),
+        }
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        err(
+            None,
+            None,
+            format!("cannot read the file: {e}"),
+            "check the path given with --input",
+        )
+    })?;
+    let text = decode(&bytes);
+    if text.trim().is_empty() {
+        return Err(err(None, None, "the file is empty".into(), HEADER_HINT));
+    }
+    if let Some(line) = open_quote(&text) {
+        return Err(err(
+            Some(line),
+            None,
+            "a quote (\") opened on this line is never closed".into(),
+            "close the quote, or remove it",
+        ));
+    }
+    let header_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(separator(header_line))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| {
+            err(
+                Some(1),
+                None,
+                format!("unreadable header: {e}"),
+                HEADER_HINT,
+            )
+        })?
+        .clone();
+    let mut columns: Vec<Option<Column>> = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        let c = column_of(h);
+        if c.is_none() && !h.is_empty() {
+            return Err(err(
+                Some(1),
+                Some((i + 1, h.to_string())),
+                format!("unknown column '{h}'"),
+                HEADER_HINT,
+            ));
+        }
+        if c.is_some() && columns.contains(&c) {
+            return Err(err(
+                Some(1),
+                Some((i + 1, h.to_string())),
+                format!("column '{h}' is given twice"),
+                HEADER_HINT,
+            ));
+        }
+        columns.push(c);
+    }
+    for (needed, name) in [
+        (Column::ClientRef, "client_ref"),
+        (Column::Licence, "licence"),
+    ] {
+        if !columns.contains(&Some(needed)) {
+            return Err(err(
+                Some(1),
+                None,
+                format!("missing column '{name}'"),
+                HEADER_HINT,
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line());
+            err(
+                line,
+                None,
+                format!("unreadable row: {e}"),
+                "check the separators and quotes of this line",
+            )
+        })?;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if record.len() > headers.len() && record.iter().skip(headers.len()).any(|f| !f.is_empty())
+        {
+            return Err(err(
+                Some(line),
+                Some((headers.len() + 1, "beyond the header".into())),
+                format!("{} values for {} columns", record.len(), headers.len()),
+                "a value may contain the separator: put it between double quotes",
+            ));
+        }
+        let get = |wanted: Column| -> (usize, String, String) {
+            let i = columns
+                .iter()
+                .position(|c| *c == Some(wanted))
+                .expect("checked above");
+            (
+                i + 1,
+                headers[i].to_string(),
+                record.get(i).unwrap_or("").to_string(),
+            )
+        };
+        let (ci, cname, client_ref) = get(Column::ClientRef);
+        if !valid_reference(&client_ref) {
+            let message = if client_ref.is_empty() {
+                "the client reference is empty".to_string()
+            } else {
+                format!("malformed client reference '{client_ref}'")
+            };
+            return Err(err(
+                Some(line),
+                Some((ci, cname)),
+                message,
+                "a client reference is the portal's 'Compte client', e.g. 4021",
+            ));
+        }
+        let (li, lname, licence) = get(Column::Licence);
+        let licence = if licence == "*" {
+            LicenceSelector::All
+        } else if valid_licence(&licence) {
+            LicenceSelector::One(licence)
+        } else {
+            let message = if licence.is_empty() {
+                "the licence is empty".to_string()
+            } else {
+                format!("malformed licence reference '{licence}'")
+            };
+            return Err(err(
+                Some(line),
+                Some((li, lname)),
+                message,
+                "a licence is the first word of the portal's 'Licence' column, e.g. FPC172947, or * for every licence of the client",
+            ));
+        };
+        let service_ref = if columns.contains(&Some(Column::ServiceRef)) {
+            let (si, sname, s) = get(Column::ServiceRef);
+            if !s.is_empty() && !valid_reference(&s) {
+                return Err(err(
+                    Some(line),
+                    Some((si, sname)),
+                    format!("malformed service reference '{s}'"),
+                    "a service reference is the portal's 'Réf. du service'",
+                ));
+            }
+            Some(s).filter(|s| !s.is_empty())
+        } else {
+            None
+        };
+        let sda = if columns.contains(&Some(Column::Sda)) {
+            let (di, dname, s) = get(Column::Sda);
+            if !s.is_empty() && !phone::is_plausible(&s) {
+                return Err(err(
+                    Some(line),
+                    Some((di, dname)),
+                    format!("'{s}' is not a phone number"),
+                    "write the SDA as 01 84 78 78 80, 0184787880 or +33184787880, or leave it empty",
+                ));
+            }
+            if !s.is_empty() && licence == LicenceSelector::All {
+                return Err(err(
+                    Some(line),
+                    Some((di, dname)),
+                    "an SDA cannot check '*' (every licence)".into(),
+                    "leave the SDA empty on a '*' line",
+                ));
+            }
+            Some(s).filter(|s| !s.is_empty())
+        } else {
+            None
+        };
+        rows.push(InputRow {
+            line,
+            client_ref,
+            service_ref,
+            licence,
+            sda,
+        });
+    }
+    if rows.is_empty() {
+        return Err(err(
+            None,
+            None,
+            "the file has a header but no row".into(),
+            "add one line per licence to reset",
+        ));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_bytes(bytes: &[u8]) -> Result<Vec<InputRow>, InputError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.csv");
+        std::fs::write(&p, bytes).unwrap();
+        read(&p)
+    }
+
+    #[test]
+    fn excel_french_csv_is_read() {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(encoding_rs::WINDOWS_1252.encode("R\u{e9}f. du client;Licence;SDA\r\n 4021 ; FPC172947 ;01 84 00 00 01\r\n40217;*;\r\n").0.iter());
+        // A BOM followed by Windows-1252 bytes: not UTF-8, decoded as Windows-1252.
+        let rows = read_bytes(&bytes).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].client_ref, "4021");
+        assert_eq!(rows[0].licence, LicenceSelector::One("FPC172947".into()));
+        assert_eq!(rows[0].sda.as_deref(), Some("01 84 00 00 01"));
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[1].licence, LicenceSelector::All);
+    }
+
+    #[test]
+    fn bad_inputs_name_line_and_column() {
+        let e = read_bytes(b"client_ref,licence\n4021,FPC 1729\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.column.as_ref().map(|c| c.0), Some(2));
+        assert!(e.to_string().contains("malformed licence"), "{e}");
+        let e = read_bytes(b"client_ref,licenses_typo\n4021,FPC1\n").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown column 'licenses_typo'"),
+            "{e}"
+        );
+        let e = read_bytes(b"client_ref\n4021\n").unwrap_err();
+        assert!(e.to_string().contains("missing column 'licence'"), "{e}");
+        let e = read_bytes(b"").unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        let e = read_bytes(b"client_ref,licence\n\"4021,FPC1\n4022,FPC2\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().contains("never closed"), "{e}");
+    }
+}

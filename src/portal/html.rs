@@ -1,0 +1,664 @@
+//! Reading portal pages the way the portal contract allows: by the text a
+//! person sees. Links are found by their text, form fields by their labels,
+//! tables by their header cells, values by the label before them. Nothing in
+//! here knows a URL path, an input name or a CSS class of any portal.
+//!
+//! `scraper::Html` is not `Send`, so every function here parses and returns
+//! owned values; nothing of a parsed page is held across an `.await`.
+
+use ego_tree::NodeRef;
+use scraper::{ElementRef, Html, Node, Selector};
+use std::sync::LazyLock;
+use url::Url;
+
+/// The text of an element as a browser shows it: block elements and `<br>`
+/// separate words, white space (NBSP included) is collapsed.
+pub fn text_of(el: ElementRef<'_>) -> String {
+    let mut out = String::new();
+    push_text(*el, &mut out, &[]);
+    collapse(&out)
+}
+
+/// Like `text_of`, leaving out the subtrees of the named elements.
+fn text_without(el: ElementRef<'_>, skip: &[&str]) -> String {
+    let mut out = String::new();
+    push_text(*el, &mut out, skip);
+    collapse(&out)
+}
+
+const BLOCKS: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+    "option",
+    "select",
+    "button",
+    "title",
+];
+
+fn push_text(node: NodeRef<'_, Node>, out: &mut String, skip: &[&str]) {
+    match node.value() {
+        Node::Text(t) => out.push_str(t),
+        Node::Element(e) => {
+            let name = e.name();
+            if matches!(name, "script" | "style" | "template") || skip.contains(&name) {
+                return;
+            }
+            let block = name == "br" || BLOCKS.contains(&name);
+            if block {
+                out.push(' ');
+            }
+            for child in node.children() {
+                push_text(child, out, skip);
+            }
+            if block {
+                out.push(' ');
+            }
+        }
+        _ => {
+            for child in node.children() {
+                push_text(child, out, skip);
+            }
+        }
+    }
+}
+
+/// Collapses white space (NBSP included) and trims.
+pub fn collapse(s: &str) -> String {
+    s.split(|c: char| c.is_whitespace() || c == '\u{a0}')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The comparable form of a label: collapsed, without decorations (arrows,
+/// check marks, icons, `>`, `:` ...) around its words, lower case. Accents
+/// are kept: they matter.
+pub fn label_key(s: &str) -> String {
+    let collapsed = collapse(s);
+    let keep = |c: char| c.is_alphanumeric() || c == '.' || c == ')' || c == '\'';
+    let start = collapsed.trim_start_matches(|c: char| !(c.is_alphanumeric() || c == '('));
+    let trimmed = start.trim_end_matches(|c: char| !keep(c));
+    trimmed.to_lowercase()
+}
+
+/// Whether `text` reads as `label`.
+pub fn is_label(text: &str, label: &str) -> bool {
+    let key = label_key(text);
+    !key.is_empty() && key == label_key(label)
+}
+
+fn sel(s: &str) -> Selector {
+    Selector::parse(s).expect("static selector")
+}
+
+static ANCHORS: LazyLock<Selector> = LazyLock::new(|| sel("a[href]"));
+static FORMS: LazyLock<Selector> = LazyLock::new(|| sel("form"));
+static CONTROLS: LazyLock<Selector> = LazyLock::new(|| sel("input, select, textarea, button"));
+static LABELS: LazyLock<Selector> = LazyLock::new(|| sel("label"));
+static OPTIONS: LazyLock<Selector> = LazyLock::new(|| sel("option"));
+static TABLES: LazyLock<Selector> = LazyLock::new(|| sel("table"));
+static ROWS: LazyLock<Selector> = LazyLock::new(|| sel("tr"));
+static ALL: LazyLock<Selector> = LazyLock::new(|| sel("body *"));
+static BODY: LazyLock<Selector> = LazyLock::new(|| sel("body"));
+static META: LazyLock<Selector> = LazyLock::new(|| sel("meta"));
+
+/// A link found on a page: its label and its absolute target.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub text: String,
+    pub url: Url,
+}
+
+fn link_of(a: ElementRef<'_>, base: &Url) -> Option<Link> {
+    let href = a.attr("href")?.trim();
+    if href.is_empty() || href.starts_with('#') || href.starts_with("javascript:") {
+        return None;
+    }
+    Some(Link {
+        text: text_of(a),
+        url: base.join(href).ok()?,
+    })
+}
+
+/// The first link labelled `label` inside `scope`.
+pub fn find_link_in(scope: ElementRef<'_>, base: &Url, label: &str) -> Option<Url> {
+    scope
+        .select(&ANCHORS)
+        .filter(|a| is_label(&text_of(*a), label))
+        .find_map(|a| link_of(a, base))
+        .map(|l| l.url)
+}
+
+/// The first link labelled `label` on the page.
+pub fn find_link(doc: &Html, base: &Url, label: &str) -> Option<Url> {
+    find_link_in(doc.root_element(), base, label)
+}
+
+/// The text of the page's body as a browser shows it.
+pub fn page_text(doc: &Html) -> String {
+    doc.select(&BODY)
+        .next()
+        .map(text_of)
+        .unwrap_or_else(|| text_of(doc.root_element()))
+}
+
+/// The text that follows `marker` (compared like a label, ignoring case) in
+/// the page text, up to the end of the page.
+pub fn text_after(doc: &Html, marker: &str) -> Option<String> {
+    let text = page_text(doc);
+    let chars: Vec<char> = text.chars().collect();
+    let lower: Vec<char> = chars
+        .iter()
+        .map(|c| c.to_lowercase().next().unwrap_or(*c))
+        .collect();
+    let wanted: Vec<char> = label_key(marker).chars().collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let at = lower
+        .windows(wanted.len())
+        .position(|w| w == wanted.as_slice())?;
+    let rest: String = chars[at + wanted.len()..].iter().collect();
+    Some(
+        rest.trim_start_matches(|c: char| c.is_whitespace() || c == ':')
+            .to_string(),
+    )
+}
+
+/// The value of a label/value field: the deepest element whose whole text is
+/// `label`, and the text of its next sibling element.
+pub fn field_value(doc: &Html, label: &str) -> Option<String> {
+    doc.select(&ALL)
+        .filter(|e| is_label(&text_of(*e), label))
+        .filter(|e| !e.child_elements().any(|c| is_label(&text_of(c), label)))
+        .find_map(|e| e.next_siblings().find_map(ElementRef::wrap).map(text_of))
+}
+
+/// Whether the page is a login page: it has a password field labelled `password_label`.
+pub fn is_login_page(doc: &Html, password_label: &str) -> bool {
+    doc.select(&FORMS).any(|f| {
+        Form::read(doc, f, &Url::parse("http://login.invalid/").unwrap())
+            .controls
+            .iter()
+            .any(|c| c.kind == "password" && is_label(&c.label, password_label))
+    })
+}
+
+/// Table contents keyed by the wanted headers.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub text: String,
+    pub links: Vec<Link>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// One entry per data row, one cell per wanted header, in the order asked.
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// Finds the first table whose header cells include every one of `headers`,
+/// in any order, and reads its data rows.
+pub fn find_table(doc: &Html, base: &Url, headers: &[&str]) -> Option<Table> {
+    for table in doc.select(&TABLES) {
+        // Rows of this table, not of tables nested in it.
+        let rows: Vec<ElementRef> = table
+            .select(&ROWS)
+            .filter(|r| {
+                r.ancestors()
+                    .filter_map(ElementRef::wrap)
+                    .find(|a| a.value().name() == "table")
+                    == Some(table)
+            })
+            .collect();
+        let Some(head) = rows.first() else { continue };
+        let head_cells: Vec<String> = cells_of(*head).map(text_of).collect();
+        let Some(columns) = headers
+            .iter()
+            .map(|h| head_cells.iter().position(|c| is_label(c, h)))
+            .collect::<Option<Vec<usize>>>()
+        else {
+            continue;
+        };
+        let rows = rows[1..]
+            .iter()
+            .map(|r| cells_of(*r).collect::<Vec<_>>())
+            .filter(|cells| columns.iter().all(|&c| c < cells.len()))
+            .map(|cells| {
+                columns
+                    .iter()
+                    .map(|&c| Cell {
+                        text: text_of(cells[c]),
+                        links: cells[c]
+                            .select(&ANCHORS)
+                            .filter_map(|a| link_of(a, base))
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .collect();
+        return Some(Table { rows });
+    }
+    None
+}
+
+fn cells_of(row: ElementRef<'_>) -> impl Iterator<Item = ElementRef<'_>> {
+    row.child_elements()
+        .filter(|c| matches!(c.value().name(), "td" | "th"))
+}
+
+/// A form control as the form will submit it.
+#[derive(Debug, Clone)]
+struct Control {
+    name: Option<String>,
+    kind: String,
+    value: String,
+    /// What is submitted for this control, if anything (unchecked boxes: nothing).
+    submitted: Option<String>,
+    label: String,
+    /// Visible text of each option of a select: (text, value).
+    options: Vec<(String, String)>,
+    is_button: bool,
+}
+
+/// A form ready to be filled and submitted.
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub method_post: bool,
+    pub action: Url,
+    controls: Vec<Control>,
+}
+
+/// Errors in filling a form; they name the label so that a changed portal is easy to diagnose.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormError {
+    #[error("no field labelled '{0}'")]
+    NoField(String),
+    #[error("no choice '{choice}' in the field labelled '{field}'")]
+    NoChoice { field: String, choice: String },
+    #[error("no radio button labelled '{0}'")]
+    NoRadio(String),
+    #[error("no button labelled '{0}'")]
+    NoButton(String),
+}
+
+impl Form {
+    fn read(doc: &Html, form: ElementRef<'_>, base: &Url) -> Form {
+        let method_post = form
+            .attr("method")
+            .is_some_and(|m| m.eq_ignore_ascii_case("post"));
+        let action = form
+            .attr("action")
+            .filter(|a| !a.trim().is_empty())
+            .and_then(|a| base.join(a.trim()).ok())
+            .unwrap_or_else(|| base.clone());
+        let controls = form
+            .select(&CONTROLS)
+            .map(|c| read_control(doc, c))
+            .collect();
+        Form {
+            method_post,
+            action,
+            controls,
+        }
+    }
+
+    /// The form that holds a button labelled `button`.
+    pub fn with_button(doc: &Html, base: &Url, button: &str) -> Option<Form> {
+        doc.select(&FORMS)
+            .map(|f| Form::read(doc, f, base))
+            .find(|f| {
+                f.controls
+                    .iter()
+                    .any(|c| c.is_button && is_label(&c.label, button))
+            })
+    }
+
+    /// The form that holds a field labelled `field`.
+    pub fn with_field(doc: &Html, base: &Url, field: &str) -> Option<Form> {
+        doc.select(&FORMS)
+            .map(|f| Form::read(doc, f, base))
+            .find(|f| {
+                f.controls
+                    .iter()
+                    .any(|c| !c.is_button && is_label(&c.label, field))
+            })
+    }
+
+    /// Types `value` into the field labelled `label`.
+    pub fn fill(&mut self, label: &str, value: &str) -> Result<(), FormError> {
+        let c = self
+            .controls
+            .iter_mut()
+            .find(|c| {
+                !c.is_button
+                    && c.kind != "radio"
+                    && c.kind != "checkbox"
+                    && is_label(&c.label, label)
+            })
+            .ok_or_else(|| FormError::NoField(label.into()))?;
+        c.submitted = Some(value.to_string());
+        Ok(())
+    }
+
+    /// Chooses the option whose visible text is `choice` in the select labelled `label`.
+    pub fn select(&mut self, label: &str, choice: &str) -> Result<(), FormError> {
+        let c = self
+            .controls
+            .iter_mut()
+            .find(|c| c.kind == "select" && is_label(&c.label, label))
+            .ok_or_else(|| FormError::NoField(label.into()))?;
+        let value = c
+            .options
+            .iter()
+            .find(|(text, _)| is_label(text, choice))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| FormError::NoChoice {
+                field: label.into(),
+                choice: choice.into(),
+            })?;
+        c.submitted = Some(value);
+        Ok(())
+    }
+
+    /// Checks the radio button whose visible text is `label`, unchecking its group.
+    pub fn choose(&mut self, label: &str) -> Result<(), FormError> {
+        let i = self
+            .controls
+            .iter()
+            .position(|c| c.kind == "radio" && is_label(&c.label, label))
+            .ok_or_else(|| FormError::NoRadio(label.into()))?;
+        let group = self.controls[i].name.clone();
+        for c in self
+            .controls
+            .iter_mut()
+            .filter(|c| c.kind == "radio" && c.name == group)
+        {
+            c.submitted = None;
+        }
+        self.controls[i].submitted = Some(self.controls[i].value.clone());
+        Ok(())
+    }
+
+    /// The name/value pairs sent when the button labelled `button` is pressed:
+    /// hidden fields as they are, fields as filled, the button's own pair.
+    pub fn submission(&self, button: &str) -> Result<Vec<(String, String)>, FormError> {
+        let pressed = self
+            .controls
+            .iter()
+            .position(|c| c.is_button && is_label(&c.label, button))
+            .ok_or_else(|| FormError::NoButton(button.into()))?;
+        Ok(self
+            .controls
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| !c.is_button || *i == pressed)
+            .filter_map(|(i, c)| {
+                let name = c.name.clone()?;
+                let value = if i == pressed {
+                    Some(c.value.clone())
+                } else {
+                    c.submitted.clone()
+                }?;
+                Some((name, value))
+            })
+            .collect())
+    }
+}
+
+fn read_control(doc: &Html, c: ElementRef<'_>) -> Control {
+    let tag = c.value().name();
+    let kind = match tag {
+        "input" => c.attr("type").unwrap_or("text").to_ascii_lowercase(),
+        "button" => c.attr("type").unwrap_or("submit").to_ascii_lowercase(),
+        other => other.to_string(),
+    };
+    let is_button =
+        matches!(kind.as_str(), "submit" | "image") && matches!(tag, "input" | "button");
+    let value = match tag {
+        "textarea" => c.text().collect(),
+        _ => c
+            .attr("value")
+            .unwrap_or(if kind == "radio" || kind == "checkbox" {
+                "on"
+            } else {
+                ""
+            })
+            .to_string(),
+    };
+    let options: Vec<(String, String)> = if tag == "select" {
+        c.select(&OPTIONS)
+            .map(|o| {
+                let text = text_of(o);
+                let v = o
+                    .attr("value")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| text.clone());
+                (text, v)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let submitted = match kind.as_str() {
+        "radio" | "checkbox" => c.attr("checked").map(|_| value.clone()),
+        "select" => c
+            .select(&OPTIONS)
+            .find(|o| o.attr("selected").is_some())
+            .or_else(|| c.select(&OPTIONS).next())
+            .map(|o| {
+                o.attr("value")
+                    .map(str::to_string)
+                    .unwrap_or_else(|| text_of(o))
+            }),
+        "submit" | "image" | "reset" | "file" => None,
+        _ => Some(value.clone()),
+    };
+    let label = if is_button {
+        match tag {
+            "button" => text_of(c),
+            _ => value.clone(),
+        }
+    } else {
+        label_for(doc, c)
+    };
+    Control {
+        name: c.attr("name").map(str::to_string),
+        kind,
+        value,
+        submitted,
+        label,
+        options,
+        is_button,
+    }
+}
+
+/// The text of the `<label for=ID>` of a control, or of the `<label>` that wraps it.
+fn label_for(doc: &Html, c: ElementRef<'_>) -> String {
+    if let Some(id) = c.attr("id")
+        && let Some(l) = doc.select(&LABELS).find(|l| l.attr("for") == Some(id))
+    {
+        return text_without(l, &["select", "textarea"]);
+    }
+    c.ancestors()
+        .filter_map(ElementRef::wrap)
+        .find(|a| a.value().name() == "label")
+        .map(|l| text_without(l, &["select", "textarea"]))
+        .unwrap_or_default()
+}
+
+/// Decodes a page's bytes: charset from the `Content-Type` header, else from
+/// `<meta charset>` / `<meta http-equiv>`, else UTF-8.
+pub fn decode(bytes: &[u8], content_type: Option<&str>) -> String {
+    let from_header = content_type
+        .and_then(|ct| {
+            ct.split(';')
+                .find_map(|p| p.trim().strip_prefix("charset="))
+        })
+        .and_then(|c| encoding_rs::Encoding::for_label(c.trim_matches('"').as_bytes()));
+    let encoding = from_header
+        .or_else(|| meta_charset(bytes))
+        .unwrap_or(encoding_rs::UTF_8);
+    let (text, _, _) = encoding.decode(bytes);
+    text.into_owned()
+}
+
+fn meta_charset(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    // The declaration must be in the first 1024 bytes, which are ASCII-compatible.
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
+    let doc = Html::parse_document(&head);
+    doc.select(&META).find_map(|m| {
+        let label = m.attr("charset").map(str::to_string).or_else(|| {
+            let content = m.attr("content")?;
+            let at = content.to_ascii_lowercase().find("charset=")?;
+            Some(content[at + 8..].trim().to_string())
+        })?;
+        encoding_rs::Encoding::for_label(label.trim().as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://portal.example/a/b").unwrap()
+    }
+
+    #[test]
+    fn labels_ignore_decorations_and_case_but_not_accents() {
+        assert!(is_label("Détail >", "Détail"));
+        assert!(is_label("✓ Valider", "valider"));
+        assert!(is_label("Suivant ›", "Suivant"));
+        assert!(is_label(
+            "» Paramétrage / Monitoring",
+            "Paramétrage / Monitoring"
+        ));
+        assert!(is_label("Réf. accountcode :", "Réf. accountcode"));
+        assert!(is_label("Admin.", "Admin."));
+        assert!(!is_label("Detail", "Détail"));
+        assert!(!is_label("Détails", "Détail"));
+    }
+
+    #[test]
+    fn text_reads_like_a_browser() {
+        let doc = Html::parse_fragment("<td><a href=x>FPC172947</a><br>Licence&nbsp;simple</td>");
+        assert_eq!(text_of(doc.root_element()), "FPC172947 Licence simple");
+        let doc = Html::parse_fragment("<p><b>Ré</b>f. du <i>client</i></p>");
+        assert_eq!(text_of(doc.root_element()), "Réf. du client");
+    }
+
+    #[test]
+    fn forms_are_filled_by_labels_with_hidden_fields_kept() {
+        let doc = Html::parse_document(
+            r#"<form method="post" action="../go"><input type=hidden name=t value=abc>
+            <label for=x>Login</label><input id=x name=zz>
+            <label>Mot de passe <input type=password name=yy></label>
+            <label><input type=radio name=r value=1 checked> Revendeur</label>
+            <label><input type=radio name=r value=2> MB / Opérateur</label>
+            <label for=s>Type</label><select id=s name=ty><option value="">Tous</option><option value=7>MetaCentrex</option></select>
+            <button name=b value=v>✓ Valider</button></form>"#,
+        );
+        let mut f = Form::with_button(&doc, &base(), "Valider").unwrap();
+        assert!(f.method_post);
+        assert_eq!(f.action.as_str(), "https://portal.example/go");
+        f.fill("Login", "me").unwrap();
+        f.fill("Mot de passe", "pw").unwrap();
+        f.choose("MB / Opérateur").unwrap();
+        f.select("Type", "MetaCentrex").unwrap();
+        let pairs = f.submission("Valider").unwrap();
+        let expected: Vec<(String, String)> = [
+            ("t", "abc"),
+            ("zz", "me"),
+            ("yy", "pw"),
+            ("r", "2"),
+            ("ty", "7"),
+            ("b", "v"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(pairs, expected);
+        assert_eq!(f.fill("Nope", "x"), Err(FormError::NoField("Nope".into())));
+        assert!(is_login_page(&doc, "Mot de passe"));
+    }
+
+    #[test]
+    fn tables_are_found_by_headers_in_any_order() {
+        let doc = Html::parse_document(
+            "<table><tr><td><b>Nom</b></td><td>Licence</td><td>SDA</td><td>Action</td></tr>\
+             <tr><td>Jean</td><td><a href=/d/1>FPC1</a><br>Licence simple</td><td>01.84.00.00.01</td><td><a href='#'>🔄</a> <a href=/d/1>Détail ›</a></td></tr></table>",
+        );
+        let t = find_table(&doc, &base(), &["Licence", "SDA", "Action"]).unwrap();
+        assert_eq!(t.rows.len(), 1);
+        assert_eq!(t.rows[0][0].text, "FPC1 Licence simple");
+        assert_eq!(t.rows[0][1].text, "01.84.00.00.01");
+        let detail = t.rows[0][2]
+            .links
+            .iter()
+            .find(|l| is_label(&l.text, "Détail"))
+            .unwrap();
+        assert_eq!(detail.url.as_str(), "https://portal.example/d/1");
+        assert!(find_table(&doc, &base(), &["Licence", "Compte client"]).is_none());
+    }
+
+    #[test]
+    fn label_value_fields_and_markers() {
+        let doc = Html::parse_document(
+            "<table><tr><th>SDA</th><td></td></tr><tr><th>Licence</th><td>FPC1 Licence SVI</td></tr></table>\
+             <dl><dt>Nom :</dt><dd><span>Jean</span></dd></dl>\
+             <div role=alert><p>Votre nouveau mot de passe :<span><code>Ab3xYz</code></span></p><p>Attention</p></div>",
+        );
+        assert_eq!(field_value(&doc, "SDA").as_deref(), Some(""));
+        assert_eq!(
+            field_value(&doc, "Licence").as_deref(),
+            Some("FPC1 Licence SVI")
+        );
+        assert_eq!(field_value(&doc, "Nom").as_deref(), Some("Jean"));
+        let after = text_after(&doc, "Votre nouveau mot de passe :").unwrap();
+        assert_eq!(after.split_whitespace().next(), Some("Ab3xYz"));
+    }
+
+    #[test]
+    fn charset_from_header_then_meta() {
+        let bytes = encoding_rs::WINDOWS_1252
+            .encode("<meta charset=\"windows-1252\"><p>Réf.</p>")
+            .0
+            .into_owned();
+        assert!(decode(&bytes, Some("text/html")).contains("Réf."));
+        assert!(decode("é".as_bytes(), Some("text/html; charset=utf-8")).contains('é'));
+    }
+}

@@ -1,0 +1,128 @@
+//! The words the client looks for on the portal's pages, in one place.
+//!
+//! Defaults are the operator's guide's words. If the real portal words a label
+//! differently, a TOML file given with `--labels FILE` overrides any of them
+//! (unknown keys are refused, so that a typo does not go unnoticed).
+
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Labels {
+    // Login page.
+    pub login_field: String,
+    pub password_field: String,
+    pub profile_reseller: String,
+    pub profile_operator: String,
+    pub login_button: String,
+    // Navigation to the search page.
+    pub my_services: String,
+    pub settings: String,
+    // Search form and its results.
+    pub search_client_ref: String,
+    pub search_service_type: String,
+    pub metacentrex: String,
+    pub search_button: String,
+    pub column_service_ref: String,
+    pub column_client_ref: String,
+    pub column_service_type: String,
+    pub column_action: String,
+    pub configure: String,
+    pub next: String,
+    // Service page and users table.
+    pub users_tab: String,
+    pub column_licence: String,
+    pub column_sda: String,
+    pub column_name: String,
+    pub detail: String,
+    // Detail page.
+    pub field_accountcode: String,
+    pub field_licence: String,
+    pub field_sda: String,
+    pub reset_button: String,
+    // Confirmation and result.
+    pub associated_number: String,
+    pub confirm_button: String,
+    pub new_password: String,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        let s = |t: &str| t.to_string();
+        Labels {
+            login_field: s("Login"),
+            password_field: s("Mot de passe"),
+            profile_reseller: s("Revendeur"),
+            profile_operator: s("MB / Opérateur"),
+            login_button: s("Valider"),
+            my_services: s("Mes Services"),
+            settings: s("Paramétrage / Monitoring"),
+            search_client_ref: s("Réf. du client"),
+            search_service_type: s("Type de service"),
+            metacentrex: s("MetaCentrex"),
+            search_button: s("Rechercher"),
+            column_service_ref: s("Réf. du service"),
+            column_client_ref: s("Compte client"),
+            column_service_type: s("Type de service"),
+            column_action: s("Action"),
+            configure: s("Paramétrer"),
+            next: s("Suivant"),
+            users_tab: s("Utilisateurs"),
+            column_licence: s("Licence"),
+            column_sda: s("SDA"),
+            column_name: s("Nom"),
+            detail: s("Détail"),
+            field_accountcode: s("Réf. accountcode"),
+            field_licence: s("Licence"),
+            field_sda: s("SDA"),
+            reset_button: s("Réinitialiser mot de passe SIP"),
+            associated_number: s("Numéro associé :"),
+            confirm_button: s("Confirmer"),
+            new_password: s("Votre nouveau mot de passe :"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabelsError {
+    #[error("cannot read the labels file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("labels file {path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+impl Labels {
+    /// The guide's labels, overridden by the keys of a TOML file.
+    pub fn from_file(path: &Path) -> Result<Labels, LabelsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| LabelsError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string().trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_some_labels_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("labels.toml");
+        std::fs::write(&p, "confirm_button = \"Valider la réinitialisation\"\n").unwrap();
+        let l = Labels::from_file(&p).unwrap();
+        assert_eq!(l.confirm_button, "Valider la réinitialisation");
+        assert_eq!(l.detail, "Détail");
+        std::fs::write(&p, "confirm_buton = \"x\"\n").unwrap();
+        let e = Labels::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("confirm_buton"), "{e}");
+    }
+}

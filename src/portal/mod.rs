@@ -1,0 +1,645 @@
+//! The MyOpenIP portal client: it logs in, searches clients, reads users
+//! tables and resets SIP passwords, navigating like a browser by link text,
+//! field labels and table headers (see `../shared/portal-contract.md`).
+//!
+//! Each worker drives its own `Browser`: its own session cookie, one page at a
+//! time, as a person with one window would. A portal keeps one notification
+//! per session, so two resets confirmed at once in one session could show one
+//! password and lose the other. All browsers share one throttle (rate limit,
+//! concurrency, `Retry-After`). When a browser's session ends, it logs in
+//! again and repeats its step from the last page fetched, with fresh tokens.
+
+pub mod html;
+pub mod labels;
+pub mod transport;
+
+use crate::phone;
+use crate::sim::LoginProfile;
+use html::{Form, FormError, find_link, find_table, is_label};
+use labels::Labels;
+use scraper::Html;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use transport::{Fetched, Phase, Req, Retry, Throttle, Transport, TransportError};
+use url::Url;
+
+pub use transport::Stats;
+
+/// How to log in.
+pub struct Credentials {
+    pub login: String,
+    pub password: SecretString,
+    pub profile: LoginProfile,
+}
+
+/// A MetaCentrex service found by a search.
+#[derive(Debug, Clone)]
+pub struct ServiceRow {
+    pub service_ref: String,
+    pub client_ref: String,
+    pub page: Url,
+}
+
+/// A row of a users table.
+#[derive(Debug, Clone)]
+pub struct LicenceRow {
+    pub licence: String,
+    pub licence_type: String,
+    pub sda: String,
+    pub name: String,
+    pub detail: Url,
+}
+
+/// What a confirmed reset gave back.
+pub struct NewPassword {
+    pub password: SecretString,
+    pub accountcode: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error(
+        "the portal refused the login: check the login, the password and the profile (--profile)"
+    )]
+    LoginRefused,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{page} page: {what} (does the portal still match its contract? see --labels)")]
+    Contract { page: &'static str, what: String },
+    #[error("the portal session kept ending ({0} logins in a row without progress)")]
+    SessionLoop(usize),
+    /// The portal showed its login page or refused a form token: log in again.
+    #[error("the portal session ended")]
+    SessionEnded,
+}
+
+impl PortalError {
+    /// Errors after which no further request makes sense.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            PortalError::LoginRefused | PortalError::SessionLoop(_)
+        )
+    }
+}
+
+/// Why a reset did not give a password.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Nothing was confirmed: the password did not change.
+    #[error("{0}")]
+    NotDone(PortalError),
+    /// `Confirmer` was sent but no password came back: it may have changed.
+    #[error("outcome unknown after Confirmer: {0}")]
+    Unknown(String),
+}
+
+const MAX_SESSION_ATTEMPTS: usize = 4;
+const MAX_PAGES: usize = 10_000;
+
+/// What every browser of a run shares.
+struct Shared {
+    labels: Labels,
+    start: Url,
+    credentials: Credentials,
+    timeout: Duration,
+    throttle: Arc<Throttle>,
+    /// Set once a login was refused: no browser tries again.
+    login_refused: AtomicBool,
+}
+
+/// The portal as a run sees it: a source of logged-in browsers.
+pub struct Portal {
+    shared: Arc<Shared>,
+    idle: Mutex<Vec<Browser>>,
+    leases: Arc<Semaphore>,
+}
+
+/// A browser borrowed from the portal; it goes back to the idle ones when dropped.
+pub struct Lease {
+    portal: Arc<Portal>,
+    browser: Option<Browser>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Browser;
+    fn deref(&self) -> &Browser {
+        self.browser.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Browser {
+        self.browser.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(b) = self.browser.take() {
+            self.portal.idle.lock().unwrap().push(b);
+        }
+    }
+}
+
+impl Portal {
+    /// At most `concurrency` browsers, all behind one limiter of `rate` requests per second.
+    pub fn new(
+        labels: Labels,
+        start: Url,
+        credentials: Credentials,
+        rate: f64,
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Portal {
+        Portal {
+            shared: Arc::new(Shared {
+                labels,
+                start,
+                credentials,
+                timeout,
+                throttle: Arc::new(Throttle::new(rate, concurrency)),
+                login_refused: AtomicBool::new(false),
+            }),
+            idle: Mutex::new(Vec::new()),
+            leases: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.throttle.stats
+    }
+
+    /// Waits for a free browser (an idle one, or a new one not yet logged in).
+    pub async fn lease(self: &Arc<Self>) -> Result<Lease, PortalError> {
+        let permit = self
+            .leases
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let browser = match self.idle.lock().unwrap().pop() {
+            Some(b) => b,
+            None => Browser {
+                shared: self.shared.clone(),
+                transport: Transport::new(self.shared.throttle.clone(), self.shared.timeout)?,
+                search: None,
+            },
+        };
+        Ok(Lease {
+            portal: self.clone(),
+            browser: Some(browser),
+            _permit: permit,
+        })
+    }
+
+    /// Logs one browser in, to fail fast when the login is refused.
+    pub async fn connect(self: &Arc<Self>) -> Result<(), PortalError> {
+        self.lease().await?.session().await.map(|_| ())
+    }
+}
+
+/// One portal session, used by one task at a time.
+pub struct Browser {
+    shared: Arc<Shared>,
+    transport: Transport,
+    /// The search form of the current session; `None` before logging in.
+    search: Option<Form>,
+}
+
+impl Browser {
+    /// Fetches a page and reads it with `parse`; a login page ends the session.
+    async fn page<T>(
+        &self,
+        phase: Phase,
+        req: Req,
+        retry: Retry,
+        name: &'static str,
+        parse: impl FnOnce(&Html, &Url) -> Result<T, String>,
+    ) -> Result<T, PortalError> {
+        let fetched = self
+            .transport
+            .fetch(phase, req, retry)
+            .await
+            .map_err(|e| match e {
+                TransportError::Forbidden => PortalError::SessionEnded,
+                e => PortalError::Transport(e),
+            })?;
+        self.read(&fetched, name, parse)
+    }
+
+    fn read<T>(
+        &self,
+        fetched: &Fetched,
+        name: &'static str,
+        parse: impl FnOnce(&Html, &Url) -> Result<T, String>,
+    ) -> Result<T, PortalError> {
+        let doc = Html::parse_document(&fetched.body);
+        if html::is_login_page(&doc, &self.shared.labels.password_field) {
+            return Err(PortalError::SessionEnded);
+        }
+        parse(&doc, &fetched.url).map_err(|what| PortalError::Contract { page: name, what })
+    }
+
+    /// Logs in and walks to the search page; returns its form.
+    async fn login(&self) -> Result<Form, PortalError> {
+        let l = &self.shared.labels;
+        let fetched = self
+            .transport
+            .fetch(
+                Phase::Login,
+                Req::Get(self.shared.start.clone()),
+                Retry::Yes,
+            )
+            .await?;
+        let login_form = {
+            let doc = Html::parse_document(&fetched.body);
+            if html::is_login_page(&doc, &l.password_field) {
+                Form::with_field(&doc, &fetched.url, &l.password_field)
+            } else {
+                None
+            }
+        };
+        let home = match login_form {
+            Some(mut form) => {
+                let profile = match self.shared.credentials.profile {
+                    LoginProfile::Revendeur => &l.profile_reseller,
+                    LoginProfile::Operateur => &l.profile_operator,
+                };
+                let pairs = (|| {
+                    form.fill(&l.login_field, &self.shared.credentials.login)?;
+                    form.fill(
+                        &l.password_field,
+                        self.shared.credentials.password.expose_secret(),
+                    )?;
+                    form.choose(profile)?;
+                    form.submission(&l.login_button)
+                })()
+                .map_err(|e| contract("login", e))?;
+                let req = Req::form(form.method_post, form.action.clone(), pairs);
+                drop(form);
+                let answer = self.transport.fetch(Phase::Login, req, Retry::Yes).await?;
+                match self.read(&answer, "home", |doc, url| link(doc, url, &l.my_services)) {
+                    Err(PortalError::SessionEnded) => return Err(PortalError::LoginRefused),
+                    other => other?,
+                }
+            }
+            // Still logged in (the session was fine after all): start from home.
+            None => self.read(&fetched, "home", |doc, url| link(doc, url, &l.my_services))?,
+        };
+        let search = self
+            .page(
+                Phase::Login,
+                Req::Get(home),
+                Retry::Yes,
+                "Mes Services",
+                |doc, url| link(doc, url, &l.settings),
+            )
+            .await?;
+        self.page(
+            Phase::Login,
+            Req::Get(search),
+            Retry::Yes,
+            "search",
+            |doc, url| {
+                Form::with_button(doc, url, &l.search_button)
+                    .ok_or_else(|| format!("no form with a button '{}'", l.search_button))
+            },
+        )
+        .await
+    }
+
+    /// The search form of a live session, logging in first if needed.
+    async fn session(&mut self) -> Result<Form, PortalError> {
+        if self.search.is_none() {
+            if self.shared.login_refused.load(Ordering::SeqCst) {
+                return Err(PortalError::LoginRefused);
+            }
+            match self.login().await {
+                Err(PortalError::LoginRefused) => {
+                    self.shared.login_refused.store(true, Ordering::SeqCst);
+                    return Err(PortalError::LoginRefused);
+                }
+                other => self.search = Some(other?),
+            }
+        }
+        Ok(self.search.clone().expect("just set"))
+    }
+
+    /// The session ended: the next step logs in again, up to a bound.
+    fn session_ended(&mut self, attempt: usize) -> Result<(), PortalError> {
+        tracing::info!("the portal session ended: logging in again");
+        self.search = None;
+        if attempt + 1 >= MAX_SESSION_ATTEMPTS {
+            return Err(PortalError::SessionLoop(MAX_SESSION_ATTEMPTS));
+        }
+        Ok(())
+    }
+
+    /// The MetaCentrex services whose `Compte client` is exactly `client_ref`.
+    pub async fn services_of(&mut self, client_ref: &str) -> Result<Vec<ServiceRow>, PortalError> {
+        for attempt in 0.. {
+            let form = self.session().await?;
+            match self.services_once(client_ref, form).await {
+                Err(PortalError::SessionEnded) => self.session_ended(attempt)?,
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn services_once(
+        &self,
+        client_ref: &str,
+        mut form: Form,
+    ) -> Result<Vec<ServiceRow>, PortalError> {
+        let l = &self.shared.labels;
+        {
+            let pairs = (|| {
+                form.fill(&l.search_client_ref, client_ref)?;
+                form.select(&l.search_service_type, &l.metacentrex)?;
+                form.submission(&l.search_button)
+            })()
+            .map_err(|e| contract("search", e))?;
+            let mut req = Req::form(form.method_post, form.action.clone(), pairs);
+            let mut services = Vec::new();
+            for _ in 0..MAX_PAGES {
+                let (rows, next) = self
+                    .page(
+                        Phase::Resolve,
+                        req,
+                        Retry::Yes,
+                        "search results",
+                        |doc, url| {
+                            let headers = [
+                                &l.column_service_ref,
+                                &l.column_client_ref,
+                                &l.column_service_type,
+                                &l.column_action,
+                            ];
+                            let rows = match find_table(doc, url, &headers.map(String::as_str)) {
+                                Some(t) => t.rows,
+                                None => Vec::new(), // no result: no rows
+                            };
+                            let found: Vec<ServiceRow> = rows
+                                .into_iter()
+                                // Filters match loosely: keep exact references of MetaCentrex services only.
+                                .filter(|r| {
+                                    r[1].text == client_ref && is_label(&r[2].text, &l.metacentrex)
+                                })
+                                .map(|r| {
+                                    let page = r[3]
+                                        .links
+                                        .iter()
+                                        .find(|a| is_label(&a.text, &l.configure))
+                                        .map(|a| a.url.clone())
+                                        .ok_or_else(|| {
+                                            format!(
+                                                "service {} has no link '{}'",
+                                                r[0].text, l.configure
+                                            )
+                                        })?;
+                                    Ok(ServiceRow {
+                                        service_ref: r[0].text.clone(),
+                                        client_ref: r[1].text.clone(),
+                                        page,
+                                    })
+                                })
+                                .collect::<Result<_, String>>()?;
+                            Ok((found, find_link(doc, url, &l.next)))
+                        },
+                    )
+                    .await?;
+                services.extend(rows);
+                match next {
+                    Some(url) => req = Req::Get(url),
+                    None => return Ok(services),
+                }
+            }
+            Err(contract_text(
+                "search results",
+                format!("more than {MAX_PAGES} pages"),
+            ))
+        }
+    }
+
+    /// Every licence of a service, from its users table and further pages.
+    pub async fn licences_of(
+        &mut self,
+        service: &ServiceRow,
+    ) -> Result<Vec<LicenceRow>, PortalError> {
+        for attempt in 0.. {
+            self.session().await?;
+            match self.licences_once(service).await {
+                Err(PortalError::SessionEnded) => self.session_ended(attempt)?,
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn licences_once(&self, service: &ServiceRow) -> Result<Vec<LicenceRow>, PortalError> {
+        let l = &self.shared.labels;
+        {
+            let users = self
+                .page(
+                    Phase::Resolve,
+                    Req::Get(service.page.clone()),
+                    Retry::Yes,
+                    "service",
+                    |doc, url| link(doc, url, &l.users_tab),
+                )
+                .await?;
+            let mut req = Req::Get(users);
+            let mut licences = Vec::new();
+            for _ in 0..MAX_PAGES {
+                let (rows, next) = self
+                    .page(Phase::Resolve, req, Retry::Yes, "users", |doc, url| {
+                        let headers = [
+                            &l.column_licence,
+                            &l.column_sda,
+                            &l.column_name,
+                            &l.column_action,
+                        ];
+                        let table = find_table(doc, url, &headers.map(String::as_str)).ok_or_else(
+                            || {
+                                format!(
+                                    "no table with the headers {}",
+                                    headers.map(|h| format!("'{h}'")).join(", ")
+                                )
+                            },
+                        )?;
+                        let rows = table
+                            .rows
+                            .into_iter()
+                            .map(|r| {
+                                let (licence, licence_type) =
+                                    r[0].text.split_once(' ').unwrap_or((&r[0].text, ""));
+                                let detail = r[3]
+                                    .links
+                                    .iter()
+                                    .find(|a| is_label(&a.text, &l.detail))
+                                    .map(|a| a.url.clone())
+                                    .ok_or_else(|| {
+                                        format!("licence {licence} has no link '{}'", l.detail)
+                                    })?;
+                                Ok(LicenceRow {
+                                    licence: licence.to_string(),
+                                    licence_type: licence_type.to_string(),
+                                    sda: r[1].text.clone(),
+                                    name: r[2].text.clone(),
+                                    detail,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, String>>()?;
+                        Ok((rows, find_link(doc, url, &l.next)))
+                    })
+                    .await?;
+                licences.extend(rows);
+                match next {
+                    Some(url) => req = Req::Get(url),
+                    None => return Ok(licences),
+                }
+            }
+            Err(contract_text(
+                "users",
+                format!("more than {MAX_PAGES} pages"),
+            ))
+        }
+    }
+
+    /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.
+    /// `Confirmer` is sent only when the pages show this licence and `sda`.
+    pub async fn reset(
+        &mut self,
+        licence: &LicenceRow,
+        sda: &str,
+    ) -> Result<NewPassword, ResetError> {
+        for attempt in 0.. {
+            self.session().await.map_err(ResetError::NotDone)?;
+            match self.reset_once(licence, sda).await {
+                Err(ResetError::NotDone(PortalError::SessionEnded)) => {
+                    self.session_ended(attempt).map_err(ResetError::NotDone)?
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn reset_once(&self, licence: &LicenceRow, sda: &str) -> Result<NewPassword, ResetError> {
+        let l = &self.shared.labels;
+        {
+            let before = async {
+                let (accountcode, form) = self
+                    .page(
+                        Phase::Reset,
+                        Req::Get(licence.detail.clone()),
+                        Retry::Yes,
+                        "detail",
+                        |doc, url| {
+                            let shown =
+                                html::field_value(doc, &l.field_licence).unwrap_or_default();
+                            if shown.split(' ').next() != Some(licence.licence.as_str()) {
+                                return Err(format!(
+                                    "shows licence '{shown}', not {}",
+                                    licence.licence
+                                ));
+                            }
+                            if let Some(shown_sda) = html::field_value(doc, &l.field_sda)
+                                && !phone::same_number(&shown_sda, sda)
+                            {
+                                return Err(format!(
+                                    "shows SDA '{shown_sda}' for {}, expected '{sda}'",
+                                    licence.licence
+                                ));
+                            }
+                            let accountcode =
+                                html::field_value(doc, &l.field_accountcode).unwrap_or_default();
+                            let form = Form::with_button(doc, url, &l.reset_button)
+                                .ok_or_else(|| format!("no button '{}'", l.reset_button))?;
+                            Ok((accountcode, form))
+                        },
+                    )
+                    .await?;
+                let pairs = form
+                    .submission(&l.reset_button)
+                    .map_err(|e| contract("detail", e))?;
+                let confirm = self
+                    .page(
+                        Phase::Reset,
+                        Req::form(form.method_post, form.action.clone(), pairs),
+                        Retry::Yes,
+                        "confirmation",
+                        |doc, url| {
+                            let after = html::text_after(doc, &l.associated_number)
+                                .ok_or_else(|| format!("no text '{}'", l.associated_number))?;
+                            let shown = phone::leading_number(&after);
+                            if !phone::same_number(&shown, sda) {
+                                return Err(format!(
+                                    "associated number '{shown}' is not '{sda}' of {}",
+                                    licence.licence
+                                ));
+                            }
+                            Form::with_button(doc, url, &l.confirm_button)
+                                .ok_or_else(|| format!("no button '{}'", l.confirm_button))
+                        },
+                    )
+                    .await?;
+                let pairs = confirm
+                    .submission(&l.confirm_button)
+                    .map_err(|e| contract("confirmation", e))?;
+                Ok::<_, PortalError>((
+                    accountcode,
+                    Req::form(confirm.method_post, confirm.action.clone(), pairs),
+                ))
+            }
+            .await;
+            let (accountcode, confirm) = before.map_err(ResetError::NotDone)?;
+            // From here on the password may have changed: no failure is "not done".
+            let fetched = self
+                .transport
+                .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
+                .await
+                .map_err(|e| ResetError::Unknown(e.to_string()))?;
+            let doc = Html::parse_document(&fetched.body);
+            return match html::text_after(&doc, &l.new_password) {
+                Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
+                    Some(password) => Ok(NewPassword {
+                        password: SecretString::from(password.to_string()),
+                        accountcode,
+                    }),
+                    None => Err(ResetError::Unknown(
+                        "the result page shows no password".into(),
+                    )),
+                },
+                None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown(
+                    "the session ended before the result page".into(),
+                )),
+                None => Err(ResetError::Unknown(format!(
+                    "no text '{}' on the result page",
+                    l.new_password
+                ))),
+            };
+        }
+    }
+}
+
+fn link(doc: &Html, url: &Url, label: &str) -> Result<Url, String> {
+    find_link(doc, url, label).ok_or_else(|| format!("no link '{label}'"))
+}
+
+fn contract(page: &'static str, e: FormError) -> PortalError {
+    PortalError::Contract {
+        page,
+        what: e.to_string(),
+    }
+}
+
+fn contract_text(page: &'static str, what: String) -> PortalError {
+    PortalError::Contract { page, what }
+}

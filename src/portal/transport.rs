@@ -1,0 +1,295 @@
+//! Every request to the portal goes through here, and through one path:
+//! concurrency permit, then any `Retry-After` pause, then the rate limiter,
+//! then the request. Transient failures are retried with backoff where a
+//! retry is safe; redirects are followed by hand so that each hop is counted
+//! and rate limited like any other request.
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+use zeroize::Zeroizing;
+
+/// A request: a GET of a URL, or a form sent with POST.
+#[derive(Debug, Clone)]
+pub enum Req {
+    Get(Url),
+    Post(Url, Vec<(String, String)>),
+}
+
+impl Req {
+    /// A form submission with its own method: GET puts the fields in the query.
+    pub fn form(post: bool, mut action: Url, pairs: Vec<(String, String)>) -> Req {
+        if post {
+            Req::Post(action, pairs)
+        } else {
+            action.query_pairs_mut().clear().extend_pairs(pairs);
+            Req::Get(action)
+        }
+    }
+}
+
+/// A page received: the URL it came from (after redirects) and its decoded text.
+pub struct Fetched {
+    pub url: Url,
+    pub body: Zeroizing<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No answer, a cut connection, a timeout or a 5xx: the request may or may not have been done.
+    #[error("no usable answer from the portal ({0})")]
+    Transient(String),
+    /// The portal refused a form (403): typically a token of an ended session.
+    #[error("the portal refused the request (403 Forbidden)")]
+    Forbidden,
+    #[error("the portal answered {0}")]
+    Status(StatusCode),
+    #[error("the portal kept asking to slow down (429) after {0} pauses")]
+    RateLimited(usize),
+    #[error("too many redirects")]
+    TooManyRedirects,
+    #[error("cannot reach the portal: {0}")]
+    Connect(String),
+}
+
+impl TransportError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TransportError::Transient(_))
+    }
+}
+
+/// Which part of the run a request belongs to, for the request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Login = 0,
+    Resolve = 1,
+    Reset = 2,
+}
+
+/// Requests made, by phase, and how often the portal asked to slow down.
+#[derive(Debug, Default)]
+pub struct Stats {
+    by_phase: [AtomicU64; 3],
+    pub too_many_requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl Stats {
+    pub fn requests(&self, phase: Phase) -> u64 {
+        self.by_phase[phase as usize].load(Ordering::Relaxed)
+    }
+    pub fn total(&self) -> u64 {
+        self.by_phase
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Whether a request may be sent again after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    Yes,
+    /// A `Confirmer`: sending it again could reset twice; its redirects are still retried.
+    FirstHopOnce,
+}
+
+/// What every session of a run shares: the concurrency gate, the rate
+/// limiter, the `Retry-After` pause and the counters.
+pub struct Throttle {
+    limiter: DefaultDirectRateLimiter,
+    in_flight: Semaphore,
+    paused_until: Mutex<Option<Instant>>,
+    pub stats: Stats,
+}
+
+/// One browser session's HTTP client (its own cookie jar) behind the shared throttle.
+pub struct Transport {
+    client: reqwest::Client,
+    throttle: Arc<Throttle>,
+}
+
+const MAX_REDIRECTS: usize = 10;
+const MAX_PAUSES: usize = 20;
+const LONGEST_PAUSE: Duration = Duration::from_secs(600);
+
+impl Throttle {
+    pub fn new(rate: f64, concurrency: usize) -> Throttle {
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let quota = Quota::with_period(period).expect("a positive period");
+        Throttle {
+            limiter: RateLimiter::direct(quota),
+            in_flight: Semaphore::new(concurrency.max(1)),
+            paused_until: Mutex::new(None),
+            stats: Stats::default(),
+        }
+    }
+
+    async fn wait_for_pause(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap();
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => return,
+            }
+        }
+    }
+
+    fn pause(&self, retry_after: Duration) {
+        let until = Instant::now() + retry_after.min(LONGEST_PAUSE);
+        let mut p = self.paused_until.lock().unwrap();
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
+}
+
+impl Transport {
+    pub fn new(throttle: Arc<Throttle>, timeout: Duration) -> Result<Transport, TransportError> {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("sip-rotate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        Ok(Transport { client, throttle })
+    }
+
+    /// Fetches a page, following redirects with GET, retrying what is safe to retry.
+    pub async fn fetch(
+        &self,
+        phase: Phase,
+        req: Req,
+        retry: Retry,
+    ) -> Result<Fetched, TransportError> {
+        let mut current = req;
+        for hop in 0..MAX_REDIRECTS {
+            let once = || self.send(phase, &current);
+            let answer = if hop == 0 && retry == Retry::FirstHopOnce {
+                once().await?
+            } else {
+                once.retry(
+                    ExponentialBuilder::new()
+                        .with_min_delay(Duration::from_millis(250))
+                        .with_max_delay(Duration::from_secs(8))
+                        .with_max_times(5)
+                        .with_jitter(),
+                )
+                .when(TransportError::is_transient)
+                .notify(|e, wait| {
+                    self.throttle.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("retrying in {wait:?} after: {e}");
+                })
+                .await?
+            };
+            match answer {
+                Answer::Redirect(to) => current = Req::Get(to),
+                Answer::Page(page) => return Ok(page),
+            }
+        }
+        Err(TransportError::TooManyRedirects)
+    }
+
+    /// One request, with the 429 pauses it takes to be heard.
+    async fn send(&self, phase: Phase, req: &Req) -> Result<Answer, TransportError> {
+        let throttle = &*self.throttle;
+        let _permit = throttle
+            .in_flight
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        for _ in 0..MAX_PAUSES {
+            throttle.wait_for_pause().await;
+            throttle.limiter.until_ready().await;
+            let builder = match req {
+                Req::Get(url) => self.client.get(url.clone()),
+                Req::Post(url, pairs) => self.client.post(url.clone()).form(pairs),
+            };
+            throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
+            let response = builder.send().await.map_err(classify)?;
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                throttle
+                    .stats
+                    .too_many_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(1);
+                tracing::warn!("the portal asked to slow down: pausing every request for {wait} s");
+                throttle.pause(Duration::from_secs(wait));
+                continue;
+            }
+            let url = response.url().clone();
+            if status.is_redirection() {
+                let to = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
+                    .ok_or(TransportError::Status(status))?;
+                // Read the (empty) body so that the connection can be reused.
+                response.bytes().await.map_err(classify)?;
+                return Ok(Answer::Redirect(to));
+            }
+            if status.is_server_error() {
+                return Err(TransportError::Transient(status.to_string()));
+            }
+            if status == StatusCode::FORBIDDEN {
+                return Err(TransportError::Forbidden);
+            }
+            if !status.is_success() {
+                return Err(TransportError::Status(status));
+            }
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = Zeroizing::new(response.bytes().await.map_err(classify)?.to_vec());
+            let body = Zeroizing::new(super::html::decode(&bytes, content_type.as_deref()));
+            return Ok(Answer::Page(Fetched { url, body }));
+        }
+        Err(TransportError::RateLimited(MAX_PAUSES))
+    }
+}
+
+enum Answer {
+    Redirect(Url),
+    Page(Fetched),
+}
+
+fn classify(e: reqwest::Error) -> TransportError {
+    if e.is_builder() {
+        TransportError::Connect(source_text(e))
+    } else if e.is_connect() && !e.is_timeout() {
+        // Refused before anything was sent: nothing was done, but it is worth retrying too.
+        TransportError::Transient(format!("connection failed: {}", source_text(e)))
+    } else {
+        TransportError::Transient(source_text(e))
+    }
+}
+
+/// The error and its causes, without the URL (which could carry a query).
+fn source_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

@@ -1,0 +1,728 @@
+//! `sip-rotate sim`: a simulated MyOpenIP portal on loopback.
+//!
+//! It serves the nine pages of the portal contract with the web behaviour of a
+//! real portal (session cookie, anti-forgery tokens, loose search filters,
+//! pagination, Post/Redirect/Get) and optional faults (latency, 5xx, dropped
+//! confirmations, session expiry, rate limiting). Every committed reset is
+//! appended to a truth file so that tests can check the client's output.
+//!
+//! It shares no code with the portal client: the client must find its way
+//! from the pages alone.
+
+pub mod dataset;
+mod pages;
+pub mod routes;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use dataset::{Dataset, DatasetSpec};
+use hyper_util::rt::TokioIo;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use routes::{Route, Variant};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceExt;
+
+/// Which login profile the simulated account has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginProfile {
+    Revendeur,
+    Operateur,
+}
+
+/// Everything `sip-rotate sim` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub login: String,
+    pub password: String,
+    pub profile: LoginProfile,
+    pub dataset: DatasetSpec,
+    pub page_size: usize,
+    pub variant: Variant,
+    pub latency_ms: u64,
+    pub fail_rate: f64,
+    pub drop_rate: f64,
+    pub expire_after: Option<u32>,
+    pub rate_limit: Option<u32>,
+    pub truth: Option<PathBuf>,
+}
+
+impl SimConfig {
+    /// A fault-free simulator of the default dataset.
+    pub fn new(login: &str, password: &str) -> SimConfig {
+        SimConfig {
+            login: login.into(),
+            password: password.into(),
+            profile: LoginProfile::Revendeur,
+            dataset: DatasetSpec {
+                seed: 1,
+                clients: 12,
+                licences_per_client: 8,
+            },
+            page_size: 10,
+            variant: Variant::Classic,
+            latency_ms: 0,
+            fail_rate: 0.0,
+            drop_rate: 0.0,
+            expire_after: None,
+            rate_limit: None,
+            truth: None,
+        }
+    }
+}
+
+/// What the simulator counted; printed on shutdown.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub requests: BTreeMap<&'static str, u64>,
+    pub too_many_requests: u64,
+    pub resets: u64,
+    pub refused_tokens: u64,
+    pub injected_failures: u64,
+    pub dropped_confirmations: u64,
+    pub logins: u64,
+    pub refused_logins: u64,
+    pub expired_sessions: u64,
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (page, n) in &self.requests {
+            writeln!(f, "requests.{page}: {n}")?;
+        }
+        writeln!(f, "requests.total: {}", self.requests.values().sum::<u64>())?;
+        writeln!(f, "too_many_requests: {}", self.too_many_requests)?;
+        writeln!(f, "resets: {}", self.resets)?;
+        writeln!(f, "refused_tokens: {}", self.refused_tokens)?;
+        writeln!(f, "injected_failures: {}", self.injected_failures)?;
+        writeln!(f, "dropped_confirmations: {}", self.dropped_confirmations)?;
+        writeln!(f, "logins: {}", self.logins)?;
+        writeln!(f, "refused_logins: {}", self.refused_logins)?;
+        write!(f, "expired_sessions: {}", self.expired_sessions)
+    }
+}
+
+struct Session {
+    requests: u32,
+    flash: Option<(usize, String)>,
+}
+
+struct Token {
+    session: Option<String>,
+    confirms: Option<usize>,
+    used: bool,
+}
+
+struct PortalState {
+    rng: StdRng,
+    sessions: HashMap<String, Session>,
+    tokens: HashMap<String, Token>,
+    window: (u64, u32),
+}
+
+struct Shared {
+    cfg: SimConfig,
+    ds: Dataset,
+    started: Instant,
+    state: Mutex<PortalState>,
+    truth: Mutex<Option<File>>,
+    counters: Mutex<Counters>,
+}
+
+/// Closes the request's connection without an answer when notified.
+#[derive(Clone)]
+struct DropConnection(Arc<Notify>);
+
+/// A simulator bound to a port, not yet serving.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Simulator {
+    pub async fn bind(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<Simulator> {
+        let truth = match &cfg.truth {
+            Some(p) => Some(File::options().create(true).append(true).open(p)?),
+            None => None,
+        };
+        let ds = Dataset::generate(&cfg.dataset);
+        let listener = TcpListener::bind(addr).await?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(PortalState {
+                rng: StdRng::seed_from_u64(cfg.dataset.seed ^ 0x5eed),
+                sessions: HashMap::new(),
+                tokens: HashMap::new(),
+                window: (0, 0),
+            }),
+            cfg,
+            ds,
+            started: Instant::now(),
+            truth: Mutex::new(truth),
+            counters: Mutex::new(Counters::default()),
+        });
+        Ok(Simulator { shared, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.shared.ds
+    }
+
+    /// Serves until `shutdown` completes, then returns the counters.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Counters {
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(self.shared.clone());
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            let app = app.clone();
+            tokio::spawn(async move {
+                let killer = Arc::new(Notify::new());
+                let k = killer.clone();
+                let service =
+                    hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(DropConnection(k.clone()));
+                        app.clone().oneshot(req)
+                    });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = killer.notified() => {}
+                }
+            });
+        }
+        self.shared.counters.lock().unwrap().clone()
+    }
+}
+
+fn html(v: Variant, status: StatusCode, page: String) -> Response<Body> {
+    let (bytes, content_type) = match v {
+        Variant::Classic => (page.into_bytes(), "text/html; charset=utf-8"),
+        // Modern declares its charset only in <meta>, as some portals do.
+        Variant::Modern => (
+            encoding_rs::WINDOWS_1252.encode(&page).0.into_owned(),
+            "text/html",
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(bytes))
+        .unwrap()
+}
+
+fn redirect(status: StatusCode, to: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, to)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn random_string(rng: &mut StdRng, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Shared {
+    fn new_token(&self, session: Option<&str>, confirms: Option<usize>) -> String {
+        let mut st = self.state.lock().unwrap();
+        let token = random_string(&mut st.rng, 24);
+        st.tokens.insert(
+            token.clone(),
+            Token {
+                session: session.map(str::to_string),
+                confirms,
+                used: false,
+            },
+        );
+        token
+    }
+
+    /// Accepts a form token issued to this session (and, for a confirmation,
+    /// to this licence, once).
+    fn check_token(
+        &self,
+        params: &HashMap<String, String>,
+        session: Option<&str>,
+        confirms: Option<usize>,
+    ) -> bool {
+        let name = self.cfg.variant.names().token;
+        let mut st = self.state.lock().unwrap();
+        let ok = match params.get(name).and_then(|t| st.tokens.get_mut(t)) {
+            Some(t) if t.session.as_deref() == session && t.confirms == confirms && !t.used => {
+                if confirms.is_some() {
+                    t.used = true;
+                }
+                true
+            }
+            _ => false,
+        };
+        if !ok {
+            self.counters.lock().unwrap().refused_tokens += 1;
+        }
+        ok
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0 && self.state.lock().unwrap().rng.random_bool(p.min(1.0))
+    }
+
+    /// Counts the request in the current one-second window; false when over the limit.
+    fn within_rate_limit(&self) -> bool {
+        let Some(limit) = self.cfg.rate_limit else {
+            return true;
+        };
+        let second = self.started.elapsed().as_secs();
+        let mut st = self.state.lock().unwrap();
+        if st.window.0 != second {
+            st.window = (second, 0);
+        }
+        st.window.1 += 1;
+        st.window.1 <= limit
+    }
+
+    fn login_page(&self, status: StatusCode, message: Option<&str>) -> Response<Body> {
+        let token = self.new_token(None, None);
+        html(
+            self.cfg.variant,
+            status,
+            pages::login(self.cfg.variant, &token, message),
+        )
+    }
+
+    /// What a request of an ended or missing session is answered with.
+    fn logged_out(&self) -> Response<Body> {
+        match self.cfg.variant {
+            Variant::Classic => redirect(StatusCode::FOUND, &self.cfg.variant.url(&Route::Login)),
+            Variant::Modern => self.login_page(StatusCode::OK, Some("Votre session a expiré.")),
+        }
+    }
+
+    fn refused(&self) -> Response<Body> {
+        html(
+            self.cfg.variant,
+            StatusCode::FORBIDDEN,
+            pages::message(
+                self.cfg.variant,
+                "Accès refusé",
+                "Jeton de sécurité invalide ou expiré.",
+            ),
+        )
+    }
+
+    fn not_found(&self) -> Response<Body> {
+        html(
+            self.cfg.variant,
+            StatusCode::NOT_FOUND,
+            pages::message(
+                self.cfg.variant,
+                "Page introuvable",
+                "Cette page n'existe pas.",
+            ),
+        )
+    }
+
+    /// Commits a reset: new password, truth line flushed, notification queued.
+    fn commit_reset(&self, session: &str, licence: usize) -> std::io::Result<()> {
+        let password = {
+            let mut st = self.state.lock().unwrap();
+            random_string(&mut st.rng, 12)
+        };
+        let l = &self.ds.licences[licence];
+        let service = &self.ds.services[l.service];
+        if let Some(f) = self.truth.lock().unwrap().as_mut() {
+            let line = serde_json::json!({
+                "licence": l.reference,
+                "client_ref": self.ds.clients[service.client].reference,
+                "service_ref": service.reference,
+                "password": password,
+                "at": chrono::Utc::now().to_rfc3339(),
+            });
+            writeln!(f, "{line}")?;
+            f.flush()?;
+        }
+        self.counters.lock().unwrap().resets += 1;
+        if let Some(s) = self.state.lock().unwrap().sessions.get_mut(session) {
+            s.flash = Some((licence, password));
+        }
+        Ok(())
+    }
+
+    /// Takes the pending notification if it is for one of `licences`.
+    fn take_flash(&self, session: &str, shown_for: impl Fn(usize) -> bool) -> Option<String> {
+        let mut st = self.state.lock().unwrap();
+        let s = st.sessions.get_mut(session)?;
+        match &s.flash {
+            Some((l, _)) if shown_for(*l) => s
+                .flash
+                .take()
+                .map(|(_, pw)| pages::notification(self.cfg.variant, &pw)),
+            _ => None,
+        }
+    }
+}
+
+fn search_values(v: Variant, params: &HashMap<String, String>) -> [String; 9] {
+    std::array::from_fn(|i| params.get(v.names().search[i]).cloned().unwrap_or_default())
+}
+
+fn starts_with_ci(haystack: &str, needle: &str) -> bool {
+    haystack
+        .to_lowercase()
+        .starts_with(&needle.trim().to_lowercase())
+}
+
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    haystack
+        .to_lowercase()
+        .contains(&needle.trim().to_lowercase())
+}
+
+/// The loose filters of the search page: prefixes and substrings.
+fn search_services(ds: &Dataset, values: &[String; 9]) -> Vec<usize> {
+    (0..ds.services.len())
+        .filter(|&s| {
+            let svc = &ds.services[s];
+            let client = ds.client_of_service(s);
+            let ty = pages::option_text(&pages::SERVICE_TYPES, &values[4]);
+            let state = pages::option_text(&pages::SERVICE_STATES, &values[8]);
+            starts_with_ci(&svc.reference, &values[0])
+                && contains_ci(&client.name, &values[1])
+                && starts_with_ci(&client.reference, &values[2])
+                && contains_ci(&client.name, &values[3])
+                && ty.is_none_or(|t| t == svc.service_type)
+                && (values[6].trim().is_empty()
+                    || ds
+                        .licences_of(s)
+                        .iter()
+                        .any(|&l| starts_with_ci(&ds.licences[l].accountcode, &values[6])))
+                && starts_with_ci(&svc.ip, &values[7])
+                && state.is_none_or(|t| t == svc.state)
+        })
+        .collect()
+}
+
+fn page_of<T: Clone>(items: &[T], page: usize, size: usize) -> (Vec<T>, bool) {
+    let start = (page - 1) * size;
+    let slice = items.iter().skip(start).take(size).cloned().collect();
+    (slice, items.len() > start + size)
+}
+
+async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let v = sh.cfg.variant;
+    let mut params: HashMap<String, String> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    if parts.method == Method::POST {
+        let bytes = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        params.extend(url::form_urlencoded::parse(&bytes).into_owned());
+    }
+    let Some(route) = v.route(parts.uri.path(), &params) else {
+        return sh.not_found();
+    };
+    *sh.counters
+        .lock()
+        .unwrap()
+        .requests
+        .entry(route.kind())
+        .or_default() += 1;
+
+    if !sh.within_rate_limit() {
+        sh.counters.lock().unwrap().too_many_requests += 1;
+        let mut r = html(
+            v,
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::message(v, "Trop de requêtes", "Réessayez plus tard."),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    if sh.cfg.latency_ms > 0 {
+        let jitter = sh.state.lock().unwrap().rng.random_range(0.5..1.5);
+        tokio::time::sleep(Duration::from_secs_f64(
+            sh.cfg.latency_ms as f64 / 1000.0 * jitter,
+        ))
+        .await;
+    }
+    if sh.roll(sh.cfg.fail_rate) {
+        sh.counters.lock().unwrap().injected_failures += 1;
+        let status = [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ][sh.state.lock().unwrap().rng.random_range(0..3)];
+        return html(
+            v,
+            status,
+            pages::message(v, "Erreur", "Le service est momentanément indisponible."),
+        );
+    }
+
+    let names = v.names();
+    let sid = cookie(&parts.headers, names.cookie);
+    let session_ok = match &sid {
+        Some(id) => {
+            let mut st = sh.state.lock().unwrap();
+            let expired = match st.sessions.get_mut(id) {
+                Some(s) if sh.cfg.expire_after.is_some_and(|n| s.requests >= n) => true,
+                Some(s) => {
+                    s.requests += 1;
+                    false
+                }
+                None => {
+                    drop(st);
+                    return match route {
+                        Route::Root | Route::Login => {
+                            dispatch_anonymous(&sh, route, &parts.method, &params, None)
+                        }
+                        _ => sh.logged_out(),
+                    };
+                }
+            };
+            if expired {
+                st.sessions.remove(id);
+                drop(st);
+                sh.counters.lock().unwrap().expired_sessions += 1;
+            }
+            !expired
+        }
+        None => false,
+    };
+    if !session_ok {
+        return match route {
+            Route::Root | Route::Login => {
+                dispatch_anonymous(&sh, route, &parts.method, &params, None)
+            }
+            _ => sh.logged_out(),
+        };
+    }
+    let sid = sid.unwrap();
+    match route {
+        Route::Root => redirect(StatusCode::FOUND, &v.url(&Route::Home)),
+        Route::Login => dispatch_anonymous(&sh, route, &parts.method, &params, Some(&sid)),
+        Route::Home => html(v, StatusCode::OK, pages::home(v)),
+        Route::MyServices => html(v, StatusCode::OK, pages::my_services(v)),
+        Route::Search => html(
+            v,
+            StatusCode::OK,
+            pages::search(v, &sh.new_token(Some(&sid), None)),
+        ),
+        Route::Results => {
+            // The form's token is checked; the pagination links carry none.
+            if params.contains_key(names.token) && !sh.check_token(&params, Some(&sid), None) {
+                return sh.refused();
+            }
+            let values = search_values(v, &params);
+            let page: usize = params
+                .get(names.page)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let found = search_services(&sh.ds, &values);
+            let (shown, more) = page_of(&found, page, sh.cfg.page_size);
+            let next = more.then(|| {
+                let mut url = v.url(&Route::Results);
+                for (i, value) in values.iter().enumerate() {
+                    if !value.is_empty() {
+                        url = pages::with_param(&url, names.search[i], value);
+                    }
+                }
+                pages::with_param(&url, names.page, &(page + 1).to_string())
+            });
+            let token = sh.new_token(Some(&sid), None);
+            html(
+                v,
+                StatusCode::OK,
+                pages::results(v, &token, &values, &sh.ds, &shown, next),
+            )
+        }
+        Route::Service(s) => match sh.ds.service_index(&s) {
+            Some(i) => html(v, StatusCode::OK, pages::service(v, &sh.ds, i)),
+            None => sh.not_found(),
+        },
+        Route::Users(s) => {
+            let Some(i) = sh.ds.service_index(&s) else {
+                return sh.not_found();
+            };
+            let all = sh.ds.licences_of(i);
+            let page: usize = params
+                .get(names.page)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            let (shown, more) = page_of(&all, page, sh.cfg.page_size);
+            let next = more.then(|| {
+                pages::with_param(
+                    &v.url(&Route::Users(s.clone())),
+                    names.page,
+                    &(page + 1).to_string(),
+                )
+            });
+            let notice = match v {
+                Variant::Modern => sh.take_flash(&sid, |l| sh.ds.licences[l].service == i),
+                Variant::Classic => None,
+            };
+            html(
+                v,
+                StatusCode::OK,
+                pages::users(v, &sh.ds, i, &shown, next, notice),
+            )
+        }
+        Route::Detail(l) => {
+            let Some(i) = sh.ds.licence_index(&l) else {
+                return sh.not_found();
+            };
+            let notice = match v {
+                Variant::Classic => sh.take_flash(&sid, |f| f == i),
+                Variant::Modern => None,
+            };
+            let token = sh.new_token(Some(&sid), None);
+            html(
+                v,
+                StatusCode::OK,
+                pages::detail(v, &sh.ds, i, &token, notice),
+            )
+        }
+        Route::Reset(l) => {
+            let Some(i) = sh.ds.licence_index(&l) else {
+                return sh.not_found();
+            };
+            if parts.method != Method::POST || !sh.check_token(&params, Some(&sid), None) {
+                return sh.refused();
+            }
+            let token = sh.new_token(Some(&sid), Some(i));
+            html(v, StatusCode::OK, pages::confirm(v, &sh.ds, i, &token))
+        }
+        Route::Confirm(l) => {
+            let Some(i) = sh.ds.licence_index(&l) else {
+                return sh.not_found();
+            };
+            if parts.method != Method::POST || !sh.check_token(&params, Some(&sid), Some(i)) {
+                return sh.refused();
+            }
+            if let Err(e) = sh.commit_reset(&sid, i) {
+                eprintln!("sim: cannot write the truth file: {e}");
+                return html(
+                    v,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::message(v, "Erreur", "Erreur interne."),
+                );
+            }
+            if sh.roll(sh.cfg.drop_rate) {
+                sh.counters.lock().unwrap().dropped_confirmations += 1;
+                if let Some(DropConnection(killer)) = parts.extensions.get::<DropConnection>() {
+                    killer.notify_one();
+                    std::future::pending::<()>().await;
+                }
+            }
+            let to = match v {
+                Variant::Classic => v.url(&Route::Detail(l)),
+                Variant::Modern => v.url(&Route::Users(
+                    sh.ds.services[sh.ds.licences[i].service].reference.clone(),
+                )),
+            };
+            redirect(StatusCode::SEE_OTHER, &to)
+        }
+    }
+}
+
+/// The login page and the login form, reachable without a session.
+fn dispatch_anonymous(
+    sh: &Shared,
+    route: Route,
+    method: &Method,
+    params: &HashMap<String, String>,
+    old_session: Option<&str>,
+) -> Response<Body> {
+    let v = sh.cfg.variant;
+    if route == Route::Root || *method != Method::POST {
+        return match route {
+            Route::Root => redirect(StatusCode::FOUND, &v.url(&Route::Login)),
+            _ => sh.login_page(StatusCode::OK, None),
+        };
+    }
+    if !sh.check_token(params, None, None) {
+        return sh.refused();
+    }
+    let names = v.names();
+    let wanted_profile = match sh.cfg.profile {
+        LoginProfile::Revendeur => names.profile_values[0],
+        LoginProfile::Operateur => names.profile_values[1],
+    };
+    let ok = params.get(names.login) == Some(&sh.cfg.login)
+        && params.get(names.password) == Some(&sh.cfg.password)
+        && params.get(names.profile).map(String::as_str) == Some(wanted_profile);
+    if !ok {
+        sh.counters.lock().unwrap().refused_logins += 1;
+        return sh.login_page(
+            StatusCode::OK,
+            Some("Identifiant, mot de passe ou profil incorrect."),
+        );
+    }
+    sh.counters.lock().unwrap().logins += 1;
+    let sid = {
+        let mut st = sh.state.lock().unwrap();
+        if let Some(old) = old_session {
+            st.sessions.remove(old);
+        }
+        let sid = random_string(&mut st.rng, 32);
+        st.sessions.insert(
+            sid.clone(),
+            Session {
+                requests: 0,
+                flash: None,
+            },
+        );
+        sid
+    };
+    let mut r = redirect(StatusCode::SEE_OTHER, &v.url(&Route::Home));
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{}={sid}; Path=/; HttpOnly; SameSite=Lax",
+            names.cookie
+        ))
+        .unwrap(),
+    );
+    r
+}

@@ -1,0 +1,596 @@
+//! HTML of the simulated portal, in French, as the operator's guide shows it.
+//!
+//! Variant `Classic` uses tables, `<label for>` and plain labels; variant
+//! `Modern` uses `<dl>` label/value fields, wrapping labels, decorated labels,
+//! another column order with one more column, header rows of `<td>`, a nested
+//! password element and Windows-1252. Both honour the portal contract.
+
+use super::dataset::{Dataset, METACENTREX};
+use super::routes::{Route, Variant};
+
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn q(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Appends a query parameter to a URL that may already have a query.
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", q(value))
+}
+
+pub fn layout(v: Variant, title: &str, logged_in: bool, body: &str) -> String {
+    let (charset, nav) = match v {
+        Variant::Classic => ("utf-8", ""),
+        Variant::Modern => ("windows-1252", " class=\"topbar\""),
+    };
+    let menu = if logged_in {
+        format!(
+            "<nav{nav}><a href=\"{}\">Accueil</a> | <a href=\"{}\">Mes Services</a></nav>",
+            esc(&v.url(&Route::Home)),
+            esc(&v.url(&Route::MyServices))
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"{charset}\"><title>MyOpenIP - {}</title></head>\n<body><header><div class=\"logo\">open <b>IP</b> &nbsp;MyOpenIP</div>{menu}</header>\n<main>{body}</main>\n<footer>openIP by DESTINY &middot; 01 84 78 78 80</footer></body></html>\n",
+        esc(title)
+    )
+}
+
+fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+        esc(name),
+        esc(value)
+    )
+}
+
+fn button(v: Variant, label: &str, name: &str) -> String {
+    match v {
+        Variant::Classic => format!(
+            "<button type=\"submit\" name=\"{name}\" value=\"1\">{}</button>",
+            esc(label)
+        ),
+        Variant::Modern => format!(
+            "<input type=\"submit\" class=\"btn\" value=\"{}\">",
+            esc(label)
+        ),
+    }
+}
+
+/// A text field with its label, `for=` in Classic, wrapping in Modern.
+fn text_field(v: Variant, label: &str, name: &str, kind: &str, value: &str) -> String {
+    match v {
+        Variant::Classic => format!(
+            "<div class=\"row\"><label for=\"f_{name}\">{}</label> <input type=\"{kind}\" id=\"f_{name}\" name=\"{name}\" value=\"{}\"></div>",
+            esc(label),
+            esc(value)
+        ),
+        Variant::Modern => format!(
+            "<p><label><span>{} :</span><br><input type=\"{kind}\" name=\"{name}\" value=\"{}\"></label></p>",
+            esc(label),
+            esc(value)
+        ),
+    }
+}
+
+fn select_field(v: Variant, label: &str, name: &str, options: &[&str], selected: &str) -> String {
+    let opts: String = options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let value = if o.is_empty() {
+                String::new()
+            } else {
+                format!("o{i}")
+            };
+            let sel = if !o.is_empty() && *o == selected {
+                " selected"
+            } else {
+                ""
+            };
+            let text = if o.is_empty() { "-- Tous --" } else { o };
+            format!("<option value=\"{value}\"{sel}>{}</option>", esc(text))
+        })
+        .collect();
+    match v {
+        Variant::Classic => format!(
+            "<div class=\"row\"><label for=\"f_{name}\">{}</label> <select id=\"f_{name}\" name=\"{name}\">{opts}</select></div>",
+            esc(label)
+        ),
+        Variant::Modern => format!(
+            "<p><label>{} <select name=\"{name}\">{opts}</select></label></p>",
+            esc(label)
+        ),
+    }
+}
+
+/// Option lists of the search form's selects; the submitted value is `o{index}`.
+pub const SERVICE_TYPES: [&str; 5] = ["", METACENTREX, "Trunk SIP", "Accès Fibre", "Numéro SVA"];
+pub const SERVICE_STATES: [&str; 3] = ["", "Actif", "Suspendu"];
+
+pub fn option_text<'a>(options: &[&'a str], value: &str) -> Option<&'a str> {
+    let i: usize = value.strip_prefix('o')?.parse().ok()?;
+    options.get(i).copied().filter(|o| !o.is_empty())
+}
+
+pub fn login(v: Variant, token: &str, message: Option<&str>) -> String {
+    let n = v.names();
+    let msg = message
+        .map(|m| format!("<div class=\"error\">{}</div>", esc(m)))
+        .unwrap_or_default();
+    let radios = match v {
+        Variant::Classic => format!(
+            "<div class=\"row\"><input type=\"radio\" id=\"p1\" name=\"{p}\" value=\"{a}\" checked><label for=\"p1\">Revendeur</label> \
+             <input type=\"radio\" id=\"p2\" name=\"{p}\" value=\"{b}\"><label for=\"p2\">MB / Opérateur</label></div>",
+            p = n.profile,
+            a = n.profile_values[0],
+            b = n.profile_values[1]
+        ),
+        Variant::Modern => format!(
+            "<fieldset><label><input type=\"radio\" name=\"{p}\" value=\"{a}\"> Revendeur</label> \
+             <label><input type=\"radio\" name=\"{p}\" value=\"{b}\" checked> MB / Opérateur</label></fieldset>",
+            p = n.profile,
+            a = n.profile_values[0],
+            b = n.profile_values[1]
+        ),
+    };
+    let body = format!(
+        "<h1>Connexion</h1>{msg}<form method=\"post\" action=\"{}\">{}{}{}{radios}{}</form>",
+        esc(&v.url(&Route::Login)),
+        hidden(n.token, token),
+        text_field(v, "Login", n.login, "text", ""),
+        text_field(v, "Mot de passe", n.password, "password", ""),
+        button(
+            v,
+            if v == Variant::Modern {
+                "✓ Valider"
+            } else {
+                "Valider"
+            },
+            "valider"
+        ),
+    );
+    layout(v, "Connexion", false, &body)
+}
+
+pub fn home(v: Variant) -> String {
+    let label = if v == Variant::Modern {
+        "Mes Services ›"
+    } else {
+        "Mes Services"
+    };
+    let body = format!(
+        "<h1>Bienvenue sur MyOpenIP</h1><ul><li><a href=\"#\">Mon compte</a></li><li><a href=\"{}\">{}</a></li><li><a href=\"#\">Factures</a></li></ul>",
+        esc(&v.url(&Route::MyServices)),
+        esc(label)
+    );
+    layout(v, "Accueil", true, &body)
+}
+
+pub fn my_services(v: Variant) -> String {
+    let label = if v == Variant::Modern {
+        "» Paramétrage / Monitoring"
+    } else {
+        "Paramétrage / Monitoring"
+    };
+    let body = format!(
+        "<h1>Mes Services</h1><div class=\"tiles\"><div><a href=\"#\">Commandes</a></div><div><a href=\"{}\">{}</a></div><div><a href=\"#\">Statistiques</a></div></div>",
+        esc(&v.url(&Route::Search)),
+        esc(label)
+    );
+    layout(v, "Mes Services", true, &body)
+}
+
+/// The search form, filled with `values` (one per search field).
+pub fn search_form(v: Variant, token: &str, values: &[String; 9]) -> String {
+    let n = v.names();
+    let labels = [
+        "Réf. du service",
+        "Client",
+        "Réf. du client",
+        "Nom du client final",
+        "Type de service",
+        "Réf. fiche produit contractée",
+        "Réf. accountcode",
+        "Adresse IP",
+        "État du service",
+    ];
+    let mut fields = String::new();
+    for i in 0..9 {
+        fields += &match i {
+            4 => select_field(
+                v,
+                labels[i],
+                n.search[i],
+                &SERVICE_TYPES,
+                option_text(&SERVICE_TYPES, &values[i]).unwrap_or(""),
+            ),
+            8 => select_field(
+                v,
+                labels[i],
+                n.search[i],
+                &SERVICE_STATES,
+                option_text(&SERVICE_STATES, &values[i]).unwrap_or(""),
+            ),
+            _ => text_field(v, labels[i], n.search[i], "text", &values[i]),
+        };
+    }
+    let label = if v == Variant::Modern {
+        "🔍 Rechercher"
+    } else {
+        "Rechercher"
+    };
+    format!(
+        "<form method=\"get\" action=\"{}\" class=\"filters\">{}{fields}{}</form>",
+        esc(&v.url(&Route::Results)),
+        hidden(n.token, token),
+        button(v, label, "rechercher")
+    )
+}
+
+pub fn search(v: Variant, token: &str) -> String {
+    let body = format!(
+        "<h1>Paramétrage / Monitoring</h1><p>Recherchez votre client ou le service à l'aide des filtres</p>{}",
+        search_form(v, token, &Default::default())
+    );
+    layout(v, "Paramétrage / Monitoring", true, &body)
+}
+
+/// Header row, in Classic as `<thead><th>`, in Modern as a first row of `<td>`.
+fn table(v: Variant, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let head: String = match v {
+        Variant::Classic => format!(
+            "<thead><tr>{}</tr></thead>",
+            headers
+                .iter()
+                .map(|h| format!("<th>{}</th>", esc(h)))
+                .collect::<String>()
+        ),
+        Variant::Modern => format!(
+            "<tr class=\"head\">{}</tr>",
+            headers
+                .iter()
+                .map(|h| format!("<td><b>{}</b></td>", esc(h)))
+                .collect::<String>()
+        ),
+    };
+    let body: String = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr>{}</tr>",
+                r.iter()
+                    .map(|c| format!("<td>{c}</td>"))
+                    .collect::<String>()
+            )
+        })
+        .collect();
+    format!("<table class=\"grid\">{head}<tbody>{body}</tbody></table>")
+}
+
+fn next_link(v: Variant, url: Option<String>) -> String {
+    match url {
+        Some(u) => format!(
+            "<div class=\"pager\"><a href=\"{}\">{}</a></div>",
+            esc(&u),
+            if v == Variant::Modern {
+                "Suivant ›"
+            } else {
+                "Suivant"
+            }
+        ),
+        None => String::new(),
+    }
+}
+
+pub fn results(
+    v: Variant,
+    token: &str,
+    values: &[String; 9],
+    ds: &Dataset,
+    services: &[usize],
+    next: Option<String>,
+) -> String {
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|&s| {
+            let svc = &ds.services[s];
+            let client = ds.client_of_service(s);
+            let link = format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&v.url(&Route::Service(svc.reference.clone()))),
+                if v == Variant::Modern {
+                    "Paramétrer »"
+                } else {
+                    "Paramétrer"
+                }
+            );
+            let cells = [
+                esc(&svc.reference),
+                esc(&svc.name),
+                esc(&client.name),
+                esc(&client.reference),
+                esc(&client.site),
+                esc(svc.service_type),
+                esc(svc.state),
+                link,
+            ];
+            match v {
+                Variant::Classic => cells.to_vec(),
+                Variant::Modern => vec![
+                    cells[3].clone(),
+                    cells[2].clone(),
+                    cells[0].clone(),
+                    cells[1].clone(),
+                    esc(&svc.ip),
+                    cells[5].clone(),
+                    cells[4].clone(),
+                    cells[6].clone(),
+                    cells[7].clone(),
+                ],
+            }
+        })
+        .collect();
+    let headers: &[&str] = match v {
+        Variant::Classic => &[
+            "Réf. du service",
+            "Nom du service",
+            "Client",
+            "Compte client",
+            "Site",
+            "Type de service",
+            "État du service",
+            "Action",
+        ],
+        Variant::Modern => &[
+            "Compte client",
+            "Client",
+            "Réf. du service",
+            "Nom du service",
+            "Adresse IP",
+            "Type de service",
+            "Site",
+            "État du service",
+            "Action",
+        ],
+    };
+    let body = format!(
+        "<h1>Paramétrage / Monitoring</h1>{}<h2>Résultats</h2>{}{}",
+        search_form(v, token, values),
+        table(v, headers, &rows),
+        next_link(v, next)
+    );
+    layout(v, "Résultats", true, &body)
+}
+
+pub fn service(v: Variant, ds: &Dataset, s: usize) -> String {
+    let svc = &ds.services[s];
+    let users = if v == Variant::Modern {
+        "👥 Utilisateurs"
+    } else {
+        "Utilisateurs"
+    };
+    let body = format!(
+        "<h1>{}</h1><div class=\"tabs\"><a href=\"#\">Général</a> <a href=\"{}\">{}</a> <a href=\"#\">Numéros</a></div><p>Client : {}</p>",
+        esc(&svc.name),
+        esc(&v.url(&Route::Users(svc.reference.clone()))),
+        users,
+        esc(&ds.client_of_service(s).name)
+    );
+    layout(v, &svc.name, true, &body)
+}
+
+/// Writes an SDA the way each variant shows it.
+pub fn show_sda(v: Variant, sda: &str, dotted: bool) -> String {
+    if sda.is_empty() || v == Variant::Classic {
+        return sda.to_string();
+    }
+    let digits: String = sda.chars().filter(|c| c.is_ascii_digit()).collect();
+    if dotted {
+        digits
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(".")
+    } else {
+        format!("+33{}", &digits[1..])
+    }
+}
+
+pub fn notification(v: Variant, password: &str) -> String {
+    match v {
+        Variant::Classic => format!(
+            "<div class=\"notification\">Votre nouveau mot de passe : <strong>{}</strong><br>Attention : notez bien le mot de passe. Après la fermeture de la prochaine fenêtre, le mot de passe ne sera plus affiché et le seul moyen de le récupérer sera la réinitialisation.</div>",
+            esc(password)
+        ),
+        Variant::Modern => format!(
+            "<div role=\"alert\" class=\"toast\"><p>✓ Votre nouveau mot de passe :<span class=\"pw\"><code>{}</code></span></p><p><i>Attention : notez bien le mot de passe. Il ne sera plus affiché.</i></p></div>",
+            esc(password)
+        ),
+    }
+}
+
+pub fn users(
+    v: Variant,
+    ds: &Dataset,
+    s: usize,
+    licences: &[usize],
+    next: Option<String>,
+    notice: Option<String>,
+) -> String {
+    let rows: Vec<Vec<String>> = licences
+        .iter()
+        .map(|&i| {
+            let l = &ds.licences[i];
+            let detail = esc(&v.url(&Route::Detail(l.reference.clone())));
+            let licence = format!(
+                "<a href=\"{detail}\">{}</a><br>{}",
+                esc(&l.reference),
+                esc(l.licence_type)
+            );
+            let admin = "<a href=\"#\">✎</a> Non".to_string();
+            let action = format!("<a href=\"#\">🔄</a> <a href=\"{detail}\">Détail &gt;</a>");
+            let sda = esc(&show_sda(v, &l.sda, true));
+            match v {
+                Variant::Classic => vec![
+                    licence,
+                    sda,
+                    esc(&l.name),
+                    admin,
+                    String::new(),
+                    "Déconnecté".into(),
+                    action,
+                ],
+                Variant::Modern => vec![
+                    esc(&l.name),
+                    licence,
+                    "Déconnecté".into(),
+                    sda,
+                    "jamais".into(),
+                    admin,
+                    String::new(),
+                    action,
+                ],
+            }
+        })
+        .collect();
+    let headers: &[&str] = match v {
+        Variant::Classic => &[
+            "Licence",
+            "SDA",
+            "Nom",
+            "Admin.",
+            "Numéro d'urgence",
+            "État",
+            "Action",
+        ],
+        Variant::Modern => &[
+            "Nom",
+            "Licence",
+            "État",
+            "SDA",
+            "Dernière connexion",
+            "Admin.",
+            "Numéro d'urgence",
+            "Action",
+        ],
+    };
+    let body = format!(
+        "{}<h1>{}</h1><div class=\"tabs\"><a href=\"{}\">Général</a> <b>Utilisateurs</b></div>{}{}",
+        notice.unwrap_or_default(),
+        esc(&ds.services[s].name),
+        esc(&v.url(&Route::Service(ds.services[s].reference.clone()))),
+        table(v, headers, &rows),
+        next_link(v, next)
+    );
+    layout(v, "Utilisateurs", true, &body)
+}
+
+pub fn detail(v: Variant, ds: &Dataset, i: usize, token: &str, notice: Option<String>) -> String {
+    let l = &ds.licences[i];
+    let svc = &ds.services[l.service];
+    let site = &ds.client_of_service(l.service).site;
+    let fields: [(&str, String); 8] = [
+        ("Réf. accountcode", l.accountcode.clone()),
+        ("Licence", format!("{} {}", l.reference, l.licence_type)),
+        ("État", "Déconnecté".into()),
+        ("SDA", show_sda(v, &l.sda, false)),
+        ("Admin.", "Non".into()),
+        ("Nom", l.name.clone()),
+        ("Numéro d'urgence", String::new()),
+        ("Site", site.clone()),
+    ];
+    let infos = match v {
+        Variant::Classic => format!(
+            "<table class=\"infos\">{}</table>",
+            fields
+                .iter()
+                .map(|(k, val)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(val)))
+                .collect::<String>()
+        ),
+        Variant::Modern => format!(
+            "<dl>{}</dl>",
+            fields
+                .iter()
+                .map(|(k, val)| format!("<dt>{} :</dt><dd><span>{}</span></dd>", esc(k), esc(val)))
+                .collect::<String>()
+        ),
+    };
+    let n = v.names();
+    let licence_field = if v == Variant::Modern {
+        hidden(n.licence, &l.reference)
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "{}<h1>Détails de l'utilisateur</h1><h3>Informations</h3>{infos}<h3>Options</h3><p>Option standardiste Non</p>\
+         <form method=\"post\" action=\"{}\">{}{licence_field}{}</form><a href=\"{}\">Fermer</a>",
+        notice.unwrap_or_default(),
+        esc(&v.url(&Route::Reset(l.reference.clone()))),
+        hidden(n.token, token),
+        button(
+            v,
+            if v == Variant::Modern {
+                "🔄 Réinitialiser mot de passe SIP"
+            } else {
+                "Réinitialiser mot de passe SIP"
+            },
+            "reset"
+        ),
+        esc(&v.url(&Route::Users(svc.reference.clone())))
+    );
+    layout(v, "Détails de l'utilisateur", true, &body)
+}
+
+pub fn confirm(v: Variant, ds: &Dataset, i: usize, token: &str) -> String {
+    let l = &ds.licences[i];
+    let n = v.names();
+    let number = match v {
+        Variant::Classic => format!("<p>Numéro associé : <strong>{}</strong></p>", esc(&l.sda)),
+        Variant::Modern => format!(
+            "<div class=\"kv\"><div>Numéro associé :</div><div><span>{}</span></div></div>",
+            esc(&show_sda(v, &l.sda, false))
+        ),
+    };
+    let licence_field = if v == Variant::Modern {
+        hidden(n.licence, &l.reference)
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<h1>Réinitialiser mot de passe SIP</h1>{number}<p class=\"warning\">Si vous validez votre choix, votre service sera interrompu. Vous devrez re-configurer votre poste avant de pouvoir le ré-utiliser.</p>\
+         <form method=\"post\" action=\"{}\">{}{licence_field}{}</form><a href=\"{}\">Annuler</a>",
+        esc(&v.url(&Route::Confirm(l.reference.clone()))),
+        hidden(n.token, token),
+        button(
+            v,
+            if v == Variant::Modern {
+                "✓ Confirmer"
+            } else {
+                "Confirmer"
+            },
+            "confirmer"
+        ),
+        esc(&v.url(&Route::Detail(l.reference.clone())))
+    );
+    layout(v, "Confirmation", true, &body)
+}
+
+pub fn message(v: Variant, title: &str, text: &str) -> String {
+    layout(
+        v,
+        title,
+        false,
+        &format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text)),
+    )
+}
