@@ -161,7 +161,9 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             "check the path given with --input",
         )
     })?;
-    let text = decode(&bytes);
+    // CRLF to LF: the csv crate counts lines one short after a CRLF row end,
+    // and error messages must name the line Excel shows.
+    let text = decode(&bytes).replace("\r\n", "\n");
     if text.trim().is_empty() {
         return Err(err(None, None, "the file is empty".into(), HEADER_HINT));
     }

@@ -6,10 +6,13 @@
 pub fn canonical(s: &str) -> String {
     let trimmed = s.trim();
     let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    if trimmed.starts_with('+') && digits.starts_with("33") {
-        format!("0{}", &digits[2..])
-    } else if digits.starts_with("0033") {
-        format!("0{}", &digits[4..])
+    if let Some(national) = digits
+        .strip_prefix("33")
+        .filter(|_| trimmed.starts_with('+'))
+    {
+        format!("0{national}")
+    } else if let Some(national) = digits.strip_prefix("0033") {
+        format!("0{national}")
     } else {
         digits
     }

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 #[command(
     name = "sip-rotate",
     version,
+    // A fixed width keeps --help identical to the README's copy on any terminal.
+    term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
     after_help = "Exit codes: 0 every requested reset done; 1 some failed or unresolved; 2 nothing was reset (usage, input, login refused, not confirmed); 3 aborted midway."
 )]
@@ -47,7 +49,7 @@ pub struct PortalArgs {
     #[arg(long, value_name = "URL")]
     pub portal: String,
     /// Portal login.
-    #[arg(long, env = "MYOPENIP_LOGIN", value_name = "L")]
+    #[arg(long, env = "MYOPENIP_LOGIN", value_name = "L", hide_env_values = true)]
     pub login: Option<String>,
     /// File holding the portal password (mode 0600); else env MYOPENIP_PASSWORD. Never a flag.
     #[arg(long, value_name = "FILE")]
@@ -157,7 +159,7 @@ pub struct SimArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// The login the portal accepts.
-    #[arg(long, env = "SIM_LOGIN", value_name = "L")]
+    #[arg(long, env = "SIM_LOGIN", value_name = "L", hide_env_values = true)]
     pub login: String,
     /// The password the portal accepts.
     #[arg(long, env = "SIM_PASSWORD", value_name = "P", hide_env_values = true)]

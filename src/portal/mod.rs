@@ -358,73 +358,71 @@ impl Browser {
         mut form: Form,
     ) -> Result<Vec<ServiceRow>, PortalError> {
         let l = &self.shared.labels;
-        {
-            let pairs = (|| {
-                form.fill(&l.search_client_ref, client_ref)?;
-                form.select(&l.search_service_type, &l.metacentrex)?;
-                form.submission(&l.search_button)
-            })()
-            .map_err(|e| contract("search", e))?;
-            let mut req = Req::form(form.method_post, form.action.clone(), pairs);
-            let mut services = Vec::new();
-            for _ in 0..MAX_PAGES {
-                let (rows, next) = self
-                    .page(
-                        Phase::Resolve,
-                        req,
-                        Retry::Yes,
-                        "search results",
-                        |doc, url| {
-                            let headers = [
-                                &l.column_service_ref,
-                                &l.column_client_ref,
-                                &l.column_service_type,
-                                &l.column_action,
-                            ];
-                            let rows = match find_table(doc, url, &headers.map(String::as_str)) {
-                                Some(t) => t.rows,
-                                None => Vec::new(), // no result: no rows
-                            };
-                            let found: Vec<ServiceRow> = rows
-                                .into_iter()
-                                // Filters match loosely: keep exact references of MetaCentrex services only.
-                                .filter(|r| {
-                                    r[1].text == client_ref && is_label(&r[2].text, &l.metacentrex)
+        let pairs = (|| {
+            form.fill(&l.search_client_ref, client_ref)?;
+            form.select(&l.search_service_type, &l.metacentrex)?;
+            form.submission(&l.search_button)
+        })()
+        .map_err(|e| contract("search", e))?;
+        let mut req = Req::form(form.method_post, form.action.clone(), pairs);
+        let mut services = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (rows, next) = self
+                .page(
+                    Phase::Resolve,
+                    req,
+                    Retry::Yes,
+                    "search results",
+                    |doc, url| {
+                        let headers = [
+                            &l.column_service_ref,
+                            &l.column_client_ref,
+                            &l.column_service_type,
+                            &l.column_action,
+                        ];
+                        let rows = match find_table(doc, url, &headers.map(String::as_str)) {
+                            Some(t) => t.rows,
+                            None => Vec::new(), // no result: no rows
+                        };
+                        let found: Vec<ServiceRow> = rows
+                            .into_iter()
+                            // Filters match loosely: keep exact references of MetaCentrex services only.
+                            .filter(|r| {
+                                r[1].text == client_ref && is_label(&r[2].text, &l.metacentrex)
+                            })
+                            .map(|r| {
+                                let page = r[3]
+                                    .links
+                                    .iter()
+                                    .find(|a| is_label(&a.text, &l.configure))
+                                    .map(|a| a.url.clone())
+                                    .ok_or_else(|| {
+                                        format!(
+                                            "service {} has no link '{}'",
+                                            r[0].text, l.configure
+                                        )
+                                    })?;
+                                Ok(ServiceRow {
+                                    service_ref: r[0].text.clone(),
+                                    client_ref: r[1].text.clone(),
+                                    page,
                                 })
-                                .map(|r| {
-                                    let page = r[3]
-                                        .links
-                                        .iter()
-                                        .find(|a| is_label(&a.text, &l.configure))
-                                        .map(|a| a.url.clone())
-                                        .ok_or_else(|| {
-                                            format!(
-                                                "service {} has no link '{}'",
-                                                r[0].text, l.configure
-                                            )
-                                        })?;
-                                    Ok(ServiceRow {
-                                        service_ref: r[0].text.clone(),
-                                        client_ref: r[1].text.clone(),
-                                        page,
-                                    })
-                                })
-                                .collect::<Result<_, String>>()?;
-                            Ok((found, find_link(doc, url, &l.next)))
-                        },
-                    )
-                    .await?;
-                services.extend(rows);
-                match next {
-                    Some(url) => req = Req::Get(url),
-                    None => return Ok(services),
-                }
+                            })
+                            .collect::<Result<_, String>>()?;
+                        Ok((found, find_link(doc, url, &l.next)))
+                    },
+                )
+                .await?;
+            services.extend(rows);
+            match next {
+                Some(url) => req = Req::Get(url),
+                None => return Ok(services),
             }
-            Err(contract_text(
-                "search results",
-                format!("more than {MAX_PAGES} pages"),
-            ))
         }
+        Err(contract_text(
+            "search results",
+            format!("more than {MAX_PAGES} pages"),
+        ))
     }
 
     /// Every licence of a service, from its users table and further pages.
@@ -444,72 +442,69 @@ impl Browser {
 
     async fn licences_once(&self, service: &ServiceRow) -> Result<Vec<LicenceRow>, PortalError> {
         let l = &self.shared.labels;
-        {
-            let users = self
-                .page(
-                    Phase::Resolve,
-                    Req::Get(service.page.clone()),
-                    Retry::Yes,
-                    "service",
-                    |doc, url| link(doc, url, &l.users_tab),
-                )
-                .await?;
-            let mut req = Req::Get(users);
-            let mut licences = Vec::new();
-            for _ in 0..MAX_PAGES {
-                let (rows, next) = self
-                    .page(Phase::Resolve, req, Retry::Yes, "users", |doc, url| {
-                        let headers = [
-                            &l.column_licence,
-                            &l.column_sda,
-                            &l.column_name,
-                            &l.column_action,
-                        ];
-                        let table = find_table(doc, url, &headers.map(String::as_str)).ok_or_else(
-                            || {
-                                format!(
-                                    "no table with the headers {}",
-                                    headers.map(|h| format!("'{h}'")).join(", ")
-                                )
-                            },
-                        )?;
-                        let rows = table
-                            .rows
-                            .into_iter()
-                            .map(|r| {
-                                let (licence, licence_type) =
-                                    r[0].text.split_once(' ').unwrap_or((&r[0].text, ""));
-                                let detail = r[3]
-                                    .links
-                                    .iter()
-                                    .find(|a| is_label(&a.text, &l.detail))
-                                    .map(|a| a.url.clone())
-                                    .ok_or_else(|| {
-                                        format!("licence {licence} has no link '{}'", l.detail)
-                                    })?;
-                                Ok(LicenceRow {
-                                    licence: licence.to_string(),
-                                    licence_type: licence_type.to_string(),
-                                    sda: r[1].text.clone(),
-                                    name: r[2].text.clone(),
-                                    detail,
-                                })
+        let users = self
+            .page(
+                Phase::Resolve,
+                Req::Get(service.page.clone()),
+                Retry::Yes,
+                "service",
+                |doc, url| link(doc, url, &l.users_tab),
+            )
+            .await?;
+        let mut req = Req::Get(users);
+        let mut licences = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let (rows, next) = self
+                .page(Phase::Resolve, req, Retry::Yes, "users", |doc, url| {
+                    let headers = [
+                        &l.column_licence,
+                        &l.column_sda,
+                        &l.column_name,
+                        &l.column_action,
+                    ];
+                    let table =
+                        find_table(doc, url, &headers.map(String::as_str)).ok_or_else(|| {
+                            format!(
+                                "no table with the headers {}",
+                                headers.map(|h| format!("'{h}'")).join(", ")
+                            )
+                        })?;
+                    let rows = table
+                        .rows
+                        .into_iter()
+                        .map(|r| {
+                            let (licence, licence_type) =
+                                r[0].text.split_once(' ').unwrap_or((&r[0].text, ""));
+                            let detail = r[3]
+                                .links
+                                .iter()
+                                .find(|a| is_label(&a.text, &l.detail))
+                                .map(|a| a.url.clone())
+                                .ok_or_else(|| {
+                                    format!("licence {licence} has no link '{}'", l.detail)
+                                })?;
+                            Ok(LicenceRow {
+                                licence: licence.to_string(),
+                                licence_type: licence_type.to_string(),
+                                sda: r[1].text.clone(),
+                                name: r[2].text.clone(),
+                                detail,
                             })
-                            .collect::<Result<Vec<_>, String>>()?;
-                        Ok((rows, find_link(doc, url, &l.next)))
-                    })
-                    .await?;
-                licences.extend(rows);
-                match next {
-                    Some(url) => req = Req::Get(url),
-                    None => return Ok(licences),
-                }
+                        })
+                        .collect::<Result<Vec<_>, String>>()?;
+                    Ok((rows, find_link(doc, url, &l.next)))
+                })
+                .await?;
+            licences.extend(rows);
+            match next {
+                Some(url) => req = Req::Get(url),
+                None => return Ok(licences),
             }
-            Err(contract_text(
-                "users",
-                format!("more than {MAX_PAGES} pages"),
-            ))
         }
+        Err(contract_text(
+            "users",
+            format!("more than {MAX_PAGES} pages"),
+        ))
     }
 
     /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.
@@ -531,100 +526,101 @@ impl Browser {
         unreachable!("the loop returns")
     }
 
+    /// Détail then Réinitialiser: checks the pages show this licence and SDA,
+    /// and returns the account code and the `Confirmer` request. Nothing has
+    /// changed on the portal yet.
+    async fn prepare(&self, licence: &LicenceRow, sda: &str) -> Result<(String, Req), PortalError> {
+        let l = &self.shared.labels;
+        let (accountcode, form) = self
+            .page(
+                Phase::Reset,
+                Req::Get(licence.detail.clone()),
+                Retry::Yes,
+                "detail",
+                |doc, url| {
+                    let shown = html::field_value(doc, &l.field_licence).unwrap_or_default();
+                    if shown.split(' ').next() != Some(licence.licence.as_str()) {
+                        return Err(format!("shows licence '{shown}', not {}", licence.licence));
+                    }
+                    if let Some(shown_sda) = html::field_value(doc, &l.field_sda)
+                        && !phone::same_number(&shown_sda, sda)
+                    {
+                        return Err(format!(
+                            "shows SDA '{shown_sda}' for {}, expected '{sda}'",
+                            licence.licence
+                        ));
+                    }
+                    let accountcode =
+                        html::field_value(doc, &l.field_accountcode).unwrap_or_default();
+                    let form = Form::with_button(doc, url, &l.reset_button)
+                        .ok_or_else(|| format!("no button '{}'", l.reset_button))?;
+                    Ok((accountcode, form))
+                },
+            )
+            .await?;
+        let pairs = form
+            .submission(&l.reset_button)
+            .map_err(|e| contract("detail", e))?;
+        let confirm = self
+            .page(
+                Phase::Reset,
+                Req::form(form.method_post, form.action.clone(), pairs),
+                Retry::Yes,
+                "confirmation",
+                |doc, url| {
+                    let after = html::text_after(doc, &l.associated_number)
+                        .ok_or_else(|| format!("no text '{}'", l.associated_number))?;
+                    let shown = phone::leading_number(&after);
+                    if !phone::same_number(&shown, sda) {
+                        return Err(format!(
+                            "associated number '{shown}' is not '{sda}' of {}",
+                            licence.licence
+                        ));
+                    }
+                    Form::with_button(doc, url, &l.confirm_button)
+                        .ok_or_else(|| format!("no button '{}'", l.confirm_button))
+                },
+            )
+            .await?;
+        let pairs = confirm
+            .submission(&l.confirm_button)
+            .map_err(|e| contract("confirmation", e))?;
+        Ok((
+            accountcode,
+            Req::form(confirm.method_post, confirm.action.clone(), pairs),
+        ))
+    }
+
     async fn reset_once(&self, licence: &LicenceRow, sda: &str) -> Result<NewPassword, ResetError> {
         let l = &self.shared.labels;
-        {
-            let before = async {
-                let (accountcode, form) = self
-                    .page(
-                        Phase::Reset,
-                        Req::Get(licence.detail.clone()),
-                        Retry::Yes,
-                        "detail",
-                        |doc, url| {
-                            let shown =
-                                html::field_value(doc, &l.field_licence).unwrap_or_default();
-                            if shown.split(' ').next() != Some(licence.licence.as_str()) {
-                                return Err(format!(
-                                    "shows licence '{shown}', not {}",
-                                    licence.licence
-                                ));
-                            }
-                            if let Some(shown_sda) = html::field_value(doc, &l.field_sda)
-                                && !phone::same_number(&shown_sda, sda)
-                            {
-                                return Err(format!(
-                                    "shows SDA '{shown_sda}' for {}, expected '{sda}'",
-                                    licence.licence
-                                ));
-                            }
-                            let accountcode =
-                                html::field_value(doc, &l.field_accountcode).unwrap_or_default();
-                            let form = Form::with_button(doc, url, &l.reset_button)
-                                .ok_or_else(|| format!("no button '{}'", l.reset_button))?;
-                            Ok((accountcode, form))
-                        },
-                    )
-                    .await?;
-                let pairs = form
-                    .submission(&l.reset_button)
-                    .map_err(|e| contract("detail", e))?;
-                let confirm = self
-                    .page(
-                        Phase::Reset,
-                        Req::form(form.method_post, form.action.clone(), pairs),
-                        Retry::Yes,
-                        "confirmation",
-                        |doc, url| {
-                            let after = html::text_after(doc, &l.associated_number)
-                                .ok_or_else(|| format!("no text '{}'", l.associated_number))?;
-                            let shown = phone::leading_number(&after);
-                            if !phone::same_number(&shown, sda) {
-                                return Err(format!(
-                                    "associated number '{shown}' is not '{sda}' of {}",
-                                    licence.licence
-                                ));
-                            }
-                            Form::with_button(doc, url, &l.confirm_button)
-                                .ok_or_else(|| format!("no button '{}'", l.confirm_button))
-                        },
-                    )
-                    .await?;
-                let pairs = confirm
-                    .submission(&l.confirm_button)
-                    .map_err(|e| contract("confirmation", e))?;
-                Ok::<_, PortalError>((
+        let (accountcode, confirm) = self
+            .prepare(licence, sda)
+            .await
+            .map_err(ResetError::NotDone)?;
+        // From here on the password may have changed: no failure is "not done".
+        let fetched = self
+            .transport
+            .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
+            .await
+            .map_err(|e| ResetError::Unknown(e.to_string()))?;
+        let doc = Html::parse_document(&fetched.body);
+        match html::text_after(&doc, &l.new_password) {
+            Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
+                Some(password) => Ok(NewPassword {
+                    password: SecretString::from(password.to_string()),
                     accountcode,
-                    Req::form(confirm.method_post, confirm.action.clone(), pairs),
-                ))
-            }
-            .await;
-            let (accountcode, confirm) = before.map_err(ResetError::NotDone)?;
-            // From here on the password may have changed: no failure is "not done".
-            let fetched = self
-                .transport
-                .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
-                .await
-                .map_err(|e| ResetError::Unknown(e.to_string()))?;
-            let doc = Html::parse_document(&fetched.body);
-            return match html::text_after(&doc, &l.new_password) {
-                Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
-                    Some(password) => Ok(NewPassword {
-                        password: SecretString::from(password.to_string()),
-                        accountcode,
-                    }),
-                    None => Err(ResetError::Unknown(
-                        "the result page shows no password".into(),
-                    )),
-                },
-                None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown(
-                    "the session ended before the result page".into(),
+                }),
+                None => Err(ResetError::Unknown(
+                    "the result page shows no password".into(),
                 )),
-                None => Err(ResetError::Unknown(format!(
-                    "no text '{}' on the result page",
-                    l.new_password
-                ))),
-            };
+            },
+            None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown(
+                "the session ended before the result page".into(),
+            )),
+            None => Err(ResetError::Unknown(format!(
+                "no text '{}' on the result page",
+                l.new_password
+            ))),
         }
     }
 }

@@ -1,0 +1,229 @@
+//! Helpers shared by the integration tests: the real `sip-rotate sim`
+//! binary on a free loopback port, its truth file and counters, identities.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const LOGIN: &str = "revendeur-test";
+pub const PASSWORD: &str = "s3cret-portal-pw";
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sip-rotate"))
+}
+
+/// A running simulator, stopped (SIGTERM) when dropped.
+pub struct Sim {
+    child: Option<Child>,
+    pub url: String,
+    pub truth: PathBuf,
+}
+
+impl Sim {
+    /// Starts `sip-rotate sim` with `args`, its truth file in `dir`.
+    pub fn start(dir: &Path, args: &[&str]) -> Sim {
+        let truth = dir.join(format!(
+            "truth-{}.jsonl",
+            std::process::id() as u64 * 1000 + rand_suffix()
+        ));
+        let mut child = Command::new(bin())
+            .arg("sim")
+            .args(["--listen", "127.0.0.1:0", "--truth"])
+            .arg(&truth)
+            .args(args)
+            .env("SIM_LOGIN", LOGIN)
+            .env("SIM_PASSWORD", PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the simulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        Sim {
+            child: Some(child),
+            url: format!("{url}/"),
+            truth,
+        }
+    }
+
+    /// Stops the simulator and returns the counters it printed.
+    pub fn stop(mut self) -> HashMap<String, u64> {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        child.wait().unwrap();
+        err.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// Every committed reset, in order.
+    pub fn resets(&self) -> Vec<TruthLine> {
+        read_truth(&self.truth)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone)]
+pub struct TruthLine {
+    pub licence: String,
+    pub client_ref: String,
+    pub password: String,
+}
+
+pub fn read_truth(path: &Path) -> Vec<TruthLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            TruthLine {
+                licence: v["licence"].as_str().unwrap().into(),
+                client_ref: v["client_ref"].as_str().unwrap().into(),
+                password: v["password"].as_str().unwrap().into(),
+            }
+        })
+        .collect()
+}
+
+/// The last password the portal gave each licence.
+pub fn last_passwords(truth: &[TruthLine]) -> HashMap<String, String> {
+    truth
+        .iter()
+        .map(|t| (t.licence.clone(), t.password.clone()))
+        .collect()
+}
+
+/// An age identity file in `dir`; returns (path, public key).
+pub fn identity(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join("identity.txt");
+    let out = Command::new(bin())
+        .args(["keygen", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        path,
+        String::from_utf8(out.stdout).unwrap().trim().to_string(),
+    )
+}
+
+/// Decrypts an output or journal with `sip-rotate decrypt`; returns CSV rows as maps.
+pub fn decrypt(identity: &Path, file: &Path) -> Vec<HashMap<String, String>> {
+    let out = Command::new(bin())
+        .args(["decrypt", "-i"])
+        .arg(identity)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "decrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_csv(&out.stdout)
+}
+
+pub fn parse_csv(bytes: &[u8]) -> Vec<HashMap<String, String>> {
+    let mut r = csv::Reader::from_reader(bytes);
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            headers
+                .iter()
+                .zip(rec.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// `sip-rotate run` against `sim`, with the test credentials.
+pub fn run_cmd(sim: &Sim, input: &Path, output: &Path, recipient: &str) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("run")
+        .arg("--input")
+        .arg(input)
+        .args([
+            "--portal", &sim.url, "--login", LOGIN, "-r", recipient, "-o",
+        ])
+        .arg(output)
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Every file under `dir`, read whole.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            all.extend(files_under(&p));
+        } else {
+            all.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    all
+}
+
+/// Fails if any password of the truth file appears in clear in `haystacks`,
+/// the truth file itself excepted.
+pub fn assert_no_clear_password(
+    truth: &[TruthLine],
+    haystacks: &[(PathBuf, Vec<u8>)],
+    truth_path: &Path,
+) {
+    for (path, bytes) in haystacks {
+        if path == truth_path {
+            continue;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        for t in truth {
+            assert!(
+                !text.contains(&t.password),
+                "password of {} in clear in {}",
+                t.licence,
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! `sip-rotate run` end to end: the real binary against the real simulator
+//! over loopback, every password of the (decrypted) output checked against
+//! the simulator's truth file, for both portal variants.
+
+mod common;
+
+use common::*;
+use sip_rotate::sim::dataset::{Dataset, DatasetSpec};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+
+fn dataset() -> Dataset {
+    Dataset::generate(&DatasetSpec {
+        seed: 1,
+        clients: 12,
+        licences_per_client: 8,
+    })
+}
+
+/// A client whose reference is a prefix of another's, and that other one.
+fn prefix_pair(ds: &Dataset) -> (String, String) {
+    for c in &ds.clients {
+        if let Some(o) = ds
+            .clients
+            .iter()
+            .find(|o| o.reference != c.reference && o.reference.starts_with(&c.reference))
+        {
+            return (c.reference.clone(), o.reference.clone());
+        }
+    }
+    panic!("the dataset has no prefix pair");
+}
+
+fn licences_of_client(ds: &Dataset, client: &str) -> Vec<String> {
+    ds.licences
+        .iter()
+        .filter(|l| ds.client_of_service(l.service).reference == client)
+        .map(|l| l.reference.clone())
+        .collect()
+}
+
+/// Input rows: one explicit licence of the short client, every licence of the
+/// long one (`*`), one licence with its SDA to cross-check, one listed twice.
+fn write_input(dir: &Path, ds: &Dataset) -> (std::path::PathBuf, HashSet<String>) {
+    let (short, long) = prefix_pair(ds);
+    let short_licences = licences_of_client(ds, &short);
+    let with_sda = ds
+        .licences
+        .iter()
+        .find(|l| {
+            !l.sda.is_empty()
+                && ds.client_of_service(l.service).reference != short
+                && ds.client_of_service(l.service).reference != long
+        })
+        .unwrap();
+    let sda_client = ds.client_of_service(with_sda.service).reference.clone();
+    let dotted: String = with_sda.sda.replace(' ', ".");
+    let text = format!(
+        "client_ref,licence,sda\n{short},{},\n{long},*,\n{sda_client},{},{dotted}\n{short},{},\n",
+        short_licences[0], with_sda.reference, short_licences[0]
+    );
+    let path = dir.join("input.csv");
+    std::fs::write(&path, text).unwrap();
+    let mut wanted: HashSet<String> = licences_of_client(ds, &long).into_iter().collect();
+    wanted.insert(short_licences[0].clone());
+    wanted.insert(with_sda.reference.clone());
+    (path, wanted)
+}
+
+#[test]
+fn every_requested_licence_is_reset_once_and_nothing_else_for_both_variants() {
+    let ds = dataset();
+    for variant in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::start(dir.path(), &["--variant", variant, "--page-size", "3"]);
+        let (id, public) = identity(dir.path());
+        let (input, wanted) = write_input(dir.path(), &ds);
+        let output = dir.path().join("out.csv.age");
+        let report = dir.path().join("report.csv");
+        let out = run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "variant {variant}: {stderr}");
+
+        let truth = sim.resets();
+        let touched: Vec<&str> = truth.iter().map(|t| t.licence.as_str()).collect();
+        assert_eq!(
+            touched.len(),
+            wanted.len(),
+            "variant {variant}: one reset per licence, the duplicate row included"
+        );
+        assert_eq!(
+            touched
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<HashSet<_>>(),
+            wanted,
+            "variant {variant}: no other licence touched"
+        );
+
+        let rows = decrypt(&id, &output);
+        assert_eq!(rows.len(), wanted.len());
+        let last = last_passwords(&truth);
+        for row in &rows {
+            assert_eq!(
+                row["password"], last[&row["licence"]],
+                "variant {variant}: password of {}",
+                row["licence"]
+            );
+            let l = &ds.licences[ds.licence_index(&row["licence"]).unwrap()];
+            assert_eq!(row["sda"].replace('.', " "), l.sda, "variant {variant}");
+            assert_eq!(row["licence_type"], l.licence_type);
+            assert_eq!(row["accountcode"], l.accountcode);
+            assert_eq!(row["client_ref"], ds.client_of_service(l.service).reference);
+        }
+        assert!(
+            !Path::new(&format!("{}.journal", output.display())).exists(),
+            "the journal goes once the output is complete"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&output).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let report = parse_csv(&std::fs::read(&report).unwrap());
+        assert_eq!(
+            report.iter().filter(|r| r["status"] == "reset").count(),
+            wanted.len()
+        );
+        assert_eq!(
+            report.iter().filter(|r| r["status"] == "duplicate").count(),
+            1
+        );
+
+        let mut everything = files_under(dir.path());
+        everything.push(("stdout".into(), out.stdout.clone()));
+        everything.push(("stderr".into(), out.stderr.clone()));
+        assert_no_clear_password(&truth, &everything, &sim.truth);
+    }
+}
+
+#[test]
+fn a_row_that_does_not_resolve_stops_the_run_before_any_reset() {
+    let ds = dataset();
+    let (short, long) = prefix_pair(&ds);
+    let foreign = licences_of_client(&ds, &long)[0].clone();
+    let mine = licences_of_client(&ds, &short)[1].clone();
+    for variant in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::start(dir.path(), &["--variant", variant, "--page-size", "3"]);
+        let (_, public) = identity(dir.path());
+        let input = dir.path().join("in.csv");
+        // The licence of client `long` asked under the client `short`, whose search also lists `long`.
+        std::fs::write(
+            &input,
+            format!("client_ref,licence\n{short},{mine}\n{short},{foreign}\n"),
+        )
+        .unwrap();
+        let output = dir.path().join("out.age");
+        let out = run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("line 3"), "names the CSV line: {stderr}");
+        assert!(stderr.contains(&foreign), "{stderr}");
+        assert!(sim.resets().is_empty(), "nothing reset");
+        assert!(!output.exists());
+
+        // With --skip-unresolved the other row is reset, and the exit code says some were not.
+        let report = dir.path().join("report.csv");
+        let out = run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--skip-unresolved", "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let truth = sim.resets();
+        assert_eq!(
+            truth.iter().map(|t| t.licence.as_str()).collect::<Vec<_>>(),
+            vec![mine.as_str()]
+        );
+        let report = parse_csv(&std::fs::read(&report).unwrap());
+        let statuses: HashMap<&str, &str> = report
+            .iter()
+            .map(|r| (r["licence"].as_str(), r["status"].as_str()))
+            .collect();
+        assert_eq!(statuses[mine.as_str()], "reset");
+        assert_eq!(statuses[foreign.as_str()], "unresolved");
+    }
+}
+
+#[test]
+fn an_sda_that_does_not_match_the_portal_is_refused() {
+    let ds = dataset();
+    let l = ds.licences.iter().find(|l| !l.sda.is_empty()).unwrap();
+    let client = &ds.client_of_service(l.service).reference;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let (_, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "client_ref;licence;sda\n{client};{};01 99 99 99 99\n",
+            l.reference
+        ),
+    )
+    .unwrap();
+    let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SDA"));
+    assert!(sim.resets().is_empty());
+}
+
+#[test]
+fn without_a_terminal_yes_is_required_and_a_refused_login_is_not_retried() {
+    let ds = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let (_, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        format!("client_ref,licence\n{},*\n", ds.clients[0].reference),
+    )
+    .unwrap();
+    let output = dir.path().join("o.age");
+    let out = run_cmd(&sim, &input, &output, &public).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+
+    let out = run_cmd(&sim, &input, &output, &public)
+        .arg("--yes")
+        .env("MYOPENIP_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the login"));
+    assert!(!output.exists());
+    let counters = sim.stop();
+    assert_eq!(
+        counters["refused_logins"], 1,
+        "one refused login, never retried"
+    );
+    assert_eq!(counters.get("resets").copied().unwrap_or(0), 0);
+}
+
+#[test]
+fn plain_http_to_a_remote_portal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4021,FPC1\n").unwrap();
+    let out = Command::new(bin())
+        .args(["run", "--input"])
+        .arg(&input)
+        .args([
+            "--portal",
+            "http://portal.example/",
+            "--login",
+            "x",
+            "-r",
+            "age1qhy4h0lyvgkt2p009ugrgc5ktnayvwjlqxcmz92hfwsxsu0ltfmse35ryq",
+            "-o",
+        ])
+        .arg(dir.path().join("o.age"))
+        .args(["--yes"])
+        .env("MYOPENIP_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https"));
+}
+
+#[test]
+fn the_age_cli_decrypts_the_output() {
+    let Ok(status) = Command::new("age").arg("--version").output() else {
+        assert!(
+            std::env::var_os("SIP_ROTATE_REQUIRE_AGE").is_none(),
+            "the age CLI is required here: apt-get install age"
+        );
+        eprintln!(
+            "the age CLI is not installed (apt-get install age): interoperability not checked"
+        );
+        return;
+    };
+    assert!(status.status.success());
+    let ds = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let (id, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "client_ref,licence\n{},{}\n",
+            ds.clients[2].reference,
+            licences_of_client(&ds, &ds.clients[2].reference)[0]
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("o.age");
+    let out = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "100"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&id)
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let rows = parse_csv(&plain.stdout);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["password"], sim.resets()[0].password);
+}
