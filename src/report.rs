@@ -38,8 +38,9 @@ pub struct ReportRow {
     pub licence: String,
     pub status: Status,
     pub detail: String,
-    /// How many confirmed resets the licence took (more than one after unknown outcomes).
-    pub resets: u32,
+    /// `Confirmer` requests sent for the licence: more than one only after an
+    /// unknown outcome, and each may have reset the password.
+    pub confirmations: u32,
 }
 
 pub const REPORT_HEADER: [&str; 7] = [
@@ -48,7 +49,7 @@ pub const REPORT_HEADER: [&str; 7] = [
     "service_ref",
     "licence",
     "status",
-    "resets",
+    "confirmations",
     "detail",
 ];
 
@@ -65,7 +66,7 @@ pub fn write(path: &Path, rows: &[ReportRow]) -> std::io::Result<()> {
             &r.service_ref,
             &r.licence,
             r.status.as_str(),
-            &r.resets.to_string(),
+            &r.confirmations.to_string(),
             &r.detail,
         ])?;
     }

@@ -11,7 +11,7 @@ use crate::portal::{Browser, LicenceRow, Portal, PortalError, ResetError, Servic
 use crate::report::{ReportRow, Status};
 use crate::vault::{Journal, Output, Recipients, ResetRecord, VaultError};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -60,7 +60,7 @@ impl Resolution {
 }
 
 impl Target {
-    fn report(&self, status: Status, detail: String, resets: u32) -> ReportRow {
+    fn report(&self, status: Status, detail: String, confirmations: u32) -> ReportRow {
         ReportRow {
             line: self.line,
             client_ref: self.client_ref.clone(),
@@ -68,7 +68,7 @@ impl Target {
             licence: self.licence.licence.clone(),
             status,
             detail,
-            resets,
+            confirmations,
         }
     }
 }
@@ -163,7 +163,7 @@ pub async fn resolve(portal: &Arc<Portal>, rows: &[InputRow]) -> Result<Resoluti
             licence: licence.to_string(),
             status,
             detail,
-            resets: 0,
+            confirmations: 0,
         };
         let wanted = row.licence.to_string();
         let services = match &found[&row.client_ref] {
@@ -315,12 +315,12 @@ enum Event {
     Reset {
         target: usize,
         password: crate::portal::NewPassword,
-        resets: u32,
+        confirmations: u32,
     },
     Failed {
         target: usize,
         reason: String,
-        resets: u32,
+        confirmations: u32,
         fatal: bool,
     },
 }
@@ -340,7 +340,9 @@ pub async fn reset_all(
         (0..canary).collect::<VecDeque<usize>>(),
         (canary..targets.len()).collect(),
     ];
-    let mut failures = 0;
+    // Counted by the workers, so that the stop comes before the next licence
+    // is taken, not when the collector catches up.
+    let failures = Arc::new(AtomicUsize::new(0));
     let mut why_stopped = None;
     for (b, batch) in batches.into_iter().enumerate() {
         if batch.is_empty() {
@@ -354,14 +356,15 @@ pub async fn reset_all(
         let workers = if b == 0 { 1 } else { settings.workers.max(1) };
         let mut pool = JoinSet::new();
         for _ in 0..workers {
-            let (portal, targets, queue, tx, stop) = (
+            let (portal, targets, queue, tx, stop, failures) = (
                 portal.clone(),
                 targets.clone(),
                 queue.clone(),
                 tx.clone(),
                 stop.clone(),
+                failures.clone(),
             );
-            let max_tries = settings.max_tries;
+            let (max_tries, max_failures) = (settings.max_tries, settings.max_failures);
             pool.spawn(async move {
                 // Each worker keeps one browser (one portal session) for all its resets.
                 let mut browser = None;
@@ -380,11 +383,13 @@ pub async fn reset_all(
                         None => Event::Failed {
                             target: i,
                             reason: "cannot start an HTTP client".into(),
-                            resets: 0,
+                            confirmations: 0,
                             fatal: true,
                         },
                     };
-                    if let Event::Failed { fatal: true, .. } = event {
+                    if let Event::Failed { fatal, .. } = event
+                        && (fatal || failures.fetch_add(1, Ordering::SeqCst) + 1 >= max_failures)
+                    {
                         stop.store(true, Ordering::SeqCst);
                     }
                     if tx.send(event).await.is_err() {
@@ -400,7 +405,7 @@ pub async fn reset_all(
                 Event::Reset {
                     target,
                     password,
-                    resets,
+                    confirmations,
                 } => {
                     let t = &targets[target];
                     let record = ResetRecord {
@@ -422,26 +427,25 @@ pub async fn reset_all(
                         return Err(e);
                     }
                     sink.output.add(&record)?;
-                    t.report(Status::Reset, String::new(), resets)
+                    t.report(Status::Reset, String::new(), confirmations)
                 }
                 Event::Failed {
                     target,
                     reason,
-                    resets,
+                    confirmations,
                     fatal,
                 } => {
-                    failures += 1;
                     batch_failed = true;
+                    let failed = failures.load(Ordering::SeqCst);
                     if fatal {
                         why_stopped = Some(reason.clone());
-                    } else if failures >= settings.max_failures && !stop.load(Ordering::SeqCst) {
+                    } else if failed >= settings.max_failures && why_stopped.is_none() {
                         why_stopped = Some(format!(
-                            "{failures} licences failed (--max-failures {})",
+                            "{failed} licences failed (--max-failures {})",
                             settings.max_failures
                         ));
-                        stop.store(true, Ordering::SeqCst);
                     }
-                    targets[target].report(Status::Failed, reason, resets)
+                    targets[target].report(Status::Failed, reason, confirmations)
                 }
             };
             (sink.on_progress)(&row);
@@ -471,7 +475,7 @@ pub async fn reset_all(
     Ok((rows, ending, why_stopped))
 }
 
-/// Resets one licence, again after an unknown outcome, up to `max_tries` resets.
+/// Resets one licence, again after an unknown outcome, up to `max_tries` confirmations.
 async fn reset_one(browser: &mut Browser, target: &Target, index: usize, max_tries: u32) -> Event {
     let mut confirmations = 0;
     let mut last_unknown = String::new();
@@ -481,19 +485,29 @@ async fn reset_one(browser: &mut Browser, target: &Target, index: usize, max_tri
                 return Event::Reset {
                     target: index,
                     password,
-                    resets: confirmations + 1,
+                    confirmations: confirmations + 1,
                 };
             }
-            Err(ResetError::Unknown(why)) => {
+            Err(ResetError::Unknown { reason, again }) => {
                 confirmations += 1;
-                tracing::warn!(licence = %target.licence.licence, "{why}: resetting again");
-                last_unknown = why;
+                if !again {
+                    return Event::Failed {
+                        target: index,
+                        reason: format!(
+                            "{reason}: the password may have changed and is unknown; check the portal's pages (see --labels), then reset this licence again"
+                        ),
+                        confirmations,
+                        fatal: false,
+                    };
+                }
+                tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
+                last_unknown = reason;
             }
             Err(ResetError::NotDone(e)) => {
                 return Event::Failed {
                     target: index,
                     reason: e.to_string(),
-                    resets: confirmations,
+                    confirmations,
                     fatal: e.is_fatal(),
                 };
             }
@@ -502,9 +516,9 @@ async fn reset_one(browser: &mut Browser, target: &Target, index: usize, max_tri
     Event::Failed {
         target: index,
         reason: format!(
-            "{max_tries} resets without a password shown ({last_unknown}): the password may have changed; reset this licence again"
+            "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
         ),
-        resets: confirmations,
+        confirmations,
         fatal: false,
     }
 }

@@ -317,6 +317,7 @@ impl Output {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        remove_stale_temporaries(dir, &name);
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
@@ -362,6 +363,20 @@ impl Output {
             .map_err(|e| io_err(&path)(e.error))?;
         sync_dir(&path);
         Ok(path)
+    }
+}
+
+/// Removes temporary outputs left by a killed run: encrypted, incomplete,
+/// and every password in them is in the journal too.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 

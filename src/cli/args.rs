@@ -108,6 +108,9 @@ pub struct RunArgs {
     /// Stop the run after this many failed licences.
     #[arg(long, value_name = "N", default_value = "10")]
     pub max_failures: usize,
+    /// Resets tried per licence while the answer to Confirmer is lost (timeout, cut connection, 5xx).
+    #[arg(long, value_name = "N", default_value = "5")]
+    pub max_resets: u32,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -107,6 +107,7 @@ pub struct RunConfig {
     pub resume: bool,
     pub canary: usize,
     pub max_failures: usize,
+    pub max_resets: u32,
     pub workers: usize,
     pub rate: f64,
 }
@@ -140,8 +141,8 @@ impl RunConfig {
                 "not on a terminal: nobody can confirm the resets; add --yes to reset without asking"
             );
         }
-        if args.max_failures == 0 {
-            bail!("--max-failures must be at least 1");
+        if args.max_failures == 0 || args.max_resets == 0 {
+            bail!("--max-failures and --max-resets must be at least 1");
         }
         Ok(RunConfig {
             input: args.input.clone(),
@@ -156,6 +157,7 @@ impl RunConfig {
             resume: args.resume,
             canary: args.canary,
             max_failures: args.max_failures,
+            max_resets: args.max_resets,
             workers: args.portal.concurrency,
             rate: args.portal.rate,
         })

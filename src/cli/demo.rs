@@ -74,6 +74,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         resume: false,
         canary: 1,
         max_failures: 10,
+        max_resets: 5,
         workers: 4,
         rate: args.rate,
     };

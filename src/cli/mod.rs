@@ -38,7 +38,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            run::Exit::NothingDone.into()
+            match e.downcast_ref::<run::Aborted>() {
+                Some(_) => run::Exit::Aborted.into(),
+                None => run::Exit::NothingDone.into(),
+            }
         }
     }
 }

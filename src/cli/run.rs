@@ -31,6 +31,11 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// A failure after resets started: exit 3, not 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Aborted(pub String);
+
 /// What a run left behind, for the caller to show.
 pub struct RunResult {
     pub exit: Exit,
@@ -193,7 +198,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
                         "reset by the interrupted run: password in {}",
                         config.journal.display()
                     ),
-                    resets: 1,
+                    confirmations: 1,
                 });
             }
             !earlier
@@ -253,7 +258,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         workers: config.workers,
         canary: config.canary,
         max_failures: config.max_failures,
-        max_tries: 3,
+        max_tries: config.max_resets,
     };
     let (rows_done, ending, why) =
         runner::reset_all(&portal, targets, &settings, &mut sink, stop).await?;
@@ -274,7 +279,13 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     let mut written = None;
     let exit = match ending {
         Ending::Complete => {
-            written = Some(output.finish()?);
+            written = Some(output.finish().map_err(|e| {
+                Aborted(format!(
+                    "{e}\n  every new password is in {} (sip-rotate decrypt -i IDENTITY {})",
+                    journal_path.display(),
+                    journal_path.display()
+                ))
+            })?);
             if earlier == 0 {
                 std::fs::remove_file(&journal_path).with_context(|| {
                     format!("cannot remove the journal {}", journal_path.display())

@@ -93,8 +93,11 @@ pub enum ResetError {
     #[error("{0}")]
     NotDone(PortalError),
     /// `Confirmer` was sent but no password came back: it may have changed.
-    #[error("outcome unknown after Confirmer: {0}")]
-    Unknown(String),
+    /// `again` says whether a new reset can be expected to show it: yes after
+    /// a cut connection, a 5xx or an ended session; no when the portal
+    /// answered with a page that does not hold the password (a changed portal).
+    #[error("outcome unknown after Confirmer: {reason}")]
+    Unknown { reason: String, again: bool },
 }
 
 const MAX_SESSION_ATTEMPTS: usize = 4;
@@ -602,7 +605,10 @@ impl Browser {
             .transport
             .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
             .await
-            .map_err(|e| ResetError::Unknown(e.to_string()))?;
+            .map_err(|e| ResetError::Unknown {
+                reason: e.to_string(),
+                again: true,
+            })?;
         let doc = Html::parse_document(&fetched.body);
         match html::text_after(&doc, &l.new_password) {
             Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
@@ -610,17 +616,19 @@ impl Browser {
                     password: SecretString::from(password.to_string()),
                     accountcode,
                 }),
-                None => Err(ResetError::Unknown(
-                    "the result page shows no password".into(),
-                )),
+                None => Err(ResetError::Unknown {
+                    reason: "the result page shows no password".into(),
+                    again: false,
+                }),
             },
-            None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown(
-                "the session ended before the result page".into(),
-            )),
-            None => Err(ResetError::Unknown(format!(
-                "no text '{}' on the result page",
-                l.new_password
-            ))),
+            None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown {
+                reason: "the session ended before the result page".into(),
+                again: true,
+            }),
+            None => Err(ResetError::Unknown {
+                reason: format!("no text '{}' on the result page", l.new_password),
+                again: false,
+            }),
         }
     }
 }

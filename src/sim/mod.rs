@@ -373,7 +373,8 @@ impl Shared {
                 "password": password,
                 "at": chrono::Utc::now().to_rfc3339(),
             });
-            writeln!(f, "{line}")?;
+            // One write per line, so that a reader never sees half of one.
+            f.write_all(format!("{line}\n").as_bytes())?;
             f.flush()?;
         }
         self.counters.lock().unwrap().resets += 1;

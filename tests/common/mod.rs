@@ -107,7 +107,10 @@ pub struct TruthLine {
 
 pub fn read_truth(path: &Path) -> Vec<TruthLine> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    // A line still being written has no newline yet.
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             TruthLine {

@@ -1,0 +1,476 @@
+//! Never lose a new password: the real binary against the simulator with its
+//! faults on, killed, interrupted and resumed; journals cut at any byte;
+//! runs stopped early by the canary and `--max-failures`.
+
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn input(dir: &Path, clients: &[&str]) -> PathBuf {
+    let path = dir.join("in.csv");
+    let mut text = String::from("client_ref,licence\n");
+    for c in clients {
+        text += &format!("{c},*\n");
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Clients of the default dataset, the prefix pair among them.
+const CLIENTS: [&str; 4] = ["4054", "40542", "4082", "4094"];
+
+/// Starts `run` in the background, its stdout and stderr going to files.
+fn spawn_run(sim: &Sim, dir: &Path, output: &Path, recipient: &str, extra: &[&str]) -> Child {
+    let input = input(dir, &CLIENTS);
+    run_cmd(sim, &input, output, recipient)
+        .args(["--yes"])
+        .args(extra)
+        .stdout(std::fs::File::create(dir.join("run.stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.join("run.stderr")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) until the simulator has committed `n` resets.
+fn wait_for_resets(sim: &Sim, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.resets().len() < n {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+fn journal_of(output: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.journal", output.display()))
+}
+
+/// The licences a journal names in clear (complete entries or not).
+fn journal_licences(journal: &Path) -> HashSet<String> {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("sip-rotate-journal "))
+        .map(|json| {
+            serde_json::from_str::<serde_json::Value>(json).unwrap()["licence"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn all_licences() -> HashSet<String> {
+    let ds = sip_rotate::sim::dataset::Dataset::generate(&sip_rotate::sim::dataset::DatasetSpec {
+        seed: 1,
+        clients: 12,
+        licences_per_client: 8,
+    });
+    ds.licences
+        .iter()
+        .filter(|l| CLIENTS.contains(&ds.client_of_service(l.service).reference.as_str()))
+        .map(|l| l.reference.clone())
+        .collect()
+}
+
+fn recovered(identity: &Path, files: &[&Path]) -> HashMap<String, Vec<String>> {
+    let mut all: HashMap<String, Vec<String>> = HashMap::new();
+    for f in files.iter().filter(|f| f.exists()) {
+        for row in decrypt(identity, f) {
+            all.entry(row["licence"].clone())
+                .or_default()
+                .push(row["password"].clone());
+        }
+    }
+    all
+}
+
+fn assert_nothing_in_clear(dir: &Path, sim: &Sim) {
+    assert_no_clear_password(&sim.resets(), &files_under(dir), &sim.truth);
+}
+
+#[test]
+fn under_portal_faults_every_licence_ends_with_the_truths_last_password() {
+    for variant in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::start(
+            dir.path(),
+            &[
+                "--variant",
+                variant,
+                "--page-size",
+                "3",
+                "--fail-rate",
+                "0.05",
+                "--drop-rate",
+                "0.1",
+                "--expire-after",
+                "25",
+                "--rate-limit",
+                "40",
+            ],
+        );
+        let (id, public) = identity(dir.path());
+        let output = dir.path().join("out.age");
+        let report = dir.path().join("report.csv");
+        let mut child = spawn_run(
+            &sim,
+            dir.path(),
+            &output,
+            &public,
+            &[
+                "--rate",
+                "30",
+                "--max-resets",
+                "12",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        );
+        let status = child.wait().unwrap();
+        let stderr = std::fs::read_to_string(dir.path().join("run.stderr")).unwrap();
+        assert_eq!(status.code(), Some(0), "variant {variant}: {stderr}");
+
+        let truth = sim.resets();
+        let last = last_passwords(&truth);
+        let rows = decrypt(&id, &output);
+        let wanted = all_licences();
+        assert_eq!(
+            rows.iter()
+                .map(|r| r["licence"].clone())
+                .collect::<HashSet<_>>(),
+            wanted
+        );
+        assert_eq!(
+            last.keys().cloned().collect::<HashSet<_>>(),
+            wanted,
+            "no other licence touched"
+        );
+        for row in &rows {
+            assert_eq!(
+                row["password"], last[&row["licence"]],
+                "variant {variant}: {}",
+                row["licence"]
+            );
+        }
+        // A licence reset more than once had an unknown outcome, and the report counts its confirmations.
+        let report = parse_csv(&std::fs::read(&report).unwrap());
+        let confirmations: HashMap<&str, u32> = report
+            .iter()
+            .map(|r| (r["licence"].as_str(), r["confirmations"].parse().unwrap()))
+            .collect();
+        for licence in &wanted {
+            let resets = truth.iter().filter(|t| &t.licence == licence).count() as u32;
+            assert!(
+                resets >= 1 && resets <= confirmations[licence.as_str()],
+                "{licence}: {resets} resets, {} confirmations",
+                confirmations[licence.as_str()]
+            );
+        }
+        assert_nothing_in_clear(dir.path(), &sim);
+        let counters = sim.stop();
+        assert_eq!(
+            counters["too_many_requests"], 0,
+            "variant {variant}: --rate under the portal's limit provokes no 429"
+        );
+        assert!(
+            counters["expired_sessions"] > 0 && counters["injected_failures"] > 0,
+            "the faults happened: {counters:?}"
+        );
+    }
+}
+
+#[test]
+fn killed_midway_then_resumed_nothing_is_lost_or_reset_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--latency-ms", "20"]);
+    let (id, public) = identity(dir.path());
+    let output = dir.path().join("out.age");
+    let mut child = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
+    wait_for_resets(&sim, 8);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let journal = journal_of(&output);
+    assert!(journal.exists());
+    assert!(!output.exists(), "nothing under the output's name");
+    let journaled_before = journal_licences(&journal);
+    let reset_before: HashSet<String> = sim.resets().iter().map(|t| t.licence.clone()).collect();
+
+    // A new run refuses while the journal exists.
+    let again = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    let resumed = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+        .args(["--yes", "--resume", "--rate", "40"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains(&journal.display().to_string()),
+        "the summary says which file holds the earlier passwords: {stderr}"
+    );
+
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    let found = recovered(&id, &[&output, &journal]);
+    assert_eq!(last.keys().cloned().collect::<HashSet<_>>(), all_licences());
+    for (licence, password) in &last {
+        assert!(
+            found.get(licence).is_some_and(|p| p.contains(password)),
+            "{licence}: its password is recoverable"
+        );
+    }
+    // Reset twice only if its outcome was unknown: reset before the kill but not journaled.
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for t in &truth {
+        *count.entry(&t.licence).or_default() += 1;
+    }
+    for (licence, n) in count {
+        if n > 1 {
+            assert!(
+                reset_before.contains(licence) && !journaled_before.contains(licence),
+                "{licence} reset {n} times"
+            );
+        }
+    }
+    // Only resets in flight at the kill can be missing from the journal: at most --concurrency (4).
+    let unjournaled = reset_before
+        .iter()
+        .filter(|l| !journaled_before.contains(*l))
+        .count();
+    assert!(
+        unjournaled <= 4,
+        "{unjournaled} committed resets missing from the journal"
+    );
+    let mut files = files_under(dir.path());
+    files.push(("resumed stderr".into(), resumed.stderr.clone()));
+    assert_no_clear_password(&truth, &files, &sim.truth);
+    assert!(
+        !files
+            .iter()
+            .any(|(p, _)| p.to_string_lossy().ends_with(".tmp")),
+        "the killed run's temporary output is gone"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_resets_in_flight_journals_them_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--latency-ms", "30"]);
+    let (id, public) = identity(dir.path());
+    let output = dir.path().join("out.age");
+    let mut child = spawn_run(
+        &sim,
+        dir.path(),
+        &output,
+        &public,
+        &["--rate", "40", "--concurrency", "3"],
+    );
+    wait_for_resets(&sim, 5);
+    signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "{}",
+        std::fs::read_to_string(dir.path().join("run.stderr")).unwrap()
+    );
+    let journal = journal_of(&output);
+    assert!(!output.exists());
+    let truth = sim.resets();
+    assert!(truth.len() < all_licences().len(), "stopped before the end");
+    // Every reset the portal committed, in flight ones included, is in the journal.
+    let rows = decrypt(&id, &journal);
+    let last = last_passwords(&truth);
+    assert_eq!(rows.len(), last.len());
+    for row in &rows {
+        assert_eq!(row["password"], last[&row["licence"]]);
+    }
+    assert_nothing_in_clear(dir.path(), &sim);
+
+    let resumed = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+        .args(["--yes", "--resume", "--rate", "40"])
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(0));
+    let truth = sim.resets();
+    assert_eq!(
+        truth.len(),
+        all_licences().len(),
+        "each licence reset exactly once over both runs"
+    );
+    let found = recovered(&id, &[&output, &journal]);
+    for t in &truth {
+        assert!(found[&t.licence].contains(&t.password));
+    }
+}
+
+#[test]
+fn a_journal_cut_at_any_byte_gives_back_its_complete_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--latency-ms", "30"]);
+    let (id, public) = identity(dir.path());
+    let output = dir.path().join("out.age");
+    let mut child = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
+    wait_for_resets(&sim, 6);
+    signal(&child, "-TERM");
+    child.wait().unwrap();
+    let journal = std::fs::read(journal_of(&output)).unwrap();
+    let complete_entries = journal_licences(&journal_of(&output)).len();
+    assert!(complete_entries >= 6);
+    let cut = dir.path().join("cut.journal");
+    let mut previous = 0;
+    for at in (0..=journal.len()).step_by(journal.len() / 23) {
+        std::fs::write(&cut, &journal[..at]).unwrap();
+        let out = Command::new(bin())
+            .args(["decrypt", "-i"])
+            .arg(&id)
+            .arg(&cut)
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        if at < "sip-rotate-journal ".len() {
+            continue; // Too short to be told from an output.
+        }
+        assert!(
+            out.status.success(),
+            "cut at {at}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = parse_csv(&out.stdout);
+        assert!(
+            rows.len() >= previous && rows.len() <= complete_entries,
+            "cut at {at}"
+        );
+        previous = rows.len();
+    }
+    std::fs::write(&cut, &journal).unwrap();
+    assert_eq!(decrypt(&id, &cut).len(), complete_entries);
+}
+
+/// A labels file that makes the portal's pages not match what the client expects.
+fn broken_labels(dir: &Path, key: &str) -> PathBuf {
+    let path = dir.join(format!("{key}.toml"));
+    std::fs::write(&path, format!("{key} = \"Valider la demande\"\n")).unwrap();
+    path
+}
+
+#[test]
+fn the_canary_stops_a_run_on_pages_that_do_not_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let (_, public) = identity(dir.path());
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    // No `Confirmer` button where the client looks for one: nothing is confirmed.
+    let labels = broken_labels(dir.path(), "confirm_button");
+    let out = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+        .args([
+            "--yes",
+            "--rate",
+            "100",
+            "--labels",
+            labels.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("canary"));
+    assert!(sim.resets().is_empty());
+    let report = parse_csv(&std::fs::read(&report).unwrap());
+    assert_eq!(report.iter().filter(|r| r["status"] == "failed").count(), 1);
+    assert_eq!(
+        report.iter().filter(|r| r["status"] == "skipped").count(),
+        all_licences().len() - 1
+    );
+
+    // The password is not where the client looks for it: the canary licence is
+    // reset once, reported as unknown, and nothing else is touched.
+    let labels = broken_labels(dir.path(), "new_password");
+    std::fs::remove_file(journal_of(&output)).ok();
+    let out = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+        .args([
+            "--yes",
+            "--rate",
+            "100",
+            "--labels",
+            labels.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("may have changed"), "{stderr}");
+    assert_eq!(sim.resets().len(), 1, "only the canary licence, once");
+    assert_nothing_in_clear(dir.path(), &sim);
+}
+
+#[test]
+fn max_failures_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let (_, public) = identity(dir.path());
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let labels = broken_labels(dir.path(), "reset_button");
+    let out = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+        .args([
+            "--yes",
+            "--rate",
+            "100",
+            "--canary",
+            "0",
+            "--max-failures",
+            "3",
+            "--concurrency",
+            "2",
+        ])
+        .args([
+            "--labels",
+            labels.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-failures 3"));
+    let report = parse_csv(&std::fs::read(&report).unwrap());
+    let failed = report.iter().filter(|r| r["status"] == "failed").count();
+    assert!(
+        (3..=4).contains(&failed),
+        "3 failures, and at most one more in flight: {failed}"
+    );
+    assert_eq!(
+        failed + report.iter().filter(|r| r["status"] == "skipped").count(),
+        all_licences().len()
+    );
+    assert!(sim.resets().is_empty());
+}
