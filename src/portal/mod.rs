@@ -343,89 +343,105 @@ impl Browser {
         Ok(())
     }
 
-    /// The MetaCentrex services whose `Compte client` is exactly `client_ref`.
-    pub async fn services_of(&mut self, client_ref: &str) -> Result<Vec<ServiceRow>, PortalError> {
-        for attempt in 0.. {
+    /// Reads a table over its `Suivant` pages. The first page comes from
+    /// `first` (given the live session's search form); the others from
+    /// links. When the session ends it logs in again and goes on from the
+    /// page it was fetching: rows already read are kept, and no form token
+    /// of the ended session is sent again.
+    async fn walk<T>(
+        &mut self,
+        name: &'static str,
+        first: impl Fn(Form) -> Result<Req, PortalError>,
+        parse: impl Fn(&Html, &Url) -> Result<Vec<T>, String>,
+    ) -> Result<Vec<T>, PortalError> {
+        let mut rows = Vec::new();
+        let mut next: Option<Req> = None;
+        let mut ends_in_a_row = 0;
+        for _ in 0..MAX_PAGES {
             let form = self.session().await?;
-            match self.services_once(client_ref, form).await {
-                Err(PortalError::SessionEnded) => self.session_ended(attempt)?,
-                other => return other,
+            let req = match next.take() {
+                Some(req) => req,
+                None => first(form)?,
+            };
+            let answer = self
+                .page(Phase::Resolve, req.clone(), Retry::Yes, name, |doc, url| {
+                    Ok((
+                        parse(doc, url)?,
+                        find_link(doc, url, &self.shared.labels.next),
+                    ))
+                })
+                .await;
+            match answer {
+                Ok((page_rows, more)) => {
+                    ends_in_a_row = 0;
+                    rows.extend(page_rows);
+                    match more {
+                        Some(url) => next = Some(Req::Get(url)),
+                        None => return Ok(rows),
+                    }
+                }
+                Err(PortalError::SessionEnded) => {
+                    self.session_ended(ends_in_a_row)?;
+                    ends_in_a_row += 1;
+                    // Go on from the link that was being fetched; if that fails again
+                    // (a link tied to the old session), start over from the first page.
+                    if ends_in_a_row == 1 && matches!(req, Req::Get(_)) && !rows.is_empty() {
+                        next = Some(req);
+                    } else {
+                        rows.clear();
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
-        unreachable!("the loop returns")
+        Err(contract_text(name, format!("more than {MAX_PAGES} pages")))
     }
 
-    async fn services_once(
-        &self,
-        client_ref: &str,
-        mut form: Form,
-    ) -> Result<Vec<ServiceRow>, PortalError> {
-        let l = &self.shared.labels;
-        let pairs = (|| {
-            form.fill(&l.search_client_ref, client_ref)?;
-            form.select(&l.search_service_type, &l.metacentrex)?;
-            form.submission(&l.search_button)
-        })()
-        .map_err(|e| contract("search", e))?;
-        let mut req = Req::form(form.method_post, form.action.clone(), pairs);
-        let mut services = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let (rows, next) = self
-                .page(
-                    Phase::Resolve,
-                    req,
-                    Retry::Yes,
-                    "search results",
-                    |doc, url| {
-                        let headers = [
-                            &l.column_service_ref,
-                            &l.column_client_ref,
-                            &l.column_service_type,
-                            &l.column_action,
-                        ];
-                        let rows = match find_table(doc, url, &headers.map(String::as_str)) {
-                            Some(t) => t.rows,
-                            None => Vec::new(), // no result: no rows
-                        };
-                        let found: Vec<ServiceRow> = rows
-                            .into_iter()
-                            // Filters match loosely: keep exact references of MetaCentrex services only.
-                            .filter(|r| {
-                                r[1].text == client_ref && is_label(&r[2].text, &l.metacentrex)
-                            })
-                            .map(|r| {
-                                let page = r[3]
-                                    .links
-                                    .iter()
-                                    .find(|a| is_label(&a.text, &l.configure))
-                                    .map(|a| a.url.clone())
-                                    .ok_or_else(|| {
-                                        format!(
-                                            "service {} has no link '{}'",
-                                            r[0].text, l.configure
-                                        )
-                                    })?;
-                                Ok(ServiceRow {
-                                    service_ref: r[0].text.clone(),
-                                    client_ref: r[1].text.clone(),
-                                    page,
-                                })
-                            })
-                            .collect::<Result<_, String>>()?;
-                        Ok((found, find_link(doc, url, &l.next)))
-                    },
-                )
-                .await?;
-            services.extend(rows);
-            match next {
-                Some(url) => req = Req::Get(url),
-                None => return Ok(services),
-            }
-        }
-        Err(contract_text(
-            "search results",
-            format!("more than {MAX_PAGES} pages"),
-        ))
+    /// The MetaCentrex services whose `Compte client` is exactly `client_ref`.
+    pub async fn services_of(&mut self, client_ref: &str) -> Result<Vec<ServiceRow>, PortalError> {
+        let shared = self.shared.clone();
+        let l = &shared.labels;
+        let first = |mut form: Form| {
+            let pairs = (|| {
+                form.fill(&l.search_client_ref, client_ref)?;
+                form.select(&l.search_service_type, &l.metacentrex)?;
+                form.submission(&l.search_button)
+            })()
+            .map_err(|e| contract("search", e))?;
+            Ok(Req::form(form.method_post, form.action.clone(), pairs))
+        };
+        let parse = |doc: &Html, url: &Url| {
+            let headers = [
+                &l.column_service_ref,
+                &l.column_client_ref,
+                &l.column_service_type,
+                &l.column_action,
+            ];
+            let rows = match find_table(doc, url, &headers.map(String::as_str)) {
+                Some(t) => t.rows,
+                None => Vec::new(), // no result: no rows
+            };
+            rows.into_iter()
+                // Filters match loosely: keep exact references of MetaCentrex services only.
+                .filter(|r| r[1].text == client_ref && is_label(&r[2].text, &l.metacentrex))
+                .map(|r| {
+                    let page = r[3]
+                        .links
+                        .iter()
+                        .find(|a| is_label(&a.text, &l.configure))
+                        .map(|a| a.url.clone())
+                        .ok_or_else(|| {
+                            format!("service {} has no link '{}'", r[0].text, l.configure)
+                        })?;
+                    Ok(ServiceRow {
+                        service_ref: r[0].text.clone(),
+                        client_ref: r[1].text.clone(),
+                        page,
+                    })
+                })
+                .collect()
+        };
+        self.walk("search results", first, parse).await
     }
 
     /// Every licence of a service, from its users table and further pages.
@@ -433,81 +449,66 @@ impl Browser {
         &mut self,
         service: &ServiceRow,
     ) -> Result<Vec<LicenceRow>, PortalError> {
+        let shared = self.shared.clone();
+        let l = &shared.labels;
+        let mut users = None;
         for attempt in 0.. {
             self.session().await?;
-            match self.licences_once(service).await {
+            let found = self
+                .page(
+                    Phase::Resolve,
+                    Req::Get(service.page.clone()),
+                    Retry::Yes,
+                    "service",
+                    |doc, url| link(doc, url, &l.users_tab),
+                )
+                .await;
+            match found {
                 Err(PortalError::SessionEnded) => self.session_ended(attempt)?,
-                other => return other,
+                other => {
+                    users = Some(other?);
+                    break;
+                }
             }
         }
-        unreachable!("the loop returns")
-    }
-
-    async fn licences_once(&self, service: &ServiceRow) -> Result<Vec<LicenceRow>, PortalError> {
-        let l = &self.shared.labels;
-        let users = self
-            .page(
-                Phase::Resolve,
-                Req::Get(service.page.clone()),
-                Retry::Yes,
-                "service",
-                |doc, url| link(doc, url, &l.users_tab),
-            )
-            .await?;
-        let mut req = Req::Get(users);
-        let mut licences = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let (rows, next) = self
-                .page(Phase::Resolve, req, Retry::Yes, "users", |doc, url| {
-                    let headers = [
-                        &l.column_licence,
-                        &l.column_sda,
-                        &l.column_name,
-                        &l.column_action,
-                    ];
-                    let table =
-                        find_table(doc, url, &headers.map(String::as_str)).ok_or_else(|| {
-                            format!(
-                                "no table with the headers {}",
-                                headers.map(|h| format!("'{h}'")).join(", ")
-                            )
-                        })?;
-                    let rows = table
-                        .rows
-                        .into_iter()
-                        .map(|r| {
-                            let (licence, licence_type) =
-                                r[0].text.split_once(' ').unwrap_or((&r[0].text, ""));
-                            let detail = r[3]
-                                .links
-                                .iter()
-                                .find(|a| is_label(&a.text, &l.detail))
-                                .map(|a| a.url.clone())
-                                .ok_or_else(|| {
-                                    format!("licence {licence} has no link '{}'", l.detail)
-                                })?;
-                            Ok(LicenceRow {
-                                licence: licence.to_string(),
-                                licence_type: licence_type.to_string(),
-                                sda: r[1].text.clone(),
-                                name: r[2].text.clone(),
-                                detail,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, String>>()?;
-                    Ok((rows, find_link(doc, url, &l.next)))
+        let users = users.expect("the loop sets it or returns");
+        let parse = |doc: &Html, url: &Url| {
+            let headers = [
+                &l.column_licence,
+                &l.column_sda,
+                &l.column_name,
+                &l.column_action,
+            ];
+            let table = find_table(doc, url, &headers.map(String::as_str)).ok_or_else(|| {
+                format!(
+                    "no table with the headers {}",
+                    headers.map(|h| format!("'{h}'")).join(", ")
+                )
+            })?;
+            table
+                .rows
+                .into_iter()
+                .map(|r| {
+                    let (licence, licence_type) =
+                        r[0].text.split_once(' ').unwrap_or((&r[0].text, ""));
+                    let detail = r[3]
+                        .links
+                        .iter()
+                        .find(|a| is_label(&a.text, &l.detail))
+                        .map(|a| a.url.clone())
+                        .ok_or_else(|| format!("licence {licence} has no link '{}'", l.detail))?;
+                    Ok(LicenceRow {
+                        licence: licence.to_string(),
+                        licence_type: licence_type.to_string(),
+                        sda: r[1].text.clone(),
+                        name: r[2].text.clone(),
+                        detail,
+                    })
                 })
-                .await?;
-            licences.extend(rows);
-            match next {
-                Some(url) => req = Req::Get(url),
-                None => return Ok(licences),
-            }
-        }
-        Err(contract_text(
-            "users",
-            format!("more than {MAX_PAGES} pages"),
-        ))
+                .collect()
+        };
+        self.walk("users", |_| Ok(Req::Get(users.clone())), parse)
+            .await
     }
 
     /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.
