@@ -42,54 +42,58 @@ pub enum LogFormat {
     Json,
 }
 
-/// How to reach and log in to the portal.
+/// How to reach and log in to the portal. Each of these may also come from
+/// `--config FILE`; a flag given on the command line wins.
 #[derive(Debug, Args)]
 pub struct PortalArgs {
+    /// TOML file with the settings of a scheduled run (see the README); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Portal address (https; http only on loopback).
     #[arg(long, value_name = "URL")]
-    pub portal: String,
+    pub portal: Option<String>,
     /// Portal login.
     #[arg(long, env = "MYOPENIP_LOGIN", value_name = "L", hide_env_values = true)]
     pub login: Option<String>,
     /// File holding the portal password (mode 0600); else env MYOPENIP_PASSWORD. Never a flag.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// The profile chosen at login.
-    #[arg(long, value_enum, default_value = "revendeur")]
-    pub profile: LoginProfile,
-    /// Portal requests per second, for every request of the run.
-    #[arg(long, value_name = "REQ_PER_S", default_value = "2")]
-    pub rate: f64,
-    /// Portal requests in flight at once.
-    #[arg(long, value_name = "N", default_value = "4")]
-    pub concurrency: usize,
+    /// The profile chosen at login [default: revendeur].
+    #[arg(long, value_enum)]
+    pub profile: Option<LoginProfile>,
+    /// Portal requests per second, for every request of the run [default: 2].
+    #[arg(long, value_name = "REQ_PER_S")]
+    pub rate: Option<f64>,
+    /// Portal requests in flight at once [default: 4].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// TOML file overriding the labels looked for on the portal's pages.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
-    /// Seconds to wait for one portal answer.
-    #[arg(long, value_name = "SECS", default_value = "30")]
-    pub timeout: u64,
+    /// Seconds to wait for one portal answer [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// CSV of licences to reset (client_ref,licence[,service_ref][,sda]).
     #[arg(long, value_name = "FILE")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     #[command(flatten)]
     pub portal: PortalArgs,
-    /// Encrypted result file to create (it must not exist).
+    /// Encrypted result file to create (it must not exist); %Y, %m, %d... are replaced by the date.
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<String>,
     /// Encrypt to this recipient (age1..., ssh-ed25519 ..., ssh-rsa ...); repeatable.
     #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
     /// Encrypt to the recipients listed in this file; repeatable.
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
-    /// Write a CSV report without secrets, one row per licence.
+    /// Write a CSV report without secrets, one row per licence; %Y, %m, %d... as for --output.
     #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    pub report: Option<String>,
     /// Reset the rows that resolve even if others do not.
     #[arg(long)]
     pub skip_unresolved: bool,
@@ -120,7 +124,7 @@ pub struct RunArgs {
 pub struct PlanArgs {
     /// CSV of licences to resolve.
     #[arg(long, value_name = "FILE")]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     #[command(flatten)]
     pub portal: PortalArgs,
     /// Write the plan as a CSV report.

@@ -65,6 +65,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         input: input.clone(),
         output: output.clone(),
         journal: vault::journal_path(&output),
+        lock: dir.join("demo.lock"),
         recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
         report: Some(report.clone()),
         skip_unresolved: false,

@@ -60,16 +60,18 @@ pub fn init_logging(format: LogFormat) {
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     init_logging(args.log_format);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let config = RunConfig::new(&args, interactive)?;
-    let portal = config::portal(&args.portal)?;
+    let file = config::Loaded::read(args.portal.config.as_deref())?;
+    let config = RunConfig::new(&args, &file, interactive)?;
+    let portal = config::portal(&args.portal, &file)?;
     let result = execute(config, portal).await?;
     Ok(result.exit.into())
 }
 
 pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
     init_logging(args.log_format);
-    let rows = input::read(&args.input)?;
-    let portal = Arc::new(config::portal(&args.portal)?);
+    let file = config::Loaded::read(args.portal.config.as_deref())?;
+    let rows = input::read(&config::input(args.input.as_ref(), &file)?)?;
+    let portal = Arc::new(config::portal(&args.portal, &file)?);
     let started = Instant::now();
     portal.connect().await?;
     let resolution = runner::resolve(&portal, &rows).await?;
@@ -110,7 +112,7 @@ pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
         &plan_rows,
         portal.stats(),
         started.elapsed(),
-        args.portal.rate,
+        config::rate(&args.portal, &file),
     );
     eprintln!("{summary}");
     eprintln!(
@@ -160,6 +162,9 @@ fn stop_on_signals(stop: Arc<AtomicBool>) {
 
 /// The whole of `run` after its flags were checked.
 pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
+    // Held until the run ends: two runs with one lock never overlap.
+    let _lock = config::lock(&config.lock)?;
+    config.check_files()?;
     let rows = input::read(&config.input)?;
     let portal = Arc::new(portal);
     let started = Instant::now();
