@@ -103,6 +103,12 @@ pub enum ResetError {
 const MAX_SESSION_ATTEMPTS: usize = 4;
 const MAX_PAGES: usize = 10_000;
 
+/// Where a table walk starts: a link, or a search form filled in the live session.
+enum WalkStart<'a> {
+    Link(Url),
+    Search(&'a (dyn Fn(Form) -> Result<Req, PortalError> + Send + Sync)),
+}
+
 /// What every browser of a run shares.
 struct Shared {
     labels: Labels,
@@ -190,6 +196,7 @@ impl Portal {
             None => Browser {
                 shared: self.shared.clone(),
                 transport: Transport::new(self.shared.throttle.clone(), self.shared.timeout)?,
+                my_services: None,
                 search: None,
             },
         };
@@ -210,7 +217,9 @@ impl Portal {
 pub struct Browser {
     shared: Arc<Shared>,
     transport: Transport,
-    /// The search form of the current session; `None` before logging in.
+    /// The home page's link to `Mes Services`; `None` until logged in.
+    my_services: Option<Url>,
+    /// The search form of the current session, once opened.
     search: Option<Form>,
 }
 
@@ -248,8 +257,8 @@ impl Browser {
         parse(&doc, &fetched.url).map_err(|what| PortalError::Contract { page: name, what })
     }
 
-    /// Logs in and walks to the search page; returns its form.
-    async fn login(&self) -> Result<Form, PortalError> {
+    /// Logs in; returns the home page's link to `Mes Services`.
+    async fn login(&self) -> Result<Url, PortalError> {
         let l = &self.shared.labels;
         let fetched = self
             .transport
@@ -294,17 +303,23 @@ impl Browser {
             // Still logged in (the session was fine after all): start from home.
             None => self.read(&fetched, "home", |doc, url| link(doc, url, &l.my_services))?,
         };
+        Ok(home)
+    }
+
+    /// Walks from home to the search page of this session; returns its form.
+    async fn open_search(&self, my_services: Url) -> Result<Form, PortalError> {
+        let l = &self.shared.labels;
         let search = self
             .page(
-                Phase::Login,
-                Req::Get(home),
+                Phase::Resolve,
+                Req::Get(my_services),
                 Retry::Yes,
                 "Mes Services",
                 |doc, url| link(doc, url, &l.settings),
             )
             .await?;
         self.page(
-            Phase::Login,
+            Phase::Resolve,
             Req::Get(search),
             Retry::Yes,
             "search",
@@ -316,19 +331,33 @@ impl Browser {
         .await
     }
 
-    /// The search form of a live session, logging in first if needed.
-    async fn session(&mut self) -> Result<Form, PortalError> {
+    /// Logs in if this browser has no live session; returns the link to `Mes Services`.
+    async fn session(&mut self) -> Result<Url, PortalError> {
+        if let Some(home) = &self.my_services {
+            return Ok(home.clone());
+        }
+        if self.shared.login_refused.load(Ordering::SeqCst) {
+            return Err(PortalError::LoginRefused);
+        }
+        match self.login().await {
+            Err(PortalError::LoginRefused) => {
+                self.shared.login_refused.store(true, Ordering::SeqCst);
+                Err(PortalError::LoginRefused)
+            }
+            Err(e) => Err(e),
+            Ok(home) => {
+                self.my_services = Some(home.clone());
+                Ok(home)
+            }
+        }
+    }
+
+    /// The search form of the live session; the search page is opened once
+    /// per session, and only by browsers that search.
+    async fn search_form(&mut self) -> Result<Form, PortalError> {
+        let my_services = self.session().await?;
         if self.search.is_none() {
-            if self.shared.login_refused.load(Ordering::SeqCst) {
-                return Err(PortalError::LoginRefused);
-            }
-            match self.login().await {
-                Err(PortalError::LoginRefused) => {
-                    self.shared.login_refused.store(true, Ordering::SeqCst);
-                    return Err(PortalError::LoginRefused);
-                }
-                other => self.search = Some(other?),
-            }
+            self.search = Some(self.open_search(my_services).await?);
         }
         Ok(self.search.clone().expect("just set"))
     }
@@ -336,6 +365,7 @@ impl Browser {
     /// The session ended: the next step logs in again, up to a bound.
     fn session_ended(&mut self, attempt: usize) -> Result<(), PortalError> {
         tracing::info!("the portal session ended: logging in again");
+        self.my_services = None;
         self.search = None;
         if attempt + 1 >= MAX_SESSION_ATTEMPTS {
             return Err(PortalError::SessionLoop(MAX_SESSION_ATTEMPTS));
@@ -344,24 +374,32 @@ impl Browser {
     }
 
     /// Reads a table over its `Suivant` pages. The first page comes from
-    /// `first` (given the live session's search form); the others from
-    /// links. When the session ends it logs in again and goes on from the
+    /// `start` (a link, or the live session's search form filled in); the
+    /// others from links. When the session ends it logs in again and goes on from the
     /// page it was fetching: rows already read are kept, and no form token
     /// of the ended session is sent again.
     async fn walk<T>(
         &mut self,
         name: &'static str,
-        first: impl Fn(Form) -> Result<Req, PortalError>,
+        start: WalkStart<'_>,
         parse: impl Fn(&Html, &Url) -> Result<Vec<T>, String>,
     ) -> Result<Vec<T>, PortalError> {
         let mut rows = Vec::new();
         let mut next: Option<Req> = None;
         let mut ends_in_a_row = 0;
         for _ in 0..MAX_PAGES {
-            let form = self.session().await?;
             let req = match next.take() {
-                Some(req) => req,
-                None => first(form)?,
+                Some(req) => {
+                    self.session().await?;
+                    req
+                }
+                None => match &start {
+                    WalkStart::Link(url) => {
+                        self.session().await?;
+                        Req::Get(url.clone())
+                    }
+                    WalkStart::Search(fill) => fill(self.search_form().await?)?,
+                },
             };
             let answer = self
                 .page(Phase::Resolve, req.clone(), Retry::Yes, name, |doc, url| {
@@ -401,7 +439,7 @@ impl Browser {
     pub async fn services_of(&mut self, client_ref: &str) -> Result<Vec<ServiceRow>, PortalError> {
         let shared = self.shared.clone();
         let l = &shared.labels;
-        let first = |mut form: Form| {
+        let fill = |mut form: Form| {
             let pairs = (|| {
                 form.fill(&l.search_client_ref, client_ref)?;
                 form.select(&l.search_service_type, &l.metacentrex)?;
@@ -410,6 +448,7 @@ impl Browser {
             .map_err(|e| contract("search", e))?;
             Ok(Req::form(form.method_post, form.action.clone(), pairs))
         };
+
         let parse = |doc: &Html, url: &Url| {
             let headers = [
                 &l.column_service_ref,
@@ -441,7 +480,8 @@ impl Browser {
                 })
                 .collect()
         };
-        self.walk("search results", first, parse).await
+        self.walk("search results", WalkStart::Search(&fill), parse)
+            .await
     }
 
     /// Every licence of a service, from its users table and further pages.
@@ -507,8 +547,7 @@ impl Browser {
                 })
                 .collect()
         };
-        self.walk("users", |_| Ok(Req::Get(users.clone())), parse)
-            .await
+        self.walk("users", WalkStart::Link(users), parse).await
     }
 
     /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.

@@ -9,6 +9,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
@@ -52,6 +53,10 @@ pub struct Dataset {
     pub clients: Vec<Client>,
     pub services: Vec<Service>,
     pub licences: Vec<Licence>,
+    /// Indexes, so that a large dataset answers as fast as a small one.
+    by_licence: HashMap<String, usize>,
+    by_service: HashMap<String, usize>,
+    of_service: Vec<Vec<usize>>,
 }
 
 pub const METACENTREX: &str = "MetaCentrex";
@@ -161,6 +166,22 @@ impl Dataset {
                 });
             }
         }
+        ds.by_licence = ds
+            .licences
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.reference.clone(), i))
+            .collect();
+        ds.by_service = ds
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.reference.clone(), i))
+            .collect();
+        ds.of_service = vec![Vec::new(); ds.services.len()];
+        for (i, l) in ds.licences.iter().enumerate() {
+            ds.of_service[l.service].push(i);
+        }
         ds
     }
 
@@ -169,18 +190,16 @@ impl Dataset {
     }
 
     pub fn licence_index(&self, reference: &str) -> Option<usize> {
-        self.licences.iter().position(|l| l.reference == reference)
+        self.by_licence.get(reference).copied()
     }
 
     pub fn service_index(&self, reference: &str) -> Option<usize> {
-        self.services.iter().position(|s| s.reference == reference)
+        self.by_service.get(reference).copied()
     }
 
     /// Licences of one service, in the order the users table shows them.
-    pub fn licences_of(&self, service: usize) -> Vec<usize> {
-        (0..self.licences.len())
-            .filter(|&i| self.licences[i].service == service)
-            .collect()
+    pub fn licences_of(&self, service: usize) -> &[usize] {
+        &self.of_service[service]
     }
 
     /// Writes the dataset as CSV (`client_ref,service_ref,licence,licence_type,sda,name`).
