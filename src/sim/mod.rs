@@ -591,7 +591,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(1)
                 .max(1);
-            let (shown, more) = page_of(&all, page, sh.cfg.page_size);
+            let (shown, more) = page_of(all, page, sh.cfg.page_size);
             let next = more.then(|| {
                 pages::with_param(
                     &v.url(&Route::Users(s.clone())),
