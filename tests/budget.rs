@@ -1,0 +1,123 @@
+//! The request budget of a run, counted by the simulator: per licence Détail,
+//! Réinitialiser, Confirmer and the result page; per service Paramétrer,
+//! Utilisateurs and its further pages; per client one search and its further
+//! pages; per session one login and, for sessions that search, the way to
+//! the search page. Nothing more.
+
+mod common;
+
+use common::*;
+use sip_rotate::sim::dataset::{Dataset, DatasetSpec, METACENTREX};
+
+fn pages(items: usize, page_size: usize) -> u64 {
+    items.div_ceil(page_size).max(1) as u64
+}
+
+#[test]
+fn a_run_spends_exactly_the_request_budget() {
+    let page_size = 3;
+    let ds = Dataset::generate(&DatasetSpec {
+        seed: 1,
+        clients: 12,
+        licences_per_client: 8,
+    });
+    // Clients with two MetaCentrex services, a prefix pair, and a plain one.
+    let clients = ["4054", "40542", "4082", "4094", "42011"];
+    for client in clients {
+        assert!(
+            ds.clients.iter().any(|c| c.reference == client),
+            "{client} is in the dataset"
+        );
+    }
+    for variant in ["0", "1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::start(
+            dir.path(),
+            &["--variant", variant, "--page-size", &page_size.to_string()],
+        );
+        let (_, public) = identity(dir.path());
+        let input = dir.path().join("in.csv");
+        let rows: String = clients.iter().map(|c| format!("{c},*\n")).collect();
+        std::fs::write(&input, format!("client_ref,licence\n{rows}")).unwrap();
+        let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
+            .args(["--yes", "--rate", "200", "--concurrency", "3"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let counters = sim.stop();
+        let count = |k: &str| counters.get(&format!("requests.{k}")).copied().unwrap_or(0);
+
+        let services: Vec<usize> = (0..ds.services.len())
+            .filter(|&s| {
+                ds.services[s].service_type == METACENTREX
+                    && clients.contains(&ds.client_of_service(s).reference.as_str())
+            })
+            .collect();
+        let licences: u64 = services
+            .iter()
+            .map(|&s| ds.licences_of(s).len() as u64)
+            .sum();
+        // A search by reference lists every client whose reference starts with it.
+        let search_pages: u64 = clients
+            .iter()
+            .map(|c| {
+                let listed = (0..ds.services.len())
+                    .filter(|&s| {
+                        ds.services[s].service_type == METACENTREX
+                            && ds.client_of_service(s).reference.starts_with(c)
+                    })
+                    .count();
+                pages(listed, page_size)
+            })
+            .sum();
+        let users_pages: u64 = services
+            .iter()
+            .map(|&s| pages(ds.licences_of(s).len(), page_size))
+            .sum();
+        // Post/Redirect/Get: the result page is the detail page in variant 0, the users page in variant 1.
+        let (detail, users) = if variant == "0" {
+            (2 * licences, users_pages)
+        } else {
+            (licences, users_pages + licences)
+        };
+
+        let logins = counters["logins"];
+        assert!(
+            (1..=3).contains(&logins),
+            "one login per session, at most --concurrency sessions: {logins}"
+        );
+        assert_eq!(count("root"), logins);
+        assert_eq!(count("login"), 2 * logins, "the login page, then the form");
+        assert_eq!(count("home"), logins);
+        assert_eq!(count("mes-services"), count("search"));
+        assert!(
+            count("search") <= logins,
+            "the search page once per session that searches"
+        );
+        assert_eq!(
+            count("results"),
+            search_pages,
+            "variant {variant}: one search per client and its further pages"
+        );
+        assert_eq!(
+            count("service"),
+            services.len() as u64,
+            "variant {variant}: Paramétrer once per service"
+        );
+        assert_eq!(
+            count("users"),
+            users,
+            "variant {variant}: users pages, once each"
+        );
+        assert_eq!(count("detail"), detail, "variant {variant}");
+        assert_eq!(count("reset"), licences);
+        assert_eq!(count("confirm"), licences);
+        assert_eq!(counters["resets"], licences);
+        // The client counts the same requests as the portal.
+        assert!(
+            stderr.contains(&format!("portal requests: {} ", counters["requests.total"])),
+            "{stderr}"
+        );
+    }
+}
