@@ -75,55 +75,64 @@ impl Target {
 
 type ClientServices = Result<Vec<(ServiceRow, Vec<LicenceRow>)>, PortalError>;
 
-/// Reads every client's MetaCentrex services and their licences.
+/// A finished piece of the first phase.
+enum Found {
+    Services(String, Result<Vec<ServiceRow>, PortalError>),
+    Licences(String, usize, Result<Vec<LicenceRow>, PortalError>),
+}
+
+/// Reads every client's MetaCentrex services and their licences. A client's
+/// users tables are walked as soon as its search is done, so that no
+/// session waits for the slowest search.
 async fn fetch_clients(
     portal: &Arc<Portal>,
     clients: Vec<String>,
 ) -> Result<HashMap<String, ClientServices>, PortalError> {
-    let mut searches = JoinSet::new();
+    let mut tasks = JoinSet::new();
     for client in clients {
         let portal = portal.clone();
-        searches.spawn(async move {
+        tasks.spawn(async move {
             let found = match portal.lease().await {
                 Ok(mut browser) => browser.services_of(&client).await,
                 Err(e) => Err(e),
             };
-            (client, found)
+            Found::Services(client, found)
         });
     }
     let mut services_of: HashMap<String, Result<Vec<ServiceRow>, PortalError>> = HashMap::new();
-    while let Some(joined) = searches.join_next().await {
-        let (client, found) = joined.expect("search task panicked");
-        if let Err(e) = &found
-            && e.is_fatal()
-        {
-            return Err(found.unwrap_err());
-        }
-        services_of.insert(client, found);
-    }
-    let mut tables = JoinSet::new();
-    for (client, found) in &services_of {
-        for (i, service) in found.iter().flatten().enumerate() {
-            let (portal, client, service) = (portal.clone(), client.clone(), service.clone());
-            tables.spawn(async move {
-                let licences = match portal.lease().await {
-                    Ok(mut browser) => browser.licences_of(&service).await,
-                    Err(e) => Err(e),
-                };
-                (client, i, licences)
-            });
-        }
-    }
     let mut licences_of: HashMap<(String, usize), Result<Vec<LicenceRow>, PortalError>> =
         HashMap::new();
-    while let Some(joined) = tables.join_next().await {
-        let (client, i, licences) = joined.expect("users task panicked");
-        if let Err(e) = &licences
-            && e.is_fatal()
-        {
-            return Err(licences.unwrap_err());
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("resolve task panicked") {
+            Found::Services(client, found) => {
+                match &found {
+                    Err(e) if e.is_fatal() => return Err(found.unwrap_err()),
+                    Err(_) => {}
+                    Ok(services) => {
+                        for (i, service) in services.iter().enumerate() {
+                            let (portal, client, service) =
+                                (portal.clone(), client.clone(), service.clone());
+                            tasks.spawn(async move {
+                                let licences = match portal.lease().await {
+                                    Ok(mut browser) => browser.licences_of(&service).await,
+                                    Err(e) => Err(e),
+                                };
+                                Found::Licences(client, i, licences)
+                            });
+                        }
+                    }
+                }
+                services_of.insert(client, found);
+            }
+            Found::Licences(client, i, licences) => {
+                if let Err(e) = &licences
+                    && e.is_fatal()
+                {
+                    return Err(licences.unwrap_err());
+                }
+                licences_of.insert((client, i), licences);
+            }
         }
-        licences_of.insert((client, i), licences);
     }
     Ok(services_of
         .into_iter()

@@ -10,7 +10,7 @@
 //! from the pages alone.
 
 pub mod dataset;
-mod pages;
+pub mod pages;
 pub mod routes;
 
 use axum::body::Body;
