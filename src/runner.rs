@@ -429,8 +429,12 @@ pub async fn reset_all(
                         reset_at: chrono::Utc::now()
                             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     };
-                    // On disk, encrypted, before it counts as done.
-                    if let Err(e) = sink.journal.append(sink.recipients, &record) {
+                    // On disk, encrypted, before it counts as done. The fsync blocks:
+                    // let the runtime move the workers' tasks to another thread meanwhile.
+                    let journaled = tokio::task::block_in_place(|| {
+                        sink.journal.append(sink.recipients, &record)
+                    });
+                    if let Err(e) = journaled {
                         stop.store(true, Ordering::SeqCst);
                         pool.shutdown().await;
                         return Err(e);

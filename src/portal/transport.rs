@@ -7,6 +7,7 @@
 use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -122,7 +123,13 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(600);
 impl Throttle {
     pub fn new(rate: f64, concurrency: usize) -> Throttle {
         let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-        let quota = Quota::with_period(period).expect("a positive period");
+        // A burst of 10 ms worth of requests (1 below 100/s): a waiter woken a
+        // little late by the timer would otherwise lose its slot for good,
+        // and at high rates the run would fall well short of --rate.
+        let burst = NonZeroU32::new((rate / 100.0).ceil().max(1.0) as u32).expect("at least 1");
+        let quota = Quota::with_period(period)
+            .expect("a positive period")
+            .allow_burst(burst);
         Throttle {
             limiter: RateLimiter::direct(quota),
             in_flight: Semaphore::new(concurrency.max(1)),
