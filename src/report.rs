@@ -41,15 +41,18 @@ pub struct ReportRow {
     /// `Confirmer` requests sent for the licence: more than one only after an
     /// unknown outcome, and each may have reset the password.
     pub confirmations: u32,
+    /// Portal requests the reset of this licence took (4 without faults).
+    pub requests: u64,
 }
 
-pub const REPORT_HEADER: [&str; 7] = [
+pub const REPORT_HEADER: [&str; 8] = [
     "line",
     "client_ref",
     "service_ref",
     "licence",
     "status",
     "confirmations",
+    "requests",
     "detail",
 ];
 
@@ -67,6 +70,7 @@ pub fn write(path: &Path, rows: &[ReportRow]) -> std::io::Result<()> {
             &r.licence,
             r.status.as_str(),
             &r.confirmations.to_string(),
+            &r.requests.to_string(),
             &r.detail,
         ])?;
     }

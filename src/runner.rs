@@ -51,6 +51,7 @@ impl Resolution {
                         .trim()
                         .to_string(),
                     0,
+                    0,
                 )
             })
             .collect();
@@ -60,7 +61,14 @@ impl Resolution {
 }
 
 impl Target {
-    fn report(&self, status: Status, detail: String, confirmations: u32) -> ReportRow {
+    /// This licence's row of the report.
+    pub fn report(
+        &self,
+        status: Status,
+        detail: String,
+        confirmations: u32,
+        requests: u64,
+    ) -> ReportRow {
         ReportRow {
             line: self.line,
             client_ref: self.client_ref.clone(),
@@ -69,6 +77,7 @@ impl Target {
             status,
             detail,
             confirmations,
+            requests,
         }
     }
 }
@@ -173,6 +182,7 @@ pub async fn resolve(portal: &Arc<Portal>, rows: &[InputRow]) -> Result<Resoluti
             status,
             detail,
             confirmations: 0,
+            requests: 0,
         };
         let wanted = row.licence.to_string();
         let services = match &found[&row.client_ref] {
@@ -320,18 +330,20 @@ pub enum Ending {
     Stopped,
 }
 
-enum Event {
-    Reset {
-        target: usize,
-        password: crate::portal::NewPassword,
-        confirmations: u32,
-    },
-    Failed {
-        target: usize,
-        reason: String,
-        confirmations: u32,
-        fatal: bool,
-    },
+/// What became of one licence, sent by a worker to the collector.
+struct Outcome {
+    target: usize,
+    /// `Confirmer` requests sent.
+    confirmations: u32,
+    /// Portal requests the licence took.
+    requests: u64,
+    result: Result<crate::portal::NewPassword, Failure>,
+}
+
+struct Failure {
+    reason: String,
+    /// No further request makes sense (login refused).
+    fatal: bool,
 }
 
 /// Second phase: resets every target; returns the report rows and how it ended.
@@ -361,7 +373,7 @@ pub async fn reset_all(
             break;
         }
         let queue = Arc::new(Mutex::new(batch));
-        let (tx, mut rx) = mpsc::channel::<Event>(64);
+        let (tx, mut rx) = mpsc::channel::<Outcome>(64);
         let workers = if b == 0 { 1 } else { settings.workers.max(1) };
         let mut pool = JoinSet::new();
         for _ in 0..workers {
@@ -387,21 +399,35 @@ pub async fn reset_all(
                     if browser.is_none() {
                         browser = portal.lease().await.ok();
                     }
-                    let event = match browser.as_mut() {
-                        Some(b) => reset_one(b, &targets[i], i, max_tries).await,
-                        None => Event::Failed {
+                    let outcome = match browser.as_mut() {
+                        Some(b) => {
+                            let before = b.requests();
+                            let (confirmations, result) =
+                                reset_one(b, &targets[i], max_tries).await;
+                            Outcome {
+                                target: i,
+                                confirmations,
+                                requests: b.requests() - before,
+                                result,
+                            }
+                        }
+                        None => Outcome {
                             target: i,
-                            reason: "cannot start an HTTP client".into(),
                             confirmations: 0,
-                            fatal: true,
+                            requests: 0,
+                            result: Err(Failure {
+                                reason: "cannot start an HTTP client".into(),
+                                fatal: true,
+                            }),
                         },
                     };
-                    if let Event::Failed { fatal, .. } = event
-                        && (fatal || failures.fetch_add(1, Ordering::SeqCst) + 1 >= max_failures)
+                    if let Err(failure) = &outcome.result
+                        && (failure.fatal
+                            || failures.fetch_add(1, Ordering::SeqCst) + 1 >= max_failures)
                     {
                         stop.store(true, Ordering::SeqCst);
                     }
-                    if tx.send(event).await.is_err() {
+                    if tx.send(outcome).await.is_err() {
                         return;
                     }
                 }
@@ -409,14 +435,16 @@ pub async fn reset_all(
         }
         drop(tx);
         let mut batch_failed = false;
-        while let Some(event) = rx.recv().await {
-            let row = match event {
-                Event::Reset {
-                    target,
-                    password,
-                    confirmations,
-                } => {
-                    let t = &targets[target];
+        while let Some(Outcome {
+            target,
+            confirmations,
+            requests,
+            result,
+        }) = rx.recv().await
+        {
+            let t = &targets[target];
+            let row = match result {
+                Ok(password) => {
                     let record = ResetRecord {
                         client_ref: t.client_ref.clone(),
                         service_ref: t.service_ref.clone(),
@@ -440,14 +468,9 @@ pub async fn reset_all(
                         return Err(e);
                     }
                     sink.output.add(&record)?;
-                    t.report(Status::Reset, String::new(), confirmations)
+                    t.report(Status::Reset, String::new(), confirmations, requests)
                 }
-                Event::Failed {
-                    target,
-                    reason,
-                    confirmations,
-                    fatal,
-                } => {
+                Err(Failure { reason, fatal }) => {
                     batch_failed = true;
                     let failed = failures.load(Ordering::SeqCst);
                     if fatal {
@@ -458,7 +481,7 @@ pub async fn reset_all(
                             settings.max_failures
                         ));
                     }
-                    targets[target].report(Status::Failed, reason, confirmations)
+                    t.report(Status::Failed, reason, confirmations, requests)
                 }
             };
             (sink.on_progress)(&row);
@@ -479,7 +502,7 @@ pub async fn reset_all(
     for t in targets.iter() {
         if !tried.contains(&(t.line, t.licence.licence.clone())) {
             ending = Ending::Stopped;
-            rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0));
+            rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
         }
     }
     if why_stopped.is_some() {
@@ -488,50 +511,54 @@ pub async fn reset_all(
     Ok((rows, ending, why_stopped))
 }
 
-/// Resets one licence, again after an unknown outcome, up to `max_tries` confirmations.
-async fn reset_one(browser: &mut Browser, target: &Target, index: usize, max_tries: u32) -> Event {
+/// Resets one licence, again after an unknown outcome, up to `max_tries`
+/// confirmations; returns the confirmations sent and the result.
+async fn reset_one(
+    browser: &mut Browser,
+    target: &Target,
+    max_tries: u32,
+) -> (u32, Result<crate::portal::NewPassword, Failure>) {
     let mut confirmations = 0;
     let mut last_unknown = String::new();
     while confirmations < max_tries {
         match browser.reset(&target.licence, &target.licence.sda).await {
-            Ok(password) => {
-                return Event::Reset {
-                    target: index,
-                    password,
-                    confirmations: confirmations + 1,
-                };
-            }
+            Ok(password) => return (confirmations + 1, Ok(password)),
             Err(ResetError::Unknown { reason, again }) => {
                 confirmations += 1;
                 if !again {
-                    return Event::Failed {
-                        target: index,
-                        reason: format!(
-                            "{reason}: the password may have changed and is unknown; check the portal's pages (see --labels), then reset this licence again"
-                        ),
+                    let reason = format!(
+                        "{reason}: the password may have changed and is unknown; check the portal's pages (see --labels), then reset this licence again"
+                    );
+                    return (
                         confirmations,
-                        fatal: false,
-                    };
+                        Err(Failure {
+                            reason,
+                            fatal: false,
+                        }),
+                    );
                 }
                 tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
                 last_unknown = reason;
             }
             Err(ResetError::NotDone(e)) => {
-                return Event::Failed {
-                    target: index,
-                    reason: e.to_string(),
+                return (
                     confirmations,
-                    fatal: e.is_fatal(),
-                };
+                    Err(Failure {
+                        reason: e.to_string(),
+                        fatal: e.is_fatal(),
+                    }),
+                );
             }
         }
     }
-    Event::Failed {
-        target: index,
-        reason: format!(
-            "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
-        ),
+    let reason = format!(
+        "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
+    );
+    (
         confirmations,
-        fatal: false,
-    }
+        Err(Failure {
+            reason,
+            fatal: false,
+        }),
+    )
 }

@@ -39,8 +39,10 @@ fn a_run_spends_exactly_the_request_budget() {
         let input = dir.path().join("in.csv");
         let rows: String = clients.iter().map(|c| format!("{c},*\n")).collect();
         std::fs::write(&input, format!("client_ref,licence\n{rows}")).unwrap();
+        let report = dir.path().join("report.csv");
         let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
-            .args(["--yes", "--rate", "200", "--concurrency", "3"])
+            .args(["--yes", "--rate", "200", "--concurrency", "3", "--report"])
+            .arg(&report)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -114,6 +116,13 @@ fn a_run_spends_exactly_the_request_budget() {
         assert_eq!(count("reset"), licences);
         assert_eq!(count("confirm"), licences);
         assert_eq!(counters["resets"], licences);
+        // The report counts each licence's requests: Détail, Réinitialiser, Confirmer, result.
+        let report = parse_csv(&std::fs::read(&report).unwrap());
+        assert_eq!(report.len() as u64, licences);
+        assert!(
+            report.iter().all(|r| r["requests"] == "4"),
+            "variant {variant}: 4 requests per licence"
+        );
         // The client counts the same requests as the portal.
         assert!(
             stderr.contains(&format!("portal requests: {} ", counters["requests.total"])),

@@ -193,18 +193,11 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         targets.retain(|t| {
             let earlier = done.contains(t.licence.licence.as_str());
             if earlier {
-                report_rows.push(ReportRow {
-                    line: t.line,
-                    client_ref: t.client_ref.clone(),
-                    service_ref: t.service_ref.clone(),
-                    licence: t.licence.licence.clone(),
-                    status: Status::Reset,
-                    detail: format!(
-                        "reset by the interrupted run: password in {}",
-                        config.journal.display()
-                    ),
-                    confirmations: 1,
-                });
+                let detail = format!(
+                    "reset by the interrupted run: password in {}",
+                    config.journal.display()
+                );
+                report_rows.push(t.report(Status::Reset, detail, 0, 0));
             }
             !earlier
         });

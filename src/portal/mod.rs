@@ -224,6 +224,11 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// Requests this browser sent so far (logins after a session ended included).
+    pub fn requests(&self) -> u64 {
+        self.transport.sent()
+    }
+
     /// Fetches a page and reads it with `parse`; a login page ends the session.
     async fn page<T>(
         &self,

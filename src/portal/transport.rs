@@ -114,6 +114,8 @@ pub struct Throttle {
 pub struct Transport {
     client: reqwest::Client,
     throttle: Arc<Throttle>,
+    /// Requests this session sent, for the per-licence count of the report.
+    sent: AtomicU64,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -167,7 +169,16 @@ impl Transport {
             .user_agent(concat!("sip-rotate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TransportError::Connect(e.to_string()))?;
-        Ok(Transport { client, throttle })
+        Ok(Transport {
+            client,
+            throttle,
+            sent: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests sent by this session so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Fetches a page, following redirects with GET, retrying what is safe to retry.
@@ -221,6 +232,7 @@ impl Transport {
                 Req::Post(url, pairs) => self.client.post(url.clone()).form(pairs),
             };
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
+            self.sent.fetch_add(1, Ordering::Relaxed);
             let response = builder.send().await.map_err(classify)?;
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
