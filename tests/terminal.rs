@@ -1,0 +1,57 @@
+//! On a terminal `run` says how many phones will be cut off and asks; the
+//! answer decides. The terminal is a pseudo-terminal made by `script(1)`.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs `command` under a pseudo-terminal, typing `answer`; returns (exit code, what the terminal showed).
+fn on_a_terminal(command: &str, answer: &str) -> Option<(i32, String)> {
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", command, "/dev/null"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+#[test]
+fn on_a_terminal_it_asks_before_cutting_phones_off() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no script(1) (util-linux): the terminal prompt is not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &[]);
+    let (_, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let command = |output: &str| {
+        format!(
+            "{} run --input {} --portal {} --login {LOGIN} -r {public} -o {} --rate 100",
+            bin().display(),
+            input.display(),
+            sim.url,
+            dir.path().join(output).display()
+        )
+    };
+
+    let (code, screen) = on_a_terminal(&command("no.age"), "n\n").unwrap();
+    assert!(screen.contains("About to reset 8 SIP passwords: 8 phones will be cut off"), "{screen}");
+    assert!(screen.contains("not confirmed"), "{screen}");
+    assert_eq!(code, 2);
+    assert!(sim.resets().is_empty());
+
+    let (code, screen) = on_a_terminal(&command("yes.age"), "y\n").unwrap();
+    assert_eq!(code, 0, "{screen}");
+    assert_eq!(sim.resets().len(), 8);
+    assert!(screen.contains("licences: 8 reset"), "{screen}");
+    assert_no_clear_password(&sim.resets(), &[("terminal".into(), screen.into_bytes())], &sim.truth);
+}
