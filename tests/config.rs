@@ -124,7 +124,7 @@ fn two_overlapping_runs_of_one_config_the_second_refuses() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lock = PathBuf::from(format!("{}.lock", config.display()));
+    let lock = dir.path().join(".sip-rotate.lock");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&lock)
         .unwrap_or_default()

@@ -17,9 +17,17 @@ fn on_a_terminal(command: &str, answer: &str) -> Option<(i32, String)> {
         .stderr(Stdio::piped())
         .spawn()
         .ok()?;
-    child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    Some((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned()))
+    Some((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 #[test]
@@ -44,7 +52,10 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
     };
 
     let (code, screen) = on_a_terminal(&command("no.age"), "n\n").unwrap();
-    assert!(screen.contains("About to reset 8 SIP passwords: 8 phones will be cut off"), "{screen}");
+    assert!(
+        screen.contains("About to reset 8 SIP passwords: 8 phones will be cut off"),
+        "{screen}"
+    );
     assert!(screen.contains("not confirmed"), "{screen}");
     assert_eq!(code, 2);
     assert!(sim.resets().is_empty());
@@ -53,5 +64,9 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
     assert_eq!(code, 0, "{screen}");
     assert_eq!(sim.resets().len(), 8);
     assert!(screen.contains("licences: 8 reset"), "{screen}");
-    assert_no_clear_password(&sim.resets(), &[("terminal".into(), screen.into_bytes())], &sim.truth);
+    assert_no_clear_password(
+        &sim.resets(),
+        &[("terminal".into(), screen.into_bytes())],
+        &sim.truth,
+    );
 }

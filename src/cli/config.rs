@@ -61,7 +61,7 @@ pub struct ConfigFile {
     /// The result file, with strftime fields: `rotation-%Y%m%d.csv.age`.
     pub output: Option<String>,
     pub report: Option<String>,
-    /// The lock file that keeps two scheduled runs apart [default: the config's path + `.lock`].
+    /// The lock file that keeps two runs apart [default: `.sip-rotate.lock` in the output's folder].
     pub lock: Option<PathBuf>,
 }
 
@@ -232,6 +232,9 @@ pub fn input(flag: Option<&PathBuf>, cfg: &Loaded) -> Result<PathBuf> {
     })
 }
 
+/// The default lock file, in the output's folder.
+pub const LOCK_NAME: &str = ".sip-rotate.lock";
+
 /// Held for the whole run: a second run with the same lock file refuses to start.
 pub struct RunLock {
     _file: File,
@@ -316,10 +319,14 @@ impl RunConfig {
             (None, Some(r)) => Some(cfg.resolve(&dated(r, &now)?)),
             (None, None) => None,
         };
-        let lock = match (&f.lock, &cfg.path) {
-            (Some(l), _) => cfg.resolve(l),
-            (None, Some(config)) => PathBuf::from(format!("{}.lock", config.display())),
-            (None, None) => PathBuf::from(format!("{}.lock", output.display())),
+        // One lock per output folder: runs that write there never overlap,
+        // and a dated output name does not leave a new lock file every day.
+        let lock = match &f.lock {
+            Some(l) => cfg.resolve(l),
+            None => match output.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.join(LOCK_NAME),
+                _ => PathBuf::from(LOCK_NAME),
+            },
         };
         let journal = crate::vault::journal_path(&output);
         if !args.yes && !interactive {
