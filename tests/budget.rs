@@ -30,12 +30,9 @@ fn a_run_spends_exactly_the_request_budget() {
         );
     }
     for variant in ["0", "1"] {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::start(
-            dir.path(),
-            &["--variant", variant, "--page-size", &page_size.to_string()],
-        );
-        let (_, public) = identity(dir.path());
+        let Setup {
+            dir, sim, public, ..
+        } = Setup::new(&["--variant", variant, "--page-size", &page_size.to_string()]);
         let input = dir.path().join("in.csv");
         let rows: String = clients.iter().map(|c| format!("{c},*\n")).collect();
         std::fs::write(&input, format!("client_ref,licence\n{rows}")).unwrap();

@@ -43,9 +43,12 @@ fn run_with_config(config: &Path) -> Command {
 
 #[test]
 fn a_cron_line_needs_only_the_config_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (id, public) = identity(dir.path());
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&[]);
     let config = write_config(dir.path(), &sim, &public, "");
     let out = run_with_config(&config).current_dir("/").output().unwrap();
     assert_eq!(
@@ -73,9 +76,9 @@ fn a_cron_line_needs_only_the_config_file() {
 
 #[test]
 fn flags_override_the_config_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (_, public) = identity(dir.path());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
     let config = write_config(dir.path(), &sim, &public, "");
     // The file's command gives a wrong password; the environment's (which wins) is right.
     let text = std::fs::read_to_string(&config)

@@ -102,25 +102,25 @@ fn assert_nothing_in_clear(dir: &Path, sim: &Sim) {
 #[test]
 fn under_portal_faults_every_licence_ends_with_the_truths_last_password() {
     for variant in ["0", "1"] {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::start(
-            dir.path(),
-            &[
-                "--variant",
-                variant,
-                "--page-size",
-                "3",
-                "--fail-rate",
-                "0.05",
-                "--drop-rate",
-                "0.1",
-                "--expire-after",
-                "25",
-                "--rate-limit",
-                "40",
-            ],
-        );
-        let (id, public) = identity(dir.path());
+        let Setup {
+            dir,
+            sim,
+            identity: id,
+            public,
+        } = Setup::new(&[
+            "--variant",
+            variant,
+            "--page-size",
+            "3",
+            "--fail-rate",
+            "0.05",
+            "--drop-rate",
+            "0.1",
+            "--expire-after",
+            "25",
+            "--rate-limit",
+            "40",
+        ]);
         let output = dir.path().join("out.age");
         let report = dir.path().join("report.csv");
         let mut child = spawn_run(
@@ -192,9 +192,12 @@ fn under_portal_faults_every_licence_ends_with_the_truths_last_password() {
 
 #[test]
 fn killed_midway_then_resumed_nothing_is_lost_or_reset_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--latency-ms", "20"]);
-    let (id, public) = identity(dir.path());
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
     let output = dir.path().join("out.age");
     let mut child = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
     wait_for_resets(&sim, 8);
@@ -275,9 +278,12 @@ fn killed_midway_then_resumed_nothing_is_lost_or_reset_twice() {
 
 #[test]
 fn sigterm_finishes_the_resets_in_flight_journals_them_and_exits_3() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--latency-ms", "30"]);
-    let (id, public) = identity(dir.path());
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "30"]);
     let output = dir.path().join("out.age");
     let mut child = spawn_run(
         &sim,
@@ -327,9 +333,12 @@ fn sigterm_finishes_the_resets_in_flight_journals_them_and_exits_3() {
 
 #[test]
 fn a_journal_cut_at_any_byte_gives_back_its_complete_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--latency-ms", "30"]);
-    let (id, public) = identity(dir.path());
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "30"]);
     let output = dir.path().join("out.age");
     let mut child = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
     wait_for_resets(&sim, 6);
@@ -377,9 +386,9 @@ fn broken_labels(dir: &Path, key: &str) -> PathBuf {
 
 #[test]
 fn the_canary_stops_a_run_on_pages_that_do_not_match() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (_, public) = identity(dir.path());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
     let output = dir.path().join("out.age");
     let report = dir.path().join("report.csv");
     // No `Confirmer` button where the client looks for one: nothing is confirmed.
@@ -434,9 +443,9 @@ fn the_canary_stops_a_run_on_pages_that_do_not_match() {
 
 #[test]
 fn max_failures_stops_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (_, public) = identity(dir.path());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
     let output = dir.path().join("out.age");
     let report = dir.path().join("report.csv");
     let labels = broken_labels(dir.path(), "reset_button");

@@ -20,9 +20,12 @@ fn dataset() -> Dataset {
 #[test]
 fn excel_csv_with_bom_windows_1252_crlf_semicolons_and_french_headers_is_read() {
     let ds = dataset();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &["--variant", "1"]);
-    let (id, public) = identity(dir.path());
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--variant", "1"]);
     let a = &ds.licences[0];
     let b = ds
         .licences

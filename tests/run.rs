@@ -72,9 +72,12 @@ fn write_input(dir: &Path, ds: &Dataset) -> (std::path::PathBuf, HashSet<String>
 fn every_requested_licence_is_reset_once_and_nothing_else_for_both_variants() {
     let ds = dataset();
     for variant in ["0", "1"] {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::start(dir.path(), &["--variant", variant, "--page-size", "3"]);
-        let (id, public) = identity(dir.path());
+        let Setup {
+            dir,
+            sim,
+            identity: id,
+            public,
+        } = Setup::new(&["--variant", variant, "--page-size", "3"]);
         let (input, wanted) = write_input(dir.path(), &ds);
         let output = dir.path().join("out.csv.age");
         let report = dir.path().join("report.csv");
@@ -151,9 +154,9 @@ fn a_row_that_does_not_resolve_stops_the_run_before_any_reset() {
     let foreign = licences_of_client(&ds, &long)[0].clone();
     let mine = licences_of_client(&ds, &short)[1].clone();
     for variant in ["0", "1"] {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = Sim::start(dir.path(), &["--variant", variant, "--page-size", "3"]);
-        let (_, public) = identity(dir.path());
+        let Setup {
+            dir, sim, public, ..
+        } = Setup::new(&["--variant", variant, "--page-size", "3"]);
         let input = dir.path().join("in.csv");
         // The licence of client `long` asked under the client `short`, whose search also lists `long`.
         std::fs::write(
@@ -206,9 +209,9 @@ fn an_sda_that_does_not_match_the_portal_is_refused() {
     let ds = dataset();
     let l = ds.licences.iter().find(|l| !l.sda.is_empty()).unwrap();
     let client = &ds.client_of_service(l.service).reference;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (_, public) = identity(dir.path());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
     let input = dir.path().join("in.csv");
     std::fs::write(
         &input,
@@ -230,9 +233,9 @@ fn an_sda_that_does_not_match_the_portal_is_refused() {
 #[test]
 fn without_a_terminal_yes_is_required_and_a_refused_login_is_not_retried() {
     let ds = dataset();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (_, public) = identity(dir.path());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
     let input = dir.path().join("in.csv");
     std::fs::write(
         &input,
@@ -300,9 +303,12 @@ fn the_age_cli_decrypts_the_output() {
     };
     assert!(status.status.success());
     let ds = dataset();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (id, public) = identity(dir.path());
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&[]);
     let input = dir.path().join("in.csv");
     std::fs::write(
         &input,

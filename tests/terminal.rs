@@ -36,9 +36,9 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
         eprintln!("no script(1) (util-linux): the terminal prompt is not checked");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), &[]);
-    let (_, public) = identity(dir.path());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
     let command = |output: &str| {

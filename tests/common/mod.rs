@@ -130,6 +130,29 @@ pub fn last_passwords(truth: &[TruthLine]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A temporary folder with a simulator (started with `sim_args`) and an age
+/// identity in it; tests take it apart with `let Setup { dir, sim, .. } = ...`.
+pub struct Setup {
+    pub sim: Sim,
+    pub identity: PathBuf,
+    pub public: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new(sim_args: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = Sim::start(dir.path(), sim_args);
+        let (identity, public) = identity(dir.path());
+        Setup {
+            sim,
+            identity,
+            public,
+            dir,
+        }
+    }
+}
+
 /// An age identity file in `dir`; returns (path, public key).
 pub fn identity(dir: &Path) -> (PathBuf, String) {
     let path = dir.join("identity.txt");
