@@ -345,3 +345,115 @@ fn the_age_cli_decrypts_the_output() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["password"], sim.resets()[0].password);
 }
+
+#[test]
+fn plan_shows_what_run_would_reset_and_resets_nothing() {
+    let ds = dataset();
+    let (short, long) = prefix_pair(&ds);
+    let Setup { dir, sim, .. } = Setup::new(&["--page-size", "3"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        format!("client_ref,licence\n{long},*\n{short},FPC000001\n"),
+    )
+    .unwrap();
+    let report = dir.path().join("plan.csv");
+    let out = Command::new(bin())
+        .args(["plan", "--input"])
+        .arg(&input)
+        .args([
+            "--portal", &sim.url, "--login", LOGIN, "--rate", "100", "--report",
+        ])
+        .arg(&report)
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "one row does not resolve");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for licence in licences_of_client(&ds, &long) {
+        assert!(stdout.contains(&format!("reset {licence} ")), "{stdout}");
+    }
+    assert!(stdout.contains("line 3: unresolved FPC000001"), "{stdout}");
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    assert_eq!(
+        rows.iter().filter(|r| r["status"] == "planned").count(),
+        licences_of_client(&ds, &long).len()
+    );
+    assert!(sim.resets().is_empty(), "plan resets nothing");
+    assert_eq!(
+        sim.stop().get("requests.reset").copied().unwrap_or(0),
+        0,
+        "not even Réinitialiser"
+    );
+}
+
+#[test]
+fn the_operator_profile_logs_in_as_an_operator() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--profile", "operateur", "--variant", "1"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4082,FPC173010\n").unwrap();
+    let out = run_cmd(&sim, &input, &dir.path().join("a.age"), &public)
+        .args(["--yes", "--rate", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the default profile (revendeur) is refused"
+    );
+    let out = run_cmd(&sim, &input, &dir.path().join("b.age"), &public)
+        .args(["--yes", "--rate", "100", "--profile", "operateur"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.resets().len(), 1);
+}
+
+#[test]
+fn the_demo_runs_the_sample_end_to_end() {
+    let out = Command::new(bin())
+        .args(["demo", "--latency-ms", "5", "--rate", "200"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Every row of samples/licences.csv resolves against the default dataset.
+    assert!(stderr.contains("licences: 12 reset"), "{stderr}");
+    assert!(
+        stderr.contains("decrypt it with:") && stderr.contains("age -d -i"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("passwords masked") && stderr.contains("••••"),
+        "{stderr}"
+    );
+    let folder = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("encrypted result:"))
+        .map(|p| {
+            std::path::PathBuf::from(p.trim())
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        })
+        .expect("the demo names its result");
+    let rows = decrypt(
+        &folder.join("identity.txt"),
+        &folder.join("rotation.csv.age"),
+    );
+    assert_eq!(rows.len(), 12);
+    for row in &rows {
+        assert!(
+            !stderr.contains(&row["password"]),
+            "a password in clear on the terminal"
+        );
+    }
+    std::fs::remove_dir_all(folder).unwrap();
+}
