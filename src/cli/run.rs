@@ -218,12 +218,14 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
 
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone());
+    // The output first: if the journal cannot be made, its temporary file goes
+    // away, whereas an empty journal left behind would block the next run.
+    let output = Output::create(&config.output, &config.recipients)?;
     let journal = if config.resume {
         Journal::reopen(&config.journal)?
     } else {
         Journal::create(&config.journal)?
     };
-    let output = Output::create(&config.output, &config.recipients)?;
     let bar = if config.progress {
         let bar =
             ProgressBar::with_draw_target(Some(targets.len() as u64), ProgressDrawTarget::stderr());
