@@ -353,7 +353,21 @@ impl Output {
 
     /// Finishes the age stream, syncs it and gives it its final name.
     pub fn finish(self) -> Result<PathBuf, VaultError> {
-        let path = self.path;
+        let path = self.path.clone();
+        self.finish_as(path)
+    }
+
+    /// Finishes what a stopped run has under the first free `OUTPUT.partN`
+    /// name: a complete file, never under the output's own name.
+    pub fn finish_part(self) -> Result<PathBuf, VaultError> {
+        let part = (1..)
+            .map(|n| PathBuf::from(format!("{}.part{n}", self.path.display())))
+            .find(|p| !p.exists())
+            .expect("a free name");
+        self.finish_as(part)
+    }
+
+    fn finish_as(self, path: PathBuf) -> Result<PathBuf, VaultError> {
         let buffered = self.writer.finish().map_err(io_err(&path))?;
         let tmp = buffered
             .into_inner()

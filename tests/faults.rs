@@ -305,12 +305,16 @@ fn sigterm_finishes_the_resets_in_flight_journals_them_and_exits_3() {
     assert!(!output.exists());
     let truth = sim.resets();
     assert!(truth.len() < all_licences().len(), "stopped before the end");
-    // Every reset the portal committed, in flight ones included, is in the journal.
-    let rows = decrypt(&id, &journal);
+    // Every reset the portal committed, in flight ones included, is in the
+    // journal, and in a complete output under another name than the output's.
+    let part = PathBuf::from(format!("{}.part1", output.display()));
     let last = last_passwords(&truth);
-    assert_eq!(rows.len(), last.len());
-    for row in &rows {
-        assert_eq!(row["password"], last[&row["licence"]]);
+    for file in [&journal, &part] {
+        let rows = decrypt(&id, file);
+        assert_eq!(rows.len(), last.len(), "{}", file.display());
+        for row in &rows {
+            assert_eq!(row["password"], last[&row["licence"]]);
+        }
     }
     assert_nothing_in_clear(dir.path(), &sim);
 
@@ -319,15 +323,24 @@ fn sigterm_finishes_the_resets_in_flight_journals_them_and_exits_3() {
         .output()
         .unwrap();
     assert_eq!(resumed.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains(&part.display().to_string()),
+        "the summary names the part file: {stderr}"
+    );
     let truth = sim.resets();
     assert_eq!(
         truth.len(),
         all_licences().len(),
         "each licence reset exactly once over both runs"
     );
-    let found = recovered(&id, &[&output, &journal]);
+    let found = recovered(&id, &[&output, &part]);
     for t in &truth {
-        assert!(found[&t.licence].contains(&t.password));
+        assert!(
+            found[&t.licence].contains(&t.password),
+            "{}: in the output or the part",
+            t.licence
+        );
     }
 }
 

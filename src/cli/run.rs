@@ -277,6 +277,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         - reset_now;
 
     let mut written = None;
+    let mut part = None;
     let exit = match ending {
         Ending::Complete => {
             written = Some(output.finish().map_err(|e| {
@@ -301,10 +302,21 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
             }
         }
         Ending::Stopped => {
-            // The temporary output is removed; the journal holds every new password.
-            drop(output);
-            if reset_now + earlier == 0 {
-                let _ = std::fs::remove_file(&journal_path);
+            // What this run reset goes to a complete `OUTPUT.partN`; the journal,
+            // which holds every new password of the rotation, stays for --resume.
+            if reset_now > 0 {
+                part = Some(output.finish_part().map_err(|e| {
+                    Aborted(format!(
+                        "{e}\n  every new password is in {} (sip-rotate decrypt -i IDENTITY {})",
+                        journal_path.display(),
+                        journal_path.display()
+                    ))
+                })?);
+            } else {
+                drop(output);
+                if earlier == 0 {
+                    let _ = std::fs::remove_file(&journal_path);
+                }
             }
             Exit::Aborted
         }
@@ -319,18 +331,27 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         for r in report_rows.iter().filter(|r| r.status == Status::Failed) {
             eprintln!("failed: line {}: {}: {}", r.line, r.licence, r.detail);
         }
-        match &written {
-            Some(path) => eprintln!("new passwords: {} ({} licences)", path.display(), reset_now),
-            None if reset_now > 0 => eprintln!(
-                "the {reset_now} new passwords of this run are in {} (decrypt it with: sip-rotate decrypt -i IDENTITY {}); run again with --resume to finish",
-                journal_path.display(),
+        if let Some(path) = &written {
+            eprintln!("new passwords: {} ({reset_now} licences)", path.display());
+        }
+        if let Some(part) = &part {
+            eprintln!(
+                "the {reset_now} new passwords of this run are in {} and in {}; run the same command with --resume to finish",
+                part.display(),
                 journal_path.display()
-            ),
-            None => {}
+            );
         }
         if earlier > 0 && written.is_some() {
+            let parts = earlier_parts(&config.output);
             eprintln!(
-                "{earlier} passwords from the interrupted run are in {} (it holds every password of the run: decrypt it with sip-rotate decrypt)",
+                "the {earlier} passwords from the interrupted run{} are in {}{}; that journal holds every password of the rotation (sip-rotate decrypt -i IDENTITY {})",
+                if parts.len() > 1 { "s" } else { "" },
+                journal_path.display(),
+                if parts.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and in {}", parts.join(", "))
+                },
                 journal_path.display()
             );
         }
@@ -341,6 +362,14 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         output: written,
         rows: report_rows,
     })
+}
+
+/// The `OUTPUT.partN` files that interrupted runs left.
+fn earlier_parts(output: &std::path::Path) -> Vec<String> {
+    (1..)
+        .map(|n| format!("{}.part{n}", output.display()))
+        .take_while(|p| std::path::Path::new(p).exists())
+        .collect()
 }
 
 fn write_report(config: &RunConfig, rows: &[ReportRow]) -> Result<()> {
