@@ -101,9 +101,13 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     if let Some(path) = &result.output {
         eprintln!("encrypted result:    {}", path.display());
         eprintln!();
+        // The path of this very binary: after `cargo run` it is not on the PATH.
+        let me = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "sip-rotate".into());
         eprintln!("decrypt it with:");
         eprintln!(
-            "  sip-rotate decrypt -i {} -o passwords.csv {}",
+            "  {me} decrypt -i {} -o passwords.csv {}",
             identity_path.display(),
             path.display()
         );
