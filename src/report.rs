@@ -84,6 +84,7 @@ pub struct Summary {
     pub requests_resolve: u64,
     pub requests_reset: u64,
     pub too_many_requests: u64,
+    pub retries: u64,
     pub elapsed: Duration,
     pub rate: f64,
 }
@@ -118,16 +119,10 @@ impl Summary {
             too_many_requests: stats
                 .too_many_requests
                 .load(std::sync::atomic::Ordering::Relaxed),
+            retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
             elapsed,
             rate,
         }
-    }
-
-    pub fn count(&self, status: Status) -> usize {
-        self.counts
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -155,10 +150,12 @@ impl fmt::Display for Summary {
             self.requests_login,
             self.requests_resolve,
             self.requests_reset,
-            if self.too_many_requests > 0 {
-                format!(", {} answered 429", self.too_many_requests)
-            } else {
-                String::new()
+            match (self.too_many_requests, self.retries) {
+                (0, 0) => String::new(),
+                (slow, 0) => format!(", {slow} answered 429"),
+                (0, retried) => format!(", {retried} retried after a fault"),
+                (slow, retried) =>
+                    format!(", {slow} answered 429, {retried} retried after a fault"),
             }
         )?;
         let achieved = if secs > 0.0 { total as f64 / secs } else { 0.0 };

@@ -9,7 +9,7 @@ use crate::input::{InputRow, LicenceSelector};
 use crate::phone;
 use crate::portal::{Browser, LicenceRow, Portal, PortalError, ResetError, ServiceRow};
 use crate::report::{ReportRow, Status};
-use crate::vault::{Journal, Output, Recipients, ResetRecord, VaultError};
+use crate::vault::{Journal, Output, Recipients, ResetRecord};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -353,7 +353,7 @@ pub async fn reset_all(
     settings: &ResetSettings,
     sink: &mut Sink<'_>,
     stop: Arc<AtomicBool>,
-) -> Result<(Vec<ReportRow>, Ending, Option<String>), VaultError> {
+) -> (Vec<ReportRow>, Ending, Option<String>) {
     let targets = Arc::new(targets);
     let mut rows = Vec::new();
     let canary = settings.canary.min(targets.len());
@@ -462,13 +462,23 @@ pub async fn reset_all(
                     let journaled = tokio::task::block_in_place(|| {
                         sink.journal.append(sink.recipients, &record)
                     });
-                    if let Err(e) = journaled {
+                    let added = sink.output.add(&record);
+                    // A write that fails stops the run, but never aborts a worker: one
+                    // that already sent Confirmer still brings its password back, to
+                    // whichever of the two files can still take it.
+                    let kept = journaled.is_ok() || added.is_ok();
+                    if let Some(e) = journaled.err().or(added.err()) {
                         stop.store(true, Ordering::SeqCst);
-                        pool.shutdown().await;
-                        return Err(e);
+                        if why_stopped.is_none() {
+                            why_stopped = Some(format!("cannot write the new passwords: {e}"));
+                        }
                     }
-                    sink.output.add(&record)?;
-                    t.report(Status::Reset, String::new(), confirmations, requests)
+                    if kept {
+                        t.report(Status::Reset, String::new(), confirmations, requests)
+                    } else {
+                        let detail = "reset, but its new password could not be written anywhere: reset it again".into();
+                        t.report(Status::Failed, detail, confirmations, requests)
+                    }
                 }
                 Err(Failure { reason, fatal }) => {
                     batch_failed = true;
@@ -508,7 +518,7 @@ pub async fn reset_all(
     if why_stopped.is_some() {
         ending = Ending::Stopped;
     }
-    Ok((rows, ending, why_stopped))
+    (rows, ending, why_stopped)
 }
 
 /// Resets one licence, again after an unknown outcome, up to `max_tries`

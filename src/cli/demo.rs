@@ -25,10 +25,8 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
         .prefix("sip-rotate-demo-")
         .tempdir()?
         .keep();
-    let portal_password = {
-        let (secret, _) = vault::generate_identity();
-        secret.expose_secret()[20..40].to_string()
-    };
+    // A throw-away password for the throw-away portal.
+    let portal_password = format!("{:032x}", rand::random::<u128>());
     let mut sim_config = SimConfig::new("demo-revendeur", &portal_password);
     sim_config.latency_ms = args.latency_ms;
     sim_config.truth = None;

@@ -186,20 +186,23 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     }
 
     let mut targets = resolution.targets;
+    // Licences the interrupted run already reset: their passwords are in the journal.
+    let mut earlier = 0;
     if config.resume {
         let done = vault::journal_marks(&config.journal)?;
         let done: std::collections::HashSet<&str> =
             done.iter().map(|m| m.licence.as_str()).collect();
         targets.retain(|t| {
-            let earlier = done.contains(t.licence.licence.as_str());
-            if earlier {
+            let done_before = done.contains(t.licence.licence.as_str());
+            if done_before {
+                earlier += 1;
                 let detail = format!(
                     "reset by the interrupted run: password in {}",
                     config.journal.display()
                 );
                 report_rows.push(t.report(Status::Reset, detail, 0, 0));
             }
-            !earlier
+            !done_before
         });
     }
 
@@ -261,7 +264,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         max_tries: config.max_resets,
     };
     let (rows_done, ending, why) =
-        runner::reset_all(&portal, targets, &settings, &mut sink, stop).await?;
+        runner::reset_all(&portal, targets, &settings, &mut sink, stop).await;
     bar.finish_and_clear();
     report_rows.extend(rows_done);
     let Sink {
@@ -270,23 +273,12 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     let journal_path = journal.path().to_path_buf();
     drop(journal);
     let reset_now = output.rows();
-    let earlier = report_rows
-        .iter()
-        .filter(|r| r.status == Status::Reset)
-        .count()
-        - reset_now;
 
     let mut written = None;
     let mut part = None;
     let exit = match ending {
         Ending::Complete => {
-            written = Some(output.finish().map_err(|e| {
-                Aborted(format!(
-                    "{e}\n  every new password is in {} (sip-rotate decrypt -i IDENTITY {})",
-                    journal_path.display(),
-                    journal_path.display()
-                ))
-            })?);
+            written = Some(output.finish().map_err(|e| aborted(e, &journal_path))?);
             if earlier == 0 {
                 std::fs::remove_file(&journal_path).with_context(|| {
                     format!("cannot remove the journal {}", journal_path.display())
@@ -305,13 +297,11 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
             // What this run reset goes to a complete `OUTPUT.partN`; the journal,
             // which holds every new password of the rotation, stays for --resume.
             if reset_now > 0 {
-                part = Some(output.finish_part().map_err(|e| {
-                    Aborted(format!(
-                        "{e}\n  every new password is in {} (sip-rotate decrypt -i IDENTITY {})",
-                        journal_path.display(),
-                        journal_path.display()
-                    ))
-                })?);
+                part = Some(
+                    output
+                        .finish_part()
+                        .map_err(|e| aborted(e, &journal_path))?,
+                );
             } else {
                 drop(output);
                 if earlier == 0 {
@@ -362,6 +352,15 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         output: written,
         rows: report_rows,
     })
+}
+
+/// The output could not be finished after resets: say where the passwords are.
+fn aborted(e: vault::VaultError, journal: &std::path::Path) -> Aborted {
+    Aborted(format!(
+        "{e}\n  every new password is in {} (sip-rotate decrypt -i IDENTITY {})",
+        journal.display(),
+        journal.display()
+    ))
 }
 
 /// The `OUTPUT.partN` files that interrupted runs left.

@@ -126,6 +126,7 @@ fn sel(s: &str) -> Selector {
 
 static ANCHORS: LazyLock<Selector> = LazyLock::new(|| sel("a[href]"));
 static FORMS: LazyLock<Selector> = LazyLock::new(|| sel("form"));
+static INPUTS: LazyLock<Selector> = LazyLock::new(|| sel("input"));
 static CONTROLS: LazyLock<Selector> = LazyLock::new(|| sel("input, select, textarea, button"));
 static LABELS: LazyLock<Selector> = LazyLock::new(|| sel("label"));
 static OPTIONS: LazyLock<Selector> = LazyLock::new(|| sel("option"));
@@ -209,12 +210,13 @@ pub fn field_value(doc: &Html, label: &str) -> Option<String> {
 
 /// Whether the page is a login page: it has a password field labelled `password_label`.
 pub fn is_login_page(doc: &Html, password_label: &str) -> bool {
-    doc.select(&FORMS).any(|f| {
-        Form::read(doc, f, &Url::parse("http://login.invalid/").unwrap())
-            .controls
-            .iter()
-            .any(|c| c.kind == "password" && is_label(&c.label, password_label))
-    })
+    // Asked of every page fetched: look at password inputs only.
+    doc.select(&INPUTS)
+        .filter(|i| {
+            i.attr("type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("password"))
+        })
+        .any(|i| is_label(&label_for(doc, i), password_label))
 }
 
 /// Table contents keyed by the wanted headers.
@@ -281,7 +283,7 @@ fn cells_of(row: ElementRef<'_>) -> impl Iterator<Item = ElementRef<'_>> {
 }
 
 /// A form control as the form will submit it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Control {
     name: Option<String>,
     kind: String,
@@ -294,12 +296,40 @@ struct Control {
     is_button: bool,
 }
 
-/// A form ready to be filled and submitted.
-#[derive(Debug, Clone)]
+/// A form ready to be filled and submitted. Once filled it may hold the
+/// portal password: `Debug` shows names only, and values are wiped on drop.
+#[derive(Clone)]
 pub struct Form {
     pub method_post: bool,
     pub action: Url,
     controls: Vec<Control>,
+}
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .controls
+            .iter()
+            .filter_map(|c| c.name.as_deref())
+            .collect();
+        write!(
+            f,
+            "Form({} {} [{}])",
+            if self.method_post { "POST" } else { "GET" },
+            &self.action[..url::Position::AfterPath],
+            names.join(", ")
+        )
+    }
+}
+
+impl Drop for Form {
+    fn drop(&mut self) {
+        for c in &mut self.controls {
+            if let Some(v) = c.submitted.as_mut() {
+                zeroize::Zeroize::zeroize(v);
+            }
+        }
+    }
 }
 
 /// Errors in filling a form; they name the label so that a changed portal is easy to diagnose.
@@ -597,6 +627,10 @@ mod tests {
         assert_eq!(f.action.as_str(), "https://portal.example/go");
         f.fill("Login", "me").unwrap();
         f.fill("Mot de passe", "pw").unwrap();
+        assert!(
+            !format!("{f:?}").contains("\"pw\"") && format!("{f:?}").contains("yy"),
+            "{f:?}"
+        );
         f.choose("MB / Opérateur").unwrap();
         f.select("Type", "MetaCentrex").unwrap();
         let pairs = f.submission("Valider").unwrap();

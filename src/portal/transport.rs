@@ -14,13 +14,40 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use url::Url;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-/// A request: a GET of a URL, or a form sent with POST.
-#[derive(Debug, Clone)]
+/// A request: a GET of a URL, or a form sent with POST. A login form holds
+/// the portal password: `Debug` shows no value, and values are wiped on drop.
+#[derive(Clone)]
 pub enum Req {
     Get(Url),
     Post(Url, Vec<(String, String)>),
+}
+
+impl std::fmt::Debug for Req {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Up to the path: a query may carry the values of a GET form.
+        match self {
+            Req::Get(url) => write!(f, "GET {}", &url[..url::Position::AfterPath]),
+            Req::Post(url, pairs) => {
+                let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+                write!(
+                    f,
+                    "POST {} [{}]",
+                    &url[..url::Position::AfterPath],
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Req {
+    fn drop(&mut self) {
+        if let Req::Post(_, pairs) = self {
+            pairs.iter_mut().for_each(|(_, value)| value.zeroize());
+        }
+    }
 }
 
 impl Req {
@@ -311,4 +338,21 @@ fn source_text(e: reqwest::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_form_value() {
+        let url = Url::parse("https://portal.example/login?next=/x").unwrap();
+        let post = Req::Post(url.clone(), vec![("password".into(), "s3cret".into())]);
+        assert_eq!(
+            format!("{post:?}"),
+            "POST https://portal.example/login [password]"
+        );
+        let get = Req::form(false, url, vec![("pw".into(), "s3cret".into())]);
+        assert!(!format!("{get:?}").contains("s3cret"));
+    }
 }
