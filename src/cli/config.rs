@@ -174,6 +174,11 @@ pub fn rate(args: &PortalArgs, cfg: &Loaded) -> f64 {
     args.rate.or(cfg.file.rate).unwrap_or(2.0)
 }
 
+/// Portal requests in flight at once, from the flag, the file or the default.
+pub fn concurrency(args: &PortalArgs, cfg: &Loaded) -> usize {
+    args.concurrency.or(cfg.file.concurrency).unwrap_or(4)
+}
+
 /// A portal client from the flags and the file, not yet logged in.
 pub fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<Portal> {
     let f = &cfg.file;
@@ -198,7 +203,7 @@ pub fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<Portal> {
     if !(rate > 0.0 && rate.is_finite()) {
         bail!("--rate must be a positive number of requests per second");
     }
-    let concurrency = args.concurrency.or(f.concurrency).unwrap_or(4);
+    let concurrency = concurrency(args, cfg);
     if concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -352,7 +357,7 @@ impl RunConfig {
             canary: args.canary,
             max_failures: args.max_failures,
             max_resets: args.max_resets,
-            workers: args.portal.concurrency.or(f.concurrency).unwrap_or(4),
+            workers: concurrency(&args.portal, cfg),
             rate: rate(&args.portal, cfg),
         })
     }
