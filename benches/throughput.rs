@@ -23,6 +23,8 @@ struct Scenario {
     latency_ms: u64,
     rate: f64,
     concurrency: usize,
+    /// `--skip-unresolved`: resets start while other clients still resolve.
+    overlapped: bool,
 }
 
 struct Row {
@@ -57,22 +59,32 @@ fn main() {
     let mut rows = Vec::new();
     for &n in &sizes {
         // The rate limit is the bottleneck: latency x rate (10) < concurrency (16).
-        rows.push(run(&Scenario {
-            name: "rate-bound",
-            licences: n,
-            latency_ms: 50,
-            rate: 200.0,
-            concurrency: 16,
-        }));
+        // Resolution then resets, and (up to 1,000) the two overlapped.
+        for overlapped in [false, true] {
+            if overlapped && n > 1000 {
+                continue;
+            }
+            rows.push(run(&Scenario {
+                name: "rate-bound",
+                licences: n,
+                latency_ms: 50,
+                rate: 200.0,
+                concurrency: 16,
+                overlapped,
+            }));
+        }
     }
     // The portal is the bottleneck: latency x rate (40) > concurrency (8); at best 8 / 0.1 s = 80 requests/s.
-    rows.push(run(&Scenario {
-        name: "portal-bound",
-        licences: 1000,
-        latency_ms: 100,
-        rate: 400.0,
-        concurrency: 8,
-    }));
+    for overlapped in [false, true] {
+        rows.push(run(&Scenario {
+            name: "portal-bound",
+            licences: 1000,
+            latency_ms: 100,
+            rate: 400.0,
+            concurrency: 8,
+            overlapped,
+        }));
+    }
     let sequential = one_at_a_time(baseline, 50, 200.0);
 
     println!();
@@ -174,6 +186,19 @@ fn identity(dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+fn run_flags(rate: f64, concurrency: usize, overlapped: bool) -> Vec<String> {
+    let mut flags = vec![
+        "--rate".to_string(),
+        rate.to_string(),
+        "--concurrency".to_string(),
+        concurrency.to_string(),
+    ];
+    if overlapped {
+        flags.push("--skip-unresolved".into());
+    }
+    flags
+}
+
 /// Runs `sip-rotate run`, waits with wait4 for its CPU time and peak RSS.
 // wait4 reaps the child, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
@@ -183,8 +208,7 @@ fn measured_run(
     input: &Path,
     output: &str,
     public: &str,
-    rate: f64,
-    concurrency: usize,
+    flags: &[String],
 ) -> (Duration, Duration, i64, u64) {
     let stderr_path = dir.join(format!("{output}.stderr"));
     let started = Instant::now();
@@ -193,12 +217,7 @@ fn measured_run(
         .arg(input)
         .args(["--portal", &sim.url, "--login", "bench", "-r", public, "-o"])
         .arg(dir.join(output))
-        .args([
-            "--rate",
-            &rate.to_string(),
-            "--concurrency",
-            &concurrency.to_string(),
-        ])
+        .args(flags)
         .env("MYOPENIP_PASSWORD", "bench")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -236,8 +255,17 @@ fn measured_run(
 
 fn run(s: &Scenario) -> Row {
     eprintln!(
-        "{}: {} licences, latency {} ms, --rate {}, --concurrency {}...",
-        s.name, s.licences, s.latency_ms, s.rate, s.concurrency
+        "{}: {} licences, latency {} ms, --rate {}, --concurrency {}{}...",
+        s.name,
+        s.licences,
+        s.latency_ms,
+        s.rate,
+        s.concurrency,
+        if s.overlapped {
+            ", --skip-unresolved"
+        } else {
+            ""
+        }
     );
     let dir = tempfile::tempdir().unwrap();
     let sim = start_sim(dir.path(), s.licences, s.latency_ms, (s.rate * 1.5) as u64);
@@ -249,8 +277,7 @@ fn run(s: &Scenario) -> Row {
         &input,
         "out.age",
         &public,
-        s.rate,
-        s.concurrency,
+        &run_flags(s.rate, s.concurrency, s.overlapped),
     );
     let counters = stop_sim(sim);
     let resets = std::fs::read_to_string(dir.path().join("truth.jsonl"))
@@ -272,7 +299,11 @@ fn run(s: &Scenario) -> Row {
         (format!("{:.0}/s (--rate)", s.rate), s.rate)
     };
     Row {
-        scenario: s.name.into(),
+        scenario: if s.overlapped {
+            format!("{}, overlapped", s.name)
+        } else {
+            s.name.into()
+        },
         licences: s.licences,
         requests,
         elapsed,
@@ -299,8 +330,7 @@ fn one_at_a_time(licences: usize, latency_ms: u64, rate: f64) -> Row {
             &input,
             &format!("out-{i}.age"),
             &public,
-            rate,
-            1,
+            &run_flags(rate, 1, false),
         );
         elapsed += e;
         cpu += c;

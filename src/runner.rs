@@ -4,17 +4,27 @@
 //! to the letter. Then the resets run on a pool of workers under the
 //! transport's rate limit; their results flow over a channel to one
 //! collector, which journals each new password (fsync) before counting it.
+//!
+//! The phases meet at a queue of targets. When the whole resolution must be
+//! known first (the all-or-nothing check, a question to answer), the queue is
+//! filled and closed before the resets start; otherwise resolution feeds it
+//! client by client while the workers reset, and a lease pool that serves
+//! resets first keeps every session busy.
 
 use crate::input::{InputRow, LicenceSelector};
 use crate::phone;
-use crate::portal::{Browser, LicenceRow, Portal, PortalError, ResetError, ServiceRow};
+use crate::portal::{
+    Browser, Lease, LicenceRow, NewPassword, Portal, PortalError, Priority, ResetError, ServiceRow,
+};
 use crate::report::{ReportRow, Status};
 use crate::vault::{Journal, Output, Recipients, ResetRecord};
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// A licence to reset, and the input line that asked for it.
 #[derive(Debug, Clone)]
@@ -90,102 +100,186 @@ enum Found {
     Licences(String, usize, Result<Vec<LicenceRow>, PortalError>),
 }
 
-/// Reads every client's MetaCentrex services and their licences. A client's
-/// users tables are walked as soon as its search is done, so that no
-/// session waits for the slowest search.
-async fn fetch_clients(
+/// What is known of one client while its pages are read.
+struct Pending<'r> {
+    rows: Vec<&'r InputRow>,
+    services: Vec<ServiceRow>,
+    licences: Vec<Option<Result<Vec<LicenceRow>, PortalError>>>,
+    /// Users tables still being walked.
+    walks: usize,
+}
+
+/// One client fully read: the licences its rows ask for, and the rows that
+/// will not be reset.
+pub struct ClientResolution {
+    pub targets: Vec<Target>,
+    pub rejected: Vec<ReportRow>,
+}
+
+/// First phase, one client at a time: `found` gets each client's targets as
+/// soon as the last of its users tables is read, while other clients still
+/// resolve. A client's users tables are walked as soon as its search is done,
+/// so that no session waits for the slowest search.
+///
+/// A licence belongs to one client, so exact matching and duplicates are
+/// settled per client; rows are matched in input order. Once `stop` is
+/// cancelled, the reads in flight are dropped (they only read) and the rows
+/// of clients not fully read are reported as skipped.
+pub async fn resolve_each(
     portal: &Arc<Portal>,
-    clients: Vec<String>,
-) -> Result<HashMap<String, ClientServices>, PortalError> {
+    rows: &[InputRow],
+    stop: &CancellationToken,
+    mut found: impl FnMut(ClientResolution),
+) -> Result<(), PortalError> {
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    for row in rows {
+        pending
+            .entry(row.client_ref.clone())
+            .or_insert_with(|| Pending {
+                rows: Vec::new(),
+                services: Vec::new(),
+                licences: Vec::new(),
+                walks: 0,
+            })
+            .rows
+            .push(row);
+    }
+    let mut clients: Vec<String> = pending.keys().cloned().collect();
+    clients.sort();
     let mut tasks = JoinSet::new();
     for client in clients {
         let portal = portal.clone();
         tasks.spawn(async move {
-            let found = match portal.lease().await {
+            let found = match portal.lease(Priority::Resolve).await {
                 Ok(mut browser) => browser.services_of(&client).await,
                 Err(e) => Err(e),
             };
             Found::Services(client, found)
         });
     }
-    let mut services_of: HashMap<String, Result<Vec<ServiceRow>, PortalError>> = HashMap::new();
-    let mut licences_of: HashMap<(String, usize), Result<Vec<LicenceRow>, PortalError>> =
-        HashMap::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined.expect("resolve task panicked") {
-            Found::Services(client, found) => {
-                match &found {
-                    Err(e) if e.is_fatal() => return Err(found.unwrap_err()),
-                    Err(_) => {}
-                    Ok(services) => {
-                        for (i, service) in services.iter().enumerate() {
-                            let (portal, client, service) =
-                                (portal.clone(), client.clone(), service.clone());
-                            tasks.spawn(async move {
-                                let licences = match portal.lease().await {
-                                    Ok(mut browser) => browser.licences_of(&service).await,
-                                    Err(e) => Err(e),
-                                };
-                                Found::Licences(client, i, licences)
-                            });
-                        }
-                    }
+    let mut requested_on: HashMap<String, u64> = HashMap::new();
+    loop {
+        let joined = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            joined = tasks.join_next() => joined,
+        };
+        let Some(joined) = joined else { break };
+        let (client, complete) = match joined.expect("resolve task panicked") {
+            Found::Services(_, Err(e)) if e.is_fatal() => return Err(e),
+            Found::Services(client, Err(e)) => (client, Some(Err(e))),
+            Found::Services(client, Ok(services)) => {
+                for (i, service) in services.iter().enumerate() {
+                    let (portal, client, service) =
+                        (portal.clone(), client.clone(), service.clone());
+                    tasks.spawn(async move {
+                        let licences = match portal.lease(Priority::Resolve).await {
+                            Ok(mut browser) => browser.licences_of(&service).await,
+                            Err(e) => Err(e),
+                        };
+                        Found::Licences(client, i, licences)
+                    });
                 }
-                services_of.insert(client, found);
+                let p = pending
+                    .get_mut(&client)
+                    .expect("searched clients are pending");
+                p.walks = services.len();
+                p.licences = services.iter().map(|_| None).collect();
+                p.services = services;
+                let complete = (p.walks == 0).then(|| Ok(Vec::new()));
+                (client, complete)
             }
+            Found::Licences(_, _, Err(e)) if e.is_fatal() => return Err(e),
             Found::Licences(client, i, licences) => {
-                if let Err(e) = &licences
-                    && e.is_fatal()
-                {
-                    return Err(licences.unwrap_err());
-                }
-                licences_of.insert((client, i), licences);
+                let p = pending
+                    .get_mut(&client)
+                    .expect("walked clients are pending");
+                p.licences[i] = Some(licences);
+                p.walks -= 1;
+                let complete = (p.walks == 0).then(|| {
+                    std::mem::take(&mut p.services)
+                        .into_iter()
+                        .zip(p.licences.drain(..))
+                        .map(|(s, l)| Ok((s, l.expect("every walk has ended")?)))
+                        .collect()
+                });
+                (client, complete)
             }
+        };
+        if let Some(services) = complete {
+            let p = pending.remove(&client).expect("a client completes once");
+            found(match_client(&p.rows, &services, &mut requested_on));
         }
     }
-    Ok(services_of
-        .into_iter()
-        .map(|(client, found)| {
-            let services = found.and_then(|services| {
-                services
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        let licences = licences_of
-                            .remove(&(client.clone(), i))
-                            .expect("every service was walked")?;
-                        Ok((s, licences))
-                    })
-                    .collect()
-            });
-            (client, services)
+    // Stopped: what was not read is not reset. Dropping `tasks` drops the reads in flight.
+    let mut rejected: Vec<ReportRow> = pending
+        .into_values()
+        .flat_map(|p| p.rows)
+        .map(|row| {
+            rejected_row(
+                row,
+                Status::Skipped,
+                &row.licence.to_string(),
+                "not resolved: the run stopped".into(),
+            )
         })
-        .collect())
+        .collect();
+    if !rejected.is_empty() {
+        rejected.sort_by_key(|r| r.line);
+        found(ClientResolution {
+            targets: Vec::new(),
+            rejected,
+        });
+    }
+    Ok(())
 }
 
-/// First phase: every row to exact licences of the portal.
+/// First phase, whole: every row to exact licences of the portal, in input order.
 pub async fn resolve(portal: &Arc<Portal>, rows: &[InputRow]) -> Result<Resolution, PortalError> {
-    let mut clients: Vec<String> = rows.iter().map(|r| r.client_ref.clone()).collect();
-    clients.sort();
-    clients.dedup();
-    let found = fetch_clients(portal, clients).await?;
+    let mut resolution = Resolution {
+        targets: Vec::new(),
+        rejected: Vec::new(),
+    };
+    resolve_each(portal, rows, &CancellationToken::new(), |client| {
+        resolution.targets.extend(client.targets);
+        resolution.rejected.extend(client.rejected);
+    })
+    .await?;
+    // Stable: a `*` row keeps its licences in the portal's order.
+    resolution.targets.sort_by_key(|t| t.line);
+    resolution.rejected.sort_by_key(|r| r.line);
+    Ok(resolution)
+}
 
-    let mut targets: Vec<Target> = Vec::new();
+/// A report row for an input row that will not be reset.
+fn rejected_row(row: &InputRow, status: Status, licence: &str, detail: String) -> ReportRow {
+    ReportRow {
+        line: row.line,
+        client_ref: row.client_ref.clone(),
+        service_ref: row.service_ref.clone().unwrap_or_default(),
+        licence: licence.to_string(),
+        status,
+        detail,
+        confirmations: 0,
+        requests: 0,
+    }
+}
+
+/// One client's rows, in input order, against its services and licences:
+/// exact matches only; a licence asked for twice is reset once.
+fn match_client(
+    rows: &[&InputRow],
+    found: &ClientServices,
+    requested_on: &mut HashMap<String, u64>,
+) -> ClientResolution {
+    let mut targets = Vec::new();
     let mut rejected = Vec::new();
-    let mut requested_on: HashMap<String, u64> = HashMap::new();
-    for row in rows {
-        let reject = |status: Status, licence: &str, detail: String| ReportRow {
-            line: row.line,
-            client_ref: row.client_ref.clone(),
-            service_ref: row.service_ref.clone().unwrap_or_default(),
-            licence: licence.to_string(),
-            status,
-            detail,
-            confirmations: 0,
-            requests: 0,
+    for &row in rows {
+        let reject = |status: Status, licence: &str, detail: String| {
+            rejected_row(row, status, licence, detail)
         };
         let wanted = row.licence.to_string();
-        let services = match &found[&row.client_ref] {
+        let services = match found {
             Err(e) => {
                 rejected.push(reject(
                     Status::Unresolved,
@@ -298,7 +392,7 @@ pub async fn resolve(portal: &Arc<Portal>, rows: &[InputRow]) -> Result<Resoluti
             });
         }
     }
-    Ok(Resolution { targets, rejected })
+    ClientResolution { targets, rejected }
 }
 
 /// How the second phase behaves.
@@ -331,13 +425,17 @@ pub enum Ending {
 }
 
 /// What became of one licence, sent by a worker to the collector.
-struct Outcome {
-    target: usize,
-    /// `Confirmer` requests sent.
-    confirmations: u32,
-    /// Portal requests the licence took.
-    requests: u64,
-    result: Result<crate::portal::NewPassword, Failure>,
+enum Outcome {
+    Tried {
+        target: Target,
+        /// `Confirmer` requests sent.
+        confirmations: u32,
+        /// Portal requests the licence took.
+        requests: u64,
+        result: Result<NewPassword, Failure>,
+    },
+    /// Taken from the queue just as the run stopped.
+    NotTried(Target),
 }
 
 struct Failure {
@@ -346,103 +444,69 @@ struct Failure {
     fatal: bool,
 }
 
-/// Second phase: resets every target; returns the report rows and how it ended.
+/// The licences to reset, in the order they were resolved. The sender may
+/// still be resolving: resets start with the first target.
+pub type Queue = mpsc::UnboundedReceiver<Target>;
+
+/// A queue that holds `targets`, with nothing more to come.
+pub fn queue_of(targets: Vec<Target>) -> Queue {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for target in targets {
+        tx.send(target).expect("the receiver is here");
+    }
+    rx
+}
+
+/// Second phase: resets every target of the queue, the canary first;
+/// returns the report rows and how it ended.
 pub async fn reset_all(
     portal: &Arc<Portal>,
-    targets: Vec<Target>,
+    queue: Queue,
     settings: &ResetSettings,
     sink: &mut Sink<'_>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> (Vec<ReportRow>, Ending, Option<String>) {
-    let targets = Arc::new(targets);
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
     let mut rows = Vec::new();
-    let canary = settings.canary.min(targets.len());
-    let batches = [
-        (0..canary).collect::<VecDeque<usize>>(),
-        (canary..targets.len()).collect(),
-    ];
     // Counted by the workers, so that the stop comes before the next licence
     // is taken, not when the collector catches up.
     let failures = Arc::new(AtomicUsize::new(0));
     let mut why_stopped = None;
-    for (b, batch) in batches.into_iter().enumerate() {
-        if batch.is_empty() {
+    let batches = [(1, Some(settings.canary)), (settings.workers.max(1), None)];
+    for (workers, limit) in batches {
+        if limit == Some(0) || stop.is_cancelled() {
             continue;
         }
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let queue = Arc::new(Mutex::new(batch));
         let (tx, mut rx) = mpsc::channel::<Outcome>(64);
-        let workers = if b == 0 { 1 } else { settings.workers.max(1) };
         let mut pool = JoinSet::new();
         for _ in 0..workers {
-            let (portal, targets, queue, tx, stop, failures) = (
-                portal.clone(),
-                targets.clone(),
-                queue.clone(),
-                tx.clone(),
-                stop.clone(),
-                failures.clone(),
-            );
-            let (max_tries, max_failures) = (settings.max_tries, settings.max_failures);
-            pool.spawn(async move {
-                // Each worker keeps one browser (one portal session) for all its resets.
-                let mut browser = None;
-                loop {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Some(i) = queue.lock().unwrap().pop_front() else {
-                        return;
-                    };
-                    if browser.is_none() {
-                        browser = portal.lease().await.ok();
-                    }
-                    let outcome = match browser.as_mut() {
-                        Some(b) => {
-                            let before = b.requests();
-                            let (confirmations, result) =
-                                reset_one(b, &targets[i], max_tries).await;
-                            Outcome {
-                                target: i,
-                                confirmations,
-                                requests: b.requests() - before,
-                                result,
-                            }
-                        }
-                        None => Outcome {
-                            target: i,
-                            confirmations: 0,
-                            requests: 0,
-                            result: Err(Failure {
-                                reason: "cannot start an HTTP client".into(),
-                                fatal: true,
-                            }),
-                        },
-                    };
-                    if let Err(failure) = &outcome.result
-                        && (failure.fatal
-                            || failures.fetch_add(1, Ordering::SeqCst) + 1 >= max_failures)
-                    {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    if tx.send(outcome).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            let worker = Worker {
+                portal: portal.clone(),
+                queue: queue.clone(),
+                results: tx.clone(),
+                stop: stop.clone(),
+                failures: failures.clone(),
+                limit,
+                max_tries: settings.max_tries,
+                max_failures: settings.max_failures,
+            };
+            pool.spawn(worker.run());
         }
         drop(tx);
         let mut batch_failed = false;
-        while let Some(Outcome {
-            target,
-            confirmations,
-            requests,
-            result,
-        }) = rx.recv().await
-        {
-            let t = &targets[target];
+        while let Some(outcome) = rx.recv().await {
+            let (t, confirmations, requests, result) = match outcome {
+                Outcome::NotTried(t) => {
+                    rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
+                    continue;
+                }
+                Outcome::Tried {
+                    target,
+                    confirmations,
+                    requests,
+                    result,
+                } => (target, confirmations, requests, result),
+            };
             let row = match result {
                 Ok(password) => {
                     let record = ResetRecord {
@@ -468,7 +532,7 @@ pub async fn reset_all(
                     // whichever of the two files can still take it.
                     let kept = journaled.is_ok() || added.is_ok();
                     if let Some(e) = journaled.err().or(added.err()) {
-                        stop.store(true, Ordering::SeqCst);
+                        stop.cancel();
                         if why_stopped.is_none() {
                             why_stopped = Some(format!("cannot write the new passwords: {e}"));
                         }
@@ -498,27 +562,118 @@ pub async fn reset_all(
             rows.push(row);
         }
         while pool.join_next().await.is_some() {}
-        if b == 0 && batch_failed && !stop.load(Ordering::SeqCst) {
+        if limit.is_some() && batch_failed && !stop.is_cancelled() {
             why_stopped = Some(format!(
                 "the canary reset{} failed: nothing else was reset",
-                if canary > 1 { "s" } else { "" }
+                if settings.canary > 1 { "s" } else { "" }
             ));
-            stop.store(true, Ordering::SeqCst);
+            stop.cancel();
         }
     }
-    let tried: std::collections::HashSet<(u64, String)> =
-        rows.iter().map(|r| (r.line, r.licence.clone())).collect();
+    // Resolved but not tried. When the run stopped, resolution stops too and
+    // closes the queue soon.
     let mut ending = Ending::Complete;
-    for t in targets.iter() {
-        if !tried.contains(&(t.line, t.licence.licence.clone())) {
-            ending = Ending::Stopped;
-            rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
-        }
+    let mut queue = queue.lock().await;
+    while let Some(t) = queue.recv().await {
+        rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
     }
-    if why_stopped.is_some() {
+    if why_stopped.is_some() || rows.iter().any(|r| r.status == Status::Skipped) {
         ending = Ending::Stopped;
     }
     (rows, ending, why_stopped)
+}
+
+/// One of the workers of a batch: takes targets from the queue until it is
+/// empty and closed, the run stops, or its `limit` is reached.
+struct Worker {
+    portal: Arc<Portal>,
+    queue: Arc<tokio::sync::Mutex<Queue>>,
+    results: mpsc::Sender<Outcome>,
+    stop: CancellationToken,
+    failures: Arc<AtomicUsize>,
+    limit: Option<usize>,
+    max_tries: u32,
+    max_failures: usize,
+}
+
+impl Worker {
+    async fn run(self) {
+        // One browser (one portal session) for its resets, given back while
+        // it waits for resolution to bring more.
+        let mut browser: Option<Lease> = None;
+        let mut taken = 0;
+        while self.limit.is_none_or(|l| taken < l) && !self.stop.is_cancelled() {
+            let Some(target) = self.next(&mut browser).await else {
+                return;
+            };
+            taken += 1;
+            if self.stop.is_cancelled() {
+                let _ = self.results.send(Outcome::NotTried(target)).await;
+                return;
+            }
+            if browser.is_none() {
+                browser = self.portal.lease(Priority::Reset).await.ok();
+            }
+            let outcome = match browser.as_mut() {
+                Some(b) => {
+                    let before = b.requests();
+                    let (confirmations, result) = reset_one(b, &target, self.max_tries).await;
+                    let requests = b.requests() - before;
+                    Outcome::Tried {
+                        target,
+                        confirmations,
+                        requests,
+                        result,
+                    }
+                }
+                None => Outcome::Tried {
+                    target,
+                    confirmations: 0,
+                    requests: 0,
+                    result: Err(Failure {
+                        reason: "cannot start an HTTP client".into(),
+                        fatal: true,
+                    }),
+                },
+            };
+            if let Outcome::Tried {
+                result: Err(failure),
+                ..
+            } = &outcome
+                && (failure.fatal
+                    || self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.max_failures)
+            {
+                self.stop.cancel();
+            }
+            if self.results.send(outcome).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The next target; `None` once the queue is closed and empty, or the run stops.
+    async fn next(&self, browser: &mut Option<Lease>) -> Option<Target> {
+        if let Ok(mut queue) = self.queue.try_lock() {
+            match queue.try_recv() {
+                Ok(target) => return Some(target),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        // Nothing to reset yet: the session goes back meanwhile, for
+        // resolution to use.
+        *browser = None;
+        let mut queue = tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => return None,
+            queue = self.queue.lock() => queue,
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => None,
+            target = queue.recv() => target,
+        }
+    }
 }
 
 /// Resets one licence, again after an unknown outcome, up to `max_tries`
@@ -527,7 +682,7 @@ async fn reset_one(
     browser: &mut Browser,
     target: &Target,
     max_tries: u32,
-) -> (u32, Result<crate::portal::NewPassword, Failure>) {
+) -> (u32, Result<NewPassword, Failure>) {
     let mut confirmations = 0;
     let mut last_unknown = String::new();
     while confirmations < max_tries {

@@ -29,7 +29,13 @@ fn a_run_spends_exactly_the_request_budget() {
             "{client} is in the dataset"
         );
     }
-    for variant in ["0", "1"] {
+    // Gated (resolution, then resets) and overlapped (--skip-unresolved): one budget.
+    for (variant, mode) in [
+        ("0", ""),
+        ("1", ""),
+        ("0", "--skip-unresolved"),
+        ("1", "--skip-unresolved"),
+    ] {
         let Setup {
             dir, sim, public, ..
         } = Setup::new(&["--variant", variant, "--page-size", &page_size.to_string()]);
@@ -40,6 +46,7 @@ fn a_run_spends_exactly_the_request_budget() {
         let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
             .args(["--yes", "--rate", "200", "--concurrency", "3", "--report"])
             .arg(&report)
+            .args([mode].into_iter().filter(|m| !m.is_empty()))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -97,19 +104,19 @@ fn a_run_spends_exactly_the_request_budget() {
         assert_eq!(
             count("results"),
             search_pages,
-            "variant {variant}: one search per client and its further pages"
+            "variant {variant} {mode}: one search per client and its further pages"
         );
         assert_eq!(
             count("service"),
             services.len() as u64,
-            "variant {variant}: Paramétrer once per service"
+            "variant {variant} {mode}: Paramétrer once per service"
         );
         assert_eq!(
             count("users"),
             users,
-            "variant {variant}: users pages, once each"
+            "variant {variant} {mode}: users pages, once each"
         );
-        assert_eq!(count("detail"), detail, "variant {variant}");
+        assert_eq!(count("detail"), detail, "variant {variant} {mode}");
         assert_eq!(count("reset"), licences);
         assert_eq!(count("confirm"), licences);
         assert_eq!(counters["resets"], licences);
@@ -118,7 +125,7 @@ fn a_run_spends_exactly_the_request_budget() {
         assert_eq!(report.len() as u64, licences);
         assert!(
             report.iter().all(|r| r["requests"] == "4"),
-            "variant {variant}: 4 requests per licence"
+            "variant {variant} {mode}: 4 requests per licence"
         );
         // The client counts the same requests as the portal.
         assert!(

@@ -8,7 +8,6 @@ use common::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 fn input(dir: &Path, clients: &[&str]) -> PathBuf {
     let path = dir.join("in.csv");
@@ -33,22 +32,6 @@ fn spawn_run(sim: &Sim, dir: &Path, output: &Path, recipient: &str, extra: &[&st
         .stderr(std::fs::File::create(dir.join("run.stderr")).unwrap())
         .spawn()
         .unwrap()
-}
-
-/// Waits (bounded) until the simulator has committed `n` resets.
-fn wait_for_resets(sim: &Sim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sim.resets().len() < n {
-        assert!(Instant::now() < deadline, "the run made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
 }
 
 fn journal_of(output: &Path) -> PathBuf {

@@ -207,6 +207,9 @@ pub struct SimArgs {
     /// Append one JSON line per committed reset to this file.
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
+    /// Append one line per request to this file: milliseconds since start, then the page kind.
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// Write the dataset as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub dataset_out: Option<PathBuf>,

@@ -6,15 +6,18 @@ use super::config::{self, RunConfig};
 use crate::input;
 use crate::portal::Portal;
 use crate::report::{self, ReportRow, Status, Summary};
-use crate::runner::{self, Ending, ResetSettings, Sink};
+use crate::runner::{self, Ending, ResetSettings, Sink, Target};
 use crate::vault::{self, Journal, Output};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Exit codes, as the README lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +142,7 @@ fn ask(question: &str) -> Result<bool> {
 }
 
 /// Stops handing out resets on Ctrl-C or SIGTERM; the in-flight ones finish.
-fn stop_on_signals(stop: Arc<AtomicBool>) {
+fn stop_on_signals(stop: CancellationToken) {
     tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -156,71 +159,52 @@ fn stop_on_signals(stop: Arc<AtomicBool>) {
             _ = terminated => {}
         }
         eprintln!("stopping: no new reset is started; waiting for the ones in flight...");
-        stop.store(true, Ordering::SeqCst);
+        stop.cancel();
     });
 }
 
-/// The whole of `run` after its flags were checked.
-pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
-    // Held until the run ends: two runs with one lock never overlap.
-    let _lock = config::lock(&config.lock)?;
-    config.check_files()?;
-    let rows = input::read(&config.input)?;
-    let portal = Arc::new(portal);
-    let started = Instant::now();
-    portal.connect().await?;
-    let resolution = runner::resolve(&portal, &rows).await?;
-    let mut report_rows: Vec<ReportRow> = resolution.rejected.clone();
-    let unresolved: Vec<&ReportRow> = resolution.unresolved().collect();
-    if !unresolved.is_empty() && !config.skip_unresolved {
-        for r in &unresolved {
-            eprintln!("{}, line {}: {}", config.input.display(), r.line, r.detail);
+/// The licences that the interrupted run already reset (`--resume`): their
+/// passwords are in the journal, and they are not reset again.
+struct Resumed {
+    done: HashSet<String>,
+    journal: PathBuf,
+    earlier: usize,
+}
+
+impl Resumed {
+    fn read(config: &RunConfig) -> Result<Resumed> {
+        let mut done = HashSet::new();
+        if config.resume {
+            done.extend(
+                vault::journal_marks(&config.journal)?
+                    .into_iter()
+                    .map(|m| m.licence),
+            );
         }
-        write_report(&config, &resolution.plan_rows())?;
-        bail!(
-            "{} row{} of {} did not resolve: nothing was reset. Fix them, or add --skip-unresolved to reset the other rows.",
-            unresolved.len(),
-            if unresolved.len() > 1 { "s" } else { "" },
-            config.input.display()
-        );
+        Ok(Resumed {
+            done,
+            journal: config.journal.clone(),
+            earlier: 0,
+        })
     }
 
-    let mut targets = resolution.targets;
-    // Licences the interrupted run already reset: their passwords are in the journal.
-    let mut earlier = 0;
-    if config.resume {
-        let done = vault::journal_marks(&config.journal)?;
-        let done: std::collections::HashSet<&str> =
-            done.iter().map(|m| m.licence.as_str()).collect();
-        targets.retain(|t| {
-            let done_before = done.contains(t.licence.licence.as_str());
-            if done_before {
-                earlier += 1;
-                let detail = format!(
-                    "reset by the interrupted run: password in {}",
-                    config.journal.display()
-                );
-                report_rows.push(t.report(Status::Reset, detail, 0, 0));
-            }
-            !done_before
-        });
-    }
-
-    if config.ask && !targets.is_empty() {
-        let question = format!(
-            "About to reset {} SIP password{}: {} phone{} will be cut off until reconfigured. Continue?",
-            targets.len(),
-            if targets.len() > 1 { "s" } else { "" },
-            targets.len(),
-            if targets.len() > 1 { "s" } else { "" }
-        );
-        if !ask(&question)? {
-            bail!("not confirmed: nothing was reset");
+    /// `Some(target)` to reset it; `None`, with its report row, if it was done before.
+    fn keep(&mut self, target: Target, report: &mut Vec<ReportRow>) -> Option<Target> {
+        if !self.done.contains(&target.licence.licence) {
+            return Some(target);
         }
+        self.earlier += 1;
+        let detail = format!(
+            "reset by the interrupted run: password in {}",
+            self.journal.display()
+        );
+        report.push(target.report(Status::Reset, detail, 0, 0));
+        None
     }
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    stop_on_signals(stop.clone());
+/// Opens what the resets write to, and the progress bar that listens to them.
+fn open_sink(config: &RunConfig, length: u64) -> Result<(Sink<'_>, ProgressBar)> {
     // The output first: if the journal cannot be made, its temporary file goes
     // away, whereas an empty journal left behind would block the next run.
     let output = Output::create(&config.output, &config.recipients)?;
@@ -230,8 +214,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         Journal::create(&config.journal)?
     };
     let bar = if config.progress {
-        let bar =
-            ProgressBar::with_draw_target(Some(targets.len() as u64), ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} resetting [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
@@ -245,7 +228,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     };
     let listener = bar.clone();
     let mut failed = 0;
-    let mut sink = Sink {
+    let sink = Sink {
         recipients: &config.recipients,
         journal,
         output,
@@ -257,15 +240,103 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
             listener.inc(1);
         }),
     };
+    Ok((sink, bar))
+}
+
+/// The whole of `run` after its flags were checked.
+pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
+    // Held until the run ends: two runs with one lock never overlap.
+    let _lock = config::lock(&config.lock)?;
+    config.check_files()?;
+    let rows = input::read(&config.input)?;
+    let portal = Arc::new(portal);
+    let started = Instant::now();
+    portal.connect().await?;
+    let mut resumed = Resumed::read(&config)?;
     let settings = ResetSettings {
         workers: config.workers,
         canary: config.canary,
         max_failures: config.max_failures,
         max_tries: config.max_resets,
     };
-    let (rows_done, ending, why) =
-        runner::reset_all(&portal, targets, &settings, &mut sink, stop).await;
+    let stop = CancellationToken::new();
+    let mut report_rows: Vec<ReportRow> = Vec::new();
+
+    // Resets may start while other clients still resolve only when nothing
+    // needs the whole resolution first: with --skip-unresolved no unresolved
+    // row holds the run back, and with --yes nobody is asked for a count.
+    let pipelined = config.skip_unresolved && !config.ask;
+    let (sink, bar, (rows_done, mut ending, mut why), resolved) = if pipelined {
+        stop_on_signals(stop.clone());
+        let (mut sink, bar) = open_sink(&config, 0)?;
+        let (tx, queue) = mpsc::unbounded_channel();
+        let resolving = async {
+            let tx = tx;
+            let resolved = runner::resolve_each(&portal, &rows, &stop, |client| {
+                report_rows.extend(client.rejected);
+                for target in client.targets {
+                    if let Some(target) = resumed.keep(target, &mut report_rows) {
+                        bar.inc_length(1);
+                        tx.send(target)
+                            .expect("the resets take targets until the end");
+                    }
+                }
+            })
+            .await;
+            if resolved.is_err() {
+                stop.cancel();
+            }
+            resolved
+        };
+        let resetting = runner::reset_all(&portal, queue, &settings, &mut sink, stop.clone());
+        let (resolved, done) = tokio::join!(resolving, resetting);
+        (sink, bar, done, resolved)
+    } else {
+        let resolution = runner::resolve(&portal, &rows).await?;
+        let unresolved: Vec<&ReportRow> = resolution.unresolved().collect();
+        if !unresolved.is_empty() && !config.skip_unresolved {
+            for r in &unresolved {
+                eprintln!("{}, line {}: {}", config.input.display(), r.line, r.detail);
+            }
+            write_report(&config, &resolution.plan_rows())?;
+            bail!(
+                "{} row{} of {} did not resolve: nothing was reset. Fix them, or add --skip-unresolved to reset the other rows.",
+                unresolved.len(),
+                if unresolved.len() > 1 { "s" } else { "" },
+                config.input.display()
+            );
+        }
+        report_rows.extend(resolution.rejected);
+        let targets: Vec<Target> = resolution
+            .targets
+            .into_iter()
+            .filter_map(|t| resumed.keep(t, &mut report_rows))
+            .collect();
+        if config.ask && !targets.is_empty() {
+            let n = targets.len();
+            let s = if n > 1 { "s" } else { "" };
+            let question = format!(
+                "About to reset {n} SIP password{s}: {n} phone{s} will be cut off until reconfigured. Continue?"
+            );
+            if !ask(&question)? {
+                bail!("not confirmed: nothing was reset");
+            }
+        }
+        stop_on_signals(stop.clone());
+        let (mut sink, bar) = open_sink(&config, targets.len() as u64)?;
+        let queue = runner::queue_of(targets);
+        let done = runner::reset_all(&portal, queue, &settings, &mut sink, stop.clone()).await;
+        (sink, bar, done, Ok(()))
+    };
     bar.finish_and_clear();
+    // Resolution stopped by the run's stop leaves skipped rows: the run is not complete.
+    if report_rows.iter().any(|r| r.status == Status::Skipped) {
+        ending = Ending::Stopped;
+    }
+    let earlier = resumed.earlier;
+    let tried = rows_done
+        .iter()
+        .any(|r| matches!(r.status, Status::Reset | Status::Failed));
     report_rows.extend(rows_done);
     let Sink {
         journal, output, ..
@@ -273,6 +344,18 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     let journal_path = journal.path().to_path_buf();
     drop(journal);
     let reset_now = output.rows();
+    if let Err(e) = resolved {
+        if !tried {
+            // As when resolution fails before any reset: nothing left behind, exit 2.
+            drop(output);
+            if earlier == 0 {
+                let _ = std::fs::remove_file(&journal_path);
+            }
+            return Err(e.into());
+        }
+        ending = Ending::Stopped;
+        why.get_or_insert_with(|| format!("resolution failed: {e}"));
+    }
 
     let mut written = None;
     let mut part = None;
@@ -311,6 +394,8 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
             Exit::Aborted
         }
     };
+    // In input order; the licences of one line in the order they were done.
+    report_rows.sort_by_key(|r| r.line);
     write_report(&config, &report_rows)?;
     let summary = Summary::new(&report_rows, portal.stats(), started.elapsed(), config.rate);
     if !config.quiet || exit == Exit::Aborted {

@@ -105,6 +105,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
         expire_after: args.expire_after,
         rate_limit: args.rate_limit,
         truth: args.truth.clone(),
+        access_log: args.access_log.clone(),
     })
 }
 

@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 use transport::{Fetched, Phase, Req, Retry, Throttle, Transport, TransportError};
 use url::Url;
 
@@ -120,18 +120,35 @@ struct Shared {
     login_refused: AtomicBool,
 }
 
+/// Who asks for a browser. Resets go first: a licence already resolved is
+/// reset while other services still resolve, and resolution takes the
+/// sessions that resets leave idle, so the portal's rate is never left unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Reset = 0,
+    Resolve = 1,
+}
+
+/// The browsers of a run: at most `concurrency` of them, idle or leased.
+struct Pool {
+    /// Browsers that may still be created.
+    unborn: usize,
+    idle: Vec<Browser>,
+    /// Who waits for a browser, by priority, first come first served.
+    waiting: [std::collections::VecDeque<oneshot::Sender<Lease>>; 2],
+}
+
 /// The portal as a run sees it: a source of logged-in browsers.
 pub struct Portal {
     shared: Arc<Shared>,
-    idle: Mutex<Vec<Browser>>,
-    leases: Arc<Semaphore>,
+    pool: Mutex<Pool>,
 }
 
-/// A browser borrowed from the portal; it goes back to the idle ones when dropped.
+/// A browser borrowed from the portal; it goes to the next in line, or back
+/// to the idle ones, when dropped.
 pub struct Lease {
     portal: Arc<Portal>,
     browser: Option<Browser>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl std::ops::Deref for Lease {
@@ -150,7 +167,7 @@ impl std::ops::DerefMut for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(b) = self.browser.take() {
-            self.portal.idle.lock().unwrap().push(b);
+            self.portal.give_back(b);
         }
     }
 }
@@ -174,8 +191,11 @@ impl Portal {
                 throttle: Arc::new(Throttle::new(rate, concurrency)),
                 login_refused: AtomicBool::new(false),
             }),
-            idle: Mutex::new(Vec::new()),
-            leases: Arc::new(Semaphore::new(concurrency.max(1))),
+            pool: Mutex::new(Pool {
+                unborn: concurrency.max(1),
+                idle: Vec::new(),
+                waiting: Default::default(),
+            }),
         }
     }
 
@@ -183,33 +203,68 @@ impl Portal {
         &self.shared.throttle.stats
     }
 
-    /// Waits for a free browser (an idle one, or a new one not yet logged in).
-    pub async fn lease(self: &Arc<Self>) -> Result<Lease, PortalError> {
-        let permit = self
-            .leases
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        let browser = match self.idle.lock().unwrap().pop() {
-            Some(b) => b,
-            None => Browser {
-                shared: self.shared.clone(),
-                transport: Transport::new(self.shared.throttle.clone(), self.shared.timeout)?,
-                my_services: None,
-                search: None,
-            },
+    /// Waits for a free browser: an idle one (logged in), a new one while
+    /// fewer than `concurrency` exist, or the next one given back, resets first.
+    pub async fn lease(self: &Arc<Self>, priority: Priority) -> Result<Lease, PortalError> {
+        let waiting = {
+            let mut pool = self.pool.lock().unwrap();
+            if let Some(b) = pool.idle.pop() {
+                return Ok(self.lent(b));
+            }
+            if pool.unborn == 0 {
+                let (tx, rx) = oneshot::channel();
+                pool.waiting[priority as usize].push_back(tx);
+                rx
+            } else {
+                pool.unborn -= 1;
+                drop(pool);
+                return match Transport::new(self.shared.throttle.clone(), self.shared.timeout) {
+                    Ok(transport) => Ok(self.lent(Browser {
+                        shared: self.shared.clone(),
+                        transport,
+                        my_services: None,
+                        search: None,
+                    })),
+                    Err(e) => {
+                        self.pool.lock().unwrap().unborn += 1;
+                        Err(e.into())
+                    }
+                };
+            }
         };
-        Ok(Lease {
+        // The sender lives in the pool until a browser is handed over.
+        Ok(waiting.await.expect("the pool outlives its waiters"))
+    }
+
+    fn lent(self: &Arc<Self>, browser: Browser) -> Lease {
+        Lease {
             portal: self.clone(),
             browser: Some(browser),
-            _permit: permit,
-        })
+        }
+    }
+
+    /// A browser comes back: to the first waiter still waiting, else idle.
+    fn give_back(self: &Arc<Self>, mut browser: Browser) {
+        let mut pool = self.pool.lock().unwrap();
+        for priority in [Priority::Reset, Priority::Resolve] {
+            while let Some(waiter) = pool.waiting[priority as usize].pop_front() {
+                match waiter.send(self.lent(browser)) {
+                    Ok(()) => return,
+                    // That waiter gave up (its task ended): the next one.
+                    Err(mut lease) => browser = lease.browser.take().expect("just lent"),
+                }
+            }
+        }
+        pool.idle.push(browser);
     }
 
     /// Logs one browser in, to fail fast when the login is refused.
     pub async fn connect(self: &Arc<Self>) -> Result<(), PortalError> {
-        self.lease().await?.session().await.map(|_| ())
+        self.lease(Priority::Resolve)
+            .await?
+            .session()
+            .await
+            .map(|_| ())
     }
 }
 
@@ -691,4 +746,81 @@ fn contract(page: &'static str, e: FormError) -> PortalError {
 
 fn contract_text(page: &'static str, what: String) -> PortalError {
     PortalError::Contract { page, what }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn portal(concurrency: usize) -> Arc<Portal> {
+        Arc::new(Portal::new(
+            Labels::default(),
+            Url::parse("http://127.0.0.1:9/").unwrap(),
+            Credentials {
+                login: "l".into(),
+                password: SecretString::from("p"),
+                profile: LoginProfile::Revendeur,
+            },
+            100.0,
+            concurrency,
+            Duration::from_secs(1),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_browser_given_back_goes_to_a_reset_before_resolution() {
+        let portal = portal(1);
+        let held = portal.lease(Priority::Resolve).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for priority in [Priority::Resolve, Priority::Reset, Priority::Resolve] {
+            let (asker, tx) = (portal.clone(), tx.clone());
+            waiters.push(tokio::spawn(async move {
+                let lease = asker.lease(priority).await.unwrap();
+                tx.send(priority).unwrap();
+                drop(lease);
+            }));
+            // Each waiter in line before the next one asks.
+            while portal
+                .pool
+                .lock()
+                .unwrap()
+                .waiting
+                .iter()
+                .map(|w| w.len())
+                .sum::<usize>()
+                < waiters.len()
+            {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order: Vec<Priority> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(
+            order,
+            [Priority::Reset, Priority::Resolve, Priority::Resolve]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_does_not_keep_the_browser() {
+        let portal = portal(1);
+        let held = portal.lease(Priority::Reset).await.unwrap();
+        let gave_up = tokio::spawn({
+            let portal = portal.clone();
+            async move { portal.lease(Priority::Reset).await.map(|_| ()) }
+        });
+        while portal.pool.lock().unwrap().waiting[0].is_empty() {
+            tokio::task::yield_now().await;
+        }
+        gave_up.abort();
+        let _ = gave_up.await;
+        drop(held);
+        // The only browser is idle again, not lost with the waiter.
+        let again = tokio::time::timeout(Duration::from_secs(5), portal.lease(Priority::Resolve));
+        assert!(again.await.is_ok());
+    }
 }

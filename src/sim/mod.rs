@@ -55,6 +55,8 @@ pub struct SimConfig {
     pub expire_after: Option<u32>,
     pub rate_limit: Option<u32>,
     pub truth: Option<PathBuf>,
+    /// One line per request: milliseconds since start, page kind.
+    pub access_log: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -77,6 +79,7 @@ impl SimConfig {
             expire_after: None,
             rate_limit: None,
             truth: None,
+            access_log: None,
         }
     }
 }
@@ -137,6 +140,7 @@ struct Shared {
     state: Mutex<PortalState>,
     truth: Mutex<Option<File>>,
     counters: Mutex<Counters>,
+    access_log: Option<File>,
 }
 
 /// Closes the request's connection without an answer when notified.
@@ -155,6 +159,10 @@ impl Simulator {
             Some(p) => Some(File::options().create(true).append(true).open(p)?),
             None => None,
         };
+        let access_log = match &cfg.access_log {
+            Some(p) => Some(File::options().create(true).append(true).open(p)?),
+            None => None,
+        };
         let ds = Dataset::generate(&cfg.dataset);
         let listener = TcpListener::bind(addr).await?;
         let shared = Arc::new(Shared {
@@ -169,6 +177,7 @@ impl Simulator {
             started: Instant::now(),
             truth: Mutex::new(truth),
             counters: Mutex::new(Counters::default()),
+            access_log,
         });
         Ok(Simulator { shared, listener })
     }
@@ -460,12 +469,17 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
     let Some(route) = v.route(parts.uri.path(), &params) else {
         return sh.not_found();
     };
-    *sh.counters
-        .lock()
-        .unwrap()
-        .requests
-        .entry(route.kind())
-        .or_default() += 1;
+    {
+        let mut counters = sh.counters.lock().unwrap();
+        *counters.requests.entry(route.kind()).or_default() += 1;
+        // Under the counters' lock, so that the log's order is the order of arrival.
+        if let Some(mut log) = sh.access_log.as_ref() {
+            let line = format!("{} {}\n", sh.started.elapsed().as_millis(), route.kind());
+            if let Err(e) = log.write_all(line.as_bytes()) {
+                eprintln!("sim: cannot write the access log: {e}");
+            }
+        }
+    }
 
     if !sh.within_rate_limit() {
         sh.counters.lock().unwrap().too_many_requests += 1;

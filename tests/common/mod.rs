@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub const LOGIN: &str = "revendeur-test";
 pub const PASSWORD: &str = "s3cret-portal-pw";
@@ -20,19 +21,21 @@ pub struct Sim {
     child: Option<Child>,
     pub url: String,
     pub truth: PathBuf,
+    pub access_log: PathBuf,
 }
 
 impl Sim {
     /// Starts `sip-rotate sim` with `args`, its truth file in `dir`.
     pub fn start(dir: &Path, args: &[&str]) -> Sim {
-        let truth = dir.join(format!(
-            "truth-{}.jsonl",
-            std::process::id() as u64 * 1000 + rand_suffix()
-        ));
+        let id = std::process::id() as u64 * 1000 + rand_suffix();
+        let truth = dir.join(format!("truth-{id}.jsonl"));
+        let access_log = dir.join(format!("access-{id}.log"));
         let mut child = Command::new(bin())
             .arg("sim")
             .args(["--listen", "127.0.0.1:0", "--truth"])
             .arg(&truth)
+            .arg("--access-log")
+            .arg(&access_log)
             .args(args)
             .env("SIM_LOGIN", LOGIN)
             .env("SIM_PASSWORD", PASSWORD)
@@ -53,6 +56,7 @@ impl Sim {
             child: Some(child),
             url: format!("{url}/"),
             truth,
+            access_log,
         }
     }
 
@@ -74,6 +78,15 @@ impl Sim {
         err.lines()
             .filter_map(|l| l.split_once(": "))
             .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// The kind of every page served so far, in order of arrival.
+    pub fn pages_served(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, kind)| kind.to_string()))
             .collect()
     }
 
@@ -252,4 +265,20 @@ pub fn assert_no_clear_password(
             );
         }
     }
+}
+
+/// Waits (bounded) until the simulator has committed `n` resets.
+pub fn wait_for_resets(sim: &Sim, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.resets().len() < n {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
 }
