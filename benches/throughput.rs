@@ -1,6 +1,7 @@
 //! Whole runs against `sip-rotate sim`, measured: requests per licence,
 //! elapsed time, achieved rate against `--rate`, CPU time per request and
-//! peak memory of the `run` process, and, for comparison, the same resets
+//! peak memory of the `run` process, with the phases one after the other and
+//! overlapped (`--skip-unresolved`), and, for comparison, the same resets
 //! made one at a time, one process per licence, as a script would.
 //!
 //! cargo bench --bench throughput                      # the table of BENCHMARKS.md
