@@ -16,7 +16,7 @@ use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -177,6 +177,9 @@ pub struct JournalMark {
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// The file may end inside a line (an entry cut by a crash or a failed
+    /// write): the next entry starts on a new line, or its mark would be lost.
+    cut: bool,
 }
 
 /// The journal's name for an output.
@@ -199,18 +202,30 @@ impl Journal {
         Ok(Journal {
             path: path.to_path_buf(),
             file,
+            cut: false,
         })
     }
 
     /// Opens an existing journal to add to it (`--resume`).
     pub fn reopen(path: &Path) -> Result<Journal, VaultError> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
+            .read(true)
             .append(true)
             .open(path)
             .map_err(io_err(path))?;
+        let mut last = [0u8; 1];
+        let cut = match file.seek(SeekFrom::End(-1)) {
+            Ok(_) => {
+                file.read_exact(&mut last).map_err(io_err(path))?;
+                last[0] != b'\n'
+            }
+            // Empty.
+            Err(_) => false,
+        };
         Ok(Journal {
             path: path.to_path_buf(),
             file,
+            cut,
         })
     }
 
@@ -251,9 +266,15 @@ impl Journal {
         if !entry.ends_with(b"\n") {
             entry.push(b'\n');
         }
+        if self.cut {
+            entry.insert(0, b'\n');
+        }
         // One write of the whole entry, then fsync: a crash leaves a cut entry at worst.
+        self.cut = true;
         self.file.write_all(&entry).map_err(io_err(&self.path))?;
-        self.file.sync_data().map_err(io_err(&self.path))
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.cut = false;
+        Ok(())
     }
 }
 
@@ -477,4 +498,46 @@ pub fn generate_identity() -> (SecretString, String) {
     let id = age::x25519::Identity::generate();
     let public = id.to_public().to_string();
     (id.to_string(), public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(licence: &str) -> ResetRecord {
+        ResetRecord {
+            client_ref: "4054".into(),
+            service_ref: "SRV1".into(),
+            licence: licence.into(),
+            licence_type: "MetaCentrex".into(),
+            sda: String::new(),
+            name: "Nom".into(),
+            accountcode: "1".into(),
+            password: SecretString::from("pw"),
+            reset_at: "2026-11-26T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn an_entry_after_a_cut_one_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.age.journal");
+        let (_, public) = generate_identity();
+        let recipients = Recipients::parse(&[public], &[]).unwrap();
+        let mut journal = Journal::create(&path).unwrap();
+        journal.append(&recipients, &record("A")).unwrap();
+        journal.append(&recipients, &record("B")).unwrap();
+        drop(journal);
+        // A crash in the middle of B's entry, then a resumed run adds C.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 40]).unwrap();
+        let mut journal = Journal::reopen(&path).unwrap();
+        journal.append(&recipients, &record("C")).unwrap();
+        let licences: Vec<String> = journal_marks(&path)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.licence)
+            .collect();
+        assert_eq!(licences, ["A", "C"]);
+    }
 }

@@ -70,3 +70,48 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
         &sim.truth,
     );
 }
+
+/// A warning during the progress bar goes on its own line: the bar is
+/// hidden while it is written, then drawn again below it.
+#[test]
+fn warnings_do_not_break_into_the_progress_bar() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no script(1) (util-linux): the progress bar is not checked");
+        return;
+    }
+    // Half the confirmations lost: each one is a warning, then a new reset.
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--drop-rate", "0.5", "--latency-ms", "10"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let command = format!(
+        "TERM=xterm {} run --input {} --portal {} --login {LOGIN} -r {public} -o {} --yes --rate 50 --max-resets 20",
+        bin().display(),
+        input.display(),
+        sim.url,
+        dir.path().join("out.age").display()
+    );
+    let (code, screen) = on_a_terminal(&command, "").unwrap();
+    assert!(matches!(code, 0 | 1), "{screen}");
+    assert!(
+        screen.contains("resetting again"),
+        "warnings shown: {screen}"
+    );
+    assert!(screen.contains("resetting ["), "the bar shown: {screen}");
+    // What each line shows once drawn: the text after its last carriage
+    // return (the terminal ends each line with "\r\n").
+    for line in screen.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let shown = line.rsplit('\r').next().unwrap_or("");
+        assert!(
+            !(shown.contains("resetting [") && shown.contains("resetting again")),
+            "a warning inside the bar's line: {shown:?}"
+        );
+    }
+    assert_no_clear_password(
+        &sim.resets(),
+        &[("terminal".into(), screen.into_bytes())],
+        &sim.truth,
+    );
+}
