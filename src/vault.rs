@@ -180,6 +180,8 @@ pub struct Journal {
     /// The file may end inside a line (an entry cut by a crash or a failed
     /// write): the next entry starts on a new line, or its mark would be lost.
     cut: bool,
+    /// Entries this run wrote.
+    appended: usize,
 }
 
 /// The journal's name for an output.
@@ -203,6 +205,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             cut: false,
+            appended: 0,
         })
     }
 
@@ -226,6 +229,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             cut,
+            appended: 0,
         })
     }
 
@@ -274,7 +278,13 @@ impl Journal {
         self.file.write_all(&entry).map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
         self.cut = false;
+        self.appended += 1;
         Ok(())
+    }
+
+    /// Entries this run wrote (and synced).
+    pub fn appended(&self) -> usize {
+        self.appended
     }
 }
 

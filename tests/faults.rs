@@ -327,6 +327,93 @@ fn sigterm_finishes_the_resets_in_flight_journals_them_and_exits_3() {
     }
 }
 
+/// The disk fills up mid-run (the run may write files of at most `bytes`;
+/// a write beyond fails as on a full disk instead of killing the process).
+fn with_file_size_limit(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls are made:
+    // signal(2) and setrlimit(2).
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_run_and_loses_no_password() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&[]);
+    let output = dir.path().join("out.age");
+    let input = input(dir.path(), &CLIENTS);
+    // About three journal entries fit; the output, smaller per row, still fits.
+    let mut run = run_cmd(&sim, &input, &output, &public);
+    run.args(["--yes", "--rate", "100"]);
+    with_file_size_limit(&mut run, 2000);
+    let stopped = run.output().unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the new passwords"),
+        "{stderr}"
+    );
+    let journal = journal_of(&output);
+    let part = PathBuf::from(format!("{}.part1", output.display()));
+    assert!(!output.exists(), "nothing under the output's name");
+    // Each password the portal gave is in the part file, journaled or not.
+    let truth = sim.resets();
+    assert!(truth.len() < all_licences().len(), "stopped before the end");
+    let in_part: HashMap<String, String> = decrypt(&id, &part)
+        .into_iter()
+        .map(|r| (r["licence"].clone(), r["password"].clone()))
+        .collect();
+    assert_eq!(in_part, last_passwords(&truth));
+    let journaled = journal_licences(&journal);
+    assert!(
+        !journaled.is_empty() && journaled.len() < truth.len(),
+        "the journal was cut: {journaled:?}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "holds only {} of them",
+            sip_rotate::vault::journal_marks(&journal).unwrap().len()
+        )),
+        "the summary says the part file is the one copy: {stderr}"
+    );
+
+    // With room again, --resume finishes; every licence's last password is in
+    // one of the files left.
+    let resumed = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--resume", "--rate", "100"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    assert_eq!(last.keys().cloned().collect::<HashSet<_>>(), all_licences());
+    let found = recovered(&id, &[&output, &part, &journal]);
+    for (licence, password) in &last {
+        assert!(
+            found.get(licence).is_some_and(|p| p.contains(password)),
+            "{licence}: its last password is recoverable"
+        );
+    }
+    assert_nothing_in_clear(dir.path(), &sim);
+}
+
 #[test]
 fn a_journal_cut_at_any_byte_gives_back_its_complete_entries() {
     let Setup {

@@ -375,6 +375,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         journal, output, ..
     } = sink;
     let journal_path = journal.path().to_path_buf();
+    let journaled = journal.appended();
     drop(journal);
     let reset_now = output.rows();
     if let Err(e) = resolved {
@@ -443,11 +444,22 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
             eprintln!("new passwords: {} ({reset_now} licences)", path.display());
         }
         if let Some(part) = &part {
-            eprintln!(
-                "the {reset_now} new passwords of this run are in {} and in {}; run the same command with --resume to finish",
-                part.display(),
-                journal_path.display()
-            );
+            if journaled < reset_now {
+                // The journal could not take them all: the part file is the one copy of the others.
+                eprintln!(
+                    "the {reset_now} new passwords of this run are in {}; {} holds only {journaled} of them. Keep {}: --resume will reset again the {} licences missing from the journal",
+                    part.display(),
+                    journal_path.display(),
+                    part.display(),
+                    reset_now - journaled
+                );
+            } else {
+                eprintln!(
+                    "the {reset_now} new passwords of this run are in {} and in {}; run the same command with --resume to finish",
+                    part.display(),
+                    journal_path.display()
+                );
+            }
         }
         if earlier > 0 && written.is_some() {
             let parts = earlier_parts(&config.output);
