@@ -138,12 +138,16 @@ fn without_skip_unresolved_no_reset_is_confirmed_before_resolution_ends() {
     } = Setup::new(&["--variant", "0", "--page-size", "2"]);
     let input = write_input(dir.path(), &ds, "");
     let output = dir.path().join("out.age");
-    let out = run_cmd(&sim, &input, &output, &public)
-        .args(["--yes", "--rate", "400", "--concurrency", "2"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public).args([
+            "--yes",
+            "--rate",
+            "400",
+            "--concurrency",
+            "2",
+        ]),
+        0,
+    );
     let reset = assert_output_matches_truth(&sim, &identity, &output);
     assert_eq!(reset, every_licence(&ds));
     let pages = sim.pages_served();
@@ -215,13 +219,12 @@ fn a_signal_stops_resolution_too_and_resume_finishes() {
         assert_eq!(got, last, "{}", file.display());
     }
 
-    let resumed = run_cmd(&sim, &input, &output, &public)
-        .args(flags)
-        .arg("--resume")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&resumed.stderr);
-    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(flags)
+            .arg("--resume"),
+        0,
+    );
     let truth = sim.resets();
     let last = last_passwords(&truth);
     assert_eq!(truth.len(), last.len(), "no licence reset twice");

@@ -282,3 +282,11 @@ pub fn signal(child: &Child, sig: &str) {
         .status()
         .unwrap();
 }
+
+/// Runs `command` to its end and fails unless it exits with `code`; returns its stderr.
+pub fn exits_with(command: &mut Command, code: i32) -> String {
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
+}
