@@ -124,7 +124,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
             let record = record?;
             let masked = "•".repeat(record.get(7).map_or(0, |p| p.chars().count()));
             eprintln!(
-                "  {:<10} {:<24} SDA {:<15} {:<28} {masked}",
+                "  {:<10} {:<24} SDA {:<15} {:<32} {masked}",
                 record.get(2).unwrap_or(""),
                 record.get(3).unwrap_or(""),
                 record.get(4).filter(|s| !s.is_empty()).unwrap_or("-"),
