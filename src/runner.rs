@@ -415,15 +415,6 @@ pub struct Sink<'a> {
     pub on_progress: Box<dyn FnMut(&ReportRow) + 'a>,
 }
 
-/// How the second phase ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
-    /// Every target was tried.
-    Complete,
-    /// Stopped by the canary, `--max-failures`, a signal or a fatal error.
-    Stopped,
-}
-
 /// What became of one licence, sent by a worker to the collector.
 enum Outcome {
     Tried {
@@ -458,14 +449,16 @@ pub fn queue_of(targets: Vec<Target>) -> Queue {
 }
 
 /// Second phase: resets every target of the queue, the canary first;
-/// returns the report rows and how it ended.
+/// returns the report rows (`skipped` for targets not tried) and why the
+/// run stopped early, when the canary, `--max-failures`, a fatal error or a
+/// failed write stopped it (a signal gives no reason, only skipped rows).
 pub async fn reset_all(
     portal: &Arc<Portal>,
     queue: Queue,
     settings: &ResetSettings,
     sink: &mut Sink<'_>,
     stop: CancellationToken,
-) -> (Vec<ReportRow>, Ending, Option<String>) {
+) -> (Vec<ReportRow>, Option<String>) {
     let queue = Arc::new(tokio::sync::Mutex::new(queue));
     let mut rows = Vec::new();
     // Counted by the workers, so that the stop comes before the next licence
@@ -572,15 +565,11 @@ pub async fn reset_all(
     }
     // Resolved but not tried. When the run stopped, resolution stops too and
     // closes the queue soon.
-    let mut ending = Ending::Complete;
     let mut queue = queue.lock().await;
     while let Some(t) = queue.recv().await {
         rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
     }
-    if why_stopped.is_some() || rows.iter().any(|r| r.status == Status::Skipped) {
-        ending = Ending::Stopped;
-    }
-    (rows, ending, why_stopped)
+    (rows, why_stopped)
 }
 
 /// One of the workers of a batch: takes targets from the queue until it is

@@ -193,27 +193,20 @@ fn killed_midway_then_resumed_nothing_is_lost_or_reset_twice() {
     let reset_before: HashSet<String> = sim.resets().iter().map(|t| t.licence.clone()).collect();
 
     // A new run refuses while the journal exists.
-    let again = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
-        .arg("--yes")
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-
-    let resumed = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
-        .args(["--yes", "--resume", "--rate", "40"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        resumed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public).arg("--yes"),
+        2,
     );
-    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(stderr.contains("--resume"), "{stderr}");
+
+    let resumed_stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--resume", "--rate", "40"]),
+        0,
+    );
     assert!(
-        stderr.contains(&journal.display().to_string()),
-        "the summary says which file holds the earlier passwords: {stderr}"
+        resumed_stderr.contains(&journal.display().to_string()),
+        "the summary says which file holds the earlier passwords: {resumed_stderr}"
     );
 
     let truth = sim.resets();
@@ -249,7 +242,7 @@ fn killed_midway_then_resumed_nothing_is_lost_or_reset_twice() {
         "{unjournaled} committed resets missing from the journal"
     );
     let mut files = files_under(dir.path());
-    files.push(("resumed stderr".into(), resumed.stderr.clone()));
+    files.push(("resumed stderr".into(), resumed_stderr.into_bytes()));
     assert_no_clear_password(&truth, &files, &sim.truth);
     assert!(
         !files
@@ -474,8 +467,8 @@ fn the_canary_stops_a_run_on_pages_that_do_not_match() {
     let report = dir.path().join("report.csv");
     // No `Confirmer` button where the client looks for one: nothing is confirmed.
     let labels = broken_labels(dir.path(), "confirm_button");
-    let out = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
-        .args([
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public).args([
             "--yes",
             "--rate",
             "100",
@@ -483,16 +476,10 @@ fn the_canary_stops_a_run_on_pages_that_do_not_match() {
             labels.to_str().unwrap(),
             "--report",
             report.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ]),
+        3,
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("canary"));
+    assert!(stderr.contains("canary"), "{stderr}");
     assert!(sim.resets().is_empty());
     let report = parse_csv(&std::fs::read(&report).unwrap());
     assert_eq!(report.iter().filter(|r| r["status"] == "failed").count(), 1);
@@ -530,28 +517,28 @@ fn max_failures_stops_the_run() {
     let output = dir.path().join("out.age");
     let report = dir.path().join("report.csv");
     let labels = broken_labels(dir.path(), "reset_button");
-    let out = run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
-        .args([
-            "--yes",
-            "--rate",
-            "100",
-            "--canary",
-            "0",
-            "--max-failures",
-            "3",
-            "--concurrency",
-            "2",
-        ])
-        .args([
-            "--labels",
-            labels.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-failures 3"));
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args([
+                "--yes",
+                "--rate",
+                "100",
+                "--canary",
+                "0",
+                "--max-failures",
+                "3",
+                "--concurrency",
+                "2",
+            ])
+            .args([
+                "--labels",
+                labels.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ]),
+        3,
+    );
+    assert!(stderr.contains("--max-failures 3"), "{stderr}");
     let report = parse_csv(&std::fs::read(&report).unwrap());
     let failed = report.iter().filter(|r| r["status"] == "failed").count();
     assert!(

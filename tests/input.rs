@@ -50,15 +50,9 @@ fn excel_csv_with_bom_windows_1252_crlf_semicolons_and_french_headers_is_read() 
     let input = dir.path().join("export excel.csv");
     std::fs::write(&input, bytes).unwrap();
     let output = dir.path().join("out.age");
-    let out = run_cmd(&sim, &input, &output, &public)
-        .args(["--yes", "--rate", "100"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        0,
     );
     let reset: HashSet<String> = sim.resets().into_iter().map(|t| t.licence).collect();
     assert_eq!(

@@ -165,12 +165,10 @@ fn a_row_that_does_not_resolve_stops_the_run_before_any_reset() {
         )
         .unwrap();
         let output = dir.path().join("out.age");
-        let out = run_cmd(&sim, &input, &output, &public)
-            .args(["--yes", "--rate", "100"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let stderr = exits_with(
+            run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+            2,
+        );
         assert!(stderr.contains("line 3"), "names the CSV line: {stderr}");
         assert!(stderr.contains(&foreign), "{stderr}");
         assert!(sim.resets().is_empty(), "nothing reset");
@@ -178,16 +176,11 @@ fn a_row_that_does_not_resolve_stops_the_run_before_any_reset() {
 
         // With --skip-unresolved the other row is reset, and the exit code says some were not.
         let report = dir.path().join("report.csv");
-        let out = run_cmd(&sim, &input, &output, &public)
-            .args(["--yes", "--rate", "100", "--skip-unresolved", "--report"])
-            .arg(&report)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        exits_with(
+            run_cmd(&sim, &input, &output, &public)
+                .args(["--yes", "--rate", "100", "--skip-unresolved", "--report"])
+                .arg(&report),
+            1,
         );
         let truth = sim.resets();
         assert_eq!(
@@ -221,12 +214,11 @@ fn an_sda_that_does_not_match_the_portal_is_refused() {
         ),
     )
     .unwrap();
-    let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
-        .arg("--yes")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SDA"));
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("o.age"), &public).arg("--yes"),
+        2,
+    );
+    assert!(stderr.contains("SDA"), "{stderr}");
     assert!(sim.resets().is_empty());
 }
 
@@ -243,17 +235,16 @@ fn without_a_terminal_yes_is_required_and_a_refused_login_is_not_retried() {
     )
     .unwrap();
     let output = dir.path().join("o.age");
-    let out = run_cmd(&sim, &input, &output, &public).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let stderr = exits_with(&mut run_cmd(&sim, &input, &output, &public), 2);
+    assert!(stderr.contains("--yes"), "{stderr}");
 
-    let out = run_cmd(&sim, &input, &output, &public)
-        .arg("--yes")
-        .env("MYOPENIP_PASSWORD", "wrong")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the login"));
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .arg("--yes")
+            .env("MYOPENIP_PASSWORD", "wrong"),
+        2,
+    );
+    assert!(stderr.contains("refused the login"), "{stderr}");
     assert!(!output.exists());
     let counters = sim.stop();
     assert_eq!(
@@ -268,25 +259,25 @@ fn plain_http_to_a_remote_portal_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4021,FPC1\n").unwrap();
-    let out = Command::new(bin())
-        .args(["run", "--input"])
-        .arg(&input)
-        .args([
-            "--portal",
-            "http://portal.example/",
-            "--login",
-            "x",
-            "-r",
-            "age1qhy4h0lyvgkt2p009ugrgc5ktnayvwjlqxcmz92hfwsxsu0ltfmse35ryq",
-            "-o",
-        ])
-        .arg(dir.path().join("o.age"))
-        .args(["--yes"])
-        .env("MYOPENIP_PASSWORD", "x")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https"));
+    let stderr = exits_with(
+        Command::new(bin())
+            .args(["run", "--input"])
+            .arg(&input)
+            .args([
+                "--portal",
+                "http://portal.example/",
+                "--login",
+                "x",
+                "-r",
+                "age1qhy4h0lyvgkt2p009ugrgc5ktnayvwjlqxcmz92hfwsxsu0ltfmse35ryq",
+                "-o",
+            ])
+            .arg(dir.path().join("o.age"))
+            .args(["--yes"])
+            .env("MYOPENIP_PASSWORD", "x"),
+        2,
+    );
+    assert!(stderr.contains("https"), "{stderr}");
 }
 
 #[test]
@@ -403,27 +394,25 @@ fn the_operator_profile_logs_in_as_an_operator() {
         Some(2),
         "the default profile (revendeur) is refused"
     );
-    let out = run_cmd(&sim, &input, &dir.path().join("b.age"), &public)
-        .args(["--yes", "--rate", "100", "--profile", "operateur"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    exits_with(
+        run_cmd(&sim, &input, &dir.path().join("b.age"), &public).args([
+            "--yes",
+            "--rate",
+            "100",
+            "--profile",
+            "operateur",
+        ]),
+        0,
     );
     assert_eq!(sim.resets().len(), 1);
 }
 
 #[test]
 fn the_demo_runs_the_sample_end_to_end() {
-    let out = Command::new(bin())
-        .args(["demo", "--latency-ms", "5", "--rate", "200"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = exits_with(
+        Command::new(bin()).args(["demo", "--latency-ms", "5", "--rate", "200"]),
+        0,
+    );
     // Every row of samples/licences.csv resolves against the default dataset.
     assert!(stderr.contains("licences: 12 reset"), "{stderr}");
     assert!(

@@ -328,10 +328,7 @@ impl RunConfig {
         // and a dated output name does not leave a new lock file every day.
         let lock = match &f.lock {
             Some(l) => cfg.resolve(l),
-            None => match output.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.join(LOCK_NAME),
-                _ => PathBuf::from(LOCK_NAME),
-            },
+            None => crate::vault::folder_of(&output).join(LOCK_NAME),
         };
         let journal = crate::vault::journal_path(&output);
         if !args.yes && !interactive {

@@ -6,7 +6,7 @@ use super::config::{self, RunConfig};
 use crate::input;
 use crate::portal::Portal;
 use crate::report::{self, ReportRow, Status, Summary};
-use crate::runner::{self, Ending, ResetSettings, Sink, Target};
+use crate::runner::{self, ResetSettings, Sink, Target};
 use crate::vault::{self, Journal, Output};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -298,7 +298,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     // needs the whole resolution first: with --skip-unresolved no unresolved
     // row holds the run back, and with --yes nobody is asked for a count.
     let pipelined = config.skip_unresolved && !config.ask;
-    let (sink, bar, (rows_done, mut ending, mut why), resolved) = if pipelined {
+    let (sink, bar, (rows_done, mut why), resolved) = if pipelined {
         stop_on_signals(stop.clone());
         let (mut sink, bar) = open_sink(&config, 0)?;
         let (tx, queue) = mpsc::unbounded_channel();
@@ -362,10 +362,6 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     };
     bar.finish_and_clear();
     BAR.lock().unwrap_or_else(|e| e.into_inner()).take();
-    // Resolution stopped by the run's stop leaves skipped rows: the run is not complete.
-    if report_rows.iter().any(|r| r.status == Status::Skipped) {
-        ending = Ending::Stopped;
-    }
     let earlier = resumed.earlier;
     let tried = rows_done
         .iter()
@@ -381,51 +377,42 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
     if let Err(e) = resolved {
         if !tried {
             // As when resolution fails before any reset: nothing left behind, exit 2.
-            drop(output);
-            if earlier == 0 {
-                let _ = std::fs::remove_file(&journal_path);
-            }
+            discard(output, &journal_path, earlier);
             return Err(e.into());
         }
-        ending = Ending::Stopped;
         why.get_or_insert_with(|| format!("resolution failed: {e}"));
     }
+    // Stopped early: for a reason, or by a signal that left rows untried.
+    let stopped = why.is_some() || report_rows.iter().any(|r| r.status == Status::Skipped);
 
     let mut written = None;
     let mut part = None;
-    let exit = match ending {
-        Ending::Complete => {
-            written = Some(output.finish().map_err(|e| aborted(e, &journal_path))?);
-            if earlier == 0 {
-                std::fs::remove_file(&journal_path).with_context(|| {
-                    format!("cannot remove the journal {}", journal_path.display())
-                })?;
-            }
-            let all_reset = report_rows
-                .iter()
-                .all(|r| matches!(r.status, Status::Reset | Status::Duplicate));
-            if all_reset {
-                Exit::AllDone
-            } else {
-                Exit::Partial
-            }
+    let exit = if stopped {
+        // What this run reset goes to a complete `OUTPUT.partN`; the journal,
+        // which holds every new password of the rotation, stays for --resume.
+        if reset_now > 0 {
+            part = Some(
+                output
+                    .finish_part()
+                    .map_err(|e| aborted(e, &journal_path))?,
+            );
+        } else {
+            discard(output, &journal_path, earlier);
         }
-        Ending::Stopped => {
-            // What this run reset goes to a complete `OUTPUT.partN`; the journal,
-            // which holds every new password of the rotation, stays for --resume.
-            if reset_now > 0 {
-                part = Some(
-                    output
-                        .finish_part()
-                        .map_err(|e| aborted(e, &journal_path))?,
-                );
-            } else {
-                drop(output);
-                if earlier == 0 {
-                    let _ = std::fs::remove_file(&journal_path);
-                }
-            }
-            Exit::Aborted
+        Exit::Aborted
+    } else {
+        written = Some(output.finish().map_err(|e| aborted(e, &journal_path))?);
+        if earlier == 0 {
+            std::fs::remove_file(&journal_path)
+                .with_context(|| format!("cannot remove the journal {}", journal_path.display()))?;
+        }
+        let all_reset = report_rows
+            .iter()
+            .all(|r| matches!(r.status, Status::Reset | Status::Duplicate));
+        if all_reset {
+            Exit::AllDone
+        } else {
+            Exit::Partial
         }
     };
     // In input order; the licences of one line in the order they were done.
@@ -482,6 +469,15 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         output: written,
         rows: report_rows,
     })
+}
+
+/// A run that reset nothing leaves nothing: no output, and no journal unless
+/// an earlier run's passwords are in it.
+fn discard(output: Output, journal: &std::path::Path, earlier: usize) {
+    drop(output);
+    if earlier == 0 {
+        let _ = std::fs::remove_file(journal);
+    }
 }
 
 /// The output could not be finished after resets: say where the passwords are.

@@ -710,7 +710,8 @@ impl Browser {
                 again: true,
             })?;
         let doc = Html::parse_document(&fetched.body);
-        match html::text_after(&doc, &l.new_password) {
+        // The page text from the password on: wiped when dropped, like the body.
+        match html::text_after(&doc, &l.new_password).map(zeroize::Zeroizing::new) {
             Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
                 Some(password) => Ok(NewPassword {
                     password: SecretString::from(password.to_string()),
