@@ -210,6 +210,9 @@ pub struct SimArgs {
     /// Append one line per request to this file: milliseconds since start, then the page kind.
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
+    /// Append every secret handed out (session id, form token, new password) to this file, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub handed_out: Option<PathBuf>,
     /// Write the dataset as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub dataset_out: Option<PathBuf>,

@@ -20,7 +20,7 @@ use std::time::Duration;
 const SAMPLE: &str = include_str!("../../samples/licences.csv");
 
 pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
-    run::init_logging(super::args::LogFormat::Text);
+    super::logging::init(super::args::LogFormat::Text, false);
     let dir = tempfile::Builder::new()
         .prefix("sip-rotate-demo-")
         .tempdir()?

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod config;
 pub mod demo;
+pub mod logging;
 pub mod run;
 pub mod tools;
 

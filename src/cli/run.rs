@@ -1,8 +1,9 @@
 //! `run` and `plan`: read the CSV, resolve it on the portal, then (for `run`)
 //! ask, reset, journal, encrypt, report. `demo` goes through `execute` too.
 
-use super::args::{LogFormat, PlanArgs, RunArgs};
+use super::args::{PlanArgs, RunArgs};
 use super::config::{self, RunConfig};
+use super::logging;
 use crate::input;
 use crate::portal::Portal;
 use crate::report::{self, ReportRow, Status, Summary};
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -47,52 +48,8 @@ pub struct RunResult {
     pub rows: Vec<ReportRow>,
 }
 
-/// The progress bar on screen, if any: what else goes to stderr is written
-/// around it, not through it.
-static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
-
-/// Stderr, with the progress bar (if any) hidden while a line is written.
-struct AroundTheBar;
-
-impl Write for AroundTheBar {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Whole: a log event arrives as one buffer, and goes out as one.
-        self.write_all(buf).map(|_| buf.len())
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner());
-        match bar.as_ref() {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
-            None => std::io::stderr().write_all(buf),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
-/// Like `eprintln!`, around the progress bar.
-fn say(line: &str) {
-    let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
-}
-
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIP_ROTATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("sip_rotate=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| AroundTheBar)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
-
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    init_logging(args.log_format);
+    logging::init(args.log_format, args.quiet);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let file = config::Loaded::read(args.portal.config.as_deref())?;
     let config = RunConfig::new(&args, &file, interactive)?;
@@ -102,7 +59,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
-    init_logging(args.log_format);
+    logging::init(args.log_format, false);
     let file = config::Loaded::read(args.portal.config.as_deref())?;
     let rows = input::read(&config::input(args.input.as_ref(), &file)?)?;
     let portal = Arc::new(config::portal(&args.portal, &file)?);
@@ -189,7 +146,7 @@ fn stop_on_signals(stop: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminated => {}
         }
-        say("stopping: no new reset is started; waiting for the ones in flight...");
+        logging::say("stopping: no new reset is started; waiting for the ones in flight...");
         stop.cancel();
     });
 }
@@ -253,7 +210,7 @@ fn open_sink(config: &RunConfig, length: u64) -> Result<(Sink<'_>, ProgressBar)>
             .expect("static template")
             .progress_chars("=> "),
         );
-        *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        logging::show_bar(&bar);
         bar
     } else {
         ProgressBar::hidden()
@@ -361,7 +318,7 @@ pub async fn execute(config: RunConfig, portal: Portal) -> Result<RunResult> {
         (sink, bar, done, Ok(()))
     };
     bar.finish_and_clear();
-    BAR.lock().unwrap_or_else(|e| e.into_inner()).take();
+    logging::hide_bar();
     let earlier = resumed.earlier;
     let tried = rows_done
         .iter()

@@ -106,6 +106,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
         rate_limit: args.rate_limit,
         truth: args.truth.clone(),
         access_log: args.access_log.clone(),
+        handed_out: args.handed_out.clone(),
     })
 }
 

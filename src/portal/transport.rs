@@ -51,6 +51,26 @@ impl Drop for Req {
 }
 
 impl Req {
+    fn method(&self) -> &'static str {
+        match self {
+            Req::Get(_) => "GET",
+            Req::Post(..) => "POST",
+        }
+    }
+
+    /// The URL's path for a log line: no query (a GET form puts its values
+    /// there) and no `;` parameters (where some servers put a session id).
+    fn path(&self) -> String {
+        let url = match self {
+            Req::Get(url) | Req::Post(url, _) => url,
+        };
+        url.path()
+            .split('/')
+            .map(|segment| segment.split(';').next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     /// A form submission with its own method: GET puts the fields in the query.
     pub fn form(post: bool, mut action: Url, pairs: Vec<(String, String)>) -> Req {
         if post {
@@ -260,8 +280,17 @@ impl Transport {
             };
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
             self.sent.fetch_add(1, Ordering::Relaxed);
+            let sent_at = Instant::now();
             let response = builder.send().await.map_err(classify)?;
             let status = response.status();
+            tracing::debug!(
+                target: "sip_rotate::http",
+                "{} {} -> {} ({} ms)",
+                req.method(),
+                req.path(),
+                status.as_u16(),
+                sent_at.elapsed().as_millis()
+            );
             if status == StatusCode::TOO_MANY_REQUESTS {
                 throttle
                     .stats
@@ -354,5 +383,11 @@ mod tests {
         );
         let get = Req::form(false, url, vec![("pw".into(), "s3cret".into())]);
         assert!(!format!("{get:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_logged_path_has_no_query_and_no_session_parameter() {
+        let url = Url::parse("https://portal.example/app;jsessionid=ABC/user?lic=1&pw=x").unwrap();
+        assert_eq!(Req::Get(url).path(), "/app/user");
     }
 }

@@ -57,6 +57,9 @@ pub struct SimConfig {
     pub truth: Option<PathBuf>,
     /// One line per request: milliseconds since start, page kind.
     pub access_log: Option<PathBuf>,
+    /// One line per secret handed out (session id, form token, new
+    /// password), so that tests can look for each of them where none may be.
+    pub handed_out: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -80,6 +83,7 @@ impl SimConfig {
             rate_limit: None,
             truth: None,
             access_log: None,
+            handed_out: None,
         }
     }
 }
@@ -141,6 +145,7 @@ struct Shared {
     truth: Mutex<Option<File>>,
     counters: Mutex<Counters>,
     access_log: Option<File>,
+    handed_out: Option<Mutex<File>>,
 }
 
 /// Closes the request's connection without an answer when notified.
@@ -163,6 +168,12 @@ impl Simulator {
             Some(p) => Some(File::options().create(true).append(true).open(p)?),
             None => None,
         };
+        let handed_out = match &cfg.handed_out {
+            Some(p) => Some(Mutex::new(
+                File::options().create(true).append(true).open(p)?,
+            )),
+            None => None,
+        };
         let ds = Dataset::generate(&cfg.dataset);
         let listener = TcpListener::bind(addr).await?;
         let shared = Arc::new(Shared {
@@ -178,6 +189,7 @@ impl Simulator {
             truth: Mutex::new(truth),
             counters: Mutex::new(Counters::default()),
             access_log,
+            handed_out,
         });
         Ok(Simulator { shared, listener })
     }
@@ -268,9 +280,20 @@ fn random_string(rng: &mut StdRng, len: usize) -> String {
 }
 
 impl Shared {
+    /// Notes a secret the portal hands out (`--handed-out`).
+    fn hand_out(&self, kind: &str, value: &str) {
+        if let Some(f) = &self.handed_out {
+            let mut f = f.lock().unwrap();
+            if let Err(e) = f.write_all(format!("{kind} {value}\n").as_bytes()) {
+                eprintln!("sim: cannot write the handed-out file: {e}");
+            }
+        }
+    }
+
     fn new_token(&self, session: Option<&str>, confirms: Option<usize>) -> String {
         let mut st = self.state.lock().unwrap();
         let token = random_string(&mut st.rng, 24);
+        self.hand_out("token", &token);
         st.tokens.insert(
             token.clone(),
             Token {
@@ -372,6 +395,7 @@ impl Shared {
             let mut st = self.state.lock().unwrap();
             random_string(&mut st.rng, 12)
         };
+        self.hand_out("password", &password);
         let l = &self.ds.licences[licence];
         let service = &self.ds.services[l.service];
         if let Some(f) = self.truth.lock().unwrap().as_mut() {
@@ -721,6 +745,7 @@ fn dispatch_anonymous(
             st.sessions.remove(old);
         }
         let sid = random_string(&mut st.rng, 32);
+        sh.hand_out("session", &sid);
         st.sessions.insert(
             sid.clone(),
             Session {

@@ -1,0 +1,106 @@
+//! Where diagnostics go: `tracing` events on stderr, written around the
+//! progress bar when there is one, and never a secret.
+//!
+//! Only sip-rotate's own events are ever written. Its dependencies log what
+//! they handle: the HTML tokenizer logs page text (new passwords among it),
+//! the cookie store logs session cookies. So no bridge from the `log` crate
+//! is installed, and a filter that `SIP_ROTATE_LOG` cannot widen drops every
+//! event whose target is not sip-rotate's. To watch the conversation with
+//! the portal, `SIP_ROTATE_LOG=sip_rotate::http=debug` logs one line per
+//! request (method, URL path, status, time), without query, form or body.
+
+use super::args::LogFormat;
+use indicatif::ProgressBar;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry};
+
+/// The variable that sets what is logged, in `EnvFilter` syntax.
+pub const LOG_VARIABLE: &str = "SIP_ROTATE_LOG";
+
+/// The progress bar on screen, if any: what else goes to stderr is written
+/// around it, not through it.
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Shows `bar` until `hide_bar`; log lines go around it meanwhile.
+pub fn show_bar(bar: &ProgressBar) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+}
+
+pub fn hide_bar() {
+    if let Some(bar) = BAR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        bar.finish_and_clear();
+    }
+}
+
+/// Stderr, with the progress bar (if any) hidden while a line is written.
+pub struct AroundTheBar;
+
+impl Write for AroundTheBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Whole: a log event arrives as one buffer, and goes out as one.
+        self.write_all(buf).map(|_| buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner());
+        match bar.as_ref() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Writes one line on stderr, around the progress bar.
+pub fn say(line: &str) {
+    let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
+}
+
+/// Whether stderr may carry colour: a terminal, and `NO_COLOR` not set.
+pub fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Whether an event of `target` may be written at all, whatever the filter says.
+fn ours(target: &str) -> bool {
+    target == "sip_rotate" || target.starts_with("sip_rotate::")
+}
+
+/// Installs the subscriber. `quiet`: nothing unless `SIP_ROTATE_LOG` asks
+/// for it; otherwise sip-rotate's warnings and errors.
+pub fn init(format: LogFormat, quiet: bool) {
+    let default = if quiet { "off" } else { "sip_rotate=warn" };
+    let wanted = EnvFilter::try_from_env(LOG_VARIABLE).unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = wanted.and(filter_fn(|meta| ours(meta.target())));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(|| AroundTheBar)
+        .with_target(false)
+        .with_ansi(colour());
+    let layer = match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+    };
+    // Not `init()`: that would also bridge the `log` crate, whose records
+    // (page text, cookies) must go nowhere.
+    let _ = tracing::subscriber::set_global_default(Registry::default().with(layer));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_targets_are_written() {
+        assert!(ours("sip_rotate"));
+        assert!(ours("sip_rotate::http"));
+        assert!(!ours("sip_rotate_x"));
+        assert!(!ours("html5ever::tokenizer"));
+        assert!(!ours("cookie_store::cookie_store"));
+    }
+}
