@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
         (Variant::Classic, "variant 0"),
         (Variant::Modern, "variant 1"),
     ] {
-        let login = pages::login(v, "token", None);
+        let login = pages::login(v, "token", None, None);
         c.bench_function(&format!("login page, {name}"), |b| {
             b.iter(|| {
                 let doc = Html::parse_document(black_box(&login));

@@ -14,7 +14,8 @@
 use crate::input::{InputRow, LicenceSelector};
 use crate::phone;
 use crate::portal::{
-    Browser, Lease, LicenceRow, NewPassword, Portal, PortalError, Priority, ResetError, ServiceRow,
+    AfterUnknown, Browser, Lease, LicenceRow, NewPassword, Portal, PortalError, Priority,
+    ResetError, ServiceRow,
 };
 use crate::report::{ReportRow, Status};
 use crate::vault::{Journal, Output, Recipients, ResetRecord};
@@ -677,22 +678,30 @@ async fn reset_one(
     while confirmations < max_tries {
         match browser.reset(&target.licence, &target.licence.sda).await {
             Ok(password) => return (confirmations + 1, Ok(password)),
-            Err(ResetError::Unknown { reason, again }) => {
+            Err(ResetError::Unknown { reason, next }) => {
                 confirmations += 1;
-                if !again {
-                    let reason = format!(
-                        "{reason}: the password may have changed and is unknown; check the portal's pages (see --labels), then reset this licence again"
-                    );
-                    return (
-                        confirmations,
-                        Err(Failure {
-                            reason,
-                            fatal: false,
-                        }),
-                    );
+                match next {
+                    AfterUnknown::ResetAgain => {
+                        tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
+                        last_unknown = reason;
+                    }
+                    AfterUnknown::GiveUp | AfterUnknown::StopRun => {
+                        let what_to_do = match next {
+                            AfterUnknown::StopRun => "find out why the portal leads elsewhere",
+                            _ => "check the portal's pages (see --labels)",
+                        };
+                        let reason = format!(
+                            "{reason}: the password may have changed and is unknown; {what_to_do}, then reset this licence again"
+                        );
+                        return (
+                            confirmations,
+                            Err(Failure {
+                                reason,
+                                fatal: next == AfterUnknown::StopRun,
+                            }),
+                        );
+                    }
                 }
-                tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
-                last_unknown = reason;
             }
             Err(ResetError::NotDone(e)) => {
                 return (

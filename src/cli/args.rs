@@ -213,6 +213,12 @@ pub struct SimArgs {
     /// Append every secret handed out (session id, form token, new password) to this file, one per line.
     #[arg(long, value_name = "FILE")]
     pub handed_out: Option<PathBuf>,
+    /// Hostile portal: send the login form to this URL instead.
+    #[arg(long, value_name = "URL")]
+    pub hostile_login_action: Option<String>,
+    /// Hostile portal: redirect to this URL after Confirmer instead of to the result page.
+    #[arg(long, value_name = "URL")]
+    pub hostile_confirm_redirect: Option<String>,
     /// Write the dataset as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub dataset_out: Option<PathBuf>,

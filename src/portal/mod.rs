@@ -81,7 +81,9 @@ impl PortalError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            PortalError::LoginRefused | PortalError::SessionLoop(_)
+            PortalError::LoginRefused
+                | PortalError::SessionLoop(_)
+                | PortalError::Transport(TransportError::ForeignOrigin { .. })
         )
     }
 }
@@ -93,11 +95,21 @@ pub enum ResetError {
     #[error("{0}")]
     NotDone(PortalError),
     /// `Confirmer` was sent but no password came back: it may have changed.
-    /// `again` says whether a new reset can be expected to show it: yes after
-    /// a cut connection, a 5xx or an ended session; no when the portal
-    /// answered with a page that does not hold the password (a changed portal).
     #[error("outcome unknown after Confirmer: {reason}")]
-    Unknown { reason: String, again: bool },
+    Unknown { reason: String, next: AfterUnknown },
+}
+
+/// What to do after a `Confirmer` whose password is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUnknown {
+    /// A cut connection, a 5xx, an ended session: a new reset can be
+    /// expected to show the password.
+    ResetAgain,
+    /// The portal answered with a page that does not hold the password (a
+    /// changed portal): resetting again would cut the phone off for nothing.
+    GiveUp,
+    /// The portal led outside its origin: no further request makes sense.
+    StopRun,
 }
 
 const MAX_SESSION_ATTEMPTS: usize = 4;
@@ -218,7 +230,11 @@ impl Portal {
             } else {
                 pool.unborn -= 1;
                 drop(pool);
-                return match Transport::new(self.shared.throttle.clone(), self.shared.timeout) {
+                return match Transport::new(
+                    self.shared.throttle.clone(),
+                    self.shared.timeout,
+                    self.shared.start.origin(),
+                ) {
                     Ok(transport) => Ok(self.lent(Browser {
                         shared: self.shared.clone(),
                         transport,
@@ -706,10 +722,27 @@ impl Browser {
             .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
             .await
             .map_err(|e| ResetError::Unknown {
+                next: match e {
+                    TransportError::ForeignOrigin { .. } => AfterUnknown::StopRun,
+                    _ => AfterUnknown::ResetAgain,
+                },
                 reason: e.to_string(),
-                again: true,
             })?;
         let doc = Html::parse_document(&fetched.body);
+        let give_up = |reason: String| ResetError::Unknown {
+            reason,
+            next: AfterUnknown::GiveUp,
+        };
+        // A result page that names a licence must name this one: a password
+        // shown beside another licence is not this licence's.
+        if let Some(shown) = html::field_value(&doc, &l.field_licence)
+            && shown.split(' ').next() != Some(licence.licence.as_str())
+        {
+            return Err(give_up(format!(
+                "the result page shows licence '{shown}', not {}",
+                licence.licence
+            )));
+        }
         // The page text from the password on: wiped when dropped, like the body.
         match html::text_after(&doc, &l.new_password).map(zeroize::Zeroizing::new) {
             Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
@@ -717,19 +750,16 @@ impl Browser {
                     password: SecretString::from(password.to_string()),
                     accountcode,
                 }),
-                None => Err(ResetError::Unknown {
-                    reason: "the result page shows no password".into(),
-                    again: false,
-                }),
+                None => Err(give_up("the result page shows no password".into())),
             },
             None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown {
                 reason: "the session ended before the result page".into(),
-                again: true,
+                next: AfterUnknown::ResetAgain,
             }),
-            None => Err(ResetError::Unknown {
-                reason: format!("no text '{}' on the result page", l.new_password),
-                again: false,
-            }),
+            None => Err(give_up(format!(
+                "no text '{}' on the result page",
+                l.new_password
+            ))),
         }
     }
 }

@@ -58,13 +58,17 @@ impl Req {
         }
     }
 
-    /// The URL's path for a log line: no query (a GET form puts its values
+    fn url(&self) -> &Url {
+        match self {
+            Req::Get(url) | Req::Post(url, _) => url,
+        }
+    }
+
+    /// The URL's path for a message: no query (a GET form puts its values
     /// there) and no `;` parameters (where some servers put a session id).
     fn path(&self) -> String {
-        let url = match self {
-            Req::Get(url) | Req::Post(url, _) => url,
-        };
-        url.path()
+        self.url()
+            .path()
             .split('/')
             .map(|segment| segment.split(';').next().unwrap_or(""))
             .collect::<Vec<_>>()
@@ -104,6 +108,12 @@ pub enum TransportError {
     TooManyRedirects,
     #[error("cannot reach the portal: {0}")]
     Connect(String),
+    /// A redirect, a link or a form leads outside the portal's origin: the
+    /// login, the session and the passwords are trusted to that origin only.
+    #[error(
+        "the portal's page leads to {to}, outside the portal's own address {origin}: refused, nothing was sent there"
+    )]
+    ForeignOrigin { to: String, origin: String },
 }
 
 impl TransportError {
@@ -163,6 +173,8 @@ pub struct Transport {
     throttle: Arc<Throttle>,
     /// Requests this session sent, for the per-licence count of the report.
     sent: AtomicU64,
+    /// The portal's scheme, host and port: no request goes anywhere else.
+    origin: url::Origin,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -207,7 +219,12 @@ impl Throttle {
 }
 
 impl Transport {
-    pub fn new(throttle: Arc<Throttle>, timeout: Duration) -> Result<Transport, TransportError> {
+    /// A session whose requests may go to `origin` only.
+    pub fn new(
+        throttle: Arc<Throttle>,
+        timeout: Duration,
+        origin: url::Origin,
+    ) -> Result<Transport, TransportError> {
         let client = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -220,6 +237,7 @@ impl Transport {
             client,
             throttle,
             sent: AtomicU64::new(0),
+            origin,
         })
     }
 
@@ -265,6 +283,14 @@ impl Transport {
 
     /// One request, with the 429 pauses it takes to be heard.
     async fn send(&self, phase: Phase, req: &Req) -> Result<Answer, TransportError> {
+        // Every request passes here, redirects and form actions included.
+        let url = req.url();
+        if url.origin() != self.origin {
+            return Err(TransportError::ForeignOrigin {
+                to: format!("{}{}", url.origin().ascii_serialization(), req.path()),
+                origin: self.origin.ascii_serialization(),
+            });
+        }
         let throttle = &*self.throttle;
         let _permit = throttle
             .in_flight

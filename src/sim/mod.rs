@@ -60,6 +60,18 @@ pub struct SimConfig {
     /// One line per secret handed out (session id, form token, new
     /// password), so that tests can look for each of them where none may be.
     pub handed_out: Option<PathBuf>,
+    /// What a hostile portal does; nothing by default.
+    pub hostile: Hostile,
+}
+
+/// Misbehaviours of a hostile or compromised portal, for the tests of what
+/// the client refuses: addresses outside the portal's own origin.
+#[derive(Debug, Clone, Default)]
+pub struct Hostile {
+    /// The login form is sent here instead of to the portal.
+    pub login_action: Option<String>,
+    /// After `Confirmer`, the portal redirects here instead of to its result page.
+    pub confirm_redirect: Option<String>,
 }
 
 impl SimConfig {
@@ -84,6 +96,7 @@ impl SimConfig {
             truth: None,
             access_log: None,
             handed_out: None,
+            hostile: Hostile::default(),
         }
     }
 }
@@ -353,7 +366,12 @@ impl Shared {
         html(
             self.cfg.variant,
             status,
-            pages::login(self.cfg.variant, &token, message),
+            pages::login(
+                self.cfg.variant,
+                &token,
+                message,
+                self.cfg.hostile.login_action.as_deref(),
+            ),
         )
     }
 
@@ -700,7 +718,10 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
                     sh.ds.services[sh.ds.licences[i].service].reference.clone(),
                 )),
             };
-            redirect(StatusCode::SEE_OTHER, &to)
+            match &sh.cfg.hostile.confirm_redirect {
+                Some(elsewhere) => redirect(StatusCode::SEE_OTHER, elsewhere),
+                None => redirect(StatusCode::SEE_OTHER, &to),
+            }
         }
     }
 }

@@ -122,7 +122,8 @@ pub fn option_text<'a>(options: &[&'a str], value: &str) -> Option<&'a str> {
     options.get(i).copied().filter(|o| !o.is_empty())
 }
 
-pub fn login(v: Variant, token: &str, message: Option<&str>) -> String {
+/// The login page; its form goes to `action`, or to the portal's own login route.
+pub fn login(v: Variant, token: &str, message: Option<&str>, action: Option<&str>) -> String {
     let n = v.names();
     let msg = message
         .map(|m| format!("<div class=\"error\">{}</div>", esc(m)))
@@ -145,7 +146,7 @@ pub fn login(v: Variant, token: &str, message: Option<&str>) -> String {
     };
     let body = format!(
         "<h1>Connexion</h1>{msg}<form method=\"post\" action=\"{}\">{}{}{}{radios}{}</form>",
-        esc(&v.url(&Route::Login)),
+        esc(action.unwrap_or(&v.url(&Route::Login))),
         hidden(n.token, token),
         text_field(v, "Login", n.login, "text", ""),
         text_field(v, "Mot de passe", n.password, "password", ""),
