@@ -93,6 +93,15 @@ impl Target {
     }
 }
 
+/// What tells one phone from another within a run: its service and its row
+/// in that service's users table. Not the licence reference alone: a portal
+/// may show one reference for two phones.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PhoneId {
+    service_ref: String,
+    row: usize,
+}
+
 type ClientServices = Result<Vec<(ServiceRow, Vec<LicenceRow>)>, PortalError>;
 
 /// A finished piece of the first phase.
@@ -158,7 +167,7 @@ pub async fn resolve_each(
             Found::Services(client, found)
         });
     }
-    let mut requested_on: HashMap<String, u64> = HashMap::new();
+    let mut requested_on: HashMap<PhoneId, u64> = HashMap::new();
     loop {
         let joined = tokio::select! {
             biased;
@@ -271,7 +280,7 @@ fn rejected_row(row: &InputRow, status: Status, licence: &str, detail: String) -
 fn match_client(
     rows: &[&InputRow],
     found: &ClientServices,
-    requested_on: &mut HashMap<String, u64>,
+    requested_on: &mut HashMap<PhoneId, u64>,
 ) -> ClientResolution {
     let mut targets = Vec::new();
     let mut rejected = Vec::new();
@@ -323,36 +332,19 @@ fn match_client(
             ));
             continue;
         }
-        let matches: Vec<(&ServiceRow, &LicenceRow)> = in_scope
-            .iter()
-            .flat_map(|(s, ls)| ls.iter().map(move |l| (s, l)))
-            .filter(|(_, l)| match &row.licence {
-                LicenceSelector::All => true,
-                LicenceSelector::One(wanted) => l.licence == *wanted,
+        // Every phone in scope, with what identifies it within the run.
+        let phones = in_scope.iter().flat_map(|(s, ls)| {
+            ls.iter().enumerate().map(move |(row, l)| {
+                let id = PhoneId {
+                    service_ref: s.service_ref.clone(),
+                    row,
+                };
+                (id, s, l)
             })
-            .collect();
+        });
         let total: usize = in_scope.iter().map(|(_, ls)| ls.len()).sum();
-        match (&row.licence, matches.len()) {
-            (LicenceSelector::One(l), 0) => {
-                rejected.push(reject(
-                    Status::Unresolved,
-                    l,
-                    format!(
-                        "licence {l} is not among the {total} licences of client {}",
-                        row.client_ref
-                    ),
-                ));
-                continue;
-            }
-            (LicenceSelector::One(l), n) if n > 1 => {
-                rejected.push(reject(
-                    Status::Unresolved,
-                    l,
-                    format!("licence {l} appears in {n} services: add the service_ref column"),
-                ));
-                continue;
-            }
-            (LicenceSelector::All, 0) => {
+        let chosen: Vec<(PhoneId, &ServiceRow, &LicenceRow)> = match &row.licence {
+            LicenceSelector::All if total == 0 => {
                 rejected.push(reject(
                     Status::Unresolved,
                     "*",
@@ -360,23 +352,75 @@ fn match_client(
                 ));
                 continue;
             }
-            _ => {}
-        }
-        if let (Some(sda), [(_, l)]) = (&row.sda, matches.as_slice())
-            && !phone::same_number(sda, &l.sda)
-        {
-            rejected.push(reject(
-                Status::Unresolved,
-                &l.licence,
-                format!(
-                    "SDA {sda} of the input is not the portal's '{}' for {}",
-                    l.sda, l.licence
-                ),
-            ));
-            continue;
-        }
-        for (service, licence) in matches {
-            if let Some(first) = requested_on.get(&licence.licence) {
+            LicenceSelector::All => phones.collect(),
+            LicenceSelector::One(wanted) => {
+                let named: Vec<_> = phones.filter(|(_, _, l)| l.licence == *wanted).collect();
+                // An SDA given in the input picks one phone among several
+                // that show the same reference; for one phone it must agree.
+                let picked: Vec<_> = match &row.sda {
+                    Some(sda) if named.len() > 1 => named
+                        .iter()
+                        .filter(|(_, _, l)| phone::same_number(sda, &l.sda))
+                        .cloned()
+                        .collect(),
+                    _ => named.clone(),
+                };
+                match (picked.len(), named.len()) {
+                    (_, 0) => {
+                        rejected.push(reject(
+                            Status::Unresolved,
+                            wanted,
+                            format!(
+                                "licence {wanted} is not among the {total} licences of client {}",
+                                row.client_ref
+                            ),
+                        ));
+                        continue;
+                    }
+                    (1, _) => {
+                        let (_, _, l) = &picked[0];
+                        if let Some(sda) = &row.sda
+                            && !phone::same_number(sda, &l.sda)
+                        {
+                            rejected.push(reject(
+                                Status::Unresolved,
+                                &l.licence,
+                                format!(
+                                    "SDA {sda} of the input is not the portal's '{}' for {}",
+                                    l.sda, l.licence
+                                ),
+                            ));
+                            continue;
+                        }
+                        picked
+                    }
+                    (_, n) => {
+                        let candidates: Vec<String> = named
+                            .iter()
+                            .map(|(_, s, l)| {
+                                format!(
+                                    "service {}, SDA {}, '{}'",
+                                    s.service_ref,
+                                    if l.sda.is_empty() { "none" } else { &l.sda },
+                                    l.name
+                                )
+                            })
+                            .collect();
+                        rejected.push(reject(
+                            Status::Unresolved,
+                            wanted,
+                            format!(
+                                "ambiguous: licence {wanted} is shown for {n} phones ({}); add the service_ref or sda column to pick one",
+                                candidates.join("; ")
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        for (id, service, licence) in chosen {
+            if let Some(first) = requested_on.get(&id) {
                 rejected.push(reject(
                     Status::Duplicate,
                     &licence.licence,
@@ -384,7 +428,7 @@ fn match_client(
                 ));
                 continue;
             }
-            requested_on.insert(licence.licence.clone(), row.line);
+            requested_on.insert(id, row.line);
             targets.push(Target {
                 line: row.line,
                 client_ref: service.client_ref.clone(),
@@ -724,4 +768,209 @@ async fn reset_one(
             fatal: false,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use url::Url;
+
+    fn service(reference: &str, client: &str) -> ServiceRow {
+        ServiceRow {
+            service_ref: reference.into(),
+            client_ref: client.into(),
+            page: Url::parse("https://portal.example/s").unwrap(),
+        }
+    }
+
+    fn phone(licence: &str, sda: &str, name: &str) -> LicenceRow {
+        LicenceRow {
+            licence: licence.into(),
+            licence_type: "Licence simple".into(),
+            sda: sda.into(),
+            name: name.into(),
+            detail: Url::parse("https://portal.example/d").unwrap(),
+        }
+    }
+
+    fn row(line: u64, licence: &str, service_ref: Option<&str>, sda: Option<&str>) -> InputRow {
+        InputRow {
+            line,
+            client_ref: "4021".into(),
+            service_ref: service_ref.map(str::to_string),
+            licence: if licence == "*" {
+                LicenceSelector::All
+            } else {
+                LicenceSelector::One(licence.into())
+            },
+            sda: sda.map(str::to_string),
+        }
+    }
+
+    /// Client 4021: service SRV1 with FPC1, FPC12 and FPC2 shown twice (two
+    /// phones, one reference); service SRV2 with FPC3 and FPC1 again.
+    fn portal() -> ClientServices {
+        Ok(vec![
+            (
+                service("SRV1", "4021"),
+                vec![
+                    phone("FPC1", "01 84 00 00 01", "Accueil"),
+                    phone("FPC12", "", "Fax"),
+                    phone("FPC2", "01 84 00 00 02", "Atelier"),
+                    phone("FPC2", "01 84 00 00 03", "Atelier bis"),
+                ],
+            ),
+            (
+                service("SRV2", "4021"),
+                vec![
+                    phone("FPC3", "01 84 00 00 04", "Bureau"),
+                    phone("FPC1", "01 84 00 00 05", "Direction"),
+                ],
+            ),
+        ])
+    }
+
+    /// (targets as "service licence sda", rejected as "line status licence detail").
+    fn resolve(rows: &[InputRow]) -> (Vec<String>, Vec<String>) {
+        let rows: Vec<&InputRow> = rows.iter().collect();
+        let found = match_client(&rows, &portal(), &mut HashMap::new());
+        (
+            found
+                .targets
+                .iter()
+                .map(|t| format!("{} {} {}", t.service_ref, t.licence.licence, t.licence.sda))
+                .collect(),
+            found
+                .rejected
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} {} {}",
+                        r.line,
+                        r.status.as_str(),
+                        r.licence,
+                        r.detail
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn rows_match_phones_exactly_or_not_at_all() {
+        struct Case {
+            what: &'static str,
+            rows: Vec<InputRow>,
+            targets: &'static [&'static str],
+            rejected: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                what: "a reference that is a prefix of another is not that other",
+                rows: vec![row(2, "FPC12", None, None)],
+                targets: &["SRV1 FPC12 "],
+                rejected: &[],
+            },
+            Case {
+                what: "one licence in two services needs its service",
+                rows: vec![row(2, "FPC1", None, None)],
+                targets: &[],
+                rejected: &["2 unresolved FPC1 ambiguous: licence FPC1 is shown for 2 phones"],
+            },
+            Case {
+                what: "service_ref picks the service",
+                rows: vec![row(2, "FPC1", Some("SRV2"), None)],
+                targets: &["SRV2 FPC1 01 84 00 00 05"],
+                rejected: &[],
+            },
+            Case {
+                what: "or the SDA picks the phone",
+                rows: vec![row(2, "FPC1", None, Some("+33184000001"))],
+                targets: &["SRV1 FPC1 01 84 00 00 01"],
+                rejected: &[],
+            },
+            Case {
+                what: "one reference for two phones of one service is ambiguous",
+                rows: vec![row(2, "FPC2", Some("SRV1"), None)],
+                targets: &[],
+                rejected: &[
+                    "2 unresolved FPC2 ambiguous: licence FPC2 is shown for 2 phones (service SRV1, SDA 01 84 00 00 02, 'Atelier'; service SRV1, SDA 01 84 00 00 03, 'Atelier bis')",
+                ],
+            },
+            Case {
+                what: "an SDA that is neither phone's leaves it ambiguous",
+                rows: vec![row(2, "FPC2", None, Some("0184000009"))],
+                targets: &[],
+                rejected: &["2 unresolved FPC2 ambiguous"],
+            },
+            Case {
+                what: "* takes every phone of every service, twins included",
+                rows: vec![row(2, "*", None, None)],
+                targets: &[
+                    "SRV1 FPC1 01 84 00 00 01",
+                    "SRV1 FPC12 ",
+                    "SRV1 FPC2 01 84 00 00 02",
+                    "SRV1 FPC2 01 84 00 00 03",
+                    "SRV2 FPC3 01 84 00 00 04",
+                    "SRV2 FPC1 01 84 00 00 05",
+                ],
+                rejected: &[],
+            },
+            Case {
+                what: "* with a service_ref takes that service only",
+                rows: vec![row(2, "*", Some("SRV2"), None)],
+                targets: &["SRV2 FPC3 01 84 00 00 04", "SRV2 FPC1 01 84 00 00 05"],
+                rejected: &[],
+            },
+            Case {
+                what: "a phone asked for twice is reset once",
+                rows: vec![row(2, "FPC3", None, None), row(3, "*", Some("SRV2"), None)],
+                targets: &["SRV2 FPC3 01 84 00 00 04", "SRV2 FPC1 01 84 00 00 05"],
+                rejected: &["3 duplicate FPC3 already requested on line 2"],
+            },
+            Case {
+                what: "a wrong SDA for the one phone is refused",
+                rows: vec![row(2, "FPC3", None, Some("0184000001"))],
+                targets: &[],
+                rejected: &["2 unresolved FPC3 SDA 0184000001 of the input is not the portal's"],
+            },
+            Case {
+                what: "an unknown licence or service is unresolved",
+                rows: vec![row(2, "FPC9", None, None), row(3, "*", Some("SRV9"), None)],
+                targets: &[],
+                rejected: &[
+                    "2 unresolved FPC9 licence FPC9 is not among the 6 licences",
+                    "3 unresolved * client 4021 has no MetaCentrex service SRV9 (it has: SRV1, SRV2)",
+                ],
+            },
+        ];
+        for case in cases {
+            let (targets, rejected) = resolve(&case.rows);
+            assert_eq!(targets, case.targets, "{}", case.what);
+            assert_eq!(
+                rejected.len(),
+                case.rejected.len(),
+                "{}: {rejected:?}",
+                case.what
+            );
+            for (got, wanted) in rejected.iter().zip(case.rejected) {
+                assert!(got.starts_with(wanted), "{}: {got}", case.what);
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_the_portal_could_not_read_or_without_service_is_unresolved() {
+        let rows = [row(2, "*", None, None)];
+        let rows: Vec<&InputRow> = rows.iter().collect();
+        let none = match_client(&rows, &Ok(Vec::new()), &mut HashMap::new());
+        assert!(none.rejected[0].detail.contains("no MetaCentrex service"));
+        let failed = match_client(
+            &rows,
+            &Err(PortalError::SessionLoop(4)),
+            &mut HashMap::new(),
+        );
+        assert!(failed.rejected[0].detail.starts_with("portal error"));
+        assert!(none.targets.is_empty() && failed.targets.is_empty());
+    }
 }

@@ -170,6 +170,10 @@ pub struct JournalMark {
     pub client_ref: String,
     pub service_ref: String,
     pub licence: String,
+    /// The phone's number as the users table showed it: with the references,
+    /// what tells two phones apart that show one licence reference.
+    #[serde(default)]
+    pub sda: String,
     pub reset_at: String,
 }
 
@@ -247,6 +251,7 @@ impl Journal {
             client_ref: record.client_ref.clone(),
             service_ref: record.service_ref.clone(),
             licence: record.licence.clone(),
+            sda: record.sda.clone(),
             reset_at: record.reset_at.clone(),
         };
         let mut entry = format!(

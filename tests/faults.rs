@@ -551,3 +551,64 @@ fn max_failures_stops_the_run() {
     );
     assert!(sim.resets().is_empty());
 }
+
+#[test]
+fn resume_tells_apart_two_phones_that_show_one_reference() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--twins", "--latency-ms", "20"]);
+    let mut ds =
+        sip_rotate::sim::dataset::Dataset::generate(&sip_rotate::sim::dataset::DatasetSpec {
+            seed: 1,
+            clients: 12,
+            licences_per_client: 8,
+        });
+    ds.plant_twins();
+    let first = ds.clients[0].reference.clone();
+    let input = dir.path().join("twins.csv");
+    std::fs::write(&input, format!("client_ref,licence\n{first},*\n")).unwrap();
+    let output = dir.path().join("out.age");
+    // Interrupted once the canary, the first of the twins, is reset.
+    let mut child = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "40"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_resets(&sim, 1);
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--resume", "--rate", "40"]),
+        0,
+    );
+    // Every phone of the client reset exactly once, the second twin included.
+    let truth = sim.resets();
+    let mut keys: Vec<&str> = truth.iter().map(|t| t.key.as_str()).collect();
+    keys.sort();
+    let mut wanted: Vec<&str> = ds
+        .licences
+        .iter()
+        .filter(|l| ds.client_of_service(l.service).reference == first)
+        .map(|l| l.key.as_str())
+        .collect();
+    wanted.sort();
+    assert_eq!(keys, wanted);
+    // And both twins' passwords are recoverable, each beside its own number.
+    let journal = journal_of(&output);
+    let mut rows = decrypt(&id, &journal);
+    rows.extend(decrypt(&id, &output));
+    for t in truth
+        .iter()
+        .filter(|t| t.licence == ds.licences[0].reference)
+    {
+        assert!(
+            rows.iter().any(|r| r["password"] == t.password
+                && sip_rotate::phone::same_number(&r["sda"], &t.sda)),
+            "twin {} lost",
+            t.key
+        );
+    }
+}

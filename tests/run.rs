@@ -446,3 +446,100 @@ fn the_demo_runs_the_sample_end_to_end() {
     }
     std::fs::remove_dir_all(folder).unwrap();
 }
+
+#[test]
+fn one_reference_shown_for_two_phones_is_never_resolved_silently() {
+    let mut ds = dataset();
+    ds.plant_twins();
+    let first = ds.clients[0].reference.clone();
+    let third = ds.clients[2].reference.clone();
+    let twin = ds.licences[0].reference.clone();
+    let across = ds
+        .licences
+        .iter()
+        .find(|l| ds.client_of_service(l.service).reference == third)
+        .unwrap();
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--twins"]);
+
+    // Explicitly, the twin reference is ambiguous: nothing is reset.
+    let input = dir.path().join("explicit.csv");
+    std::fs::write(&input, format!("client_ref,licence\n{first},{twin}\n")).unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("none.age"), &public)
+            .args(["--yes", "--rate", "50"]),
+        2,
+    );
+    let twins: Vec<_> = ds.licences.iter().filter(|l| l.reference == twin).collect();
+    assert_eq!(twins.len(), 2);
+    assert!(stderr.contains("ambiguous"), "{stderr}");
+    for t in &twins {
+        assert!(
+            stderr.contains(&t.sda),
+            "every candidate is named: {stderr}"
+        );
+    }
+    assert!(sim.resets().is_empty());
+
+    // `*` resets both phones, and the same reference of another client is
+    // another phone, not a duplicate.
+    let input = dir.path().join("all.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "client_ref,licence\n{first},*\n{third},{}\n",
+            across.reference
+        ),
+    )
+    .unwrap();
+    let output = dir.path().join("out.age");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "50"]),
+        0,
+    );
+    let wanted: HashSet<String> = ds
+        .licences
+        .iter()
+        .filter(|l| ds.client_of_service(l.service).reference == first)
+        .chain([across])
+        .map(|l| l.key.clone())
+        .collect();
+    let truth = sim.resets();
+    let reset: HashSet<String> = truth.iter().map(|t| t.key.clone()).collect();
+    assert_eq!(reset, wanted);
+    assert_eq!(truth.len(), wanted.len(), "each phone once");
+    // Each phone's row holds that phone's password, told apart by its SDA.
+    let rows = decrypt(&identity, &output);
+    assert_eq!(rows.len(), wanted.len());
+    for t in &truth {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r["licence"] == t.licence
+                    && r["client_ref"] == t.client_ref
+                    && sip_rotate::phone::same_number(&r["sda"], &t.sda)
+            })
+            .unwrap_or_else(|| panic!("no row for {} {}", t.licence, t.sda));
+        assert_eq!(row["password"], t.password, "{}", t.key);
+    }
+
+    // With its SDA, the explicit row picks one of the twins.
+    let input = dir.path().join("picked.csv");
+    let picked = twins[1];
+    std::fs::write(
+        &input,
+        format!("client_ref,licence,sda\n{first},{twin},{}\n", picked.sda),
+    )
+    .unwrap();
+    exits_with(
+        run_cmd(&sim, &input, &dir.path().join("picked.age"), &public)
+            .args(["--yes", "--rate", "50"]),
+        0,
+    );
+    let last = sim.resets().pop().unwrap();
+    assert_eq!(last.key, picked.key);
+}

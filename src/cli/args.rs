@@ -213,6 +213,9 @@ pub struct SimArgs {
     /// Append every secret handed out (session id, form token, new password) to this file, one per line.
     #[arg(long, value_name = "FILE")]
     pub handed_out: Option<PathBuf>,
+    /// Show one licence reference for two phones: twice in one users table, and for two clients.
+    #[arg(long)]
+    pub twins: bool,
     /// Hostile portal: send the login form to this URL instead.
     #[arg(long, value_name = "URL")]
     pub hostile_login_action: Option<String>,

@@ -11,7 +11,7 @@ use crate::runner::{self, ResetSettings, Sink, Target};
 use crate::vault::{self, Journal, Output};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,20 +154,21 @@ fn stop_on_signals(stop: CancellationToken) {
 /// The licences that the interrupted run already reset (`--resume`): their
 /// passwords are in the journal, and they are not reset again.
 struct Resumed {
-    done: HashSet<String>,
+    /// Phones in the journal, and how many entries each has: a portal may
+    /// show one reference for two phones, even with one number.
+    done: HashMap<PhoneKey, usize>,
     journal: PathBuf,
     earlier: usize,
 }
 
 impl Resumed {
     fn read(config: &RunConfig) -> Result<Resumed> {
-        let mut done = HashSet::new();
+        let mut done = HashMap::new();
         if config.resume {
-            done.extend(
-                vault::journal_marks(&config.journal)?
-                    .into_iter()
-                    .map(|m| m.licence),
-            );
+            for m in vault::journal_marks(&config.journal)? {
+                let key = PhoneKey::new(&m.client_ref, &m.service_ref, &m.licence, &m.sda);
+                *done.entry(key).or_default() += 1;
+            }
         }
         Ok(Resumed {
             done,
@@ -178,8 +179,15 @@ impl Resumed {
 
     /// `Some(target)` to reset it; `None`, with its report row, if it was done before.
     fn keep(&mut self, target: Target, report: &mut Vec<ReportRow>) -> Option<Target> {
-        if !self.done.contains(&target.licence.licence) {
-            return Some(target);
+        let key = PhoneKey::new(
+            &target.client_ref,
+            &target.service_ref,
+            &target.licence.licence,
+            &target.licence.sda,
+        );
+        match self.done.get_mut(&key) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => return Some(target),
         }
         self.earlier += 1;
         let detail = format!(
@@ -188,6 +196,21 @@ impl Resumed {
         );
         report.push(target.report(Status::Reset, detail, 0, 0));
         None
+    }
+}
+
+/// A phone as the journal names it in clear: client, service, licence and number.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PhoneKey(String, String, String, String);
+
+impl PhoneKey {
+    fn new(client_ref: &str, service_ref: &str, licence: &str, sda: &str) -> PhoneKey {
+        PhoneKey(
+            client_ref.into(),
+            service_ref.into(),
+            licence.into(),
+            crate::phone::canonical(sda),
+        )
     }
 }
 

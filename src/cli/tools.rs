@@ -107,6 +107,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
         truth: args.truth.clone(),
         access_log: args.access_log.clone(),
         handed_out: args.handed_out.clone(),
+        twins: args.twins,
         hostile: crate::sim::Hostile {
             login_action: args.hostile_login_action.clone(),
             confirm_redirect: args.hostile_confirm_redirect.clone(),

@@ -40,7 +40,11 @@ pub struct Service {
 
 #[derive(Debug, Clone)]
 pub struct Licence {
+    /// What the portal shows in the `Licence` column.
     pub reference: String,
+    /// What the simulator's URLs name the licence by: its reference, except
+    /// for a twin (`plant_twins`), which keeps its own.
+    pub key: String,
     pub licence_type: &'static str,
     pub sda: String,
     pub name: String,
@@ -158,6 +162,7 @@ impl Dataset {
                 };
                 ds.licences.push(Licence {
                     reference: format!("FPC{next_licence}"),
+                    key: format!("FPC{next_licence}"),
                     licence_type,
                     sda,
                     name,
@@ -170,7 +175,7 @@ impl Dataset {
             .licences
             .iter()
             .enumerate()
-            .map(|(i, l)| (l.reference.clone(), i))
+            .map(|(i, l)| (l.key.clone(), i))
             .collect();
         ds.by_service = ds
             .services
@@ -185,12 +190,38 @@ impl Dataset {
         ds
     }
 
+    /// Plants the portal's worst trap: one licence reference shown for two
+    /// phones. The second licence of the first client becomes a twin of its
+    /// first (same service, another SDA), and the first licence of the third
+    /// client shows the reference of the first client's third (another
+    /// client). Twins keep their own keys, so their pages stay apart.
+    pub fn plant_twins(&mut self) {
+        let first = &self.of_service[self.licences[0].service];
+        let (a, b) = (first[0], first[1]);
+        let other = (0..self.licences.len())
+            .find(|&i| self.services[self.licences[i].service].client == 2)
+            .expect("a third client");
+        let c = (0..self.licences.len())
+            .filter(|&i| self.services[self.licences[i].service].client == 0)
+            .nth(2)
+            .expect("three licences for the first client");
+        for (twin, of, sda) in [(b, a, "01 84 99 00 01"), (other, c, "01 84 99 00 02")] {
+            self.licences[twin].reference = self.licences[of].reference.clone();
+            self.licences[twin].licence_type = self.licences[of].licence_type;
+            self.licences[twin].sda = sda.to_string();
+        }
+        if self.licences[a].sda.is_empty() {
+            self.licences[a].sda = "01 84 99 00 00".into();
+        }
+    }
+
     pub fn client_of_service(&self, service: usize) -> &Client {
         &self.clients[self.services[service].client]
     }
 
-    pub fn licence_index(&self, reference: &str) -> Option<usize> {
-        self.by_licence.get(reference).copied()
+    /// The licence a URL names, by its key.
+    pub fn licence_index(&self, key: &str) -> Option<usize> {
+        self.by_licence.get(key).copied()
     }
 
     pub fn service_index(&self, reference: &str) -> Option<usize> {

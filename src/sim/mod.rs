@@ -62,6 +62,8 @@ pub struct SimConfig {
     pub handed_out: Option<PathBuf>,
     /// What a hostile portal does; nothing by default.
     pub hostile: Hostile,
+    /// One licence reference for two phones (`Dataset::plant_twins`).
+    pub twins: bool,
 }
 
 /// Misbehaviours of a hostile or compromised portal, for the tests of what
@@ -97,6 +99,7 @@ impl SimConfig {
             access_log: None,
             handed_out: None,
             hostile: Hostile::default(),
+            twins: false,
         }
     }
 }
@@ -187,7 +190,10 @@ impl Simulator {
             )),
             None => None,
         };
-        let ds = Dataset::generate(&cfg.dataset);
+        let mut ds = Dataset::generate(&cfg.dataset);
+        if cfg.twins {
+            ds.plant_twins();
+        }
         let listener = TcpListener::bind(addr).await?;
         let shared = Arc::new(Shared {
             state: Mutex::new(PortalState {
@@ -419,6 +425,8 @@ impl Shared {
         if let Some(f) = self.truth.lock().unwrap().as_mut() {
             let line = serde_json::json!({
                 "licence": l.reference,
+                "key": l.key,
+                "sda": l.sda,
                 "client_ref": self.ds.clients[service.client].reference,
                 "service_ref": service.reference,
                 "password": password,

@@ -433,7 +433,7 @@ pub fn users(
         .iter()
         .map(|&i| {
             let l = &ds.licences[i];
-            let detail = esc(&v.url(&Route::Detail(l.reference.clone())));
+            let detail = esc(&v.url(&Route::Detail(l.key.clone())));
             let licence = format!(
                 "<a href=\"{detail}\">{}</a><br>{}",
                 esc(&l.reference),
@@ -529,7 +529,7 @@ pub fn detail(v: Variant, ds: &Dataset, i: usize, token: &str, notice: Option<St
     };
     let n = v.names();
     let licence_field = if v == Variant::Modern {
-        hidden(n.licence, &l.reference)
+        hidden(n.licence, &l.key)
     } else {
         String::new()
     };
@@ -537,7 +537,7 @@ pub fn detail(v: Variant, ds: &Dataset, i: usize, token: &str, notice: Option<St
         "{}<h1>Détails de l'utilisateur</h1><h3>Informations</h3>{infos}<h3>Options</h3><p>Option standardiste Non</p>\
          <form method=\"post\" action=\"{}\">{}{licence_field}{}</form><a href=\"{}\">Fermer</a>",
         notice.unwrap_or_default(),
-        esc(&v.url(&Route::Reset(l.reference.clone()))),
+        esc(&v.url(&Route::Reset(l.key.clone()))),
         hidden(n.token, token),
         button(
             v,
@@ -564,14 +564,14 @@ pub fn confirm(v: Variant, ds: &Dataset, i: usize, token: &str) -> String {
         ),
     };
     let licence_field = if v == Variant::Modern {
-        hidden(n.licence, &l.reference)
+        hidden(n.licence, &l.key)
     } else {
         String::new()
     };
     let body = format!(
         "<h1>Réinitialiser mot de passe SIP</h1>{number}<p class=\"warning\">Si vous validez votre choix, votre service sera interrompu. Vous devrez re-configurer votre poste avant de pouvoir le ré-utiliser.</p>\
          <form method=\"post\" action=\"{}\">{}{licence_field}{}</form><a href=\"{}\">Annuler</a>",
-        esc(&v.url(&Route::Confirm(l.reference.clone()))),
+        esc(&v.url(&Route::Confirm(l.key.clone()))),
         hidden(n.token, token),
         button(
             v,
@@ -582,7 +582,7 @@ pub fn confirm(v: Variant, ds: &Dataset, i: usize, token: &str) -> String {
             },
             "confirmer"
         ),
-        esc(&v.url(&Route::Detail(l.reference.clone())))
+        esc(&v.url(&Route::Detail(l.key.clone())))
     );
     layout(v, "Confirmation", true, &body)
 }

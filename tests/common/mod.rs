@@ -114,6 +114,9 @@ fn rand_suffix() -> u64 {
 #[derive(Debug, Clone)]
 pub struct TruthLine {
     pub licence: String,
+    /// What the simulator names the phone by (its reference, but for twins).
+    pub key: String,
+    pub sda: String,
     pub client_ref: String,
     pub password: String,
 }
@@ -128,6 +131,8 @@ pub fn read_truth(path: &Path) -> Vec<TruthLine> {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             TruthLine {
                 licence: v["licence"].as_str().unwrap().into(),
+                key: v["key"].as_str().unwrap().into(),
+                sda: v["sda"].as_str().unwrap().into(),
                 client_ref: v["client_ref"].as_str().unwrap().into(),
                 password: v["password"].as_str().unwrap().into(),
             }
