@@ -8,6 +8,7 @@
 //! writes what happened. `sim` is the simulated portal for tests and demos.
 
 pub mod cli;
+pub mod files;
 pub mod input;
 pub mod phone;
 pub mod portal;

@@ -12,6 +12,7 @@
 //! with mode 0600 and renamed when complete: nothing half-written ever
 //! carries the output's name.
 
+use crate::files;
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -190,9 +191,7 @@ pub struct Journal {
 
 /// The journal's name for an output.
 pub fn journal_path(output: &Path) -> PathBuf {
-    let mut name = output.as_os_str().to_owned();
-    name.push(".journal");
-    PathBuf::from(name)
+    files::with_suffix(output, ".journal")
 }
 
 impl Journal {
@@ -202,9 +201,10 @@ impl Journal {
             .append(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(io_err(path))?;
-        sync_dir(path);
+        files::sync_dir(path);
         Ok(Journal {
             path: path.to_path_buf(),
             file,
@@ -215,11 +215,7 @@ impl Journal {
 
     /// Opens an existing journal to add to it (`--resume`).
     pub fn reopen(path: &Path) -> Result<Journal, VaultError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err(path))?;
+        let mut file = files::open_append(path).map_err(io_err(path))?;
         let mut last = [0u8; 1];
         let cut = match file.seek(SeekFrom::End(-1)) {
             Ok(_) => {
@@ -345,7 +341,7 @@ impl Output {
                 ),
             });
         }
-        let dir = folder_of(path);
+        let dir = files::folder_of(path);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -408,7 +404,7 @@ impl Output {
         tmp.as_file().sync_all().map_err(io_err(&path))?;
         tmp.persist_noclobber(&path)
             .map_err(|e| io_err(&path)(e.error))?;
-        sync_dir(&path);
+        files::sync_dir(&path);
         Ok(path)
     }
 }
@@ -424,21 +420,6 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-    }
-}
-
-/// The folder a file is in (`.` for a bare file name).
-pub fn folder_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
-
-/// Makes a file's creation or renaming durable.
-fn sync_dir(path: &Path) {
-    if let Ok(d) = File::open(folder_of(path)) {
-        let _ = d.sync_all();
     }
 }
 
@@ -463,48 +444,76 @@ pub fn read_identities(
     Ok(all)
 }
 
-fn decrypt_bytes(
+/// Decrypts one age stream (armored or not) into `out`, through a buffer
+/// wiped after use; returns the number of lines written.
+fn decrypt_stream(
     encrypted: impl BufRead,
     identities: &[Box<dyn age::Identity + Send + Sync>],
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
+    out: &mut dyn Write,
+) -> Result<usize, String> {
     let decryptor =
         age::Decryptor::new_buffered(ArmoredReader::new(encrypted)).map_err(|e| e.to_string())?;
     let mut reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
         .map_err(|e| e.to_string())?;
-    reader.read_to_end(out).map_err(|e| e.to_string())?;
-    Ok(())
+    let mut buffer = Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut lines = 0;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => return Ok(lines),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        lines += buffer[..n].iter().filter(|&&b| b == b'\n').count();
+        out.write_all(&buffer[..n]).map_err(|e| e.to_string())?;
+    }
 }
 
-/// Decrypts an output or a journal into CSV (header first); returns the number of rows.
+/// What `decrypt` gave back.
+#[derive(Debug, Default)]
+pub struct Decrypted {
+    /// CSV rows written, header excluded.
+    pub rows: usize,
+    /// The licences of journal entries that none of the identities opens
+    /// (encrypted to other recipients); every other entry was written.
+    pub unreadable: Vec<String>,
+}
+
+/// Decrypts an output or a journal into CSV (header first), streaming: the
+/// plaintext is never held whole in memory. A journal entry that these
+/// identities cannot open is named, and the others are still written.
 pub fn decrypt(
     path: &Path,
     identities: &[Box<dyn age::Identity + Send + Sync>],
     out: &mut dyn Write,
-) -> Result<usize, VaultError> {
+) -> Result<Decrypted, VaultError> {
     let fail = |message: String| VaultError::Decrypt {
         path: path.to_path_buf(),
         message,
     };
-    let mut plain = Zeroizing::new(Vec::new());
+    let mut done = Decrypted::default();
     if is_journal(path)? {
-        plain.extend_from_slice(OUTPUT_HEADER.as_bytes());
-        plain.push(b'\n');
+        out.write_all(OUTPUT_HEADER.as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(io_err(path))?;
         for (mark, block) in journal_entries(path)? {
-            decrypt_bytes(block.as_bytes(), identities, &mut plain)
-                .map_err(|e| fail(format!("journal entry for licence {}: {e}", mark.licence)))?;
+            // One entry at a time, so that a bad one does not spoil the rest.
+            let mut line = Zeroizing::new(Vec::new());
+            match decrypt_stream(block.as_bytes(), identities, &mut *line) {
+                Ok(n) => {
+                    out.write_all(&line).map_err(io_err(path))?;
+                    done.rows += n;
+                }
+                Err(_) => done.unreadable.push(mark.licence),
+            }
         }
     } else {
         let file = File::open(path).map_err(io_err(path))?;
-        decrypt_bytes(BufReader::new(file), identities, &mut plain).map_err(fail)?;
+        let lines = decrypt_stream(BufReader::new(file), identities, out).map_err(fail)?;
+        done.rows = lines.saturating_sub(1);
     }
-    out.write_all(&plain).map_err(io_err(path))?;
-    Ok(plain
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        .saturating_sub(1))
+    Ok(done)
 }
 
 /// Makes a new age identity; returns its secret text and its public key.

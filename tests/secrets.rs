@@ -73,3 +73,80 @@ fn logs_at_trace_level_carry_no_secret_in_text_or_json() {
         }
     }
 }
+
+/// Runs `command` with core dumps allowed (as `ulimit -c unlimited` would).
+fn with_core_dumps_allowed(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+            Ok(())
+        });
+    }
+}
+
+fn has_core(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("core"))
+}
+
+#[test]
+fn an_abort_leaves_no_core_dump_even_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--latency-ms", "300"]);
+    let (_, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let mut command = run_cmd(&sim, &input, &dir.path().join("out.age"), &public);
+    command
+        .arg("--yes")
+        .current_dir(&cwd)
+        .stderr(std::process::Stdio::null());
+    with_core_dumps_allowed(&mut command);
+    let mut child = command.spawn().unwrap();
+    // Well into the run: logged in and resolving.
+    while sim.pages_served().len() < 3 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut checked = 0;
+    // Readable by root only, once the process is not dumpable.
+    if let Ok(limits) = std::fs::read_to_string(format!("/proc/{}/limits", child.id())) {
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap();
+        assert_eq!(
+            core.split_whitespace().collect::<Vec<_>>()[4..6],
+            ["0", "0"],
+            "{core}"
+        );
+        checked += 1;
+    }
+    signal(&child, "-ABRT");
+    child.wait().unwrap();
+
+    // Where an aborted process that allows dumps leaves a core in its
+    // folder (core_pattern `core`), sip-rotate's abort must leave none.
+    let control = dir.path().join("control");
+    std::fs::create_dir(&control).unwrap();
+    let mut shell = std::process::Command::new("sh");
+    shell.args(["-c", "kill -ABRT $$"]).current_dir(&control);
+    with_core_dumps_allowed(&mut shell);
+    shell.status().unwrap();
+    if has_core(&control) {
+        assert!(!has_core(&cwd), "sip-rotate left a core dump");
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "neither /proc/PID/limits nor a core dump could be checked on this machine"
+    );
+}

@@ -328,7 +328,7 @@ impl RunConfig {
         // and a dated output name does not leave a new lock file every day.
         let lock = match &f.lock {
             Some(l) => cfg.resolve(l),
-            None => crate::vault::folder_of(&output).join(LOCK_NAME),
+            None => crate::files::folder_of(&output).join(LOCK_NAME),
         };
         let journal = crate::vault::journal_path(&output);
         if !args.yes && !interactive {

@@ -39,7 +39,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
 
     let identity_path = dir.join("identity.txt");
     let (secret, public) = vault::generate_identity();
-    let mut f = super::tools::create_private(&identity_path)?;
+    let mut f = crate::files::create_private(&identity_path)?;
     writeln!(f, "# public key: {public}\n{}", secret.expose_secret())?;
     drop(f);
     let input = dir.join("licences.csv");

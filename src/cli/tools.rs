@@ -4,29 +4,11 @@ use super::args::{DecryptArgs, KeygenArgs, SimArgs};
 use crate::sim::dataset::DatasetSpec;
 use crate::sim::routes::Variant;
 use crate::sim::{SimConfig, Simulator};
-use crate::vault;
+use crate::{files, vault};
 use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
-use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::process::ExitCode;
-
-/// Creates a file only its owner can read; refuses to replace one.
-pub fn create_private(path: &Path) -> Result<std::fs::File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot create {} (it must not exist already)",
-                path.display()
-            )
-        })
-}
 
 pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
     let (secret, public) = vault::generate_identity();
@@ -37,7 +19,12 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
     );
     match &args.output {
         Some(path) => {
-            let mut f = create_private(path)?;
+            let mut f = files::create_private(path).with_context(|| {
+                format!(
+                    "cannot create {} (it must not exist already)",
+                    path.display()
+                )
+            })?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             println!("{public}");
@@ -52,12 +39,17 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
 
 pub fn decrypt(args: DecryptArgs) -> Result<ExitCode> {
     let identities = vault::read_identities(&args.identities)?;
-    let rows = match &args.output {
+    let done = match &args.output {
         Some(path) => {
-            let mut f = create_private(path)?;
-            let rows = vault::decrypt(&args.file, &identities, &mut f)?;
-            f.sync_all()?;
-            rows
+            files::check_creatable(path)
+                .with_context(|| format!("cannot write the decrypted CSV to {}", path.display()))?;
+            // Complete or absent: a failure halfway leaves no partial plaintext.
+            let mut f = files::NewFile::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let done = vault::decrypt(&args.file, &identities, &mut f)?;
+            f.commit()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            done
         }
         None => {
             if std::io::stdout().is_terminal() {
@@ -68,7 +60,15 @@ pub fn decrypt(args: DecryptArgs) -> Result<ExitCode> {
             vault::decrypt(&args.file, &identities, &mut std::io::stdout().lock())?
         }
     };
-    eprintln!("{rows} rows decrypted from {}", args.file.display());
+    eprintln!("{} rows decrypted from {}", done.rows, args.file.display());
+    if !done.unreadable.is_empty() {
+        eprintln!(
+            "{} journal entries could not be decrypted with these identities (licences {}): they were encrypted to other recipients; add their identities with -i",
+            done.unreadable.len(),
+            done.unreadable.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
