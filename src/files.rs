@@ -126,10 +126,6 @@ impl NewFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Syncs the file and gives it its name, which must still be free.
     pub fn commit(self) -> io::Result<PathBuf> {
         self.temp.as_file().sync_all()?;

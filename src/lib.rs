@@ -3,16 +3,19 @@
 //! age-encrypted file.
 //!
 //! The pieces, in the order a run uses them: `input` reads the CSV,
-//! `portal` drives the portal like a browser, `runner` resolves then resets
-//! under a rate limit, `vault` journals and encrypts the passwords, `report`
-//! writes what happened. `sim` is the simulated portal for tests and demos.
+//! `portal` drives the portal like a browser, `rotation` is the run itself
+//! (resolve exactly, then reset under a rate limit) returning a typed
+//! outcome, `vault` journals and encrypts the passwords, `report` writes
+//! what happened. `cli` parses flags, calls the library and renders what it
+//! returns. `sim` is the simulated portal for tests and demos: it uses the
+//! client's types, and nothing but `cli` and the tests use it.
 
 pub mod cli;
-pub mod files;
-pub mod input;
+pub(crate) mod files;
+pub(crate) mod input;
 pub mod phone;
 pub mod portal;
-pub mod report;
-pub mod runner;
+pub(crate) mod report;
+pub mod rotation;
 pub mod sim;
-pub mod vault;
+pub(crate) mod vault;

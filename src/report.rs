@@ -1,10 +1,8 @@
-//! What happened to each requested licence, without secrets: the `--report`
-//! CSV (one row per licence, or per input line that did not resolve) and the
-//! summary printed at the end of a run.
+//! What happened to each requested licence, without secrets: the report
+//! CSV, one row per licence (or per input line that did not resolve).
 
-use std::fmt;
-use std::path::Path;
-use std::time::Duration;
+use crate::files::NewFile;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {
@@ -56,11 +54,13 @@ pub const REPORT_HEADER: [&str; 8] = [
     "detail",
 ];
 
-/// Writes the report; rows are sorted by input line.
-pub fn write(path: &Path, rows: &[ReportRow]) -> std::io::Result<()> {
+/// Writes the report, complete or not at all (mode 0600: it names clients
+/// and licences), rows sorted by input line. It never replaces a file unless
+/// `replace`, and never writes through a link.
+pub fn write(path: &Path, rows: &[ReportRow], replace: bool) -> std::io::Result<PathBuf> {
     let mut sorted: Vec<&ReportRow> = rows.iter().collect();
     sorted.sort_by_key(|r| r.line);
-    let mut w = csv::Writer::from_path(path)?;
+    let mut w = csv::Writer::from_writer(NewFile::create(path)?);
     w.write_record(REPORT_HEADER)?;
     for r in sorted {
         w.write_record([
@@ -74,95 +74,10 @@ pub fn write(path: &Path, rows: &[ReportRow]) -> std::io::Result<()> {
             &r.detail,
         ])?;
     }
-    w.flush()
-}
-
-/// Counts and rates for the end of a run.
-pub struct Summary {
-    pub counts: Vec<(Status, usize)>,
-    pub requests_login: u64,
-    pub requests_resolve: u64,
-    pub requests_reset: u64,
-    pub too_many_requests: u64,
-    pub retries: u64,
-    pub elapsed: Duration,
-    pub rate: f64,
-}
-
-impl Summary {
-    pub fn new(
-        rows: &[ReportRow],
-        stats: &crate::portal::Stats,
-        elapsed: Duration,
-        rate: f64,
-    ) -> Summary {
-        use crate::portal::transport::Phase;
-        let mut counts = Vec::new();
-        for s in [
-            Status::Reset,
-            Status::Failed,
-            Status::Unresolved,
-            Status::Duplicate,
-            Status::Skipped,
-            Status::Planned,
-        ] {
-            let n = rows.iter().filter(|r| r.status == s).count();
-            if n > 0 {
-                counts.push((s, n));
-            }
-        }
-        Summary {
-            counts,
-            requests_login: stats.requests(Phase::Login),
-            requests_resolve: stats.requests(Phase::Resolve),
-            requests_reset: stats.requests(Phase::Reset),
-            too_many_requests: stats
-                .too_many_requests
-                .load(std::sync::atomic::Ordering::Relaxed),
-            retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
-            elapsed,
-            rate,
-        }
-    }
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let counts: Vec<String> = self
-            .counts
-            .iter()
-            .map(|(s, n)| format!("{n} {}", s.as_str()))
-            .collect();
-        writeln!(
-            f,
-            "licences: {}",
-            if counts.is_empty() {
-                "none".into()
-            } else {
-                counts.join(", ")
-            }
-        )?;
-        let total = self.requests_login + self.requests_resolve + self.requests_reset;
-        let secs = self.elapsed.as_secs_f64();
-        writeln!(
-            f,
-            "portal requests: {total} (login {}, resolve {}, reset {}){}",
-            self.requests_login,
-            self.requests_resolve,
-            self.requests_reset,
-            match (self.too_many_requests, self.retries) {
-                (0, 0) => String::new(),
-                (slow, 0) => format!(", {slow} answered 429"),
-                (0, retried) => format!(", {retried} retried after a fault"),
-                (slow, retried) =>
-                    format!(", {slow} answered 429, {retried} retried after a fault"),
-            }
-        )?;
-        let achieved = if secs > 0.0 { total as f64 / secs } else { 0.0 };
-        write!(
-            f,
-            "elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {:.2}/s)",
-            self.rate
-        )
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    if replace {
+        file.commit_replacing()
+    } else {
+        file.commit()
     }
 }

@@ -37,6 +37,7 @@ fn run_with_config(config: &Path) -> Command {
         .arg(config)
         .env_remove("MYOPENIP_PASSWORD")
         .env_remove("MYOPENIP_LOGIN")
+        .env("XDG_STATE_HOME", config.parent().unwrap().join("state"))
         .stdin(Stdio::null());
     c
 }
@@ -117,29 +118,39 @@ fn flags_override_the_config_file() {
 }
 
 #[test]
-fn two_overlapping_runs_of_one_config_the_second_refuses() {
+fn two_runs_on_one_portal_account_never_overlap_whatever_their_folders() {
     let dir = tempfile::tempdir().unwrap();
     // A slow portal, so that the first run is still going when the second starts.
     let sim = Sim::start(dir.path(), &["--latency-ms", "200"]);
     let (_, public) = identity(dir.path());
-    let config = write_config(dir.path(), &sim, &public, "");
-    let mut first = run_with_config(&config)
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    for folder in ["a", "b"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+    }
+    let mut first = run_cmd(&sim, &input, &dir.path().join("a/out.age"), &public)
+        .arg("--yes")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lock = dir.path().join(".sip-rotate.lock");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&lock)
-        .unwrap_or_default()
-        .contains("pid")
-    {
+    while !locks(&sim).iter().any(|l| {
+        std::fs::read_to_string(l)
+            .unwrap_or_default()
+            .contains("pid")
+    }) {
         assert!(
             Instant::now() < deadline,
             "the first run never took the lock"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let second = run_with_config(&config).output().unwrap();
+    // Another output folder, the same portal account.
+    let pages_before = sim.pages_served().len();
+    let second = run_cmd(&sim, &input, &dir.path().join("b/out.age"), &public)
+        .arg("--yes")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(2), "{stderr}");
     assert!(
@@ -147,9 +158,30 @@ fn two_overlapping_runs_of_one_config_the_second_refuses() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&first.id().to_string()),
+        stderr.contains(&first.id().to_string()) && stderr.contains("a/out.age"),
         "names the holder: {stderr}"
     );
-    assert!(first.wait().unwrap().success());
+    assert!(
+        stderr.contains("one rotation per portal account"),
+        "{stderr}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
     assert_eq!(sim.resets().len(), 8, "only the first run reset anything");
+    assert!(!dir.path().join("b/out.age.journal").exists());
+    // The second asked the portal nothing: every login was the first run's.
+    let first_stderr = String::from_utf8_lossy(&first.stderr);
+    let sessions: u64 = first_stderr
+        .lines()
+        .find(|l| l.starts_with("portal requests:"))
+        .unwrap_or_default()
+        .split(", ")
+        .find_map(|part| {
+            part.strip_suffix(" sessions")
+                .or(part.strip_suffix(" session"))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no session count in {first_stderr}"));
+    assert!(sim.pages_served().len() > pages_before);
+    assert_eq!(sim.stop()["logins"], sessions);
 }

@@ -7,11 +7,25 @@ use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// Runs `command` under a pseudo-terminal, typing `answer`; returns (exit code, what the terminal showed).
-fn on_a_terminal(command: &str, answer: &str) -> Option<(i32, String)> {
+/// Whether `script(1)` is here; in CI (`SIP_ROTATE_REQUIRE_SCRIPT`) it must be.
+fn have_script() -> bool {
+    let here = Command::new("script").arg("--version").output().is_ok();
+    if !here && std::env::var_os("SIP_ROTATE_REQUIRE_SCRIPT").is_some() {
+        panic!("script(1) is required here (SIP_ROTATE_REQUIRE_SCRIPT): apt-get install bsdutils");
+    }
+    if !here {
+        eprintln!("no script(1) (util-linux): the terminal is not checked");
+    }
+    here
+}
+
+/// Runs `command` under a pseudo-terminal, typing `answer`; returns (exit
+/// code, what the terminal showed). Its runs keep their locks in `sim`'s state.
+fn on_a_terminal(sim: &Sim, command: &str, answer: &str) -> Option<(i32, String)> {
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", command, "/dev/null"])
         .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", &sim.state)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -32,8 +46,7 @@ fn on_a_terminal(command: &str, answer: &str) -> Option<(i32, String)> {
 
 #[test]
 fn on_a_terminal_it_asks_before_cutting_phones_off() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("no script(1) (util-linux): the terminal prompt is not checked");
+    if !have_script() {
         return;
     }
     let Setup {
@@ -51,7 +64,7 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
         )
     };
 
-    let (code, screen) = on_a_terminal(&command("no.age"), "n\n").unwrap();
+    let (code, screen) = on_a_terminal(&sim, &command("no.age"), "n\n").unwrap();
     assert!(
         screen.contains("About to reset 8 SIP passwords: 8 phones will be cut off"),
         "{screen}"
@@ -60,7 +73,7 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
     assert_eq!(code, 2);
     assert!(sim.resets().is_empty());
 
-    let (code, screen) = on_a_terminal(&command("yes.age"), "y\n").unwrap();
+    let (code, screen) = on_a_terminal(&sim, &command("yes.age"), "y\n").unwrap();
     assert_eq!(code, 0, "{screen}");
     assert_eq!(sim.resets().len(), 8);
     assert!(screen.contains("licences: 8 reset"), "{screen}");
@@ -75,8 +88,7 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
 /// hidden while it is written, then drawn again below it.
 #[test]
 fn warnings_do_not_break_into_the_progress_bar() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("no script(1) (util-linux): the progress bar is not checked");
+    if !have_script() {
         return;
     }
     // Half the confirmations lost: each one is a warning, then a new reset.
@@ -92,7 +104,7 @@ fn warnings_do_not_break_into_the_progress_bar() {
         sim.url,
         dir.path().join("out.age").display()
     );
-    let (code, screen) = on_a_terminal(&command, "").unwrap();
+    let (code, screen) = on_a_terminal(&sim, &command, "").unwrap();
     assert!(matches!(code, 0 | 1), "{screen}");
     assert!(
         screen.contains("resetting again"),

@@ -1,7 +1,7 @@
 //! Command-line flags as clap parses them, before any check. `config.rs`
 //! turns them into a validated configuration; nothing else reads them.
 
-use crate::sim::LoginProfile;
+use crate::portal::LoginProfile;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,10 +36,28 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// The profile chosen at login, as the portal words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Revendeur,
+    Operateur,
+}
+
+impl From<Profile> for LoginProfile {
+    fn from(p: Profile) -> LoginProfile {
+        match p {
+            Profile::Revendeur => LoginProfile::Reseller,
+            Profile::Operateur => LoginProfile::Operator,
+        }
+    }
 }
 
 /// How to reach and log in to the portal. Each of these may also come from
@@ -60,7 +78,7 @@ pub struct PortalArgs {
     pub password_file: Option<PathBuf>,
     /// The profile chosen at login [default: revendeur].
     #[arg(long, value_enum)]
-    pub profile: Option<LoginProfile>,
+    pub profile: Option<Profile>,
     /// Portal requests per second, for every request of the run [default: 2].
     #[arg(long, value_name = "REQ_PER_S")]
     pub rate: Option<f64>,
@@ -94,30 +112,33 @@ pub struct RunArgs {
     /// Write a CSV report without secrets, one row per licence; %Y, %m, %d... as for --output.
     #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
+    /// Replace the report file if it exists (never the file a link points to).
+    #[arg(long)]
+    pub overwrite_report: bool,
     /// Reset the rows that resolve even if others do not.
     #[arg(long)]
     pub skip_unresolved: bool,
     /// Do not ask before resetting (required without a terminal).
     #[arg(long)]
     pub yes: bool,
-    /// No progress bar and no summary; errors only.
+    /// Nothing on stderr when the run succeeds; the summary when it does not.
     #[arg(short, long)]
     pub quiet: bool,
     /// Continue an interrupted run: skip the licences already in OUTPUT.journal.
     #[arg(long)]
     pub resume: bool,
-    /// Licences reset first, alone; the run goes on only if they all succeed.
-    #[arg(long, value_name = "N", default_value = "1")]
-    pub canary: usize,
-    /// Stop the run after this many failed licences.
-    #[arg(long, value_name = "N", default_value = "10")]
-    pub max_failures: usize,
-    /// Resets tried per licence while the answer to Confirmer is lost (timeout, cut connection, 5xx).
-    #[arg(long, value_name = "N", default_value = "5")]
-    pub max_resets: u32,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Licences reset first, alone; the run goes on only if they all succeed [default: 1].
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
+    /// Stop the run after this many failed licences [default: 10].
+    #[arg(long, value_name = "N")]
+    pub max_failures: Option<usize>,
+    /// Resets tried per licence while the answer to Confirmer is lost (timeout, cut connection, 5xx) [default: 5].
+    #[arg(long, value_name = "N")]
+    pub max_resets: Option<u32>,
+    /// Log format on stderr: one JSON object per line with json [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -130,9 +151,12 @@ pub struct PlanArgs {
     /// Write the plan as a CSV report.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Replace the report file if it exists (never the file a link points to).
+    #[arg(long)]
+    pub overwrite_report: bool,
+    /// Log format on stderr: one JSON object per line with json [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -173,7 +197,7 @@ pub struct SimArgs {
     pub password: String,
     /// The profile the account must choose at login.
     #[arg(long, value_enum, default_value = "revendeur")]
-    pub profile: LoginProfile,
+    pub profile: Profile,
     /// Seed of the generated dataset.
     #[arg(long, value_name = "N", default_value = "1")]
     pub seed: u64,

@@ -1,26 +1,26 @@
 //! `sip-rotate demo`: the main job end to end on an embedded simulated
 //! portal. It makes a throw-away age identity, runs the `samples/` CSV
-//! through the same `execute` path as `run`, then shows where the result is,
-//! how to decrypt it, and a few rows with the passwords masked.
+//! through the same rotation and rendering as `run`, then shows where the
+//! result is, how to decrypt it, and a few rows with the passwords masked.
 
-use super::args::DemoArgs;
-use super::config::RunConfig;
-use super::run::{self, Exit};
+use super::Exit;
+use super::args::{DemoArgs, LogFormat};
+use super::settings::View;
 use crate::portal::labels::Labels;
-use crate::portal::{Credentials, Portal};
-use crate::sim::{LoginProfile, SimConfig, Simulator};
+use crate::portal::{Credentials, LoginProfile, PortalSettings};
+use crate::rotation::{self, Guard, Interruption, ReportFile};
+use crate::sim::{SimConfig, Simulator};
 use crate::vault::{self, Recipients};
 use anyhow::{Context, Result};
 use secrecy::{ExposeSecret, SecretString};
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// The sample CSV, which matches the simulator's default dataset.
 const SAMPLE: &str = include_str!("../../samples/licences.csv");
 
-pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
-    super::logging::init(super::args::LogFormat::Text, false);
+pub async fn demo(args: DemoArgs) -> Result<Exit> {
+    super::logging::init(LogFormat::Text, false);
     let dir = tempfile::Builder::new()
         .prefix("sip-rotate-demo-")
         .tempdir()?
@@ -59,44 +59,55 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
     );
     eprintln!();
 
-    let config = RunConfig {
-        input: input.clone(),
-        output: output.clone(),
-        journal: vault::journal_path(&output),
-        lock: dir.join("demo.lock"),
-        recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
-        report: Some(report.clone()),
-        skip_unresolved: false,
-        ask: false,
-        progress: std::io::stderr().is_terminal(),
-        quiet: false,
-        resume: false,
-        canary: 1,
-        max_failures: 10,
-        max_resets: 5,
-        workers: 4,
-        rate: args.rate,
-    };
-    let portal = Portal::new(
-        Labels::default(),
-        format!("http://{addr}/").parse()?,
-        Credentials {
-            login: "demo-revendeur".into(),
-            password: SecretString::from(portal_password),
-            profile: LoginProfile::Revendeur,
+    let settings = super::run::RunSettings {
+        rotation: rotation::Settings {
+            input: input.clone(),
+            output: output.clone(),
+            report: Some(ReportFile {
+                path: report.clone(),
+                replace: false,
+            }),
+            lock: dir.join("demo.lock"),
+            recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
+            read_files: Vec::new(),
+            guard: Guard {
+                canary: 1,
+                max_failures: 10,
+                max_resets: 5,
+            },
+            workers: 4,
+            skip_unresolved: false,
+            resume: false,
+            confirm: false,
         },
-        args.rate,
-        4,
-        Duration::from_secs(30),
-    );
-    let result = run::execute(config, portal).await;
+        portal: PortalSettings {
+            start: format!("http://{addr}/").parse()?,
+            credentials: Credentials {
+                login: "demo-revendeur".into(),
+                password: SecretString::from(portal_password),
+                profile: LoginProfile::Reseller,
+            },
+            labels: Labels::default(),
+            rate: args.rate,
+            concurrency: 4,
+            timeout: Duration::from_secs(30),
+        },
+        view: View {
+            quiet: false,
+            format: LogFormat::Text,
+            progress: std::io::stderr().is_terminal(),
+        },
+    };
+    let interruption = Interruption::default();
+    let result = super::run::rotate(settings, &interruption).await;
     let _ = stop_sim.send(());
     let _ = server.await;
-    let result = result?;
+    let exit = result?;
 
     eprintln!();
     eprintln!("report (no secrets): {}", report.display());
-    if let Some(path) = &result.output {
+    if output.exists() {
+        let path = &output;
         eprintln!("encrypted result:    {}", path.display());
         eprintln!();
         // The path of this very binary: after `cargo run` it is not on the PATH.
@@ -132,9 +143,5 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if result.exit == Exit::AllDone {
-        ExitCode::SUCCESS
-    } else {
-        result.exit.into()
-    })
+    Ok(exit)
 }

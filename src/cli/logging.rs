@@ -10,9 +10,10 @@
 //! request (method, URL path, status, time), without query, form or body.
 
 use super::args::LogFormat;
-use indicatif::ProgressBar;
+use indicatif::MultiProgress;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
@@ -20,18 +21,18 @@ use tracing_subscriber::{Layer, Registry};
 /// The variable that sets what is logged, in `EnvFilter` syntax.
 pub const LOG_VARIABLE: &str = "SIP_ROTATE_LOG";
 
-/// The progress bar on screen, if any: what else goes to stderr is written
-/// around it, not through it.
-static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+/// The progress bars on screen, if any: what else goes to stderr is written
+/// around them, not through them.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
 
-/// Shows `bar` until `hide_bar`; log lines go around it meanwhile.
-pub fn show_bar(bar: &ProgressBar) {
-    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+/// Shows `bars` until `hide_bars`; log lines go around them meanwhile.
+pub fn show_bars(bars: &MultiProgress) {
+    *BARS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bars.clone());
 }
 
-pub fn hide_bar() {
-    if let Some(bar) = BAR.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        bar.finish_and_clear();
+pub fn hide_bars() {
+    if let Some(bars) = BARS.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = bars.clear();
     }
 }
 
@@ -45,9 +46,9 @@ impl Write for AroundTheBar {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner());
-        match bar.as_ref() {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+        let bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
+        match bars.as_ref() {
+            Some(bars) => bars.suspend(|| std::io::stderr().write_all(buf)),
             None => std::io::stderr().write_all(buf),
         }
     }
@@ -72,6 +73,26 @@ fn ours(target: &str) -> bool {
     target == "sip_rotate" || target.starts_with("sip_rotate::")
 }
 
+/// Warnings and errors sip-rotate logged, shown or not: a quiet run counts
+/// them in its summary.
+static WARNINGS: AtomicU64 = AtomicU64::new(0);
+
+pub fn warnings() -> u64 {
+    WARNINGS.load(Ordering::Relaxed)
+}
+
+/// Counts sip-rotate's warnings and errors, whatever the filter shows.
+struct CountWarnings;
+
+impl<S: tracing::Subscriber> Layer<S> for CountWarnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if *meta.level() <= tracing::Level::WARN && ours(meta.target()) {
+            WARNINGS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Installs the subscriber. `quiet`: nothing unless `SIP_ROTATE_LOG` asks
 /// for it; otherwise sip-rotate's warnings and errors.
 pub fn init(format: LogFormat, quiet: bool) {
@@ -88,7 +109,9 @@ pub fn init(format: LogFormat, quiet: bool) {
     };
     // Not `init()`: that would also bridge the `log` crate, whose records
     // (page text, cookies) must go nowhere.
-    let _ = tracing::subscriber::set_global_default(Registry::default().with(layer));
+    let _ = tracing::subscriber::set_global_default(
+        Registry::default().with(layer).with(CountWarnings),
+    );
 }
 
 #[cfg(test)]

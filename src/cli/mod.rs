@@ -1,14 +1,41 @@
-//! The command line: flags (`args`), their checks (`config`), and the
-//! commands. Errors end here, printed once, with the exit code they mean.
+//! The command line: flags (`args`), merged once with the config file into
+//! checked settings (`settings`), the library called (`run`, `tools`,
+//! `demo`), what it returns shown (`render`, `logging`). The library's
+//! errors say what is wrong; the hints that say what to do are added here.
 
 pub mod args;
-pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod render;
 pub mod run;
+pub mod settings;
 pub mod tools;
 
+use crate::files::PathProblem;
+use crate::rotation::{FileRole, LockError, RotationError};
+use crate::vault::VaultError;
+use args::LogFormat;
 use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes, as the README lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every requested reset was done.
+    AllDone = 0,
+    /// The run went to its end, but not everything went well.
+    Partial = 1,
+    /// No `Confirmer` was sent: nothing was reset.
+    NothingDone = 2,
+    /// Stopped after resets began, or interrupted at any phase.
+    Aborted = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
 
 /// A core dump of this process would hold the new passwords and the portal
 /// password in clear: none is ever written. On Linux the process is also not
@@ -26,7 +53,6 @@ fn forbid_core_dumps() {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
 }
-use std::process::ExitCode;
 
 pub fn main() -> ExitCode {
     forbid_core_dumps();
@@ -38,29 +64,95 @@ pub fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return run::Exit::NothingDone.into();
+            return Exit::NothingDone.into();
         }
     };
-    let result = runtime.block_on(async {
+    let exit = runtime.block_on(async {
         match cli.command {
-            args::Command::Run(a) => run::run(a).await,
-            args::Command::Plan(a) => run::plan(a).await,
-            args::Command::Decrypt(a) => tools::decrypt(a),
-            args::Command::Keygen(a) => tools::keygen(a),
-            args::Command::Sim(a) => tools::sim(a).await,
-            args::Command::Demo(a) => demo::demo(a).await,
+            args::Command::Run(a) => run::run(a).await.0,
+            args::Command::Plan(a) => run::plan(a).await.0,
+            args::Command::Decrypt(a) => tools::decrypt(a).unwrap_or_else(text_refusal),
+            args::Command::Keygen(a) => tools::keygen(a).unwrap_or_else(text_refusal),
+            args::Command::Sim(a) => tools::sim(a).await.unwrap_or_else(text_refusal),
+            args::Command::Demo(a) => demo::demo(a).await.unwrap_or_else(text_refusal),
         }
     });
     // Leave tasks still waiting on the portal behind rather than waiting for them.
     runtime.shutdown_background();
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            match e.downcast_ref::<run::Aborted>() {
-                Some(_) => run::Exit::Aborted.into(),
-                None => run::Exit::NothingDone.into(),
-            }
-        }
+    exit.into()
+}
+
+fn text_refusal(e: anyhow::Error) -> Exit {
+    refused(LogFormat::Text, &e)
+}
+
+/// Shows an error that stopped a command before it did anything (exit 2).
+pub fn refused(format: LogFormat, e: &anyhow::Error) -> Exit {
+    render::error(format, &format!("{e:#}"), hint(e).as_deref());
+    Exit::NothingDone
+}
+
+/// What to do about an error, where the library's message alone does not say.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    if let Some(e) = e.downcast_ref::<RotationError>() {
+        return rotation_hint(e);
     }
+    e.downcast_ref::<VaultError>().and_then(vault_hint)
+}
+
+fn vault_hint(e: &VaultError) -> Option<String> {
+    Some(match e {
+        VaultError::IdentityAsRecipient | VaultError::IdentityInRecipientsFile { .. } => {
+            "give its public key instead: age-keygen -y FILE prints it (a sip-rotate keygen file names it on its 'public key' line); the identity stays with whoever decrypts".into()
+        }
+        VaultError::NoRecipient => {
+            "give one with -r/--recipient or -R/--recipients-file (or recipients in the --config file)".into()
+        }
+        VaultError::JournalInUse { .. } => "another sip-rotate run is using it: let it finish".into(),
+        _ => return None,
+    })
+}
+
+fn rotation_hint(e: &RotationError) -> Option<String> {
+    Some(match e {
+        RotationError::JournalExists(journal) => format!(
+            "run the same command with --resume to finish it (the licences in the journal are not reset again), \
+             or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
+            journal.display()
+        ),
+        RotationError::NoJournal(_) => {
+            "--resume finishes a run whose journal is there; without it, start a new run".into()
+        }
+        RotationError::RecipientsDiffer { .. } => {
+            "resume with the recipients the interrupted run had (-r/-R): one journal is readable with one set of identities".into()
+        }
+        RotationError::SameFile { .. } => "give each file its own name".into(),
+        RotationError::Path { role, problem } => match (role, problem) {
+            (FileRole::Report, PathProblem::Exists(_)) => {
+                "choose another --report, or add --overwrite-report to replace it".into()
+            }
+            (FileRole::Output, PathProblem::Exists(_)) => {
+                "choose another -o: that file may hold passwords (a name with %H%M%S makes each run's unique)".into()
+            }
+            (_, PathProblem::Symlink(_)) => {
+                "sip-rotate never writes through a symbolic link: remove it, or choose another name".into()
+            }
+            (_, PathProblem::NoFolder(folder)) => {
+                format!("create the folder first: mkdir -p {}", folder.display())
+            }
+            (_, PathProblem::ReadOnlyFolder(_)) => {
+                "run as a user who may write there, or choose another folder".into()
+            }
+            _ => return None,
+        },
+        RotationError::Lock(LockError::Held { .. }) => {
+            "one rotation per portal account at a time: let the other run finish".into()
+        }
+        RotationError::Lock(LockError::Foreign { path }) => format!(
+            "{} must be a file of this user: remove it, or set another lock in the --config file",
+            path.display()
+        ),
+        RotationError::Vault(v) => return vault_hint(v),
+        _ => return None,
+    })
 }

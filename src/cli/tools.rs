@@ -1,5 +1,6 @@
 //! `keygen`, `decrypt` and `sim`: the small commands around a run.
 
+use super::Exit;
 use super::args::{DecryptArgs, KeygenArgs, SimArgs};
 use crate::sim::dataset::DatasetSpec;
 use crate::sim::routes::Variant;
@@ -8,9 +9,8 @@ use crate::{files, vault};
 use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 
-pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
+pub fn keygen(args: KeygenArgs) -> Result<Exit> {
     let (secret, public) = vault::generate_identity();
     let text = format!(
         "# created: {}\n# public key: {public}\n{}\n",
@@ -34,10 +34,10 @@ pub fn keygen(args: KeygenArgs) -> Result<ExitCode> {
             std::io::stdout().write_all(text.as_bytes())?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::AllDone)
 }
 
-pub fn decrypt(args: DecryptArgs) -> Result<ExitCode> {
+pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
     let identities = vault::read_identities(&args.identities)?;
     let done = match &args.output {
         Some(path) => {
@@ -67,9 +67,9 @@ pub fn decrypt(args: DecryptArgs) -> Result<ExitCode> {
             done.unreadable.len(),
             done.unreadable.join(", ")
         );
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Partial);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::AllDone)
 }
 
 pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
@@ -87,7 +87,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
     Ok(SimConfig {
         login: args.login.clone(),
         password: args.password.clone(),
-        profile: args.profile,
+        profile: args.profile.into(),
         dataset: DatasetSpec {
             seed: args.seed,
             clients: args.clients,
@@ -115,7 +115,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
     })
 }
 
-pub async fn sim(args: SimArgs) -> Result<ExitCode> {
+pub async fn sim(args: SimArgs) -> Result<Exit> {
     let config = sim_config(&args)?;
     let sim = Simulator::bind(config, args.listen)
         .await
@@ -138,5 +138,5 @@ pub async fn sim(args: SimArgs) -> Result<ExitCode> {
         })
         .await;
     eprintln!("{counters}");
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::AllDone)
 }

@@ -14,7 +14,6 @@ pub mod labels;
 pub mod transport;
 
 use crate::phone;
-use crate::sim::LoginProfile;
 use html::{Form, FormError, find_link, find_table, is_label};
 use labels::Labels;
 use scraper::Html;
@@ -23,16 +22,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use transport::{Fetched, Phase, Req, Retry, Throttle, Transport, TransportError};
+use tokio_util::sync::CancellationToken;
+use transport::{Fetched, Req, Retry, Throttle, Transport};
 use url::Url;
 
-pub use transport::Stats;
+pub use transport::{Phase, Stats, TransportError};
+
+/// The profile chosen on the login page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginProfile {
+    /// `Revendeur`.
+    Reseller,
+    /// `MB / Opérateur`.
+    Operator,
+}
 
 /// How to log in.
 pub struct Credentials {
     pub login: String,
     pub password: SecretString,
     pub profile: LoginProfile,
+}
+
+/// Everything a portal client needs, checked by the caller.
+pub struct PortalSettings {
+    /// The first page; every request stays on its origin.
+    pub start: Url,
+    pub credentials: Credentials,
+    pub labels: Labels,
+    /// Requests per second, for every request.
+    pub rate: f64,
+    /// Sessions (and so requests in flight) at most.
+    pub concurrency: usize,
+    /// How long to wait for one answer.
+    pub timeout: Duration,
+}
+
+/// What cuts requests short. `reads` cancels every request that changes
+/// nothing on the portal (pages read, Détail, Réinitialiser, logins): they
+/// are dropped at once, waiting ones included. `confirmations` also cancels
+/// a `Confirmer` in flight and the page that would show its password.
+#[derive(Debug, Clone, Default)]
+pub struct Interruptions {
+    pub reads: CancellationToken,
+    pub confirmations: CancellationToken,
 }
 
 /// A MetaCentrex service found by a search.
@@ -130,6 +163,7 @@ struct Shared {
     throttle: Arc<Throttle>,
     /// Set once a login was refused: no browser tries again.
     login_refused: AtomicBool,
+    interruptions: Interruptions,
 }
 
 /// Who asks for a browser. Resets go first: a licence already resolved is
@@ -185,26 +219,22 @@ impl Drop for Lease {
 }
 
 impl Portal {
-    /// At most `concurrency` browsers, all behind one limiter of `rate` requests per second.
-    pub fn new(
-        labels: Labels,
-        start: Url,
-        credentials: Credentials,
-        rate: f64,
-        concurrency: usize,
-        timeout: Duration,
-    ) -> Portal {
+    /// At most `concurrency` browsers, all behind one limiter of `rate`
+    /// requests per second, their requests cut short by `interruptions`.
+    pub fn new(settings: PortalSettings, interruptions: Interruptions) -> Portal {
+        let concurrency = settings.concurrency.max(1);
         Portal {
             shared: Arc::new(Shared {
-                labels,
-                start,
-                credentials,
-                timeout,
-                throttle: Arc::new(Throttle::new(rate, concurrency)),
+                labels: settings.labels,
+                start: settings.start,
+                credentials: settings.credentials,
+                timeout: settings.timeout,
+                throttle: Arc::new(Throttle::new(settings.rate, concurrency)),
                 login_refused: AtomicBool::new(false),
+                interruptions,
             }),
             pool: Mutex::new(Pool {
-                unborn: concurrency.max(1),
+                unborn: concurrency,
                 idle: Vec::new(),
                 waiting: Default::default(),
             }),
@@ -234,6 +264,7 @@ impl Portal {
                     self.shared.throttle.clone(),
                     self.shared.timeout,
                     self.shared.start.origin(),
+                    self.shared.interruptions.clone(),
                 ) {
                     Ok(transport) => Ok(self.lent(Browser {
                         shared: self.shared.clone(),
@@ -355,8 +386,8 @@ impl Browser {
         let home = match login_form {
             Some(mut form) => {
                 let profile = match self.shared.credentials.profile {
-                    LoginProfile::Revendeur => &l.profile_reseller,
-                    LoginProfile::Operateur => &l.profile_operator,
+                    LoginProfile::Reseller => &l.profile_reseller,
+                    LoginProfile::Operator => &l.profile_operator,
                 };
                 let pairs = (|| {
                     form.fill(&l.login_field, &self.shared.credentials.login)?;
@@ -422,6 +453,11 @@ impl Browser {
             }
             Err(e) => Err(e),
             Ok(home) => {
+                self.shared
+                    .throttle
+                    .stats
+                    .sessions
+                    .fetch_add(1, Ordering::Relaxed);
                 self.my_services = Some(home.clone());
                 Ok(home)
             }
@@ -716,17 +752,29 @@ impl Browser {
             .prepare(licence, sda)
             .await
             .map_err(ResetError::NotDone)?;
-        // From here on the password may have changed: no failure is "not done".
+        // From here on the password may have changed: no failure is "not
+        // done", unless nothing was sent.
+        let before = self.transport.sent();
         let fetched = self
             .transport
             .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
             .await
-            .map_err(|e| ResetError::Unknown {
-                next: match e {
-                    TransportError::ForeignOrigin { .. } => AfterUnknown::StopRun,
-                    _ => AfterUnknown::ResetAgain,
+            .map_err(|e| match e {
+                TransportError::Interrupted if self.transport.sent() == before => {
+                    ResetError::NotDone(PortalError::Transport(e))
+                }
+                TransportError::Interrupted => ResetError::Unknown {
+                    reason: "interrupted after Confirmer was sent".into(),
+                    next: AfterUnknown::GiveUp,
                 },
-                reason: e.to_string(),
+                TransportError::ForeignOrigin { .. } => ResetError::Unknown {
+                    reason: e.to_string(),
+                    next: AfterUnknown::StopRun,
+                },
+                e => ResetError::Unknown {
+                    reason: e.to_string(),
+                    next: AfterUnknown::ResetAgain,
+                },
             })?;
         let doc = Html::parse_document(&fetched.body);
         let give_up = |reason: String| ResetError::Unknown {
@@ -785,16 +833,19 @@ mod tests {
 
     fn portal(concurrency: usize) -> Arc<Portal> {
         Arc::new(Portal::new(
-            Labels::default(),
-            Url::parse("http://127.0.0.1:9/").unwrap(),
-            Credentials {
-                login: "l".into(),
-                password: SecretString::from("p"),
-                profile: LoginProfile::Revendeur,
+            PortalSettings {
+                start: Url::parse("http://127.0.0.1:9/").unwrap(),
+                credentials: Credentials {
+                    login: "l".into(),
+                    password: SecretString::from("p"),
+                    profile: LoginProfile::Reseller,
+                },
+                labels: Labels::default(),
+                rate: 100.0,
+                concurrency,
+                timeout: Duration::from_secs(1),
             },
-            100.0,
-            concurrency,
-            Duration::from_secs(1),
+            Interruptions::default(),
         ))
     }
 

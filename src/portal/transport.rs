@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -108,6 +109,9 @@ pub enum TransportError {
     TooManyRedirects,
     #[error("cannot reach the portal: {0}")]
     Connect(String),
+    /// Cut short by Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
     /// A redirect, a link or a form leads outside the portal's origin: the
     /// login, the session and the passwords are trusted to that origin only.
     #[error(
@@ -136,6 +140,8 @@ pub struct Stats {
     by_phase: [AtomicU64; 3],
     pub too_many_requests: AtomicU64,
     pub retries: AtomicU64,
+    /// Sessions opened (successful logins).
+    pub sessions: AtomicU64,
 }
 
 impl Stats {
@@ -175,6 +181,7 @@ pub struct Transport {
     sent: AtomicU64,
     /// The portal's scheme, host and port: no request goes anywhere else.
     origin: url::Origin,
+    interruptions: super::Interruptions,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -224,6 +231,7 @@ impl Transport {
         throttle: Arc<Throttle>,
         timeout: Duration,
         origin: url::Origin,
+        interruptions: super::Interruptions,
     ) -> Result<Transport, TransportError> {
         let client = reqwest::Client::builder()
             .cookie_store(true)
@@ -238,6 +246,7 @@ impl Transport {
             throttle,
             sent: AtomicU64::new(0),
             origin,
+            interruptions,
         })
     }
 
@@ -246,8 +255,28 @@ impl Transport {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Fetches a page, following redirects with GET, retrying what is safe to retry.
+    /// Fetches a page, following redirects with GET, retrying what is safe
+    /// to retry. An interruption drops it at once, waits included: any
+    /// request but a `Confirmer` on the first, a `Confirmer` and the page
+    /// that shows its password only on the second.
     pub async fn fetch(
+        &self,
+        phase: Phase,
+        req: Req,
+        retry: Retry,
+    ) -> Result<Fetched, TransportError> {
+        let cancel = match retry {
+            Retry::Yes => &self.interruptions.reads,
+            Retry::FirstHopOnce => &self.interruptions.confirmations,
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(TransportError::Interrupted),
+            fetched = self.follow(phase, req, retry) => fetched,
+        }
+    }
+
+    async fn follow(
         &self,
         phase: Phase,
         req: Req,
@@ -255,7 +284,13 @@ impl Transport {
     ) -> Result<Fetched, TransportError> {
         let mut current = req;
         for hop in 0..MAX_REDIRECTS {
-            let once = || self.send(phase, &current);
+            // A `Confirmer` still waiting for its turn is dropped on the first
+            // interruption like any request: nothing was sent yet.
+            let waiting = match hop {
+                0 => &self.interruptions.reads,
+                _ => &self.interruptions.confirmations,
+            };
+            let once = || self.send(phase, &current, waiting);
             let answer = if hop == 0 && retry == Retry::FirstHopOnce {
                 once().await?
             } else {
@@ -282,7 +317,14 @@ impl Transport {
     }
 
     /// One request, with the 429 pauses it takes to be heard.
-    async fn send(&self, phase: Phase, req: &Req) -> Result<Answer, TransportError> {
+    /// `waiting` cancels the request while it waits for its turn, before
+    /// anything is sent.
+    async fn send(
+        &self,
+        phase: Phase,
+        req: &Req,
+        waiting: &CancellationToken,
+    ) -> Result<Answer, TransportError> {
         // Every request passes here, redirects and form actions included.
         let url = req.url();
         if url.origin() != self.origin {
@@ -292,14 +334,18 @@ impl Transport {
             });
         }
         let throttle = &*self.throttle;
-        let _permit = throttle
-            .in_flight
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+        let _permit = tokio::select! {
+            _ = waiting.cancelled() => return Err(TransportError::Interrupted),
+            permit = throttle.in_flight.acquire() => permit.expect("semaphore never closed"),
+        };
         for _ in 0..MAX_PAUSES {
-            throttle.wait_for_pause().await;
-            throttle.limiter.until_ready().await;
+            tokio::select! {
+                _ = waiting.cancelled() => return Err(TransportError::Interrupted),
+                _ = async {
+                    throttle.wait_for_pause().await;
+                    throttle.limiter.until_ready().await;
+                } => {}
+            }
             let builder = match req {
                 Req::Get(url) => self.client.get(url.clone()),
                 Req::Post(url, pairs) => self.client.post(url.clone()).form(pairs),

@@ -6,8 +6,9 @@
 //! confirmations, session expiry, rate limiting). Every committed reset is
 //! appended to a truth file so that tests can check the client's output.
 //!
-//! It shares no code with the portal client: the client must find its way
-//! from the pages alone.
+//! It shares no code with the portal client but the client's own types
+//! (the login profile): the client must find its way from the pages alone,
+//! and depends on nothing here.
 
 pub mod dataset;
 pub mod pages;
@@ -32,13 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-/// Which login profile the simulated account has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoginProfile {
-    Revendeur,
-    Operateur,
-}
+use crate::portal::LoginProfile;
 
 /// Everything `sip-rotate sim` is told on its command line.
 #[derive(Debug, Clone)]
@@ -82,7 +77,7 @@ impl SimConfig {
         SimConfig {
             login: login.into(),
             password: password.into(),
-            profile: LoginProfile::Revendeur,
+            profile: LoginProfile::Reseller,
             dataset: DatasetSpec {
                 seed: 1,
                 clients: 12,
@@ -754,8 +749,8 @@ fn dispatch_anonymous(
     }
     let names = v.names();
     let wanted_profile = match sh.cfg.profile {
-        LoginProfile::Revendeur => names.profile_values[0],
-        LoginProfile::Operateur => names.profile_values[1],
+        LoginProfile::Reseller => names.profile_values[0],
+        LoginProfile::Operator => names.profile_values[1],
     };
     let ok = params.get(names.login) == Some(&sh.cfg.login)
         && params.get(names.password) == Some(&sh.cfg.password)

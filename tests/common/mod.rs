@@ -22,6 +22,8 @@ pub struct Sim {
     pub url: String,
     pub truth: PathBuf,
     pub access_log: PathBuf,
+    /// The runs' state folder (`XDG_STATE_HOME`), where their locks are.
+    pub state: PathBuf,
 }
 
 impl Sim {
@@ -57,6 +59,7 @@ impl Sim {
             url: format!("{url}/"),
             truth,
             access_log,
+            state: dir.join(format!("state-{id}")),
         }
     }
 
@@ -231,8 +234,16 @@ pub fn run_cmd(sim: &Sim, input: &Path, output: &Path, recipient: &str) -> Comma
         ])
         .arg(output)
         .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", &sim.state)
         .stdin(Stdio::null());
     c
+}
+
+/// The run locks taken under `sim.state`.
+pub fn locks(sim: &Sim) -> Vec<PathBuf> {
+    std::fs::read_dir(sim.state.join("sip-rotate"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
 }
 
 /// Every file under `dir`, read whole.

@@ -1,29 +1,18 @@
-//! A run in two phases. First every input row is resolved to licences of the
-//! portal (one search per client, one users table walk per service), exactly:
-//! the client reference, the service reference and the licence must match
-//! to the letter. Then the resets run on a pool of workers under the
-//! transport's rate limit; their results flow over a channel to one
-//! collector, which journals each new password (fsync) before counting it.
+//! The first phase: every input row to phones of the portal, exactly. One
+//! search per client, one users-table walk per service; the client
+//! reference, the service reference and the licence must match to the
+//! letter, and one reference shown for two phones is never settled silently.
 //!
-//! The phases meet at a queue of targets. When the whole resolution must be
-//! known first (the all-or-nothing check, a question to answer), the queue is
-//! filled and closed before the resets start; otherwise resolution feeds it
-//! client by client while the workers reset, and a lease pool that serves
-//! resets first keeps every session busy.
+//! Each client's targets are handed over as soon as the last of its users
+//! tables is read, so that resets can start while other clients resolve.
 
+use super::{Event, Observer, ResolveProgress};
 use crate::input::{InputRow, LicenceSelector};
 use crate::phone;
-use crate::portal::{
-    AfterUnknown, Browser, Lease, LicenceRow, NewPassword, Portal, PortalError, Priority,
-    ResetError, ServiceRow,
-};
+use crate::portal::{LicenceRow, Portal, PortalError, Priority, ServiceRow, TransportError};
 use crate::report::{ReportRow, Status};
-use crate::vault::{Journal, Output, Recipients, ResetRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +33,26 @@ pub struct Resolution {
 }
 
 impl Resolution {
+    /// Rows left unread because the run stopped.
+    pub fn skipped(&self) -> usize {
+        self.rejected
+            .iter()
+            .filter(|r| r.status == Status::Skipped)
+            .count()
+    }
+
+    /// The report rows when the run stops after resolution: the targets
+    /// skipped for `why`, then the rejected rows.
+    pub fn rows_when_stopped(&self, why: &impl std::fmt::Display) -> Vec<ReportRow> {
+        let mut rows: Vec<ReportRow> = self
+            .targets
+            .iter()
+            .map(|t| t.report(Status::Skipped, format!("not reset: {why}"), 0, 0))
+            .collect();
+        rows.extend(self.rejected.iter().cloned());
+        rows
+    }
+
     pub fn unresolved(&self) -> impl Iterator<Item = &ReportRow> {
         self.rejected
             .iter()
@@ -135,10 +144,11 @@ pub struct ClientResolution {
 /// settled per client; rows are matched in input order. Once `stop` is
 /// cancelled, the reads in flight are dropped (they only read) and the rows
 /// of clients not fully read are reported as skipped.
-pub async fn resolve_each(
+pub(super) async fn resolve_each(
     portal: &Arc<Portal>,
     rows: &[InputRow],
     stop: &CancellationToken,
+    observer: &dyn Observer,
     mut found: impl FnMut(ClientResolution),
 ) -> Result<(), PortalError> {
     let mut pending: HashMap<String, Pending> = HashMap::new();
@@ -156,6 +166,11 @@ pub async fn resolve_each(
     }
     let mut clients: Vec<String> = pending.keys().cloned().collect();
     clients.sort();
+    let mut progress = ResolveProgress {
+        clients: clients.len(),
+        ..ResolveProgress::default()
+    };
+    observer.event(Event::Resolving(progress));
     let mut tasks = JoinSet::new();
     for client in clients {
         let portal = portal.clone();
@@ -175,7 +190,22 @@ pub async fn resolve_each(
             joined = tasks.join_next() => joined,
         };
         let Some(joined) = joined else { break };
-        let (client, complete) = match joined.expect("resolve task panicked") {
+        let found_now = joined.expect("resolve task panicked");
+        match &found_now {
+            Found::Services(_, Ok(services)) => {
+                progress.clients_read += 1;
+                progress.services += services.len();
+            }
+            Found::Services(..) => progress.clients_read += 1,
+            Found::Licences(..) => progress.services_read += 1,
+        }
+        progress.pages = portal.stats().requests(crate::portal::Phase::Resolve);
+        observer.event(Event::Resolving(progress));
+        let (client, complete) = match found_now {
+            // Cut short by the stop: the loop ends at its next turn.
+            Found::Services(_, Err(e)) | Found::Licences(_, _, Err(e)) if interrupted(&e) => {
+                continue;
+            }
             Found::Services(_, Err(e)) if e.is_fatal() => return Err(e),
             Found::Services(client, Err(e)) => (client, Some(Err(e))),
             Found::Services(client, Ok(services)) => {
@@ -244,13 +274,23 @@ pub async fn resolve_each(
     Ok(())
 }
 
-/// First phase, whole: every row to exact licences of the portal, in input order.
-pub async fn resolve(portal: &Arc<Portal>, rows: &[InputRow]) -> Result<Resolution, PortalError> {
+fn interrupted(e: &PortalError) -> bool {
+    matches!(e, PortalError::Transport(TransportError::Interrupted))
+}
+
+/// First phase, whole: every row to exact licences of the portal, in input
+/// order. Stopped early, the rows not read are `skipped`.
+pub(super) async fn resolve(
+    portal: &Arc<Portal>,
+    rows: &[InputRow],
+    stop: &CancellationToken,
+    observer: &dyn Observer,
+) -> Result<Resolution, PortalError> {
     let mut resolution = Resolution {
         targets: Vec::new(),
         rejected: Vec::new(),
     };
-    resolve_each(portal, rows, &CancellationToken::new(), |client| {
+    resolve_each(portal, rows, stop, observer, |client| {
         resolution.targets.extend(client.targets);
         resolution.rejected.extend(client.rejected);
     })
@@ -262,7 +302,12 @@ pub async fn resolve(portal: &Arc<Portal>, rows: &[InputRow]) -> Result<Resoluti
 }
 
 /// A report row for an input row that will not be reset.
-fn rejected_row(row: &InputRow, status: Status, licence: &str, detail: String) -> ReportRow {
+pub(super) fn rejected_row(
+    row: &InputRow,
+    status: Status,
+    licence: &str,
+    detail: String,
+) -> ReportRow {
     ReportRow {
         line: row.line,
         client_ref: row.client_ref.clone(),
@@ -438,336 +483,6 @@ fn match_client(
         }
     }
     ClientResolution { targets, rejected }
-}
-
-/// How the second phase behaves.
-#[derive(Debug, Clone)]
-pub struct ResetSettings {
-    pub workers: usize,
-    /// Resets made first, alone; the rest only if they all succeed.
-    pub canary: usize,
-    /// Failed licences after which the run stops.
-    pub max_failures: usize,
-    /// Resets tried per licence when the outcome of `Confirmer` is unknown.
-    pub max_tries: u32,
-}
-
-/// Where the passwords go, and who hears about progress.
-pub struct Sink<'a> {
-    pub recipients: &'a Recipients,
-    pub journal: Journal,
-    pub output: Output,
-    pub on_progress: Box<dyn FnMut(&ReportRow) + 'a>,
-}
-
-/// What became of one licence, sent by a worker to the collector.
-enum Outcome {
-    Tried {
-        target: Target,
-        /// `Confirmer` requests sent.
-        confirmations: u32,
-        /// Portal requests the licence took.
-        requests: u64,
-        result: Result<NewPassword, Failure>,
-    },
-    /// Taken from the queue just as the run stopped.
-    NotTried(Target),
-}
-
-struct Failure {
-    reason: String,
-    /// No further request makes sense (login refused).
-    fatal: bool,
-}
-
-/// The licences to reset, in the order they were resolved. The sender may
-/// still be resolving: resets start with the first target.
-pub type Queue = mpsc::UnboundedReceiver<Target>;
-
-/// A queue that holds `targets`, with nothing more to come.
-pub fn queue_of(targets: Vec<Target>) -> Queue {
-    let (tx, rx) = mpsc::unbounded_channel();
-    for target in targets {
-        tx.send(target).expect("the receiver is here");
-    }
-    rx
-}
-
-/// Second phase: resets every target of the queue, the canary first;
-/// returns the report rows (`skipped` for targets not tried) and why the
-/// run stopped early, when the canary, `--max-failures`, a fatal error or a
-/// failed write stopped it (a signal gives no reason, only skipped rows).
-pub async fn reset_all(
-    portal: &Arc<Portal>,
-    queue: Queue,
-    settings: &ResetSettings,
-    sink: &mut Sink<'_>,
-    stop: CancellationToken,
-) -> (Vec<ReportRow>, Option<String>) {
-    let queue = Arc::new(tokio::sync::Mutex::new(queue));
-    let mut rows = Vec::new();
-    // Counted by the workers, so that the stop comes before the next licence
-    // is taken, not when the collector catches up.
-    let failures = Arc::new(AtomicUsize::new(0));
-    let mut why_stopped = None;
-    let batches = [(1, Some(settings.canary)), (settings.workers.max(1), None)];
-    for (workers, limit) in batches {
-        if limit == Some(0) || stop.is_cancelled() {
-            continue;
-        }
-        let (tx, mut rx) = mpsc::channel::<Outcome>(64);
-        let mut pool = JoinSet::new();
-        for _ in 0..workers {
-            let worker = Worker {
-                portal: portal.clone(),
-                queue: queue.clone(),
-                results: tx.clone(),
-                stop: stop.clone(),
-                failures: failures.clone(),
-                limit,
-                max_tries: settings.max_tries,
-                max_failures: settings.max_failures,
-            };
-            pool.spawn(worker.run());
-        }
-        drop(tx);
-        let mut batch_failed = false;
-        while let Some(outcome) = rx.recv().await {
-            let (t, confirmations, requests, result) = match outcome {
-                Outcome::NotTried(t) => {
-                    rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
-                    continue;
-                }
-                Outcome::Tried {
-                    target,
-                    confirmations,
-                    requests,
-                    result,
-                } => (target, confirmations, requests, result),
-            };
-            let row = match result {
-                Ok(password) => {
-                    let record = ResetRecord {
-                        client_ref: t.client_ref.clone(),
-                        service_ref: t.service_ref.clone(),
-                        licence: t.licence.licence.clone(),
-                        licence_type: t.licence.licence_type.clone(),
-                        sda: t.licence.sda.clone(),
-                        name: t.licence.name.clone(),
-                        accountcode: password.accountcode,
-                        password: password.password,
-                        reset_at: chrono::Utc::now()
-                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    };
-                    // On disk, encrypted, before it counts as done. The fsync blocks:
-                    // let the runtime move the workers' tasks to another thread meanwhile.
-                    let journaled = tokio::task::block_in_place(|| {
-                        sink.journal.append(sink.recipients, &record)
-                    });
-                    let added = sink.output.add(&record);
-                    // A write that fails stops the run, but never aborts a worker: one
-                    // that already sent Confirmer still brings its password back, to
-                    // whichever of the two files can still take it.
-                    let kept = journaled.is_ok() || added.is_ok();
-                    if let Some(e) = journaled.err().or(added.err()) {
-                        stop.cancel();
-                        if why_stopped.is_none() {
-                            why_stopped = Some(format!("cannot write the new passwords: {e}"));
-                        }
-                    }
-                    if kept {
-                        t.report(Status::Reset, String::new(), confirmations, requests)
-                    } else {
-                        let detail = "reset, but its new password could not be written anywhere: reset it again".into();
-                        t.report(Status::Failed, detail, confirmations, requests)
-                    }
-                }
-                Err(Failure { reason, fatal }) => {
-                    batch_failed = true;
-                    let failed = failures.load(Ordering::SeqCst);
-                    if fatal {
-                        why_stopped = Some(reason.clone());
-                    } else if failed >= settings.max_failures && why_stopped.is_none() {
-                        why_stopped = Some(format!(
-                            "{failed} licences failed (--max-failures {})",
-                            settings.max_failures
-                        ));
-                    }
-                    t.report(Status::Failed, reason, confirmations, requests)
-                }
-            };
-            (sink.on_progress)(&row);
-            rows.push(row);
-        }
-        while pool.join_next().await.is_some() {}
-        if limit.is_some() && batch_failed && !stop.is_cancelled() {
-            why_stopped = Some(format!(
-                "the canary reset{} failed: nothing else was reset",
-                if settings.canary > 1 { "s" } else { "" }
-            ));
-            stop.cancel();
-        }
-    }
-    // Resolved but not tried. When the run stopped, resolution stops too and
-    // closes the queue soon.
-    let mut queue = queue.lock().await;
-    while let Some(t) = queue.recv().await {
-        rows.push(t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0));
-    }
-    (rows, why_stopped)
-}
-
-/// One of the workers of a batch: takes targets from the queue until it is
-/// empty and closed, the run stops, or its `limit` is reached.
-struct Worker {
-    portal: Arc<Portal>,
-    queue: Arc<tokio::sync::Mutex<Queue>>,
-    results: mpsc::Sender<Outcome>,
-    stop: CancellationToken,
-    failures: Arc<AtomicUsize>,
-    limit: Option<usize>,
-    max_tries: u32,
-    max_failures: usize,
-}
-
-impl Worker {
-    async fn run(self) {
-        // One browser (one portal session) for its resets, given back while
-        // it waits for resolution to bring more.
-        let mut browser: Option<Lease> = None;
-        let mut taken = 0;
-        while self.limit.is_none_or(|l| taken < l) && !self.stop.is_cancelled() {
-            let Some(target) = self.next(&mut browser).await else {
-                return;
-            };
-            taken += 1;
-            if self.stop.is_cancelled() {
-                let _ = self.results.send(Outcome::NotTried(target)).await;
-                return;
-            }
-            if browser.is_none() {
-                browser = self.portal.lease(Priority::Reset).await.ok();
-            }
-            let outcome = match browser.as_mut() {
-                Some(b) => {
-                    let before = b.requests();
-                    let (confirmations, result) = reset_one(b, &target, self.max_tries).await;
-                    let requests = b.requests() - before;
-                    Outcome::Tried {
-                        target,
-                        confirmations,
-                        requests,
-                        result,
-                    }
-                }
-                None => Outcome::Tried {
-                    target,
-                    confirmations: 0,
-                    requests: 0,
-                    result: Err(Failure {
-                        reason: "cannot start an HTTP client".into(),
-                        fatal: true,
-                    }),
-                },
-            };
-            if let Outcome::Tried {
-                result: Err(failure),
-                ..
-            } = &outcome
-                && (failure.fatal
-                    || self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.max_failures)
-            {
-                self.stop.cancel();
-            }
-            if self.results.send(outcome).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// The next target; `None` once the queue is closed and empty, or the run stops.
-    async fn next(&self, browser: &mut Option<Lease>) -> Option<Target> {
-        if let Ok(mut queue) = self.queue.try_lock() {
-            match queue.try_recv() {
-                Ok(target) => return Some(target),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => {}
-            }
-        }
-        // Nothing to reset yet: the session goes back meanwhile, for
-        // resolution to use.
-        *browser = None;
-        let mut queue = tokio::select! {
-            biased;
-            _ = self.stop.cancelled() => return None,
-            queue = self.queue.lock() => queue,
-        };
-        tokio::select! {
-            biased;
-            _ = self.stop.cancelled() => None,
-            target = queue.recv() => target,
-        }
-    }
-}
-
-/// Resets one licence, again after an unknown outcome, up to `max_tries`
-/// confirmations; returns the confirmations sent and the result.
-async fn reset_one(
-    browser: &mut Browser,
-    target: &Target,
-    max_tries: u32,
-) -> (u32, Result<NewPassword, Failure>) {
-    let mut confirmations = 0;
-    let mut last_unknown = String::new();
-    while confirmations < max_tries {
-        match browser.reset(&target.licence, &target.licence.sda).await {
-            Ok(password) => return (confirmations + 1, Ok(password)),
-            Err(ResetError::Unknown { reason, next }) => {
-                confirmations += 1;
-                match next {
-                    AfterUnknown::ResetAgain => {
-                        tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
-                        last_unknown = reason;
-                    }
-                    AfterUnknown::GiveUp | AfterUnknown::StopRun => {
-                        let what_to_do = match next {
-                            AfterUnknown::StopRun => "find out why the portal leads elsewhere",
-                            _ => "check the portal's pages (see --labels)",
-                        };
-                        let reason = format!(
-                            "{reason}: the password may have changed and is unknown; {what_to_do}, then reset this licence again"
-                        );
-                        return (
-                            confirmations,
-                            Err(Failure {
-                                reason,
-                                fatal: next == AfterUnknown::StopRun,
-                            }),
-                        );
-                    }
-                }
-            }
-            Err(ResetError::NotDone(e)) => {
-                return (
-                    confirmations,
-                    Err(Failure {
-                        reason: e.to_string(),
-                        fatal: e.is_fatal(),
-                    }),
-                );
-            }
-        }
-    }
-    let reason = format!(
-        "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
-    );
-    (
-        confirmations,
-        Err(Failure {
-            reason,
-            fatal: false,
-        }),
-    )
 }
 
 #[cfg(test)]

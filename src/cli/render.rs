@@ -1,0 +1,565 @@
+//! What a person or a machine sees of a run: progress bars on a terminal,
+//! one JSON object per line with `--log-format json`, and the summary that
+//! says what was done and which file holds which passwords. Rendering only:
+//! every fact comes from the library's `Outcome` or `Plan`.
+
+use super::Exit;
+use super::args::LogFormat;
+use super::logging;
+use super::settings::View;
+use crate::report::{ReportRow, Status};
+use crate::rotation::{
+    Event, HeldIn, JournalFate, KeptBecause, LateProblem, Observer, Outcome, Plan, Question,
+    Requests, ResolveProgress, StopReason,
+};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Listens to a run and shows it as `view` says.
+pub struct Show {
+    view: View,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    all: MultiProgress,
+    resolving: ProgressBar,
+    resetting: Mutex<Option<(ProgressBar, usize)>>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("static template")
+        .progress_chars("=> ")
+}
+
+impl Show {
+    pub fn new(view: View) -> Show {
+        let bars = view.progress.then(|| {
+            let all = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let resolving = all.add(ProgressBar::new(0));
+            resolving.set_style(style("{spinner} resolving [{bar:30}] {msg} ({elapsed})"));
+            resolving.enable_steady_tick(Duration::from_millis(200));
+            logging::show_bars(&all);
+            Bars {
+                all,
+                resolving,
+                resetting: Mutex::new(None),
+            }
+        });
+        Show { view, bars }
+    }
+
+    fn resolving(&self, p: ResolveProgress) {
+        let Some(bars) = &self.bars else { return };
+        let bar = &bars.resolving;
+        bar.set_length((p.clients + p.services) as u64);
+        bar.set_position((p.clients_read + p.services_read) as u64);
+        bar.set_message(format!(
+            "{}/{} clients, {}/{} services, {} pages",
+            p.clients_read, p.clients, p.services_read, p.services, p.pages
+        ));
+        if p.clients_read == p.clients && p.services_read == p.services {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn planned(&self, n: usize) {
+        let Some(bars) = &self.bars else { return };
+        let mut resetting = bars.resetting.lock().unwrap_or_else(|e| e.into_inner());
+        let (bar, _) = resetting.get_or_insert_with(|| {
+            let bar = bars.all.add(ProgressBar::new(0));
+            bar.set_style(style(
+                "{spinner} resetting [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+            ));
+            bar.enable_steady_tick(Duration::from_millis(200));
+            (bar, 0)
+        });
+        bar.set_length(n as u64);
+    }
+
+    fn done(&self, row: &ReportRow) {
+        if let Some(bars) = &self.bars
+            && let Some((bar, failed)) = bars
+                .resetting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+        {
+            if row.status == Status::Failed {
+                *failed += 1;
+                bar.set_message(format!("{failed} failed"));
+            }
+            bar.inc(1);
+        }
+        if self.view.format == LogFormat::Json && !self.view.quiet {
+            json_line(licence_json(row));
+        }
+    }
+
+    /// Takes the bars off the screen, for good.
+    pub fn finish(&self) {
+        if let Some(bars) = &self.bars {
+            bars.resolving.finish_and_clear();
+            if let Some((bar, _)) = bars
+                .resetting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                bar.finish_and_clear();
+            }
+        }
+        logging::hide_bars();
+    }
+}
+
+impl Observer for Show {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::LoggedIn => {}
+            Event::Resolving(p) => self.resolving(p),
+            Event::Planned(n) => self.planned(n),
+            Event::Done(row) => self.done(row),
+        }
+    }
+
+    fn confirm(&self, question: &Question) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let n = question.resets;
+        let s = if n > 1 { "s" } else { "" };
+        let text = format!(
+            "About to reset {n} SIP password{s}: {n} phone{s} will be cut off until reconfigured. Continue? [y/N] "
+        );
+        if let Some(bars) = &self.bars {
+            bars.resolving.finish_and_clear();
+        }
+        // A thread of its own: a run interrupted at the question does not
+        // wait for the answer.
+        std::thread::spawn(move || {
+            eprint!("{text}");
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            let yes = std::io::stdin().lock().read_line(&mut answer).is_ok()
+                && matches!(
+                    answer.trim().to_lowercase().as_str(),
+                    "y" | "yes" | "o" | "oui"
+                );
+            let _ = tx.send(yes);
+        });
+        rx
+    }
+}
+
+/// One JSON object on one line of stderr, around the bars.
+pub fn json_line(mut value: serde_json::Value) {
+    if let Some(map) = value.as_object_mut() {
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
+        line.append(map);
+        value = serde_json::Value::Object(line);
+    }
+    logging::say(&value.to_string());
+}
+
+fn licence_json(row: &ReportRow) -> serde_json::Value {
+    json!({
+        "level": if row.status == Status::Failed { "WARN" } else { "INFO" },
+        "event": "licence",
+        "line": row.line,
+        "client_ref": row.client_ref,
+        "service_ref": row.service_ref,
+        "licence": row.licence,
+        "status": row.status.as_str(),
+        "confirmations": row.confirmations,
+        "requests": row.requests,
+        "detail": row.detail,
+    })
+}
+
+/// An error before or instead of a run: what went wrong, then what to do.
+pub fn error(format: LogFormat, message: &str, hint: Option<&str>) {
+    match format {
+        LogFormat::Text => {
+            logging::say(&format!("error: {message}"));
+            if let Some(hint) = hint {
+                logging::say(&format!("  hint: {hint}"));
+            }
+        }
+        LogFormat::Json => json_line(json!({
+            "level": "ERROR",
+            "event": "error",
+            "message": message,
+            "hint": hint,
+        })),
+    }
+}
+
+const STATUSES: [Status; 6] = [
+    Status::Reset,
+    Status::Failed,
+    Status::Unresolved,
+    Status::Duplicate,
+    Status::Skipped,
+    Status::Planned,
+];
+
+fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
+    STATUSES
+        .iter()
+        .map(|&s| (s, rows.iter().filter(|r| r.status == s).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] {
+    let mut faults = Vec::new();
+    if r.too_many > 0 {
+        faults.push(format!("{} answered 429", r.too_many));
+    }
+    if r.retries > 0 {
+        faults.push(format!("{} retried after a fault", r.retries));
+    }
+    let secs = elapsed.as_secs_f64();
+    let achieved = if secs > 0.0 {
+        r.total() as f64 / secs
+    } else {
+        0.0
+    };
+    [
+        format!(
+            "portal requests: {} (login {}, resolve {}, reset {}), {} session{}{}",
+            r.total(),
+            r.login,
+            r.resolve,
+            r.reset,
+            r.sessions,
+            if r.sessions == 1 { "" } else { "s" },
+            faults.iter().map(|f| format!(", {f}")).collect::<String>()
+        ),
+        format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)"),
+    ]
+}
+
+/// Where the passwords are, one sentence a line: what people act on.
+fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
+    let p = &o.passwords;
+    let mut lines = Vec::new();
+    let decrypt = |file: &Path| format!("sip-rotate decrypt -i IDENTITY {}", file.display());
+    if let Some(HeldIn { path, passwords }) = &p.result {
+        lines.push(format!(
+            "new passwords: {} ({passwords} licences)",
+            path.display()
+        ));
+    }
+    let journal = match &p.journal {
+        JournalFate::Kept {
+            path,
+            entries,
+            this_run,
+            because,
+        } => Some((path, *entries, *this_run, because)),
+        _ => None,
+    };
+    if let Some(HeldIn { path, passwords }) = &p.part {
+        match journal {
+            Some((j, _, this_run, _)) if this_run < *passwords => lines.push(format!(
+                "the {passwords} new passwords of this run are in {}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} licences missing from the journal",
+                path.display(),
+                j.display(),
+                path.display(),
+                passwords - this_run
+            )),
+            Some((j, ..)) => lines.push(format!(
+                "the {passwords} new passwords of this run are in {} and in {}; run the same command with --resume to finish",
+                path.display(),
+                j.display()
+            )),
+            None => lines.push(format!(
+                "the {passwords} new passwords of this run are in {}",
+                path.display()
+            )),
+        }
+    } else if o.stopped.is_some()
+        && let Some((j, entries, this_run, _)) = journal
+        && entries > 0
+    {
+        // Stopped without a part file: the journal holds what there is.
+        let of_this_run = if this_run > 0 {
+            format!(", {this_run} of them from this run")
+        } else {
+            String::new()
+        };
+        lines.push(format!(
+            "{} holds {entries} new password{}{of_this_run} ({}); run the same command with --resume to finish",
+            j.display(),
+            if entries == 1 { "" } else { "s" },
+            decrypt(j)
+        ));
+    }
+    if let Some(earlier) = &p.earlier
+        && earlier.in_journal > 0
+        && let Some((j, entries, ..)) = journal
+    {
+        let parts: Vec<String> = earlier
+            .parts
+            .iter()
+            .map(|h| format!("{} holds {} of them", h.path.display(), h.passwords))
+            .collect();
+        lines.push(format!(
+            "the {} passwords of earlier runs are in {}{}; that journal holds all {entries} passwords of the rotation ({})",
+            earlier.in_journal,
+            j.display(),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", parts.join("; "))
+            },
+            decrypt(j)
+        ));
+    }
+    if let Some((j, _, _, because)) = journal {
+        match because {
+            KeptBecause::RemovalFailed(why) => lines.push(format!(
+                "cannot remove the journal {} ({why}): it holds the same passwords as the result; remove it once the result is safe, or the next run will not start",
+                j.display()
+            )),
+            KeptBecause::Mismatch(why) => lines.push(format!(
+                "the journal {} is kept: {why}",
+                j.display()
+            )),
+            KeptBecause::Stopped | KeptBecause::EarlierRuns => {}
+        }
+    }
+    if p.lost > 0 {
+        lines.push(format!(
+            "{} licence{} reset, but {} new password could be written nowhere: reset {} again (see 'failed' above)",
+            p.lost,
+            if p.lost == 1 { " was" } else { "s were" },
+            if p.lost == 1 { "its" } else { "their" },
+            if p.lost == 1 { "it" } else { "them" },
+        ));
+    }
+    for problem in &o.problems {
+        match problem {
+            LateProblem::Report { path, why } => {
+                lines.push(format!("cannot write the report {}: {why}", path.display()))
+            }
+        }
+    }
+    lines
+}
+
+/// Why a run stopped, with the flag that sets the limit it hit.
+fn stop_text(why: &StopReason) -> String {
+    match why {
+        StopReason::MaxFailures { failed, limit } => {
+            format!("{failed} licences failed (--max-failures {limit})")
+        }
+        StopReason::Canary { canaries } => format!("{why} (--canary {canaries})"),
+        StopReason::LoginRefused => {
+            format!("{why} (--login, MYOPENIP_PASSWORD or --password-file, --profile)")
+        }
+        StopReason::Unresolved { .. } => format!(
+            "{why}: nothing was reset. Fix them, or add --skip-unresolved to reset the other rows"
+        ),
+        _ => why.to_string(),
+    }
+}
+
+/// The summary of a run, as lines of text.
+pub fn summary_text(o: &Outcome, rate: f64) -> Vec<String> {
+    let counts: Vec<String> = counts(&o.rows)
+        .iter()
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    let mut lines = vec![format!(
+        "licences: {}",
+        if counts.is_empty() {
+            "none".into()
+        } else {
+            counts.join(", ")
+        }
+    )];
+    lines.extend(requests_line(&o.requests, o.elapsed, rate));
+    let warnings = logging::warnings();
+    if warnings > 0 {
+        lines.push(format!(
+            "warnings: {warnings} (SIP_ROTATE_LOG=sip_rotate=warn shows them)"
+        ));
+    }
+    if let Some(why) = &o.stopped {
+        lines.push(format!("stopped: {}", stop_text(why)));
+    }
+    for r in o
+        .rows
+        .iter()
+        .filter(|r| matches!(r.status, Status::Failed | Status::Unresolved))
+    {
+        lines.push(format!(
+            "{}: line {}: {}: {}",
+            r.status.as_str(),
+            r.line,
+            r.licence,
+            r.detail
+        ));
+    }
+    lines.extend(where_the_passwords_are(o));
+    lines
+}
+
+/// The summary of a run as one JSON object.
+pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = counts(&o.rows)
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    let held = |h: &Option<HeldIn>| {
+        h.as_ref()
+            .map(|h| json!({"path": h.path.display().to_string(), "passwords": h.passwords}))
+    };
+    let journal = match &o.passwords.journal {
+        JournalFate::NotCreated => json!(null),
+        JournalFate::Removed => json!("removed"),
+        JournalFate::Kept {
+            path,
+            entries,
+            this_run,
+            ..
+        } => {
+            json!({"path": path.display().to_string(), "passwords": entries, "of_this_run": this_run})
+        }
+    };
+    json!({
+        "level": if exit == Exit::AllDone { "INFO" } else { "WARN" },
+        "event": "summary",
+        "exit_code": exit as u8,
+        "licences": counts,
+        "requests": {
+            "total": o.requests.total(),
+            "login": o.requests.login,
+            "resolve": o.requests.resolve,
+            "reset": o.requests.reset,
+            "answered_429": o.requests.too_many,
+            "retried": o.requests.retries,
+            "sessions": o.requests.sessions,
+        },
+        "confirmations": o.confirmations,
+        "elapsed_seconds": o.elapsed.as_secs_f64(),
+        "rate_limit": rate,
+        "warnings": logging::warnings(),
+        "stopped": o.stopped.as_ref().map(stop_text),
+        "result": held(&o.passwords.result),
+        "part": held(&o.passwords.part),
+        "journal": journal,
+        "lost": o.passwords.lost,
+        "report": o.report.as_ref().map(|p| p.display().to_string()),
+        "files": where_the_passwords_are(o),
+    })
+}
+
+/// Shows the end of a run: nothing when quiet and all went well.
+pub fn outcome(view: View, o: &Outcome, rate: f64, exit: Exit) {
+    if view.quiet && exit == Exit::AllDone {
+        return;
+    }
+    match view.format {
+        LogFormat::Text => summary_text(o, rate).iter().for_each(|l| logging::say(l)),
+        LogFormat::Json => json_line(summary_json(o, rate, exit)),
+    }
+}
+
+/// What `plan` found: one line per row on stdout, the summary on stderr.
+pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for t in &plan.targets {
+        writeln!(
+            out,
+            "line {}: reset {} ({}, SDA {}, {}) of client {}, service {}",
+            t.line,
+            t.licence.licence,
+            t.licence.licence_type,
+            if t.licence.sda.is_empty() {
+                "none"
+            } else {
+                &t.licence.sda
+            },
+            t.licence.name,
+            t.client_ref,
+            t.service_ref
+        )?;
+    }
+    for r in plan.rows.iter().filter(|r| r.status != Status::Planned) {
+        writeln!(
+            out,
+            "line {}: {} {}: {}",
+            r.line,
+            r.status.as_str(),
+            r.licence,
+            r.detail
+        )?;
+    }
+    out.flush()?;
+    let would = format!(
+        "run would reset {} licences (phones cut off until reconfigured)",
+        plan.targets.len()
+    );
+    match view.format {
+        LogFormat::Text => {
+            let counts: Vec<String> = counts(&plan.rows)
+                .iter()
+                .map(|(s, n)| format!("{n} {}", s.as_str()))
+                .collect();
+            logging::say(&format!(
+                "licences: {}",
+                if counts.is_empty() {
+                    "none".into()
+                } else {
+                    counts.join(", ")
+                }
+            ));
+            for l in requests_line(&plan.requests, plan.elapsed, rate) {
+                logging::say(&l);
+            }
+            if let Some(why) = &plan.stopped {
+                logging::say(&format!("stopped: {}", stop_text(why)));
+            }
+            for LateProblem::Report { path, why } in &plan.problems {
+                logging::say(&format!(
+                    "cannot write the report {}: {why}",
+                    path.display()
+                ));
+            }
+            logging::say(&would);
+        }
+        LogFormat::Json => {
+            let counts: serde_json::Map<String, serde_json::Value> = counts(&plan.rows)
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+                .collect();
+            json_line(json!({
+                "level": "INFO",
+                "event": "summary",
+                "licences": counts,
+                "requests": {
+                    "total": plan.requests.total(),
+                    "login": plan.requests.login,
+                    "resolve": plan.requests.resolve,
+                    "sessions": plan.requests.sessions,
+                },
+                "elapsed_seconds": plan.elapsed.as_secs_f64(),
+                "stopped": plan.stopped.as_ref().map(stop_text),
+                "would_reset": plan.targets.len(),
+            }));
+        }
+    }
+    Ok(())
+}

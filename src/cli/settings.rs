@@ -1,0 +1,480 @@
+//! Flags and the `--config` file, merged once into checked settings that
+//! own every default: a flag wins over the file, the file over the default.
+//! Then the library is called with them; nothing else reads the flags.
+//! Every refusal here happens before any portal request.
+
+use super::args::{LogFormat, PlanArgs, PortalArgs, Profile, RunArgs};
+use crate::portal::labels::Labels;
+use crate::portal::{Credentials, PortalSettings};
+use crate::rotation::{self, Guard, ReportFile};
+use crate::vault::Recipients;
+use anyhow::{Context, Result, bail};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// Requests per second.
+pub const DEFAULT_RATE: f64 = 2.0;
+/// Sessions, and requests in flight.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Seconds to wait for one answer.
+pub const DEFAULT_TIMEOUT: u64 = 30;
+pub const DEFAULT_CANARY: usize = 1;
+pub const DEFAULT_MAX_FAILURES: usize = 10;
+pub const DEFAULT_MAX_RESETS: u32 = 5;
+
+/// `--portal` must be https, except on loopback (the simulator).
+pub fn portal_url(text: &str) -> Result<Url> {
+    let url = Url::parse(text)
+        .with_context(|| format!("--portal '{text}' is not a URL; give it as https://host/path"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => bail!(
+            "--portal {url} is plain http: the portal password and the new passwords would cross the network in clear; use https"
+        ),
+        other => bail!("--portal: unsupported scheme '{other}'; use https"),
+    }
+}
+
+/// The settings file of a scheduled run (`--config FILE`). Relative paths
+/// are taken from the file's folder. Each key is a flag's name with `_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub portal: Option<String>,
+    pub login: Option<String>,
+    pub profile: Option<Profile>,
+    pub password_file: Option<PathBuf>,
+    /// A shell command whose first line of output is the portal password.
+    pub password_command: Option<String>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub recipients_file: Option<PathBuf>,
+    pub rate: Option<f64>,
+    pub concurrency: Option<usize>,
+    pub timeout: Option<u64>,
+    pub labels: Option<PathBuf>,
+    pub input: Option<PathBuf>,
+    /// The result file, with strftime fields: `rotation-%Y%m%d.csv.age`.
+    pub output: Option<String>,
+    pub report: Option<String>,
+    pub overwrite_report: Option<bool>,
+    /// The lock file that keeps two runs on one portal account apart.
+    pub lock: Option<PathBuf>,
+    pub skip_unresolved: Option<bool>,
+    pub canary: Option<usize>,
+    pub max_failures: Option<usize>,
+    pub max_resets: Option<u32>,
+    pub quiet: Option<bool>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// A loaded `--config` file, or nothing.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub file: ConfigFile,
+    pub path: Option<PathBuf>,
+}
+
+impl Loaded {
+    pub fn read(path: Option<&Path>) -> Result<Loaded> {
+        let Some(path) = path else {
+            return Ok(Loaded::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("config file {}: {}", path.display(), e.to_string().trim())
+        })?;
+        Ok(Loaded {
+            file,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// A path of the file, taken from the file's folder when relative.
+    fn resolve(&self, p: &Path) -> PathBuf {
+        match self.path.as_ref().and_then(|c| c.parent()) {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// The flag's path, else the file's.
+    fn path_or(&self, flag: Option<&PathBuf>, from_file: Option<&PathBuf>) -> Option<PathBuf> {
+        flag.cloned().or_else(|| from_file.map(|p| self.resolve(p)))
+    }
+}
+
+/// Replaces strftime fields (`%Y`, `%m`, `%d`, `%H`...) by the time of the run.
+pub fn dated(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> Result<PathBuf> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
+        bail!("'{pattern}': invalid date field (use %Y, %m, %d, %H, %M, %S; %% for a %)");
+    }
+    Ok(PathBuf::from(now.format(pattern).to_string()))
+}
+
+/// Where the portal password comes from: `--password-file` (which others
+/// must not be able to read), else MYOPENIP_PASSWORD, else the config's
+/// `password_file`, else its `password_command`. Returns the file read, if any.
+fn portal_password(
+    flag_file: Option<&Path>,
+    cfg: &Loaded,
+) -> Result<(SecretString, Option<PathBuf>)> {
+    let from_file = |path: &Path| -> Result<(SecretString, Option<PathBuf>)> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+                (true, true) => "its group and other users",
+                (true, false) => "its group",
+                _ => "other users",
+            };
+            bail!(
+                "the password file {} can be read by {who} (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the password file {}", path.display()))?,
+        );
+        let password = first_line(&text)
+            .ok_or_else(|| anyhow::anyhow!("the password file {} is empty", path.display()))?;
+        Ok((password, Some(path.to_path_buf())))
+    };
+    if let Some(path) = flag_file {
+        return from_file(path);
+    }
+    if let Ok(p) = std::env::var("MYOPENIP_PASSWORD")
+        && !p.is_empty()
+    {
+        return Ok((SecretString::from(p), None));
+    }
+    if let Some(path) = &cfg.file.password_file {
+        return from_file(&cfg.resolve(path));
+    }
+    if let Some(command) = &cfg.file.password_command {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run the password_command '{command}'"))?;
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+        if !out.status.success() {
+            bail!("the password_command '{command}' failed ({})", out.status);
+        }
+        let password = first_line(&text)
+            .ok_or_else(|| anyhow::anyhow!("the password_command '{command}' printed nothing"))?;
+        return Ok((password, None));
+    }
+    bail!(
+        "no portal password: set MYOPENIP_PASSWORD, give --password-file FILE, or put password_file or password_command in the --config file (it is never taken as a flag)"
+    )
+}
+
+fn first_line(text: &str) -> Option<SecretString> {
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    (!line.is_empty()).then(|| SecretString::from(line.to_string()))
+}
+
+/// What is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// Nothing when the run succeeds.
+    pub quiet: bool,
+    pub format: LogFormat,
+    /// Progress bars: on a terminal, in text, not quiet.
+    pub progress: bool,
+}
+
+impl View {
+    fn new(quiet: bool, format: LogFormat) -> View {
+        View {
+            quiet,
+            format,
+            progress: !quiet && format == LogFormat::Text && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// The portal client's settings, and the files they were read from.
+struct PortalPart {
+    settings: PortalSettings,
+    read_files: Vec<(String, PathBuf)>,
+}
+
+/// The portal client's settings from the flags and the file.
+fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
+    let f = &cfg.file;
+    let Some(address) = args.portal.clone().or_else(|| f.portal.clone()) else {
+        bail!(
+            "no portal address: give --portal URL or put portal = \"https://...\" in the --config file"
+        );
+    };
+    let start = portal_url(&address)?;
+    let Some(login) = args
+        .login
+        .clone()
+        .or_else(|| f.login.clone())
+        .filter(|l| !l.is_empty())
+    else {
+        bail!(
+            "no portal login: give --login L, set MYOPENIP_LOGIN, or put login in the --config file"
+        );
+    };
+    let (password, password_file) = portal_password(args.password_file.as_deref(), cfg)?;
+    let rate = args.rate.or(f.rate).unwrap_or(DEFAULT_RATE);
+    if !(rate > 0.0 && rate.is_finite()) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    let concurrency = args
+        .concurrency
+        .or(f.concurrency)
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    if concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    let labels_file = cfg.path_or(args.labels.as_ref(), f.labels.as_ref());
+    let labels = match &labels_file {
+        Some(p) => Labels::from_file(p)?,
+        None => Labels::default(),
+    };
+    let profile = args.profile.or(f.profile).unwrap_or(Profile::Revendeur);
+    let timeout = args.timeout.or(f.timeout).unwrap_or(DEFAULT_TIMEOUT);
+    if timeout == 0 {
+        bail!("--timeout must be at least 1 second");
+    }
+    let mut read_files = Vec::new();
+    if let Some(p) = labels_file {
+        read_files.push(("labels file".to_string(), p));
+    }
+    if let Some(p) = password_file {
+        read_files.push(("password file".to_string(), p));
+    }
+    if let Some(p) = &cfg.path {
+        read_files.push(("config file".to_string(), p.clone()));
+    }
+    Ok(PortalPart {
+        settings: PortalSettings {
+            start,
+            credentials: Credentials {
+                login,
+                password,
+                profile: profile.into(),
+            },
+            labels,
+            rate,
+            concurrency,
+            timeout: Duration::from_secs(timeout),
+        },
+        read_files,
+    })
+}
+
+/// The input CSV, from the flag or the file.
+fn input(flag: Option<&PathBuf>, cfg: &Loaded) -> Result<PathBuf> {
+    cfg.path_or(flag, cfg.file.input.as_ref()).ok_or_else(|| {
+        anyhow::anyhow!("no input: give --input FILE or put input in the --config file")
+    })
+}
+
+/// The folder of the run locks: systemd's `StateDirectory=`, else
+/// `$XDG_STATE_HOME/sip-rotate`, else `~/.local/state/sip-rotate`, created
+/// (mode 0700) if missing; `None` when there is no home.
+fn lock_folder() -> Option<PathBuf> {
+    let folder = match std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        // systemd may list several, separated by ':'.
+        Some(dirs) => PathBuf::from(dirs.to_string_lossy().split(':').next()?),
+        None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            Some(state) => PathBuf::from(state).join("sip-rotate"),
+            None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?)
+                .join(".local/state/sip-rotate"),
+        },
+    };
+    if !folder.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&folder)
+            .ok()?;
+    }
+    Some(folder)
+}
+
+/// Everything `run` needs, checked.
+pub struct RunSettings {
+    pub rotation: rotation::Settings,
+    pub portal: PortalSettings,
+    pub view: View,
+}
+
+impl RunSettings {
+    pub fn new(args: &RunArgs, cfg: &Loaded, interactive: bool) -> Result<RunSettings> {
+        let f = &cfg.file;
+        let now = chrono::Local::now();
+        let quiet = args.quiet || f.quiet.unwrap_or(false);
+        let format = args.log_format.or(f.log_format).unwrap_or(LogFormat::Text);
+        let recipients_files: Vec<PathBuf> = if args.recipients_files.is_empty() {
+            f.recipients_file.iter().map(|p| cfg.resolve(p)).collect()
+        } else {
+            args.recipients_files.clone()
+        };
+        let recipient_strings = if args.recipients.is_empty() && args.recipients_files.is_empty() {
+            &f.recipients
+        } else {
+            &args.recipients
+        };
+        let recipients = Recipients::parse(recipient_strings, &recipients_files)?;
+        let output = match (&args.output, &f.output) {
+            (Some(o), _) => dated(o, &now)?,
+            (None, Some(o)) => cfg.resolve(&dated(o, &now)?),
+            (None, None) => bail!("no output: give -o FILE or put output in the --config file"),
+        };
+        let report = match (&args.report, &f.report) {
+            (Some(r), _) => Some(dated(r, &now)?),
+            (None, Some(r)) => Some(cfg.resolve(&dated(r, &now)?)),
+            (None, None) => None,
+        }
+        .map(|path| ReportFile {
+            path,
+            replace: args.overwrite_report || f.overwrite_report.unwrap_or(false),
+        });
+        if !args.yes && !interactive {
+            bail!(
+                "not on a terminal: nobody can confirm the resets; add --yes to reset without asking"
+            );
+        }
+        let guard = Guard {
+            canary: args.canary.or(f.canary).unwrap_or(DEFAULT_CANARY),
+            max_failures: args
+                .max_failures
+                .or(f.max_failures)
+                .unwrap_or(DEFAULT_MAX_FAILURES),
+            max_resets: args
+                .max_resets
+                .or(f.max_resets)
+                .unwrap_or(DEFAULT_MAX_RESETS),
+        };
+        if guard.max_failures == 0 || guard.max_resets == 0 {
+            bail!("--max-failures and --max-resets must be at least 1");
+        }
+        let portal = portal(&args.portal, cfg)?;
+        // One rotation per portal account: the lock is named after it.
+        let lock = match &f.lock {
+            Some(l) => cfg.resolve(l),
+            None => {
+                let name = rotation::lock_name(
+                    &portal.settings.start.origin().ascii_serialization(),
+                    &portal.settings.credentials.login,
+                );
+                lock_folder()
+                    .unwrap_or_else(|| crate::files::folder_of(&output).to_path_buf())
+                    .join(name)
+            }
+        };
+        let mut read_files = portal.read_files;
+        read_files.extend(
+            recipients_files
+                .into_iter()
+                .map(|p| ("recipients file".to_string(), p)),
+        );
+        Ok(RunSettings {
+            rotation: rotation::Settings {
+                input: input(args.input.as_ref(), cfg)?,
+                output,
+                report,
+                lock,
+                recipients,
+                read_files,
+                guard,
+                workers: portal.settings.concurrency,
+                skip_unresolved: args.skip_unresolved || f.skip_unresolved.unwrap_or(false),
+                resume: args.resume,
+                confirm: !args.yes,
+            },
+            portal: portal.settings,
+            view: View::new(quiet, format),
+        })
+    }
+}
+
+/// Everything `plan` needs, checked.
+pub struct PlanSettings {
+    pub input: PathBuf,
+    pub report: Option<ReportFile>,
+    pub portal: PortalSettings,
+    pub view: View,
+}
+
+impl PlanSettings {
+    pub fn new(args: &PlanArgs, cfg: &Loaded) -> Result<PlanSettings> {
+        let format = args
+            .log_format
+            .or(cfg.file.log_format)
+            .unwrap_or(LogFormat::Text);
+        Ok(PlanSettings {
+            input: input(args.input.as_ref(), cfg)?,
+            report: args.report.clone().map(|path| ReportFile {
+                path,
+                replace: args.overwrite_report,
+            }),
+            portal: portal(&args.portal, cfg)?.settings,
+            view: View::new(false, format),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(portal_url("https://myopenip.example/").is_ok());
+        assert!(portal_url("http://127.0.0.1:8080/").is_ok());
+        assert!(portal_url("http://[::1]:8080/").is_ok());
+        assert!(portal_url("http://localhost/").is_ok());
+        assert!(portal_url("http://myopenip.example/").is_err());
+        assert!(portal_url("http://10.0.0.1/").is_err());
+        assert!(portal_url("ftp://127.0.0.1/").is_err());
+    }
+
+    #[test]
+    fn date_fields_are_replaced_and_bad_ones_refused() {
+        let now =
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Local, 2026, 11, 26, 3, 30, 0).unwrap();
+        assert_eq!(
+            dated("rotation-%Y%m%d.csv.age", &now).unwrap(),
+            PathBuf::from("rotation-20261126.csv.age")
+        );
+        assert!(dated("rotation-%Q.csv.age", &now).is_err());
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "portal = \"https://x/\"\nrecipient = \"age1\"\n").unwrap();
+        let e = Loaded::read(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("recipient"), "{e}");
+    }
+}

@@ -1,0 +1,1024 @@
+//! A rotation as one library call: `rotate` takes settings that are already
+//! merged and checked, runs the whole lifecycle (files checked, lock taken,
+//! login, resolution, the question, resets, the result file, the journal's
+//! fate, the report) and returns a typed `Outcome`: what became of each
+//! licence, why the run stopped if it did, and which files hold which
+//! passwords, counted from what was written. It prints nothing; progress
+//! goes to an `Observer`. `plan` is the same run up to the question.
+//!
+//! Every refusal that can be known before the portal is asked anything
+//! (bad input, a file in the way, a lock held) is a `RotationError`, and
+//! then no request was sent.
+
+mod lock;
+mod reset;
+mod resolve;
+mod resume;
+
+pub use lock::{LockError, RunLock, lock_name};
+pub use resolve::{Resolution, Target};
+
+use crate::files::{self, PathProblem};
+use crate::input::{self, InputError, InputRow};
+use crate::portal::{Phase, Portal, PortalError, Stats};
+use crate::report::{self, ReportRow, Status};
+use crate::vault::{self, Journal, Output, Recipients, VaultError};
+use reset::{Resets, Sink};
+use resume::Resumed;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Limits that stop a run going wrong before it cuts off many phones.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Licences reset first, alone; the rest only if they all succeed.
+    pub canary: usize,
+    /// Failed licences after which the run stops.
+    pub max_failures: usize,
+    /// `Confirmer` requests per licence while the answer is lost.
+    pub max_resets: u32,
+}
+
+/// The report file: created new, or replacing a file that is there.
+#[derive(Debug, Clone)]
+pub struct ReportFile {
+    pub path: PathBuf,
+    pub replace: bool,
+}
+
+/// What a rotation does, merged and checked by the caller.
+pub struct Settings {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub report: Option<ReportFile>,
+    /// The run lock (see `lock_name`).
+    pub lock: PathBuf,
+    pub recipients: Recipients,
+    /// Files the run only reads (recipients, labels, password, settings),
+    /// each with what it is: no file the run writes may be one of them.
+    pub read_files: Vec<(String, PathBuf)>,
+    pub guard: Guard,
+    /// Sessions at most (the portal client's concurrency).
+    pub workers: usize,
+    /// Reset the rows that resolve even if others do not.
+    pub skip_unresolved: bool,
+    /// Continue from the journal of an earlier run of this output.
+    pub resume: bool,
+    /// Ask the observer before the first reset.
+    pub confirm: bool,
+}
+
+/// How the two phases meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    /// The whole resolution first: the all-or-nothing rule or the question
+    /// needs it.
+    OneAfterTheOther,
+    /// Resets start as soon as a client is resolved (nothing needs the whole).
+    Overlapped,
+}
+
+impl Settings {
+    pub fn phases(&self) -> Phases {
+        if self.skip_unresolved && !self.confirm {
+            Phases::Overlapped
+        } else {
+            Phases::OneAfterTheOther
+        }
+    }
+}
+
+/// The files a run writes or reads, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileRole {
+    Output,
+    Journal,
+    Report,
+    Lock,
+    Input,
+    Read(String),
+}
+
+impl fmt::Display for FileRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileRole::Output => f.write_str("the output"),
+            FileRole::Journal => f.write_str("the journal"),
+            FileRole::Report => f.write_str("the report"),
+            FileRole::Lock => f.write_str("the lock"),
+            FileRole::Input => f.write_str("the input"),
+            FileRole::Read(what) => write!(f, "the {what}"),
+        }
+    }
+}
+
+/// A rotation refused before any portal request.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{role}: {problem}")]
+    Path {
+        role: FileRole,
+        problem: PathProblem,
+    },
+    #[error("{a} and {b} are one file: {}", path.display())]
+    SameFile {
+        a: FileRole,
+        b: FileRole,
+        path: PathBuf,
+    },
+    #[error("{} exists: an earlier run did not finish, and its new passwords are in that journal", .0.display())]
+    JournalExists(PathBuf),
+    #[error("there is no journal {} to resume from", .0.display())]
+    NoJournal(PathBuf),
+    #[error(
+        "the journal {} is encrypted to {}, not to this run's recipients ({})",
+        path.display(), journal.join(", "), run.join(", ")
+    )]
+    RecipientsDiffer {
+        path: PathBuf,
+        journal: Vec<String>,
+        run: Vec<String>,
+    },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Why a run stopped before it went through every licence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM, in the phase named.
+    Interrupted(RunPhase),
+    /// The question before the resets was answered no.
+    NotConfirmed,
+    /// Rows did not resolve, and the rule is all or nothing.
+    Unresolved {
+        rows: usize,
+    },
+    LoginRefused,
+    /// The canary resets failed.
+    Canary {
+        canaries: usize,
+    },
+    MaxFailures {
+        failed: usize,
+        limit: usize,
+    },
+    /// No further request made sense: a session that kept ending, a portal
+    /// that leads outside its origin, no HTTP client.
+    Portal(String),
+    /// The journal or the output could not take the new passwords.
+    WriteFailed(String),
+}
+
+/// Where a run was when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPhase {
+    Login,
+    Resolution,
+    Question,
+    Resets,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Interrupted(phase) => write!(
+                f,
+                "interrupted {}",
+                match phase {
+                    RunPhase::Login => "while logging in",
+                    RunPhase::Resolution => "while resolving the licences",
+                    RunPhase::Question => "at the question",
+                    RunPhase::Resets => "during the resets",
+                }
+            ),
+            StopReason::NotConfirmed => f.write_str("not confirmed"),
+            StopReason::Unresolved { rows } => write!(
+                f,
+                "{rows} row{} did not resolve",
+                if *rows > 1 { "s" } else { "" }
+            ),
+            StopReason::LoginRefused => f.write_str(
+                "the portal refused the login: check the login, the password and the profile",
+            ),
+            StopReason::Canary { canaries } => write!(
+                f,
+                "the canary reset{} failed: nothing else was reset",
+                if *canaries > 1 { "s" } else { "" }
+            ),
+            StopReason::MaxFailures { failed, limit } => {
+                write!(f, "{failed} licences failed (the limit is {limit})")
+            }
+            StopReason::Portal(why) => f.write_str(why),
+            StopReason::WriteFailed(why) => write!(f, "cannot write the new passwords: {why}"),
+        }
+    }
+}
+
+/// A file that holds new passwords, and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldIn {
+    pub path: PathBuf,
+    pub passwords: usize,
+}
+
+/// What became of the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalFate {
+    /// The run stopped before it had anything to journal.
+    NotCreated,
+    /// Every password it held is in the complete result file: removed.
+    Removed,
+    Kept {
+        path: PathBuf,
+        /// Complete entries in it, earlier runs' included.
+        entries: usize,
+        /// Entries this run wrote.
+        this_run: usize,
+        because: KeptBecause,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeptBecause {
+    /// The run stopped: `--resume` finishes it.
+    Stopped,
+    /// It holds passwords of earlier runs that the result file does not.
+    EarlierRuns,
+    /// It does not match the result file on disk.
+    Mismatch(String),
+    RemovalFailed(String),
+}
+
+/// Where the new passwords are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwords {
+    /// The complete result, when the run went to its end.
+    pub result: Option<HeldIn>,
+    /// This run's passwords when it stopped (`OUTPUT.partN`).
+    pub part: Option<HeldIn>,
+    pub journal: JournalFate,
+    /// Reset by this run but written nowhere (both writes failed).
+    pub lost: usize,
+    /// Resumed: what earlier runs left.
+    pub earlier: Option<Earlier>,
+}
+
+/// The passwords of earlier runs, for a resumed run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    /// Complete entries the journal held when this run began.
+    pub in_journal: usize,
+    /// Part files the earlier runs wrote, as the journal records them.
+    pub parts: Vec<HeldIn>,
+}
+
+/// A failure after the resets that hides nothing: the passwords are where
+/// `Passwords` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LateProblem {
+    Report { path: PathBuf, why: String },
+}
+
+/// What the portal was asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub login: u64,
+    pub resolve: u64,
+    pub reset: u64,
+    pub too_many: u64,
+    pub retries: u64,
+    pub sessions: u64,
+}
+
+impl Requests {
+    pub fn of(stats: &Stats) -> Requests {
+        Requests {
+            login: stats.requests(Phase::Login),
+            resolve: stats.requests(Phase::Resolve),
+            reset: stats.requests(Phase::Reset),
+            too_many: stats.too_many_requests.load(Ordering::Relaxed),
+            retries: stats.retries.load(Ordering::Relaxed),
+            sessions: stats.sessions.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.login + self.resolve + self.reset
+    }
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// One row per licence (or per input line that did not resolve), in input order.
+    pub rows: Vec<ReportRow>,
+    /// `None` when the run went through every licence.
+    pub stopped: Option<StopReason>,
+    /// Whether any licence was handed to the resets.
+    pub resets_began: bool,
+    /// `Confirmer` requests sent.
+    pub confirmations: u64,
+    pub passwords: Passwords,
+    /// The report written, if one was asked for and could be.
+    pub report: Option<PathBuf>,
+    pub problems: Vec<LateProblem>,
+    pub requests: Requests,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn count(&self, status: Status) -> usize {
+        self.rows.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// How resolution is going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResolveProgress {
+    pub clients: usize,
+    pub clients_read: usize,
+    /// MetaCentrex services found so far, and their users tables read.
+    pub services: usize,
+    pub services_read: usize,
+    /// Pages read for resolution.
+    pub pages: u64,
+}
+
+/// What a run tells while it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    LoggedIn,
+    Resolving(ResolveProgress),
+    /// Licences to reset so far (more may come while clients resolve).
+    Planned(usize),
+    /// A licence is done with: reset, failed, or skipped by a stop.
+    Done(&'a ReportRow),
+}
+
+/// The question asked before the first reset.
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub resets: usize,
+}
+
+/// Who listens to a run. Results flow to one collector; the observer only
+/// listens, and answers the question.
+pub trait Observer: Sync {
+    fn event(&self, event: Event<'_>);
+    /// Asks `question`; the answer comes on the channel (a dropped sender
+    /// is a no). The run stops waiting if it is interrupted meanwhile.
+    fn confirm(&self, question: &Question) -> oneshot::Receiver<bool>;
+}
+
+/// An observer that hears nothing and answers no.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _: Event<'_>) {}
+    fn confirm(&self, _: &Question) -> oneshot::Receiver<bool> {
+        oneshot::channel().1
+    }
+}
+
+/// What stops a run: `stop` at the first signal (no new reset, pending
+/// reads dropped, the `Confirmer` in flight finishes), `abort` at the
+/// second (the `Confirmer` in flight is abandoned too). The portal client
+/// must be made with the same tokens (`portal_interruptions`).
+#[derive(Debug, Clone, Default)]
+pub struct Interruption {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+impl Interruption {
+    pub fn portal_interruptions(&self) -> crate::portal::Interruptions {
+        crate::portal::Interruptions {
+            reads: self.stop.clone(),
+            confirmations: self.abort.clone(),
+        }
+    }
+}
+
+/// The checks made before anything else; what they found.
+struct Prepared {
+    rows: Vec<InputRow>,
+    resumed: Resumed,
+    _lock: RunLock,
+}
+
+/// Refuses a run whose files collide or are in the way, before any request.
+fn check_files(settings: &Settings) -> Result<(), RotationError> {
+    let journal = vault::journal_path(&settings.output);
+    let path_err = |role: FileRole| move |problem| RotationError::Path { role, problem };
+    files::check_creatable(&settings.output).map_err(path_err(FileRole::Output))?;
+    match (std::fs::symlink_metadata(&journal), settings.resume) {
+        (Err(_), false) => {
+            files::check_creatable(&journal).map_err(path_err(FileRole::Journal))?;
+        }
+        (Ok(m), _) if m.file_type().is_symlink() => {
+            return Err(RotationError::Path {
+                role: FileRole::Journal,
+                problem: PathProblem::Symlink(journal),
+            });
+        }
+        (Ok(_), false) => return Err(RotationError::JournalExists(journal)),
+        (Err(_), true) => return Err(RotationError::NoJournal(journal)),
+        (Ok(_), true) => {}
+    }
+    if let Some(report) = &settings.report {
+        match std::fs::symlink_metadata(&report.path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(RotationError::Path {
+                    role: FileRole::Report,
+                    problem: PathProblem::Symlink(report.path.clone()),
+                });
+            }
+            Ok(m) if report.replace && m.is_file() => {
+                files::check_folder(files::folder_of(&report.path))
+                    .map_err(path_err(FileRole::Report))?;
+            }
+            _ => files::check_creatable(&report.path).map_err(path_err(FileRole::Report))?,
+        }
+    }
+    files::check_folder(files::folder_of(&settings.lock)).map_err(path_err(FileRole::Lock))?;
+    // Distinct files: a report written over the output or the journal would
+    // destroy the only copy of the passwords.
+    let mut seen: Vec<(FileRole, PathBuf)> = vec![
+        (FileRole::Output, settings.output.clone()),
+        (FileRole::Journal, journal),
+        (FileRole::Lock, settings.lock.clone()),
+        (FileRole::Input, settings.input.clone()),
+    ];
+    if let Some(r) = &settings.report {
+        seen.push((FileRole::Report, r.path.clone()));
+    }
+    for (what, path) in &settings.read_files {
+        seen.push((FileRole::Read(what.clone()), path.clone()));
+    }
+    let identities: Vec<(FileRole, PathBuf)> = seen
+        .into_iter()
+        .map(|(role, p)| (role, files::identity_of(&p)))
+        .collect();
+    for (i, (a, pa)) in identities.iter().enumerate() {
+        for (b, pb) in &identities[i + 1..] {
+            if pa == pb {
+                return Err(RotationError::SameFile {
+                    a: a.clone(),
+                    b: b.clone(),
+                    path: pa.clone(),
+                });
+            }
+        }
+    }
+    // Nor a part file the run may write (`OUTPUT.partN`).
+    if let Some((_, report)) = identities.iter().find(|(r, _)| *r == FileRole::Report) {
+        let output = identities[0].1.as_os_str().to_string_lossy().into_owned();
+        if report
+            .to_string_lossy()
+            .starts_with(&format!("{output}.part"))
+        {
+            return Err(RotationError::SameFile {
+                a: FileRole::Report,
+                b: FileRole::Output,
+                path: report.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Everything that can be refused before the first request: the files,
+/// the lock, the input, the journal to resume.
+fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError> {
+    check_files(settings)?;
+    let lock = RunLock::acquire(&settings.lock, holder)?;
+    let rows = input::read(&settings.input)?;
+    let resumed = if settings.resume {
+        let journal = vault::journal_path(&settings.output);
+        let contents = vault::read_journal(&journal)?;
+        if let Some(recorded) = &contents.recipients
+            && recorded.as_slice() != settings.recipients.texts()
+        {
+            return Err(RotationError::RecipientsDiffer {
+                path: journal,
+                journal: recorded.clone(),
+                run: settings.recipients.texts().to_vec(),
+            });
+        }
+        Resumed::from_journal(journal, contents)
+    } else {
+        Resumed::none()
+    };
+    Ok(Prepared {
+        rows,
+        resumed,
+        _lock: lock,
+    })
+}
+
+/// The shared state of a run while it goes.
+struct Run<'a> {
+    settings: &'a Settings,
+    portal: Arc<Portal>,
+    observer: &'a dyn Observer,
+    interruption: &'a Interruption,
+    started: Instant,
+}
+
+/// A rotation, start to end. Errors are refusals before any request; once
+/// the portal has been asked anything, the `Outcome` says what happened.
+pub async fn rotate(
+    settings: &Settings,
+    portal: Portal,
+    observer: &dyn Observer,
+    interruption: &Interruption,
+) -> Result<Outcome, RotationError> {
+    let started = Instant::now();
+    let holder = format!("output {}", settings.output.display());
+    let Prepared {
+        rows,
+        mut resumed,
+        _lock,
+    } = prepare(settings, &holder)?;
+    let run = Run {
+        settings,
+        portal: Arc::new(portal),
+        observer,
+        interruption,
+        started,
+    };
+    Ok(run.go(&rows, &mut resumed).await)
+}
+
+impl Run<'_> {
+    fn stopped_by_signal(&self, phase: RunPhase) -> Option<StopReason> {
+        self.interruption
+            .stop
+            .is_cancelled()
+            .then_some(StopReason::Interrupted(phase))
+    }
+
+    async fn go(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
+        if let Err(e) = self.portal.connect().await {
+            let why = self
+                .stopped_by_signal(RunPhase::Login)
+                .unwrap_or_else(|| stop_reason_of(&e));
+            let skipped = rows
+                .iter()
+                .map(|r| {
+                    resolve::rejected_row(
+                        r,
+                        Status::Skipped,
+                        &r.licence.to_string(),
+                        format!("not resolved: {why}"),
+                    )
+                })
+                .collect();
+            return self.finish(skipped, None, Some(why), resumed, ResetsDone::default());
+        }
+        self.observer.event(Event::LoggedIn);
+        match self.settings.phases() {
+            Phases::OneAfterTheOther => self.one_after_the_other(rows, resumed).await,
+            Phases::Overlapped => self.overlapped(rows, resumed).await,
+        }
+    }
+
+    async fn one_after_the_other(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
+        let stop = &self.interruption.stop;
+        let resolution = match resolve::resolve(&self.portal, rows, stop, self.observer).await {
+            Ok(r) => r,
+            Err(e) => {
+                let skipped = rows
+                    .iter()
+                    .map(|r| {
+                        resolve::rejected_row(
+                            r,
+                            Status::Skipped,
+                            &r.licence.to_string(),
+                            format!("not resolved: {e}"),
+                        )
+                    })
+                    .collect();
+                return self.finish(
+                    skipped,
+                    None,
+                    Some(stop_reason_of(&e)),
+                    resumed,
+                    ResetsDone::default(),
+                );
+            }
+        };
+        let mut report: Vec<ReportRow> = Vec::new();
+        if let Some(why) = self.stopped_by_signal(RunPhase::Resolution) {
+            report.extend(resolution.rows_when_stopped(&why));
+            return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+        }
+        let unresolved = resolution.unresolved().count();
+        if unresolved > 0 && !self.settings.skip_unresolved {
+            report.extend(resolution.plan_rows());
+            let why = StopReason::Unresolved { rows: unresolved };
+            return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+        }
+        report.extend(resolution.rejected);
+        let targets: Vec<Target> = resolution
+            .targets
+            .into_iter()
+            .filter_map(|t| resumed.keep(t, &mut report))
+            .collect();
+        if self.settings.confirm && !targets.is_empty() {
+            let answer = self.observer.confirm(&Question {
+                resets: targets.len(),
+            });
+            let yes = tokio::select! {
+                _ = stop.cancelled() => None,
+                answer = answer => Some(answer.unwrap_or(false)),
+            };
+            let why = match yes {
+                Some(true) => None,
+                Some(false) => Some(StopReason::NotConfirmed),
+                None => Some(StopReason::Interrupted(RunPhase::Question)),
+            };
+            if let Some(why) = why {
+                report.extend(
+                    targets
+                        .iter()
+                        .map(|t| t.report(Status::Skipped, format!("not reset: {why}"), 0, 0)),
+                );
+                return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+            }
+        }
+        let mut sink = match self.open_sink(resumed) {
+            Ok(sink) => sink,
+            Err(e) => {
+                report.extend(
+                    targets
+                        .iter()
+                        .map(|t| t.report(Status::Skipped, format!("not reset: {e}"), 0, 0)),
+                );
+                let why = StopReason::WriteFailed(e.to_string());
+                return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+            }
+        };
+        self.observer.event(Event::Planned(targets.len()));
+        let resets = reset::reset_all(
+            &self.portal,
+            reset::queue_of(targets),
+            &self.settings.guard,
+            self.settings.workers,
+            &mut sink,
+            stop,
+            self.observer,
+        )
+        .await;
+        self.after_resets(report, sink, resets, None, resumed)
+    }
+
+    async fn overlapped(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
+        let stop = &self.interruption.stop;
+        let mut report: Vec<ReportRow> = Vec::new();
+        let mut sink = match self.open_sink(resumed) {
+            Ok(sink) => sink,
+            Err(e) => {
+                let why = StopReason::WriteFailed(e.to_string());
+                let skipped = rows
+                    .iter()
+                    .map(|r| {
+                        resolve::rejected_row(
+                            r,
+                            Status::Skipped,
+                            &r.licence.to_string(),
+                            format!("not resolved: {why}"),
+                        )
+                    })
+                    .collect();
+                return self.finish(skipped, None, Some(why), resumed, ResetsDone::default());
+            }
+        };
+        let (tx, queue) = mpsc::unbounded_channel();
+        let mut planned = 0;
+        let resolving = async {
+            let tx = tx;
+            let resolved =
+                resolve::resolve_each(&self.portal, rows, stop, self.observer, |client| {
+                    report.extend(client.rejected);
+                    for target in client.targets {
+                        if let Some(target) = resumed.keep(target, &mut report) {
+                            planned += 1;
+                            self.observer.event(Event::Planned(planned));
+                            tx.send(target)
+                                .expect("the resets take targets until the end");
+                        }
+                    }
+                })
+                .await;
+            if resolved.is_err() {
+                stop.cancel();
+            }
+            resolved
+        };
+        let resetting = reset::reset_all(
+            &self.portal,
+            queue,
+            &self.settings.guard,
+            self.settings.workers,
+            &mut sink,
+            stop,
+            self.observer,
+        );
+        let (resolved, resets) = tokio::join!(resolving, resetting);
+        let resolution_failed = resolved.err().map(|e| stop_reason_of(&e));
+        self.after_resets(report, sink, resets, resolution_failed, resumed)
+    }
+
+    /// Opens the result file and the journal.
+    fn open_sink(&self, resumed: &Resumed) -> Result<Sink<'_>, VaultError> {
+        // The output first: if the journal cannot be made, its temporary
+        // file goes away, whereas an empty journal left behind would block
+        // the next run.
+        let output = Output::create(&self.settings.output, &self.settings.recipients)?;
+        let journal_path = vault::journal_path(&self.settings.output);
+        let journal = if resumed.is_resuming() {
+            Journal::reopen(&journal_path)?
+        } else {
+            Journal::create(&journal_path, &self.settings.recipients)?
+        };
+        Ok(Sink {
+            recipients: &self.settings.recipients,
+            journal,
+            output,
+        })
+    }
+
+    fn after_resets(
+        &self,
+        mut report: Vec<ReportRow>,
+        sink: Sink<'_>,
+        resets: Resets,
+        resolution_failed: Option<StopReason>,
+        resumed: &mut Resumed,
+    ) -> Outcome {
+        report.extend(resets.rows);
+        let phase = if resets.began {
+            RunPhase::Resets
+        } else {
+            RunPhase::Resolution
+        };
+        let stopped = resets
+            .stopped
+            .or(resolution_failed)
+            .or_else(|| self.stopped_by_signal(phase))
+            // Rows left untried without a reason: a signal.
+            .or_else(|| {
+                report
+                    .iter()
+                    .any(|r| r.status == Status::Skipped)
+                    .then_some(StopReason::Interrupted(phase))
+            });
+        let done = ResetsDone {
+            began: resets.began,
+            confirmations: resets.confirmations,
+            lost: resets.lost,
+        };
+        self.finish(report, Some(sink), stopped, resumed, done)
+    }
+
+    /// Ends the run: the result file or the part file, the journal's fate,
+    /// the report.
+    fn finish(
+        &self,
+        mut rows: Vec<ReportRow>,
+        sink: Option<Sink<'_>>,
+        mut stopped: Option<StopReason>,
+        resumed: &Resumed,
+        done: ResetsDone,
+    ) -> Outcome {
+        let mut passwords = Passwords {
+            result: None,
+            part: None,
+            journal: JournalFate::NotCreated,
+            lost: done.lost,
+            earlier: resumed.earlier(),
+        };
+        if let Some(Sink {
+            journal, output, ..
+        }) = sink
+        {
+            let written = output.rows();
+            let journal_path = journal.path().to_path_buf();
+            let this_run = journal.appended();
+            let mut journal = Some(journal);
+            let mut kept_because = None;
+            if stopped.is_none() {
+                match output.finish_verified() {
+                    Ok(path) => {
+                        passwords.result = Some(HeldIn {
+                            path,
+                            passwords: written,
+                        });
+                    }
+                    Err(e) => {
+                        // The passwords are in the journal only.
+                        stopped = Some(StopReason::WriteFailed(e.to_string()));
+                    }
+                }
+            } else if written > 0 {
+                match output.finish_part() {
+                    Ok(path) => {
+                        if let Some(j) = journal.as_mut() {
+                            // For a later summary; the part file is complete either way.
+                            let _ = j.note_part(&path, written);
+                        }
+                        passwords.part = Some(HeldIn {
+                            path,
+                            passwords: written,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot write the part file: {e}");
+                    }
+                }
+            } else {
+                drop(output);
+            }
+            drop(journal.take());
+            // The journal goes only when every password it holds is in the
+            // complete result file, checked on disk.
+            let on_disk = vault::read_journal(&journal_path)
+                .map(|c| c.entries.len())
+                .map_err(|e| e.to_string());
+            let removable = match (&on_disk, &passwords.result) {
+                (Ok(0), _) if !resumed.is_resuming() => true,
+                (Ok(n), Some(result)) if *n == this_run && this_run == result.passwords => true,
+                (Ok(_), Some(_)) if resumed.is_resuming() => {
+                    kept_because = Some(KeptBecause::EarlierRuns);
+                    false
+                }
+                (Ok(n), Some(result)) => {
+                    kept_because = Some(KeptBecause::Mismatch(format!(
+                        "it holds {n} entries, the result {}",
+                        result.passwords
+                    )));
+                    false
+                }
+                (Err(e), _) => {
+                    kept_because = Some(KeptBecause::Mismatch(e.clone()));
+                    false
+                }
+                (Ok(_), None) => false,
+            };
+            let entries = *on_disk.as_ref().unwrap_or(&this_run);
+            passwords.journal = if removable {
+                match std::fs::remove_file(&journal_path) {
+                    Ok(()) => JournalFate::Removed,
+                    Err(e) => JournalFate::Kept {
+                        path: journal_path,
+                        entries,
+                        this_run,
+                        because: KeptBecause::RemovalFailed(e.to_string()),
+                    },
+                }
+            } else {
+                JournalFate::Kept {
+                    path: journal_path,
+                    entries,
+                    this_run,
+                    because: kept_because.unwrap_or(KeptBecause::Stopped),
+                }
+            };
+        } else if resumed.is_resuming() {
+            passwords.journal = JournalFate::Kept {
+                path: vault::journal_path(&self.settings.output),
+                entries: resumed.earlier().map_or(0, |e| e.in_journal),
+                this_run: 0,
+                because: KeptBecause::Stopped,
+            };
+        }
+        // In input order; the licences of one line in the order they were done.
+        rows.sort_by_key(|r| r.line);
+        let mut problems = Vec::new();
+        let mut report = None;
+        if let Some(file) = &self.settings.report {
+            match report::write(&file.path, &rows, file.replace) {
+                Ok(path) => report = Some(path),
+                Err(e) => problems.push(LateProblem::Report {
+                    path: file.path.clone(),
+                    why: e.to_string(),
+                }),
+            }
+        }
+        Outcome {
+            rows,
+            stopped,
+            resets_began: done.began,
+            confirmations: done.confirmations,
+            passwords,
+            report,
+            problems,
+            requests: Requests::of(self.portal.stats()),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+/// What the resets did, for the outcome.
+#[derive(Debug, Default)]
+struct ResetsDone {
+    began: bool,
+    confirmations: u64,
+    lost: usize,
+}
+
+/// The stop reason a portal error gives, when it ends the run.
+fn stop_reason_of(e: &PortalError) -> StopReason {
+    match e {
+        PortalError::LoginRefused => StopReason::LoginRefused,
+        e => StopReason::Portal(e.to_string()),
+    }
+}
+
+/// What `plan` found.
+#[derive(Debug)]
+pub struct Plan {
+    /// Targets as `planned`, then rows that will not be reset, in input order.
+    pub rows: Vec<ReportRow>,
+    pub targets: Vec<Target>,
+    pub stopped: Option<StopReason>,
+    pub report: Option<PathBuf>,
+    pub problems: Vec<LateProblem>,
+    pub requests: Requests,
+    pub elapsed: Duration,
+}
+
+/// Resolves `input` on the portal and says what `run` would reset; resets nothing.
+pub async fn plan(
+    input: &Path,
+    report: Option<&ReportFile>,
+    portal: Portal,
+    observer: &dyn Observer,
+    interruption: &Interruption,
+) -> Result<Plan, RotationError> {
+    let started = Instant::now();
+    if let Some(r) = report
+        && !r.replace
+    {
+        files::check_creatable(&r.path).map_err(|problem| RotationError::Path {
+            role: FileRole::Report,
+            problem,
+        })?;
+    }
+    let rows = input::read(input)?;
+    let portal = Arc::new(portal);
+    let stop = &interruption.stop;
+    let (mut plan_rows, targets, stopped) = match portal.connect().await {
+        Err(e) => {
+            let why = if stop.is_cancelled() {
+                StopReason::Interrupted(RunPhase::Login)
+            } else {
+                stop_reason_of(&e)
+            };
+            (Vec::new(), Vec::new(), Some(why))
+        }
+        Ok(()) => {
+            observer.event(Event::LoggedIn);
+            match resolve::resolve(&portal, &rows, stop, observer).await {
+                Ok(r) => {
+                    let stopped =
+                        (r.skipped() > 0).then_some(StopReason::Interrupted(RunPhase::Resolution));
+                    (r.plan_rows(), r.targets, stopped)
+                }
+                Err(e) => (Vec::new(), Vec::new(), Some(stop_reason_of(&e))),
+            }
+        }
+    };
+    plan_rows.sort_by_key(|r| r.line);
+    let mut problems = Vec::new();
+    let mut written = None;
+    if let Some(file) = report {
+        match report::write(&file.path, &plan_rows, file.replace) {
+            Ok(path) => written = Some(path),
+            Err(e) => problems.push(LateProblem::Report {
+                path: file.path.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+    Ok(Plan {
+        rows: plan_rows,
+        targets,
+        stopped,
+        report: written,
+        problems,
+        requests: Requests::of(portal.stats()),
+        elapsed: started.elapsed(),
+    })
+}

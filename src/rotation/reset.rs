@@ -1,0 +1,380 @@
+//! The second phase: the resets, on a pool of workers under the portal's
+//! rate limit. Their results flow over a channel to one collector, which
+//! journals each new password (fsync) before counting it; the canary goes
+//! first and alone, and a run that goes wrong stops early.
+
+use super::resolve::Target;
+use super::{Event, Guard, Observer, StopReason};
+use crate::portal::{
+    AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
+    TransportError,
+};
+use crate::report::{ReportRow, Status};
+use crate::vault::{Journal, Output, Recipients, ResetRecord};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Where the passwords go.
+pub(super) struct Sink<'a> {
+    pub recipients: &'a Recipients,
+    pub journal: Journal,
+    pub output: Output,
+}
+
+/// What became of one licence, sent by a worker to the collector.
+enum Attempt {
+    Tried {
+        target: Target,
+        /// `Confirmer` requests sent.
+        confirmations: u32,
+        /// Portal requests the licence took.
+        requests: u64,
+        result: Result<NewPassword, Failure>,
+    },
+    /// Taken from the queue just as the run stopped, or its first pages cut
+    /// short by the stop: nothing changed on the portal.
+    NotTried(Target),
+}
+
+struct Failure {
+    reason: String,
+    /// Set when no further request makes sense (a refused login, a portal
+    /// that leads elsewhere): the whole run stops for it.
+    stops_the_run: Option<StopReason>,
+}
+
+/// The licences to reset, in the order they were resolved. The sender may
+/// still be resolving: resets start with the first target.
+pub(super) type Queue = mpsc::UnboundedReceiver<Target>;
+
+/// A queue that holds `targets`, with nothing more to come.
+pub(super) fn queue_of(targets: Vec<Target>) -> Queue {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for target in targets {
+        tx.send(target).expect("the receiver is here");
+    }
+    rx
+}
+
+/// What the second phase did.
+pub(super) struct Resets {
+    /// One per target: reset, failed or skipped.
+    pub rows: Vec<ReportRow>,
+    /// Why it stopped before the queue was empty, when it stopped for a
+    /// reason of its own (a signal is the caller's to know).
+    pub stopped: Option<StopReason>,
+    /// Whether any target was handed to a worker.
+    pub began: bool,
+    /// `Confirmer` requests sent in all.
+    pub confirmations: u64,
+    /// Reset, but the password could be written to neither file.
+    pub lost: usize,
+}
+
+/// Second phase: resets every target of the queue, the canary first. A
+/// reason to stop cancels `stop`, which also stops resolution.
+pub(super) async fn reset_all(
+    portal: &Arc<Portal>,
+    queue: Queue,
+    guard: &Guard,
+    workers: usize,
+    sink: &mut Sink<'_>,
+    stop: &CancellationToken,
+    observer: &dyn Observer,
+) -> Resets {
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let mut done = Resets {
+        rows: Vec::new(),
+        stopped: None,
+        began: false,
+        confirmations: 0,
+        lost: 0,
+    };
+    // Counted by the workers, so that the stop comes before the next licence
+    // is taken, not when the collector catches up.
+    let failures = Arc::new(AtomicUsize::new(0));
+    let batches = [(1, Some(guard.canary)), (workers.max(1), None)];
+    for (workers, limit) in batches {
+        if limit == Some(0) || stop.is_cancelled() {
+            continue;
+        }
+        let (tx, mut rx) = mpsc::channel::<Attempt>(64);
+        let mut pool = JoinSet::new();
+        for _ in 0..workers {
+            let worker = Worker {
+                portal: portal.clone(),
+                queue: queue.clone(),
+                results: tx.clone(),
+                stop: stop.clone(),
+                failures: failures.clone(),
+                limit,
+                max_tries: guard.max_resets,
+                max_failures: guard.max_failures,
+            };
+            pool.spawn(worker.run());
+        }
+        drop(tx);
+        let mut batch_failed = false;
+        while let Some(attempt) = rx.recv().await {
+            let (t, confirmations, requests, result) = match attempt {
+                Attempt::NotTried(t) => {
+                    let row = t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0);
+                    observer.event(Event::Done(&row));
+                    done.rows.push(row);
+                    continue;
+                }
+                Attempt::Tried {
+                    target,
+                    confirmations,
+                    requests,
+                    result,
+                } => (target, confirmations, requests, result),
+            };
+            done.began = true;
+            done.confirmations += u64::from(confirmations);
+            let row = match result {
+                Ok(password) => {
+                    let record = ResetRecord {
+                        client_ref: t.client_ref.clone(),
+                        service_ref: t.service_ref.clone(),
+                        licence: t.licence.licence.clone(),
+                        licence_type: t.licence.licence_type.clone(),
+                        sda: t.licence.sda.clone(),
+                        name: t.licence.name.clone(),
+                        accountcode: password.accountcode,
+                        password: password.password,
+                        reset_at: chrono::Utc::now()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    };
+                    // On disk, encrypted, before it counts as done. The fsync blocks:
+                    // let the runtime move the workers' tasks to another thread meanwhile.
+                    let journaled = tokio::task::block_in_place(|| {
+                        sink.journal.append(sink.recipients, &record)
+                    });
+                    let added = sink.output.add(&record);
+                    // A write that fails stops the run, but never aborts a worker: one
+                    // that already sent Confirmer still brings its password back, to
+                    // whichever of the two files can still take it.
+                    let kept = journaled.is_ok() || added.is_ok();
+                    if let Some(e) = journaled.err().or(added.err()) {
+                        done.stopped
+                            .get_or_insert(StopReason::WriteFailed(e.to_string()));
+                        stop.cancel();
+                    }
+                    if kept {
+                        t.report(Status::Reset, String::new(), confirmations, requests)
+                    } else {
+                        done.lost += 1;
+                        let detail = "reset, but its new password could not be written anywhere: reset it again".into();
+                        t.report(Status::Failed, detail, confirmations, requests)
+                    }
+                }
+                Err(Failure {
+                    reason,
+                    stops_the_run,
+                }) => {
+                    batch_failed = true;
+                    let failed = failures.load(Ordering::SeqCst);
+                    if let Some(why) = stops_the_run {
+                        done.stopped = Some(why);
+                    } else if failed >= guard.max_failures && done.stopped.is_none() {
+                        done.stopped = Some(StopReason::MaxFailures {
+                            failed,
+                            limit: guard.max_failures,
+                        });
+                    }
+                    t.report(Status::Failed, reason, confirmations, requests)
+                }
+            };
+            observer.event(Event::Done(&row));
+            done.rows.push(row);
+        }
+        while pool.join_next().await.is_some() {}
+        if limit.is_some() && batch_failed && done.stopped.is_none() && !stop.is_cancelled() {
+            done.stopped = Some(StopReason::Canary {
+                canaries: guard.canary,
+            });
+            stop.cancel();
+        }
+    }
+    // Resolved but not tried. When the run stopped, resolution stops too and
+    // closes the queue soon.
+    let mut queue = queue.lock().await;
+    while let Some(t) = queue.recv().await {
+        let row = t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0);
+        observer.event(Event::Done(&row));
+        done.rows.push(row);
+    }
+    done
+}
+
+/// One of the workers of a batch: takes targets from the queue until it is
+/// empty and closed, the run stops, or its `limit` is reached.
+struct Worker {
+    portal: Arc<Portal>,
+    queue: Arc<tokio::sync::Mutex<Queue>>,
+    results: mpsc::Sender<Attempt>,
+    stop: CancellationToken,
+    failures: Arc<AtomicUsize>,
+    limit: Option<usize>,
+    max_tries: u32,
+    max_failures: usize,
+}
+
+impl Worker {
+    async fn run(self) {
+        // One browser (one portal session) for its resets, given back while
+        // it waits for resolution to bring more.
+        let mut browser: Option<Lease> = None;
+        let mut taken = 0;
+        while self.limit.is_none_or(|l| taken < l) && !self.stop.is_cancelled() {
+            let Some(target) = self.next(&mut browser).await else {
+                return;
+            };
+            taken += 1;
+            if self.stop.is_cancelled() {
+                let _ = self.results.send(Attempt::NotTried(target)).await;
+                return;
+            }
+            if browser.is_none() {
+                browser = self.portal.lease(Priority::Reset).await.ok();
+            }
+            let attempt = match browser.as_mut() {
+                Some(b) => {
+                    let before = b.requests();
+                    match reset_one(b, &target, self.max_tries).await {
+                        None => Attempt::NotTried(target),
+                        Some((confirmations, result)) => Attempt::Tried {
+                            target,
+                            confirmations,
+                            requests: b.requests() - before,
+                            result,
+                        },
+                    }
+                }
+                None => Attempt::Tried {
+                    target,
+                    confirmations: 0,
+                    requests: 0,
+                    result: Err(Failure {
+                        reason: "cannot start an HTTP client".into(),
+                        stops_the_run: Some(StopReason::Portal(
+                            "cannot start an HTTP client".into(),
+                        )),
+                    }),
+                },
+            };
+            if let Attempt::Tried {
+                result: Err(failure),
+                ..
+            } = &attempt
+                && (failure.stops_the_run.is_some()
+                    || self.failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.max_failures)
+            {
+                self.stop.cancel();
+            }
+            if self.results.send(attempt).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The next target; `None` once the queue is closed and empty, or the run stops.
+    async fn next(&self, browser: &mut Option<Lease>) -> Option<Target> {
+        if let Ok(mut queue) = self.queue.try_lock() {
+            match queue.try_recv() {
+                Ok(target) => return Some(target),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        // Nothing to reset yet: the session goes back meanwhile, for
+        // resolution to use.
+        *browser = None;
+        let mut queue = tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => return None,
+            queue = self.queue.lock() => queue,
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => None,
+            target = queue.recv() => target,
+        }
+    }
+}
+
+/// Resets one licence, again after an unknown outcome, up to `max_tries`
+/// confirmations; returns the confirmations sent and the result, or `None`
+/// when the stop cut it short before any `Confirmer`.
+async fn reset_one(
+    browser: &mut Browser,
+    target: &Target,
+    max_tries: u32,
+) -> Option<(u32, Result<NewPassword, Failure>)> {
+    let mut confirmations = 0;
+    let mut last_unknown = String::new();
+    while confirmations < max_tries {
+        match browser.reset(&target.licence, &target.licence.sda).await {
+            Ok(password) => return Some((confirmations + 1, Ok(password))),
+            Err(ResetError::Unknown { reason, next }) => {
+                confirmations += 1;
+                let what_to_do = match next {
+                    AfterUnknown::ResetAgain => {
+                        tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
+                        last_unknown = reason;
+                        continue;
+                    }
+                    AfterUnknown::StopRun => "find out why the portal leads elsewhere",
+                    AfterUnknown::GiveUp => "check the portal's pages (see the labels)",
+                };
+                let failure = Failure {
+                    stops_the_run: (next == AfterUnknown::StopRun)
+                        .then(|| StopReason::Portal(reason.clone())),
+                    reason: format!(
+                        "{reason}: the password may have changed and is unknown; {what_to_do}, then reset this licence again"
+                    ),
+                };
+                return Some((confirmations, Err(failure)));
+            }
+            Err(ResetError::NotDone(PortalError::Transport(TransportError::Interrupted))) => {
+                if confirmations == 0 {
+                    return None;
+                }
+                let failure = Failure {
+                    reason: format!(
+                        "interrupted before resetting again ({last_unknown}): the password may have changed and is unknown; reset this licence again"
+                    ),
+                    stops_the_run: None,
+                };
+                return Some((confirmations, Err(failure)));
+            }
+            Err(ResetError::NotDone(e)) => {
+                let stops_the_run = match &e {
+                    PortalError::LoginRefused => Some(StopReason::LoginRefused),
+                    e if e.is_fatal() => Some(StopReason::Portal(e.to_string())),
+                    _ => None,
+                };
+                let failure = Failure {
+                    reason: e.to_string(),
+                    stops_the_run,
+                };
+                return Some((confirmations, Err(failure)));
+            }
+        }
+    }
+    let reason = format!(
+        "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
+    );
+    Some((
+        confirmations,
+        Err(Failure {
+            reason,
+            stops_the_run: None,
+        }),
+    ))
+}

@@ -1,0 +1,319 @@
+//! The journal (`OUTPUT.journal`): every new password goes to it before its
+//! licence counts as done. One self-contained armored age block per entry,
+//! after a clear line naming the phone (never the password), written at
+//! once and fsync'd. A journal cut at any byte still gives back every
+//! complete entry, and a resumed run can tell which phones are done without
+//! the identity.
+//!
+//! Besides entries, clear lines record the recipients the journal is
+//! encrypted to (its first line), so that a resumed run encrypts to the
+//! same, and each part file an interrupted run wrote, with how many
+//! passwords it holds, so that a later summary can say so truthfully.
+
+use super::{Recipients, ResetRecord, VaultError, io_err};
+use crate::files;
+use age::armor::{ArmoredWriter, Format};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+const ENTRY: &str = "sip-rotate-journal ";
+const RECIPIENTS: &str = "sip-rotate-recipients ";
+const PART: &str = "sip-rotate-part ";
+const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
+
+/// What a journal entry says in clear: which phone, never the password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JournalMark {
+    pub client_ref: String,
+    pub service_ref: String,
+    pub licence: String,
+    /// The phone's number as the users table showed it: with the references,
+    /// what tells two phones apart that show one licence reference.
+    #[serde(default)]
+    pub sda: String,
+    pub reset_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct RecipientsLine {
+    recipients: Vec<String>,
+}
+
+/// A part file that an interrupted run wrote, as its journal records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartNote {
+    pub file: PathBuf,
+    pub passwords: usize,
+}
+
+/// What a journal says in clear.
+#[derive(Debug, Default)]
+pub struct JournalContents {
+    /// The recipients its entries are encrypted to (`None`: not recorded).
+    pub recipients: Option<Vec<String>>,
+    /// Its complete entries, in order.
+    pub entries: Vec<JournalMark>,
+    pub parts: Vec<PartNote>,
+}
+
+/// The journal's name for an output.
+pub fn journal_path(output: &Path) -> PathBuf {
+    files::with_suffix(output, ".journal")
+}
+
+/// The append-only journal of a run, locked while the run holds it.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    /// The file may end inside a line (an entry cut by a crash or a failed
+    /// write): the next line starts on a new line, or it would be lost.
+    cut: bool,
+    /// Entries this run wrote.
+    appended: usize,
+}
+
+impl Journal {
+    /// Creates a new journal, recording `recipients`; fails if anything is
+    /// at its path (an unfinished run, a symbolic link).
+    pub fn create(path: &Path, recipients: &Recipients) -> Result<Journal, VaultError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io_err(path))?;
+        let mut journal = Journal::locked(path, file, false)?;
+        let line = RecipientsLine {
+            recipients: recipients.texts().to_vec(),
+        };
+        journal.write_line(RECIPIENTS, &serde_json::to_string(&line).expect("strings"))?;
+        files::sync_dir(path);
+        Ok(journal)
+    }
+
+    /// Opens an existing journal to add to it (`--resume`), never through a
+    /// symbolic link.
+    pub fn reopen(path: &Path) -> Result<Journal, VaultError> {
+        let mut file = files::open_append(path).map_err(io_err(path))?;
+        let mut last = [0u8; 1];
+        let cut = match file.seek(SeekFrom::End(-1)) {
+            Ok(_) => {
+                file.read_exact(&mut last).map_err(io_err(path))?;
+                last[0] != b'\n'
+            }
+            // Empty.
+            Err(_) => false,
+        };
+        Journal::locked(path, file, cut)
+    }
+
+    fn locked(path: &Path, file: File, cut: bool) -> Result<Journal, VaultError> {
+        // Two runs never write one journal, whatever their portal account.
+        file.try_lock().map_err(|_| VaultError::JournalInUse {
+            path: path.to_path_buf(),
+        })?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            cut,
+            appended: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one entry and waits until it is on disk.
+    pub fn append(
+        &mut self,
+        recipients: &Recipients,
+        record: &ResetRecord,
+    ) -> Result<(), VaultError> {
+        let mark = JournalMark {
+            client_ref: record.client_ref.clone(),
+            service_ref: record.service_ref.clone(),
+            licence: record.licence.clone(),
+            sda: record.sda.clone(),
+            reset_at: record.reset_at.clone(),
+        };
+        let mut entry = format!(
+            "{ENTRY}{}\n",
+            serde_json::to_string(&mark).expect("plain strings")
+        )
+        .into_bytes();
+        let armored = ArmoredWriter::wrap_output(&mut entry, Format::AsciiArmor)
+            .map_err(io_err(&self.path))?;
+        let mut writer = recipients
+            .encryptor()?
+            .wrap_output(armored)
+            .map_err(io_err(&self.path))?;
+        writer
+            .write_all(&record.csv_line())
+            .map_err(io_err(&self.path))?;
+        writer
+            .finish()
+            .and_then(|a| a.finish())
+            .map_err(io_err(&self.path))?;
+        self.write(entry)?;
+        self.appended += 1;
+        Ok(())
+    }
+
+    /// Records that `file` holds `passwords` of this run's new passwords.
+    pub fn note_part(&mut self, file: &Path, passwords: usize) -> Result<(), VaultError> {
+        let note = PartNote {
+            file: file.to_path_buf(),
+            passwords,
+        };
+        self.write_line(PART, &serde_json::to_string(&note).expect("strings"))
+    }
+
+    fn write_line(&mut self, kind: &str, json: &str) -> Result<(), VaultError> {
+        self.write(format!("{kind}{json}\n").into_bytes())
+    }
+
+    /// One write of the whole text, then fsync: a crash leaves a cut line at worst.
+    fn write(&mut self, mut text: Vec<u8>) -> Result<(), VaultError> {
+        if !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        if self.cut {
+            text.insert(0, b'\n');
+        }
+        self.cut = true;
+        self.file.write_all(&text).map_err(io_err(&self.path))?;
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.cut = false;
+        Ok(())
+    }
+
+    /// Entries this run wrote (and synced).
+    pub fn appended(&self) -> usize {
+        self.appended
+    }
+}
+
+/// Reads what a journal says in clear; a cut last entry is left out.
+pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
+    let mut contents = JournalContents::default();
+    scan(path, |line| match line {
+        Line::Recipients(r) => contents.recipients = Some(r),
+        Line::Part(p) => contents.parts.push(p),
+        Line::Entry(m, _) => contents.entries.push(m),
+    })?;
+    Ok(contents)
+}
+
+/// The complete entries of a journal, each with its armored block.
+pub(super) fn entries(path: &Path) -> Result<Vec<(JournalMark, String)>, VaultError> {
+    let mut all = Vec::new();
+    scan(path, |line| {
+        if let Line::Entry(m, block) = line {
+            all.push((m, block));
+        }
+    })?;
+    Ok(all)
+}
+
+enum Line {
+    Recipients(Vec<String>),
+    Part(PartNote),
+    Entry(JournalMark, String),
+}
+
+fn scan(path: &Path, mut found: impl FnMut(Line)) -> Result<(), VaultError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut current: Option<(JournalMark, String)> = None;
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(io_err(path))?;
+        let line = String::from_utf8_lossy(&line);
+        if let Some(json) = line.strip_prefix(ENTRY) {
+            current = serde_json::from_str(json).ok().map(|m| (m, String::new()));
+        } else if let Some(json) = line.strip_prefix(RECIPIENTS) {
+            current = None;
+            if let Ok(r) = serde_json::from_str::<RecipientsLine>(json) {
+                found(Line::Recipients(r.recipients));
+            }
+        } else if let Some(json) = line.strip_prefix(PART) {
+            current = None;
+            if let Ok(p) = serde_json::from_str::<PartNote>(json) {
+                found(Line::Part(p));
+            }
+        } else if let Some((_, block)) = current.as_mut() {
+            block.push_str(&line);
+            block.push('\n');
+            if line.trim_end() == ARMOR_END {
+                let (mark, block) = current.take().expect("just matched");
+                found(Line::Entry(mark, block));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file is a journal (rather than an output).
+pub(super) fn is_journal(path: &Path) -> Result<bool, VaultError> {
+    let mut head = [0u8; 11];
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let n = f.read(&mut head).map_err(io_err(path))?;
+    Ok(&head[..n] == b"sip-rotate-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn record(licence: &str) -> ResetRecord {
+        ResetRecord {
+            client_ref: "4054".into(),
+            service_ref: "SRV1".into(),
+            licence: licence.into(),
+            licence_type: "MetaCentrex".into(),
+            sda: String::new(),
+            name: "Nom".into(),
+            accountcode: "1".into(),
+            password: SecretString::from("pw"),
+            reset_at: "2026-11-26T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn an_entry_after_a_cut_one_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.age.journal");
+        let (_, public) = super::super::generate_identity();
+        let recipients = Recipients::parse(std::slice::from_ref(&public), &[]).unwrap();
+        let mut journal = Journal::create(&path, &recipients).unwrap();
+        journal.append(&recipients, &record("A")).unwrap();
+        journal.append(&recipients, &record("B")).unwrap();
+        // Locked while held: a second run cannot open it.
+        assert!(matches!(
+            Journal::reopen(&path),
+            Err(VaultError::JournalInUse { .. })
+        ));
+        drop(journal);
+        // A crash in the middle of B's entry, then a resumed run adds C.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 40]).unwrap();
+        let mut journal = Journal::reopen(&path).unwrap();
+        journal.append(&recipients, &record("C")).unwrap();
+        journal.note_part(Path::new("out.age.part1"), 1).unwrap();
+        let contents = read_journal(&path).unwrap();
+        let licences: Vec<&str> = contents
+            .entries
+            .iter()
+            .map(|m| m.licence.as_str())
+            .collect();
+        assert_eq!(licences, ["A", "C"]);
+        assert_eq!(contents.recipients, Some(vec![public]));
+        assert_eq!(contents.parts[0].passwords, 1);
+        assert!(is_journal(&path).unwrap());
+    }
+}

@@ -1,0 +1,124 @@
+//! The result file: one age file holding a CSV, written under a temporary
+//! name with mode 0600 and renamed when complete, so that nothing
+//! half-written ever carries the output's name (nor a part file's).
+
+use super::{OUTPUT_HEADER, Recipients, ResetRecord, VaultError, io_err};
+use crate::files;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The output file being written: an age stream into a temporary file.
+pub struct Output {
+    path: PathBuf,
+    writer: age::stream::StreamWriter<BufWriter<tempfile::NamedTempFile>>,
+    rows: usize,
+}
+
+/// The first `OUTPUT.partN` name that nothing has (not even a link).
+pub fn part_name(output: &Path) -> PathBuf {
+    (1..)
+        .map(|n| files::with_suffix(output, &format!(".part{n}")))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .expect("a free name")
+}
+
+impl Output {
+    /// Starts the output beside its final name; refuses to replace anything.
+    pub fn create(path: &Path, recipients: &Recipients) -> Result<Output, VaultError> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(VaultError::Io {
+                path: path.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the output exists already: choose another name, it may hold passwords",
+                ),
+            });
+        }
+        let dir = files::folder_of(path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        remove_stale_temporaries(dir, &name);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(dir)
+            .map_err(io_err(path))?;
+        let mut writer = recipients
+            .encryptor()?
+            .wrap_output(BufWriter::new(tmp))
+            .map_err(io_err(path))?;
+        writer
+            .write_all(OUTPUT_HEADER.as_bytes())
+            .and_then(|_| writer.write_all(b"\n"))
+            .map_err(io_err(path))?;
+        Ok(Output {
+            path: path.to_path_buf(),
+            writer,
+            rows: 0,
+        })
+    }
+
+    pub fn add(&mut self, record: &ResetRecord) -> Result<(), VaultError> {
+        self.writer
+            .write_all(&record.csv_line())
+            .map_err(io_err(&self.path))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Finishes the age stream, syncs it, gives it its final name, and
+    /// checks that the file under that name is the one written.
+    pub fn finish_verified(self) -> Result<PathBuf, VaultError> {
+        let path = self.path.clone();
+        self.finish_as(path)
+    }
+
+    /// Finishes what a stopped run has under the first free `OUTPUT.partN`
+    /// name: a complete file, never under the output's own name.
+    pub fn finish_part(self) -> Result<PathBuf, VaultError> {
+        let part = part_name(&self.path);
+        self.finish_as(part)
+    }
+
+    fn finish_as(self, path: PathBuf) -> Result<PathBuf, VaultError> {
+        let buffered = self.writer.finish().map_err(io_err(&path))?;
+        let tmp = buffered
+            .into_inner()
+            .map_err(|e| io_err(&path)(e.into_error()))?;
+        tmp.as_file().sync_all().map_err(io_err(&path))?;
+        let written = tmp.as_file().metadata().map_err(io_err(&path))?;
+        tmp.persist_noclobber(&path)
+            .map_err(|e| io_err(&path)(e.error))?;
+        files::sync_dir(&path);
+        let on_disk = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        if !on_disk.is_file() || on_disk.len() != written.len() || on_disk.ino() != written.ino() {
+            return Err(VaultError::Io {
+                path: path.clone(),
+                source: io::Error::other("the file on disk is not the one written"),
+            });
+        }
+        Ok(path)
+    }
+}
+
+/// Removes temporary outputs left by a killed run: encrypted, incomplete,
+/// and every password in them is in the journal too.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
