@@ -128,7 +128,7 @@ fn two_runs_on_one_portal_account_never_overlap_whatever_their_folders() {
     for folder in ["a", "b"] {
         std::fs::create_dir(dir.path().join(folder)).unwrap();
     }
-    let mut first = run_cmd(&sim, &input, &dir.path().join("a/out.age"), &public)
+    let first = run_cmd(&sim, &input, &dir.path().join("a/out.age"), &public)
         .arg("--yes")
         .stderr(Stdio::piped())
         .spawn()
