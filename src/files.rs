@@ -35,6 +35,14 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens an existing file to read it, refusing a symbolic link.
+pub fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// Opens an existing file to append to it, refusing a symbolic link.
 pub fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new()

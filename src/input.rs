@@ -78,7 +78,12 @@ const HEADER_HINT: &str = "the header must name the columns client_ref and licen
      (or in French: Réf. du client, Licence, Réf. du service, SDA)";
 
 fn column_of(header: &str) -> Option<Column> {
-    let key: String = crate::portal::html::collapse(header).to_lowercase();
+    let key = header
+        .split(|c: char| c.is_whitespace() || c == '\u{a0}')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     Some(match key.as_str() {
         "client_ref" | "réf. du client" | "ref. du client" | "réf du client" | "compte client" => {
             Column::ClientRef
@@ -142,6 +147,29 @@ fn valid_licence(s: &str) -> bool {
         && s.chars().any(|c| c.is_ascii_digit())
 }
 
+/// The largest input read: a million rows of the longest kind.
+const MAX_INPUT: usize = 64 << 20;
+/// The longest line: far above any real row.
+const MAX_LINE: usize = 1024;
+
+/// The file's bytes, or `None` if it is larger than `MAX_INPUT`.
+fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() <= MAX_INPUT).then_some(bytes))
+}
+
+/// A value as an error message shows it: at most 40 characters.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((at, _)) => format!("{}...", &value[..at]),
+        None => value.to_string(),
+    }
+}
+
 /// Reads and checks the whole input.
 pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
     let err = |line: Option<u64>, column: Option<(usize, String)>, message: String, hint: &str| {
@@ -153,7 +181,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             hint: hint.to_string(),
         }
     };
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_bounded(path).map_err(|e| {
         err(
             None,
             None,
@@ -161,6 +189,25 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             "check the path given with --input",
         )
     })?;
+    let bytes = bytes.ok_or_else(|| {
+        err(
+            None,
+            None,
+            format!("the file is larger than {} MiB", MAX_INPUT >> 20),
+            "an input names licences, a few dozen bytes each: is this the right file?",
+        )
+    })?;
+    if let Some(line) = bytes
+        .split(|&b| b == b'\n')
+        .position(|l| l.len() > MAX_LINE)
+    {
+        return Err(err(
+            Some(line as u64 + 1),
+            None,
+            format!("the line is longer than {MAX_LINE} bytes"),
+            "a row names a client, a licence, a service and a number: is this the right file?",
+        ));
+    }
     // CRLF to LF: the csv crate counts lines one short after a CRLF row end,
     // and error messages must name the line Excel shows.
     let text = decode(&bytes).replace("\r\n", "\n");
@@ -198,15 +245,15 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
         if c.is_none() && !h.is_empty() {
             return Err(err(
                 Some(1),
-                Some((i + 1, h.to_string())),
-                format!("unknown column '{h}'"),
+                Some((i + 1, shown(h))),
+                format!("unknown column '{}'", shown(h)),
                 HEADER_HINT,
             ));
         }
         if c.is_some() && columns.contains(&c) {
             return Err(err(
                 Some(1),
-                Some((i + 1, h.to_string())),
+                Some((i + 1, shown(h))),
                 format!("column '{h}' is given twice"),
                 HEADER_HINT,
             ));
@@ -266,7 +313,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             let message = if client_ref.is_empty() {
                 "the client reference is empty".to_string()
             } else {
-                format!("malformed client reference '{client_ref}'")
+                format!("malformed client reference '{}'", shown(&client_ref))
             };
             return Err(err(
                 Some(line),
@@ -284,7 +331,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             let message = if licence.is_empty() {
                 "the licence is empty".to_string()
             } else {
-                format!("malformed licence reference '{licence}'")
+                format!("malformed licence reference '{}'", shown(&licence))
             };
             return Err(err(
                 Some(line),
@@ -299,7 +346,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
                 return Err(err(
                     Some(line),
                     Some((si, sname)),
-                    format!("malformed service reference '{s}'"),
+                    format!("malformed service reference '{}'", shown(&s)),
                     "a service reference is the portal's 'Réf. du service'",
                 ));
             }
@@ -313,7 +360,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
                 return Err(err(
                     Some(line),
                     Some((di, dname)),
-                    format!("'{s}' is not a phone number"),
+                    format!("'{}' is not a phone number", shown(&s)),
                     "write the SDA as 01 84 78 78 80, 0184787880 or +33184787880, or leave it empty",
                 ));
             }
@@ -388,6 +435,17 @@ mod tests {
         assert!(e.to_string().contains("missing column 'licence'"), "{e}");
         let e = read_bytes(b"").unwrap_err();
         assert!(e.to_string().contains("empty"), "{e}");
+        let mut long = b"client_ref,licence\n4021,".to_vec();
+        long.extend(std::iter::repeat_n(b'A', 1 << 20));
+        let e = read_bytes(&long).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().len() < 300, "the line is not echoed: {e}");
+        let e = read_bytes(format!("client_ref,licence\n4021,{}\n", "B".repeat(500)).as_bytes())
+            .unwrap_err();
+        assert!(
+            e.to_string().len() < 300,
+            "the value is not echoed whole: {e}"
+        );
         let e = read_bytes(b"client_ref,licence\n\"4021,FPC1\n4022,FPC2\n").unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.to_string().contains("never closed"), "{e}");

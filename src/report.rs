@@ -54,6 +54,18 @@ pub const REPORT_HEADER: [&str; 8] = [
     "detail",
 ];
 
+/// Whether a file is a report (its first line is the report's header): the
+/// only kind of file a run may replace.
+pub fn is_report(path: &Path) -> bool {
+    use std::io::{BufRead, BufReader, Read};
+    let Ok(file) = crate::files::open_read(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    let _ = BufReader::new(file.take(256)).read_line(&mut first);
+    first.trim_end() == REPORT_HEADER.join(",")
+}
+
 /// Writes the report, complete or not at all (mode 0600: it names clients
 /// and licences), rows sorted by input line. It never replaces a file unless
 /// `replace`, and never writes through a link.

@@ -129,7 +129,7 @@ fn two_runs_on_one_portal_account_never_overlap_whatever_their_folders() {
         std::fs::create_dir(dir.path().join(folder)).unwrap();
     }
     let first = run_cmd(&sim, &input, &dir.path().join("a/out.age"), &public)
-        .arg("--yes")
+        .args(["--yes", "--rate", "10"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

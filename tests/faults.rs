@@ -634,3 +634,61 @@ fn resume_tells_apart_two_phones_that_show_one_reference() {
         );
     }
 }
+
+#[test]
+fn after_an_interrupt_a_kill_and_two_resumes_the_summary_counts_what_the_files_hold() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let journal = journal_of(&output);
+    // Interrupted: this run's passwords go to out.age.part1.
+    let first = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
+    wait_for_resets(&sim, 3);
+    signal(&first, "-TERM");
+    let mut first = first;
+    assert_eq!(first.wait().unwrap().code(), Some(3));
+    let part = PathBuf::from(format!("{}.part1", output.display()));
+    let in_part = decrypt(&id, &part).len();
+    assert!(in_part >= 3);
+    // Resumed, then killed: no part file, the journal grows.
+    let resets = sim.resets().len();
+    let mut second = spawn_run(
+        &sim,
+        dir.path(),
+        &output,
+        &public,
+        &["--rate", "40", "--resume"],
+    );
+    wait_for_resets(&sim, resets + 3);
+    signal(&second, "-KILL");
+    second.wait().unwrap();
+    let earlier = complete_entries(&journal);
+    // Resumed again, to the end.
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--resume", "--rate", "100"]),
+        0,
+    );
+    let now = decrypt(&id, &output).len();
+    assert!(
+        stderr.contains(&format!(
+            "new passwords: {} ({now} licences)",
+            output.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "the {earlier} passwords of earlier runs are in {}; {} holds {in_part} of them; that journal holds all {} passwords",
+            journal.display(),
+            part.display(),
+            complete_entries(&journal)
+        )),
+        "{stderr}"
+    );
+    assert_eq!(complete_entries(&journal), earlier + now);
+}

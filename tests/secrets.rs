@@ -150,3 +150,44 @@ fn an_abort_leaves_no_core_dump_even_when_allowed() {
         "neither /proc/PID/limits nor a core dump could be checked on this machine"
     );
 }
+
+#[test]
+fn an_identity_given_as_a_recipient_is_refused_without_being_echoed() {
+    let Setup {
+        dir, sim, identity, ..
+    } = Setup::new(&[]);
+    let secret = std::fs::read_to_string(&identity)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .to_string();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let as_flag = exits_with(run_cmd(&sim, &input, &output, &secret).arg("--yes"), 2);
+    let file = dir.path().join("recipients.txt");
+    std::fs::write(&file, format!("# the team\n{secret}\n")).unwrap();
+    let public = std::fs::read_to_string(&identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let in_file = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .arg("-R")
+            .arg(&file)
+            .arg("--yes"),
+        2,
+    );
+    for stderr in [&as_flag, &in_file] {
+        assert!(
+            !stderr.contains(&secret[15..]),
+            "the secret key is echoed: {stderr}"
+        );
+        assert!(stderr.contains("age-keygen -y"), "{stderr}");
+    }
+    assert!(in_file.contains("line 2"), "{in_file}");
+    assert!(sim.resets().is_empty());
+}

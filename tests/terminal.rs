@@ -111,6 +111,10 @@ fn warnings_do_not_break_into_the_progress_bar() {
         "warnings shown: {screen}"
     );
     assert!(screen.contains("resetting ["), "the bar shown: {screen}");
+    assert!(
+        screen.contains("resolving [") && screen.contains("2/2 clients"),
+        "resolution shown too: {screen}"
+    );
     // What each line shows once drawn: the text after its last carriage
     // return (the terminal ends each line with "\r\n").
     for line in screen.split('\n') {

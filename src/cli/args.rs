@@ -216,6 +216,9 @@ pub struct SimArgs {
     /// Added latency per request, in milliseconds (with jitter).
     #[arg(long, value_name = "N", default_value = "0")]
     pub latency_ms: u64,
+    /// Added latency for one kind of page, e.g. confirm=2000 (kinds as in --access-log); repeatable.
+    #[arg(long, value_name = "KIND=MS", value_parser = page_latency)]
+    pub page_latency: Vec<(String, u64)>,
     /// Fraction of requests answered 500/502/503 before any work.
     #[arg(long, value_name = "F", default_value = "0")]
     pub fail_rate: f64,
@@ -246,9 +249,22 @@ pub struct SimArgs {
     /// Hostile portal: redirect to this URL after Confirmer instead of to the result page.
     #[arg(long, value_name = "URL")]
     pub hostile_confirm_redirect: Option<String>,
+    /// Hostile portal: pad the home page with this many MiB.
+    #[arg(long, value_name = "MIB", default_value = "0")]
+    pub hostile_home_page_mib: usize,
     /// Write the dataset as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub dataset_out: Option<PathBuf>,
+}
+
+fn page_latency(s: &str) -> Result<(String, u64), String> {
+    let (kind, ms) = s
+        .split_once('=')
+        .ok_or_else(|| "expected KIND=MS, e.g. confirm=2000".to_string())?;
+    let ms = ms
+        .parse()
+        .map_err(|_| format!("'{ms}' is not milliseconds"))?;
+    Ok((kind.to_string(), ms))
 }
 
 #[derive(Debug, Args)]

@@ -127,6 +127,9 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
             "resume with the recipients the interrupted run had (-r/-R): one journal is readable with one set of identities".into()
         }
         RotationError::SameFile { .. } => "give each file its own name".into(),
+        RotationError::NotAReport(_) | RotationError::PartName(_) => {
+            "choose another --report".into()
+        }
         RotationError::Path { role, problem } => match (role, problem) {
             (FileRole::Report, PathProblem::Exists(_)) => {
                 "choose another --report, or add --overwrite-report to replace it".into()

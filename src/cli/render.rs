@@ -375,8 +375,9 @@ fn stop_text(why: &StopReason) -> String {
     }
 }
 
-/// The summary of a run, as lines of text.
-pub fn summary_text(o: &Outcome, rate: f64) -> Vec<String> {
+/// The summary of a run, as lines of text. `quiet`: the warnings were not
+/// shown, so they are counted.
+pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
     let counts: Vec<String> = counts(&o.rows)
         .iter()
         .map(|(s, n)| format!("{n} {}", s.as_str()))
@@ -391,7 +392,7 @@ pub fn summary_text(o: &Outcome, rate: f64) -> Vec<String> {
     )];
     lines.extend(requests_line(&o.requests, o.elapsed, rate));
     let warnings = logging::warnings();
-    if warnings > 0 {
+    if warnings > 0 && quiet {
         lines.push(format!(
             "warnings: {warnings} (SIP_ROTATE_LOG=sip_rotate=warn shows them)"
         ));
@@ -472,7 +473,9 @@ pub fn outcome(view: View, o: &Outcome, rate: f64, exit: Exit) {
         return;
     }
     match view.format {
-        LogFormat::Text => summary_text(o, rate).iter().for_each(|l| logging::say(l)),
+        LogFormat::Text => summary_text(o, rate, view.quiet)
+            .iter()
+            .for_each(|l| logging::say(l)),
         LogFormat::Json => json_line(summary_json(o, rate, exit)),
     }
 }

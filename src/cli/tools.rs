@@ -108,9 +108,11 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
         access_log: args.access_log.clone(),
         handed_out: args.handed_out.clone(),
         twins: args.twins,
+        page_latency: args.page_latency.clone(),
         hostile: crate::sim::Hostile {
             login_action: args.hostile_login_action.clone(),
             confirm_redirect: args.hostile_confirm_redirect.clone(),
+            home_page_mib: args.hostile_home_page_mib,
         },
     })
 }

@@ -112,6 +112,8 @@ pub enum TransportError {
     /// Cut short by Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    #[error("the portal's answer is larger than {0} MiB: refused")]
+    TooLarge(usize),
     /// A redirect, a link or a form leads outside the portal's origin: the
     /// login, the session and the passwords are trusted to that origin only.
     #[error(
@@ -404,12 +406,43 @@ impl Transport {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let bytes = Zeroizing::new(response.bytes().await.map_err(classify)?.to_vec());
+            let bytes = read_body(response).await?;
             let body = Zeroizing::new(super::html::decode(&bytes, content_type.as_deref()));
             return Ok(Answer::Page(Fetched { url, body }));
         }
         Err(TransportError::RateLimited(MAX_PAUSES))
     }
+}
+
+/// The largest page read: a portal page is tens of kilobytes, and an answer
+/// without end must not take the machine's memory.
+pub const MAX_PAGE: usize = 8 << 20;
+
+/// Reads a body up to `MAX_PAGE`, into a buffer wiped when dropped.
+async fn read_body(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, TransportError> {
+    let too_large = TransportError::TooLarge(MAX_PAGE >> 20);
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_PAGE as u64)
+    {
+        return Err(too_large);
+    }
+    let mut body = Zeroizing::new(Vec::new());
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_PAGE {
+            return Err(too_large);
+        }
+        // Grown by hand: a reallocation would leave a copy behind, unwiped.
+        if body.capacity() < body.len() + chunk.len() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                (body.len() + chunk.len()).next_power_of_two(),
+            ));
+            bigger.extend_from_slice(&body);
+            body = bigger;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 enum Answer {

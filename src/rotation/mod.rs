@@ -135,6 +135,10 @@ pub enum RotationError {
         b: FileRole,
         path: PathBuf,
     },
+    #[error("the report {} has the name of a part file the run may write (OUTPUT.partN)", .0.display())]
+    PartName(PathBuf),
+    #[error("{} is not a sip-rotate report: only a report is ever replaced", .0.display())]
+    NotAReport(PathBuf),
     #[error("{} exists: an earlier run did not finish, and its new passwords are in that journal", .0.display())]
     JournalExists(PathBuf),
     #[error("there is no journal {} to resume from", .0.display())]
@@ -444,6 +448,10 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
                 });
             }
             Ok(m) if report.replace && m.is_file() => {
+                // Only an earlier report is replaced, never another file.
+                if !report::is_report(&report.path) {
+                    return Err(RotationError::NotAReport(report.path.clone()));
+                }
                 files::check_folder(files::folder_of(&report.path))
                     .map_err(path_err(FileRole::Report))?;
             }
@@ -487,11 +495,7 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
             .to_string_lossy()
             .starts_with(&format!("{output}.part"))
         {
-            return Err(RotationError::SameFile {
-                a: FileRole::Report,
-                b: FileRole::Output,
-                path: report.clone(),
-            });
+            return Err(RotationError::PartName(report.clone()));
         }
     }
     Ok(())
@@ -968,13 +972,25 @@ pub async fn plan(
     interruption: &Interruption,
 ) -> Result<Plan, RotationError> {
     let started = Instant::now();
-    if let Some(r) = report
-        && !r.replace
-    {
-        files::check_creatable(&r.path).map_err(|problem| RotationError::Path {
-            role: FileRole::Report,
-            problem,
-        })?;
+    if let Some(r) = report {
+        match std::fs::symlink_metadata(&r.path) {
+            Ok(m) if r.replace && m.is_file() => {
+                if !report::is_report(&r.path) {
+                    return Err(RotationError::NotAReport(r.path.clone()));
+                }
+            }
+            _ => files::check_creatable(&r.path).map_err(|problem| RotationError::Path {
+                role: FileRole::Report,
+                problem,
+            })?,
+        }
+        if files::identity_of(&r.path) == files::identity_of(input) {
+            return Err(RotationError::SameFile {
+                a: FileRole::Input,
+                b: FileRole::Report,
+                path: r.path.clone(),
+            });
+        }
     }
     let rows = input::read(input)?;
     let portal = Arc::new(portal);

@@ -59,6 +59,8 @@ pub struct SimConfig {
     pub hostile: Hostile,
     /// One licence reference for two phones (`Dataset::plant_twins`).
     pub twins: bool,
+    /// Added latency for pages of one kind (`Route::kind`), in milliseconds.
+    pub page_latency: Vec<(String, u64)>,
 }
 
 /// Misbehaviours of a hostile or compromised portal, for the tests of what
@@ -69,6 +71,8 @@ pub struct Hostile {
     pub login_action: Option<String>,
     /// After `Confirmer`, the portal redirects here instead of to its result page.
     pub confirm_redirect: Option<String>,
+    /// The home page carries this many MiB of padding: an answer without end.
+    pub home_page_mib: usize,
 }
 
 impl SimConfig {
@@ -95,6 +99,7 @@ impl SimConfig {
             handed_out: None,
             hostile: Hostile::default(),
             twins: false,
+            page_latency: Vec::new(),
         }
     }
 }
@@ -544,6 +549,9 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
         ))
         .await;
     }
+    if let Some((_, ms)) = sh.cfg.page_latency.iter().find(|(k, _)| k == route.kind()) {
+        tokio::time::sleep(Duration::from_millis(*ms)).await;
+    }
     if sh.roll(sh.cfg.fail_rate) {
         sh.counters.lock().unwrap().injected_failures += 1;
         let status = [
@@ -600,7 +608,15 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
     match route {
         Route::Root => redirect(StatusCode::FOUND, &v.url(&Route::Home)),
         Route::Login => dispatch_anonymous(&sh, route, &parts.method, &params, Some(&sid)),
-        Route::Home => html(v, StatusCode::OK, pages::home(v)),
+        Route::Home => {
+            let mut page = pages::home(v);
+            if sh.cfg.hostile.home_page_mib > 0 {
+                page.push_str("<!--");
+                page.push_str(&" ".repeat(sh.cfg.hostile.home_page_mib << 20));
+                page.push_str("-->");
+            }
+            html(v, StatusCode::OK, page)
+        }
         Route::MyServices => html(v, StatusCode::OK, pages::my_services(v)),
         Route::Search => html(
             v,

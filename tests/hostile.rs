@@ -1,6 +1,7 @@
-//! Nothing leaves the portal's origin: a login form, a link or a redirect
-//! that leads to another scheme, host or port is refused before a byte is
-//! sent there, and the run stops.
+//! A hostile or broken portal: nothing leaves the portal's origin (a login
+//! form, a link or a redirect that leads to another scheme, host or port is
+//! refused before a byte is sent there, and the run stops), and an answer
+//! without end does not take the machine's memory.
 
 mod common;
 
@@ -77,4 +78,18 @@ fn a_redirect_after_confirmer_to_another_origin_stops_the_run_and_records_no_pas
     assert_eq!(failed[0]["confirmations"], "1", "not reset again: {rows:?}");
     assert!(rows.iter().all(|r| r["status"] != "reset"), "{rows:?}");
     assert!(!output.exists());
+}
+
+#[test]
+fn an_answer_without_end_is_refused() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--hostile-home-page-mib", "9"]);
+    let output = dir.path().join("out.age");
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path()), &output, &public).arg("--yes"),
+        2,
+    );
+    assert!(stderr.contains("larger than 8 MiB"), "{stderr}");
+    assert!(sim.resets().is_empty());
 }

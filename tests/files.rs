@@ -1,0 +1,409 @@
+//! The files of a run: none overwritten that the run did not create, none
+//! written through a link, all checked before the first portal request; the
+//! journal removed only when every password it holds is in a complete
+//! result file; and what a late failure leaves still said truthfully.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn input(dir: &Path, clients: &[&str]) -> PathBuf {
+    let path = dir.join("in.csv");
+    let mut text = String::from("client_ref,licence\n");
+    for c in clients {
+        text += &format!("{c},*\n");
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn journal_of(output: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.journal", output.display()))
+}
+
+/// Entries of a journal whose armored block is complete.
+fn complete_entries(journal: &Path) -> usize {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_end() == "-----END AGE ENCRYPTED FILE-----")
+        .count()
+}
+
+/// Runs `command` to its end, expecting a refusal before any portal request.
+fn refused_before_any_request(sim: &Sim, command: &mut Command) -> String {
+    let before = sim.pages_served().len();
+    let stderr = exits_with(command, 2);
+    assert_eq!(
+        sim.pages_served().len(),
+        before,
+        "no portal request: {stderr}"
+    );
+    stderr
+}
+
+/// Kills a run (`kill -9`) once it has reset `n` licences; returns the
+/// journal's complete entries.
+fn killed_after(sim: &Sim, command: &mut Command, output: &Path, n: usize) -> usize {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_resets(sim, n);
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let entries = complete_entries(&journal_of(output));
+    assert!(entries > 0, "the killed run journaled nothing");
+    entries
+}
+
+#[test]
+fn a_resumed_run_interrupted_while_resolving_keeps_the_journal() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let input = input(dir.path(), &["4054", "40542", "4082", "4094"]);
+    let journaled = killed_after(
+        &sim,
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "40"]),
+        &output,
+        4,
+    );
+    let journal = journal_of(&output);
+    let before = std::fs::read(&journal).unwrap();
+
+    // Resumed with the phases overlapped, then stopped right after its login,
+    // long before a client is resolved.
+    let served = sim.pages_served().len();
+    let resumed = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--resume", "--skip-unresolved", "--rate", "5"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while sim.pages_served().len() < served + 4 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    signal(&resumed, "-TERM");
+    let out = resumed.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(journal.exists(), "the journal is kept: {stderr}");
+    assert!(
+        std::fs::read(&journal).unwrap().starts_with(&before),
+        "and whole"
+    );
+    assert_eq!(complete_entries(&journal), journaled);
+    assert!(
+        stderr.contains(&format!(
+            "{} holds {journaled} new password",
+            journal.display()
+        )),
+        "{stderr}"
+    );
+    // Its passwords are the portal's.
+    let last = last_passwords(&sim.resets());
+    for row in decrypt(&identity, &journal) {
+        assert_eq!(row["password"], last[&row["licence"]]);
+    }
+}
+
+#[test]
+fn resuming_with_an_input_that_no_longer_lists_the_done_licences_keeps_the_journal() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let first = input(dir.path(), &["4054", "40542"]);
+    let journaled = killed_after(
+        &sim,
+        run_cmd(&sim, &first, &output, &public).args(["--yes", "--rate", "40"]),
+        &output,
+        2,
+    );
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "client_ref,licence\n4082,*\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &other, &output, &public).args(["--yes", "--resume", "--rate", "100"]),
+        0,
+    );
+    let journal = journal_of(&output);
+    assert!(
+        journal.exists(),
+        "the earlier run's passwords stay: {stderr}"
+    );
+    assert_eq!(complete_entries(&journal), journaled + 8);
+    assert!(
+        stderr.contains(&format!(
+            "the {journaled} passwords of earlier runs are in {}",
+            journal.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(decrypt(&identity, &output).len(), 8);
+}
+
+#[test]
+fn no_file_the_run_writes_may_be_one_it_reads_or_keeps() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&[]);
+    let output = dir.path().join("res.age");
+    let input = input(dir.path(), &["4054"]);
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, "keep").unwrap();
+    let link = dir.path().join("link.csv");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let journal = journal_of(&output);
+    let collisions: [(&Path, &str); 6] = [
+        (&output, "the output and the report are one file"),
+        (&journal, "the journal and the report are one file"),
+        (&input, "exists already"),
+        (&identity, "exists already"),
+        (&link, "is a symbolic link"),
+        (
+            &dir.path().join("res.age.part1"),
+            "has the name of a part file",
+        ),
+    ];
+    for (report, says) in collisions {
+        for extra in [&[][..], &["--overwrite-report"][..]] {
+            let stderr = refused_before_any_request(
+                &sim,
+                run_cmd(&sim, &input, &output, &public)
+                    .args(["--yes", "--report"])
+                    .arg(report)
+                    .args(extra),
+            );
+            if extra.is_empty() {
+                assert!(stderr.contains(says), "{}: {stderr}", report.display());
+            }
+        }
+    }
+    // With --overwrite-report, only an earlier report is replaced.
+    for not_a_report in [&input, &identity] {
+        let stderr = refused_before_any_request(
+            &sim,
+            run_cmd(&sim, &input, &output, &public)
+                .args(["--yes", "--overwrite-report", "--report"])
+                .arg(not_a_report),
+        );
+        assert!(stderr.contains("is not a sip-rotate report"), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+    assert!(std::fs::read_to_string(&input).unwrap().contains("4054,*"));
+    assert!(
+        std::fs::read_to_string(&identity)
+            .unwrap()
+            .contains("AGE-SECRET-KEY")
+    );
+    assert!(sim.resets().is_empty());
+    assert!(!output.exists() && !journal.exists());
+
+    // A report in a missing folder, a dangling link at the output: refused
+    // before the first request too.
+    let stderr = refused_before_any_request(
+        &sim,
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--report"])
+            .arg(dir.path().join("no/such/folder/report.csv")),
+    );
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("mkdir -p"), "{stderr}");
+    let dangling = dir.path().join("dangling.age");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let stderr =
+        refused_before_any_request(&sim, run_cmd(&sim, &input, &dangling, &public).arg("--yes"));
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(!dir.path().join("nowhere").exists());
+}
+
+#[test]
+fn planted_links_at_the_lock_or_the_journal_clobber_nothing() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = input(dir.path(), &["4054"]);
+    let precious = dir.path().join("precious.txt");
+    std::fs::write(&precious, "keep").unwrap();
+    // The lock: its name is known from the portal and the login.
+    let origin = sim.url.trim_end_matches('/');
+    let lock = sim
+        .state
+        .join("sip-rotate")
+        .join(sip_rotate::rotation::lock_name(origin, LOGIN));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&precious, &lock).unwrap();
+    let stderr = refused_before_any_request(
+        &sim,
+        run_cmd(&sim, &input, &dir.path().join("a.age"), &public).arg("--yes"),
+    );
+    assert!(stderr.contains("lock"), "{stderr}");
+    std::fs::remove_file(&lock).unwrap();
+    // The journal of a run to resume.
+    let output = dir.path().join("b.age");
+    std::os::unix::fs::symlink(&precious, journal_of(&output)).unwrap();
+    let stderr = refused_before_any_request(
+        &sim,
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--resume"]),
+    );
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+    assert!(sim.resets().is_empty());
+}
+
+#[test]
+fn the_report_is_private_even_under_umask_000() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = input(dir.path(), &["4054"]);
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let mut command = run_cmd(&sim, &input, &output, &public);
+    command
+        .args(["--yes", "--rate", "100", "--report"])
+        .arg(&report);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    exits_with(&mut command, 0);
+    for file in [&report, &output] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    for lock in locks(&sim) {
+        let mode = std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", lock.display());
+    }
+}
+
+#[test]
+fn a_report_that_cannot_be_written_after_the_resets_hides_nothing() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let input = input(dir.path(), &["4054"]);
+    let output = dir.path().join("out.age");
+    let folder = dir.path().join("reports");
+    std::fs::create_dir(&folder).unwrap();
+    let run = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "40", "--report"])
+        .arg(folder.join("report.csv"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The folder goes away once the resets began.
+    wait_for_resets(&sim, 1);
+    std::fs::remove_dir_all(&folder).unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "resets happened: {stderr}");
+    assert!(stderr.contains("licences: 8 reset"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("new passwords: {} (8 licences)", output.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot write the report"), "{stderr}");
+    assert_eq!(decrypt(&identity, &output).len(), 8);
+    assert!(!journal_of(&output).exists());
+}
+
+#[test]
+fn a_resumed_run_encrypts_to_the_journal_s_recipients_only() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let input = input(dir.path(), &["4054", "40542"]);
+    killed_after(
+        &sim,
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "40"]),
+        &output,
+        2,
+    );
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_public) = identity(&other);
+    let stderr = refused_before_any_request(
+        &sim,
+        run_cmd(&sim, &input, &output, &other_public).args(["--yes", "--resume"]),
+    );
+    assert!(stderr.contains("not to this run's recipients"), "{stderr}");
+    assert!(stderr.contains(&public), "names the journal's: {stderr}");
+}
+
+#[test]
+fn decrypt_reads_every_entry_it_can_and_names_the_others() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (_, other_public) = common::identity(&other);
+    // Two journals, each to its own recipient, made into one: entries that
+    // one identity cannot open among those it can.
+    let mut mixed = Vec::new();
+    for (name, recipient, clients) in [
+        ("a.age", &public, ["4054"]),
+        ("b.age", &other_public, ["4082"]),
+    ] {
+        let output = dir.path().join(name);
+        let input = input(dir.path(), &clients);
+        killed_after(
+            &sim,
+            run_cmd(&sim, &input, &output, recipient).args(["--yes", "--rate", "40"]),
+            &output,
+            sim.resets().len() + 2,
+        );
+        mixed.extend(std::fs::read(journal_of(&output)).unwrap());
+    }
+    let journal = dir.path().join("mixed.age.journal");
+    std::fs::write(&journal, mixed).unwrap();
+    let decrypted = dir.path().join("mixed.csv");
+    let out = Command::new(bin())
+        .args(["decrypt", "-i"])
+        .arg(&identity)
+        .arg("-o")
+        .arg(&decrypted)
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let rows = parse_csv(&std::fs::read(&decrypted).unwrap());
+    assert_eq!(
+        rows.len(),
+        complete_entries(&journal_of(&dir.path().join("a.age")))
+    );
+    assert!(rows.iter().all(|r| r["client_ref"] == "4054"));
+    let b = complete_entries(&journal_of(&dir.path().join("b.age")));
+    assert!(
+        stderr.contains(&format!("{b} journal entries could not be decrypted")),
+        "{stderr}"
+    );
+}

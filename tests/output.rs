@@ -1,0 +1,175 @@
+//! What a run prints, for people and for machines: `--quiet` prints nothing
+//! at all when the run succeeds, colour only on a terminal, and with
+//! `--log-format json` every line on stderr is one JSON object, the last one
+//! the summary.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// A portal with faults, so that warnings (retries, new resets) happen.
+const FAULTS: [&str; 6] = [
+    "--fail-rate",
+    "0.05",
+    "--drop-rate",
+    "0.2",
+    "--expire-after",
+    "15",
+];
+
+fn input(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("in.csv");
+    std::fs::write(&path, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    path
+}
+
+#[test]
+fn quiet_means_silent_on_success_even_under_faults() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&FAULTS);
+    let out = run_cmd(
+        &sim,
+        &input(dir.path()),
+        &dir.path().join("out.age"),
+        &public,
+    )
+    .args(["--yes", "--quiet", "--rate", "50", "--max-resets", "12"])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        sim.stop()["dropped_confirmations"] > 0,
+        "the faults happened"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn quiet_still_says_what_went_wrong() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = dir.path().join("bad.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4054,FPC999999\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--quiet", "--rate", "50"]),
+        2,
+    );
+    assert!(stderr.contains("did not resolve"), "{stderr}");
+    assert!(stderr.contains("FPC999999"), "{stderr}");
+}
+
+#[test]
+fn no_colour_when_stderr_is_not_a_terminal() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&FAULTS);
+    let out = run_cmd(
+        &sim,
+        &input(dir.path()),
+        &dir.path().join("out.age"),
+        &public,
+    )
+    .args(["--yes", "--rate", "50", "--max-resets", "12"])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("WARN"), "warnings shown: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "an escape byte: {stderr:?}");
+}
+
+fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{stderr}"))
+        })
+        .collect()
+}
+
+#[test]
+fn with_json_every_line_is_an_object_and_the_last_the_summary() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&FAULTS);
+    let out = run_cmd(
+        &sim,
+        &input(dir.path()),
+        &dir.path().join("out.age"),
+        &public,
+    )
+    .args([
+        "--yes",
+        "--rate",
+        "50",
+        "--max-resets",
+        "12",
+        "--log-format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines = json_lines(&stderr);
+    let licences: Vec<_> = lines.iter().filter(|l| l["event"] == "licence").collect();
+    assert_eq!(licences.len(), 16, "one event per licence");
+    assert!(licences.iter().all(|l| l["status"] == "reset"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN" && l.get("fields").is_some()),
+        "the warnings are JSON too: {stderr}"
+    );
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["event"], "summary", "{stderr}");
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(summary["licences"]["reset"], 16);
+    assert_eq!(summary["result"]["passwords"], 16);
+    assert_eq!(summary["journal"], "removed");
+    let total = summary["requests"]["total"].as_u64().unwrap();
+    assert_eq!(
+        total,
+        summary["requests"]["login"].as_u64().unwrap()
+            + summary["requests"]["resolve"].as_u64().unwrap()
+            + summary["requests"]["reset"].as_u64().unwrap()
+    );
+    // Never a secret in the events.
+    assert_no_clear_password(
+        &sim.resets(),
+        &[("stderr".into(), out.stderr.clone())],
+        &sim.truth,
+    );
+}
+
+#[test]
+fn with_json_a_refusal_is_an_object_too() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "client_ref,licence\n4054,FPC 1\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &bad, &dir.path().join("out.age"), &public).args([
+            "--yes",
+            "--log-format",
+            "json",
+        ]),
+        2,
+    );
+    let lines = json_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["event"], "error");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed licence"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,121 @@
+//! Ctrl-C and SIGTERM at every phase: the run stops cleanly, says so,
+//! writes its report and exits 3, never a default signal death. The first
+//! signal drops at once every request that changes nothing; a `Confirmer`
+//! in flight finishes, unless a second signal abandons it.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn(sim: &Sim, dir: &Path, extra: &[&str]) -> Child {
+    let (_, public) = identity(dir);
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    run_cmd(sim, &input, &dir.join("out.age"), &public)
+        .args(["--yes", "--report"])
+        .arg(dir.join("report.csv"))
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (bounded) until the simulator has served a page of `kind`.
+fn wait_for_page(sim: &Sim, kind: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sim.pages_served().iter().any(|k| k == kind) {
+        assert!(Instant::now() < deadline, "no {kind} page");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for the run's end; returns its exit code, stderr and how long it took.
+fn ended(child: Child, since: Instant) -> (Option<i32>, String, Duration) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        since.elapsed(),
+    )
+}
+
+fn report_statuses(dir: &Path) -> Vec<String> {
+    parse_csv(&std::fs::read(dir.join("report.csv")).unwrap())
+        .into_iter()
+        .map(|r| r["status"].clone())
+        .collect()
+}
+
+#[test]
+fn a_signal_while_logging_in_or_resolving_stops_at_once_with_a_report() {
+    for (signal_name, slow) in [("-INT", "login"), ("-TERM", "results")] {
+        let dir = tempfile::tempdir().unwrap();
+        // That page takes 5 s: a run that waited for the request in
+        // flight would take that long to stop.
+        let sim = Sim::start(dir.path(), &["--page-latency", &format!("{slow}=5000")]);
+        let child = spawn(&sim, dir.path(), &["--rate", "100"]);
+        wait_for_page(&sim, slow);
+        let sent = Instant::now();
+        signal(&child, signal_name);
+        let (code, stderr, took) = ended(child, sent);
+        assert_eq!(code, Some(3), "{signal_name}: {stderr}");
+        assert!(took < Duration::from_secs(2), "stopped in {took:?}");
+        assert!(stderr.contains("stopping"), "{stderr}");
+        assert!(stderr.contains("stopped: interrupted"), "{stderr}");
+        let statuses = report_statuses(dir.path());
+        assert!(!statuses.is_empty());
+        assert!(statuses.iter().all(|s| s == "skipped"), "{statuses:?}");
+        assert!(sim.resets().is_empty());
+        assert!(!dir.path().join("out.age.journal").exists());
+    }
+}
+
+#[test]
+fn a_confirmer_in_flight_finishes_after_the_first_signal_and_is_abandoned_at_the_second() {
+    // The first signal: the canary's Confirmer in flight finishes, its
+    // password is kept, nothing else is started.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--page-latency", "confirm=1500"]);
+    let child = spawn(&sim, dir.path(), &["--rate", "100"]);
+    wait_for_page(&sim, "confirm");
+    let sent = Instant::now();
+    signal(&child, "-TERM");
+    let (code, stderr, _) = ended(child, sent);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(sim.resets().len(), 1);
+    let statuses = report_statuses(dir.path());
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "reset").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(stderr.contains("out.age.part1"), "{stderr}");
+
+    // The second: abandoned at once, its password unknown and said so.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--page-latency", "confirm=5000"]);
+    let child = spawn(&sim, dir.path(), &["--rate", "100"]);
+    wait_for_page(&sim, "confirm");
+    let sent = Instant::now();
+    signal(&child, "-TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "-TERM");
+    let (code, stderr, took) = ended(child, sent);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(took < Duration::from_secs(3), "abandoned in {took:?}");
+    assert!(stderr.contains("abandoning"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted after Confirmer was sent"),
+        "{stderr}"
+    );
+    let statuses = report_statuses(dir.path());
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "failed").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| s == "failed" || s == "skipped"));
+}
