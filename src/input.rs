@@ -186,7 +186,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             None,
             None,
             format!("cannot read the file: {e}"),
-            "check the path given with --input",
+            "check the input's path",
         )
     })?;
     let bytes = bytes.ok_or_else(|| {

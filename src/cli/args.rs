@@ -13,7 +13,7 @@ use std::path::PathBuf;
     // A fixed width keeps --help identical to the README's copy on any terminal.
     term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
-    after_help = "Exit codes: 0 every requested reset done; 1 some failed or unresolved; 2 nothing was reset (usage, input, login refused, not confirmed); 3 aborted midway."
+    after_help = "Exit codes: 0 every requested reset done; 1 the run went to its end, not all well (failures, unresolved rows, the report); 2 no Confirmer sent, nothing reset (usage, input, files, lock, login refused, unresolved, not confirmed); 3 stopped after resets began, or interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -326,18 +326,8 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             decrypt(j)
         ));
     }
-    if let Some((j, _, _, because)) = journal {
-        match because {
-            KeptBecause::RemovalFailed(why) => lines.push(format!(
-                "cannot remove the journal {} ({why}): it holds the same passwords as the result; remove it once the result is safe, or the next run will not start",
-                j.display()
-            )),
-            KeptBecause::Mismatch(why) => lines.push(format!(
-                "the journal {} is kept: {why}",
-                j.display()
-            )),
-            KeptBecause::Stopped | KeptBecause::EarlierRuns => {}
-        }
+    if let Some((j, _, _, KeptBecause::Mismatch(why))) = journal {
+        lines.push(format!("the journal {} is kept: {why}", j.display()));
     }
     if p.lost > 0 {
         lines.push(format!(
@@ -349,11 +339,7 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         ));
     }
     for problem in &o.problems {
-        match problem {
-            LateProblem::Report { path, why } => {
-                lines.push(format!("cannot write the report {}: {why}", path.display()))
-            }
-        }
+        lines.push(late_problem(problem));
     }
     lines
 }
@@ -372,6 +358,18 @@ fn stop_text(why: &StopReason) -> String {
             "{why}: nothing was reset. Fix them, or add --skip-unresolved to reset the other rows"
         ),
         _ => why.to_string(),
+    }
+}
+
+fn late_problem(problem: &LateProblem) -> String {
+    match problem {
+        LateProblem::Report { path, why } => {
+            format!("cannot write the report {}: {why}", path.display())
+        }
+        LateProblem::JournalNotRemoved { path, why } => format!(
+            "cannot remove the journal {} ({why}): it holds the same passwords as the result; remove it once the result is safe, or the next run will not start",
+            path.display()
+        ),
     }
 }
 
@@ -535,11 +533,8 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
             if let Some(why) = &plan.stopped {
                 logging::say(&format!("stopped: {}", stop_text(why)));
             }
-            for LateProblem::Report { path, why } in &plan.problems {
-                logging::say(&format!(
-                    "cannot write the report {}: {why}",
-                    path.display()
-                ));
+            for problem in &plan.problems {
+                logging::say(&late_problem(problem));
             }
             logging::say(&would);
         }

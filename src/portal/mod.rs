@@ -94,13 +94,13 @@ pub struct NewPassword {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortalError {
-    #[error(
-        "the portal refused the login: check the login, the password and the profile (--profile)"
-    )]
+    #[error("the portal refused the login: check the login, the password and the profile")]
     LoginRefused,
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error("{page} page: {what} (does the portal still match its contract? see --labels)")]
+    #[error(
+        "{page} page: {what} (does the portal still match its contract? the words looked for can be changed in a labels file)"
+    )]
     Contract { page: &'static str, what: String },
     #[error("the portal session kept ending ({0} logins in a row without progress)")]
     SessionLoop(usize),

@@ -290,7 +290,16 @@ pub struct Earlier {
 /// `Passwords` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LateProblem {
-    Report { path: PathBuf, why: String },
+    Report {
+        path: PathBuf,
+        why: String,
+    },
+    /// The journal holds the same passwords as the result, but stays: the
+    /// next run will not start until it is moved away.
+    JournalNotRemoved {
+        path: PathBuf,
+        why: String,
+    },
 }
 
 /// What the portal was asked.
@@ -910,6 +919,17 @@ impl Run<'_> {
         // In input order; the licences of one line in the order they were done.
         rows.sort_by_key(|r| r.line);
         let mut problems = Vec::new();
+        if let JournalFate::Kept {
+            path,
+            because: KeptBecause::RemovalFailed(why),
+            ..
+        } = &passwords.journal
+        {
+            problems.push(LateProblem::JournalNotRemoved {
+                path: path.clone(),
+                why: why.clone(),
+            });
+        }
         let mut report = None;
         if let Some(file) = &self.settings.report {
             match report::write(&file.path, &rows, file.replace) {
