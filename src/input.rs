@@ -51,7 +51,11 @@ pub struct InputError {
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        if is_stdin(&self.file) {
+            f.write_str("standard input")?;
+        } else {
+            write!(f, "{}", self.file.display())?;
+        }
         if let Some(line) = self.line {
             write!(f, ", line {line}")?;
         }
@@ -72,10 +76,14 @@ enum Column {
     Licence,
     ServiceRef,
     Sda,
+    /// A report's `status`: the file is a report of an earlier run.
+    Status,
+    /// A report's other columns (line, confirmations...): not read.
+    ReportOnly,
 }
 
 const HEADER_HINT: &str = "the header must name the columns client_ref and licence, and may add service_ref and sda \
-     (or in French: Réf. du client, Licence, Réf. du service, SDA)";
+     (or in French: Réf. du client, Licence, Réf. du service, SDA); a report of an earlier run is read as it is";
 
 fn column_of(header: &str) -> Option<Column> {
     let key = header
@@ -93,8 +101,32 @@ fn column_of(header: &str) -> Option<Column> {
             Column::ServiceRef
         }
         "sda" => Column::Sda,
+        "status" => Column::Status,
+        "line" | "confirmations" | "requests" | "detail" | "etat" | "état" | "state" => {
+            Column::ReportOnly
+        }
         _ => return None,
     })
+}
+
+/// A row of a report that a retry leaves out, and why.
+#[derive(Debug, Clone)]
+pub struct LeftOut {
+    pub line: u64,
+    /// `reset` (the earlier run did it) or `duplicate` (another row covers it).
+    pub status: String,
+    pub client_ref: String,
+    pub service_ref: String,
+    pub licence: String,
+    pub sda: String,
+}
+
+/// What an input file asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    pub rows: Vec<InputRow>,
+    /// When the input is a report of an earlier run: its rows not retried.
+    pub left_out: Vec<LeftOut>,
 }
 
 /// Text of the file: BOM removed, UTF-8 if valid, else Windows-1252.
@@ -152,14 +184,23 @@ const MAX_INPUT: usize = 64 << 20;
 /// The longest line: far above any real row.
 const MAX_LINE: usize = 1024;
 
-/// The file's bytes, or `None` if it is larger than `MAX_INPUT`.
+/// The file's bytes (`-`: standard input's), or `None` if it is larger
+/// than `MAX_INPUT`.
 fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_INPUT as u64 + 1)
-        .read_to_end(&mut bytes)?;
+    let source: Box<dyn Read> = if is_stdin(path) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path)?)
+    };
+    source.take(MAX_INPUT as u64 + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() <= MAX_INPUT).then_some(bytes))
+}
+
+/// Whether an input path means standard input (`-`).
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 /// A value as an error message shows it: at most 40 characters.
@@ -171,7 +212,7 @@ fn shown(value: &str) -> String {
 }
 
 /// Reads and checks the whole input.
-pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
+pub fn read(path: &Path) -> Result<Input, InputError> {
     let err = |line: Option<u64>, column: Option<(usize, String)>, message: String, hint: &str| {
         InputError {
             file: path.to_path_buf(),
@@ -260,6 +301,18 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
         }
         columns.push(c);
     }
+    let report = columns.contains(&Some(Column::Status));
+    if !report && let Some(i) = columns.iter().position(|c| *c == Some(Column::ReportOnly)) {
+        return Err(err(
+            Some(1),
+            Some((i + 1, shown(&headers[i]))),
+            format!(
+                "column '{}' belongs to a report, and this file has no status column",
+                shown(&headers[i])
+            ),
+            HEADER_HINT,
+        ));
+    }
     for (needed, name) in [
         (Column::ClientRef, "client_ref"),
         (Column::Licence, "licence"),
@@ -274,6 +327,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
         }
     }
     let mut rows = Vec::new();
+    let mut left_out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map(|p| p.line());
@@ -302,12 +356,33 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
                 .iter()
                 .position(|c| *c == Some(wanted))
                 .expect("checked above");
-            (
-                i + 1,
-                headers[i].to_string(),
-                record.get(i).unwrap_or("").to_string(),
-            )
+            // A report writes a value a spreadsheet would run as `="value"`.
+            let value = crate::dialect::unguard(record.get(i).unwrap_or("")).into_owned();
+            (i + 1, headers[i].to_string(), value)
         };
+        // A report's rows that the earlier run reset, or that another row
+        // covers, are not retried.
+        if report {
+            let (_, _, status) = get(Column::Status);
+            if matches!(status.as_str(), "reset" | "duplicate") {
+                let value = |c: Column| {
+                    if columns.contains(&Some(c)) {
+                        get(c).2
+                    } else {
+                        String::new()
+                    }
+                };
+                left_out.push(LeftOut {
+                    line,
+                    status,
+                    client_ref: value(Column::ClientRef),
+                    service_ref: value(Column::ServiceRef),
+                    licence: value(Column::Licence),
+                    sda: value(Column::Sda),
+                });
+                continue;
+            }
+        }
         let (ci, cname, client_ref) = get(Column::ClientRef);
         if !valid_reference(&client_ref) {
             let message = if client_ref.is_empty() {
@@ -384,7 +459,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             sda,
         });
     }
-    if rows.is_empty() {
+    if rows.is_empty() && left_out.is_empty() {
         return Err(err(
             None,
             None,
@@ -392,7 +467,7 @@ pub fn read(path: &Path) -> Result<Vec<InputRow>, InputError> {
             "add one line per licence to reset",
         ));
     }
-    Ok(rows)
+    Ok(Input { rows, left_out })
 }
 
 #[cfg(test)]
@@ -403,7 +478,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("in.csv");
         std::fs::write(&p, bytes).unwrap();
-        read(&p)
+        read(&p).map(|i| i.rows)
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! client's types, and nothing but `cli` and the tests use it.
 
 pub mod cli;
+pub(crate) mod dialect;
 pub(crate) mod files;
 pub(crate) mod input;
 pub mod phone;

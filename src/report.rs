@@ -1,7 +1,9 @@
 //! What happened to each requested licence, without secrets: the report
 //! CSV, one row per licence (or per input line that did not resolve).
 
+use crate::dialect::{Dialect, Guard, push_row};
 use crate::files::NewFile;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,6 +36,9 @@ pub struct ReportRow {
     pub client_ref: String,
     pub service_ref: String,
     pub licence: String,
+    /// The phone's number as the portal shows it (empty when unknown): with
+    /// the references, what tells two phones with one reference apart.
+    pub sda: String,
     pub status: Status,
     pub detail: String,
     /// `Confirmer` requests sent for the licence: more than one only after an
@@ -43,11 +48,12 @@ pub struct ReportRow {
     pub requests: u64,
 }
 
-pub const REPORT_HEADER: [&str; 8] = [
+pub const REPORT_HEADER: [&str; 9] = [
     "line",
     "client_ref",
     "service_ref",
     "licence",
+    "sda",
     "status",
     "confirmations",
     "requests",
@@ -63,30 +69,48 @@ pub fn is_report(path: &Path) -> bool {
     };
     let mut first = String::new();
     let _ = BufReader::new(file.take(256)).read_line(&mut first);
-    first.trim_end() == REPORT_HEADER.join(",")
+    let first = first.trim_start_matches('\u{feff}');
+    // Either dialect; reports of earlier versions had no sda column.
+    let columns: Vec<&str> = first.trim_end().split([',', ';']).collect();
+    columns.starts_with(&REPORT_HEADER[..4])
+        && columns.contains(&"status")
+        && columns.contains(&"detail")
 }
 
 /// Writes the report, complete or not at all (mode 0600: it names clients
 /// and licences), rows sorted by input line. It never replaces a file unless
-/// `replace`, and never writes through a link.
-pub fn write(path: &Path, rows: &[ReportRow], replace: bool) -> std::io::Result<PathBuf> {
+/// `replace`, and never writes through a link. People read it: a value that
+/// a spreadsheet would run as a formula is written as text, in either dialect.
+pub fn write(
+    path: &Path,
+    rows: &[ReportRow],
+    replace: bool,
+    dialect: Dialect,
+) -> std::io::Result<PathBuf> {
     let mut sorted: Vec<&ReportRow> = rows.iter().collect();
     sorted.sort_by_key(|r| r.line);
-    let mut w = csv::Writer::from_writer(NewFile::create(path)?);
-    w.write_record(REPORT_HEADER)?;
+    let mut text = dialect.preamble().to_vec();
+    push_row(&mut text, &REPORT_HEADER, dialect, Guard::AsText);
     for r in sorted {
-        w.write_record([
-            r.line.to_string().as_str(),
-            &r.client_ref,
-            &r.service_ref,
-            &r.licence,
-            r.status.as_str(),
-            &r.confirmations.to_string(),
-            &r.requests.to_string(),
-            &r.detail,
-        ])?;
+        push_row(
+            &mut text,
+            &[
+                &r.line.to_string(),
+                &r.client_ref,
+                &r.service_ref,
+                &r.licence,
+                &r.sda,
+                r.status.as_str(),
+                &r.confirmations.to_string(),
+                &r.requests.to_string(),
+                &r.detail,
+            ],
+            dialect,
+            Guard::AsText,
+        );
     }
-    let file = w.into_inner().map_err(|e| e.into_error())?;
+    let mut file = NewFile::create(path)?;
+    file.write_all(&text)?;
     if replace {
         file.commit_replacing()
     } else {

@@ -112,9 +112,12 @@ pub struct RunArgs {
     /// Write a CSV report without secrets, one row per licence; %Y, %m, %d... as for --output.
     #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
-    /// Replace the report file if it exists (never the file a link points to).
+    /// Replace the report file if it is an earlier report (never another file, never through a link).
     #[arg(long)]
     pub overwrite_report: bool,
+    /// How the report is written: rfc4180 (comma) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
+    #[arg(long, value_enum)]
+    pub csv_dialect: Option<CsvDialect>,
     /// Reset the rows that resolve even if others do not.
     #[arg(long)]
     pub skip_unresolved: bool,
@@ -151,9 +154,12 @@ pub struct PlanArgs {
     /// Write the plan as a CSV report.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Replace the report file if it exists (never the file a link points to).
+    /// Replace the report file if it is an earlier report (never another file, never through a link).
     #[arg(long)]
     pub overwrite_report: bool,
+    /// How the report is written: rfc4180 (comma) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
+    #[arg(long, value_enum)]
+    pub csv_dialect: Option<CsvDialect>,
     /// Log format on stderr: one JSON object per line with json [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -161,7 +167,7 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
-    /// age identity file; repeatable.
+    /// Identity: an age identity file, a passphrase-protected one (age -p), or an SSH private key (ssh-ed25519, ssh-rsa); repeatable.
     #[arg(
         short = 'i',
         long = "identity",
@@ -169,17 +175,37 @@ pub struct DecryptArgs {
         required = true
     )]
     pub identities: Vec<PathBuf>,
-    /// Decrypted CSV to create (mode 0600); without it, standard output, which must not be a terminal.
+    /// Decrypted CSV to create (mode 0600); without it or with -, standard output, which must not be a terminal.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
-    /// Result file or journal to decrypt.
+    /// How the CSV is written: rfc4180 (comma, byte-exact, for scripts) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
+    #[arg(long, value_enum)]
+    pub csv_dialect: Option<CsvDialect>,
+    /// Result file or journal to decrypt; - for standard input.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }
 
+/// How a CSV file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CsvDialect {
+    Rfc4180,
+    Excel,
+}
+
+impl From<CsvDialect> for crate::dialect::Dialect {
+    fn from(d: CsvDialect) -> crate::dialect::Dialect {
+        match d {
+            CsvDialect::Rfc4180 => crate::dialect::Dialect::Rfc4180,
+            CsvDialect::Excel => crate::dialect::Dialect::Excel,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Write the identity to this file (mode 0600) instead of standard output.
+    /// Write the identity to this file (mode 0600, its missing folders made with mode 0700) instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -249,6 +275,9 @@ pub struct SimArgs {
     /// Hostile portal: redirect to this URL after Confirmer instead of to the result page.
     #[arg(long, value_name = "URL")]
     pub hostile_confirm_redirect: Option<String>,
+    /// Hostile portal: name the first licence's user this (e.g. =1+1).
+    #[arg(long, value_name = "NAME")]
+    pub hostile_user_name: Option<String>,
     /// Hostile portal: pad the home page with this many MiB.
     #[arg(long, value_name = "MIB", default_value = "0")]
     pub hostile_home_page_mib: usize,

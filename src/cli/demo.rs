@@ -66,6 +66,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             report: Some(ReportFile {
                 path: report.clone(),
                 replace: false,
+                dialect: crate::dialect::Dialect::Rfc4180,
             }),
             lock: dir.join("demo.lock"),
             recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
@@ -127,8 +128,16 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
         );
         eprintln!();
         let identities = vault::read_identities(std::slice::from_ref(&identity_path))?;
-        let mut plain = zeroize::Zeroizing::new(Vec::new());
-        vault::decrypt(path, &identities, &mut *plain).context("decrypting the demo result")?;
+        let mut plain = zeroize::Zeroizing::new(Vec::<u8>::new());
+        let mut file = std::fs::File::open(path)?;
+        vault::decrypt(
+            &mut file,
+            path,
+            &identities,
+            &mut *plain,
+            crate::dialect::Dialect::Rfc4180,
+        )
+        .context("decrypting the demo result")?;
         eprintln!("first rows, passwords masked:");
         let mut reader = csv::Reader::from_reader(plain.as_slice());
         for record in reader.records().take(5) {

@@ -389,6 +389,15 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         }
     )];
     lines.extend(requests_line(&o.requests, o.elapsed, rate));
+    let left_out = o.left_out.reset + o.left_out.duplicate;
+    if left_out > 0 {
+        lines.push(format!(
+            "input report: {left_out} row{} left out ({} reset by the earlier run, {} duplicates), the others retried",
+            if left_out == 1 { "" } else { "s" },
+            o.left_out.reset,
+            o.left_out.duplicate
+        ));
+    }
     let warnings = logging::warnings();
     if warnings > 0 && quiet {
         lines.push(format!(
@@ -452,6 +461,10 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
             "sessions": o.requests.sessions,
         },
         "confirmations": o.confirmations,
+        "input_report_left_out": {
+            "reset": o.left_out.reset,
+            "duplicate": o.left_out.duplicate,
+        },
         "elapsed_seconds": o.elapsed.as_secs_f64(),
         "rate_limit": rate,
         "warnings": logging::warnings(),

@@ -176,6 +176,7 @@ mod tests {
             client_ref: "4021".into(),
             service_ref: "SRV1".into(),
             licence: "FPC1".into(),
+            sda: String::new(),
             status,
             detail: String::new(),
             confirmations: 0,
@@ -200,6 +201,7 @@ mod tests {
             problems: Vec::new(),
             requests: Requests::default(),
             elapsed: Duration::ZERO,
+            left_out: Default::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! Then the library is called with them; nothing else reads the flags.
 //! Every refusal here happens before any portal request.
 
-use super::args::{LogFormat, PlanArgs, PortalArgs, Profile, RunArgs};
+use super::args::{CsvDialect, LogFormat, PlanArgs, PortalArgs, Profile, RunArgs};
 use crate::portal::labels::Labels;
 use crate::portal::{Credentials, PortalSettings};
 use crate::rotation::{self, Guard, ReportFile};
@@ -79,6 +79,7 @@ pub struct ConfigFile {
     pub max_resets: Option<u32>,
     pub quiet: Option<bool>,
     pub log_format: Option<LogFormat>,
+    pub csv_dialect: Option<CsvDialect>,
 }
 
 /// A loaded `--config` file, or nothing.
@@ -127,9 +128,94 @@ pub fn dated(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> Result<Pat
     Ok(PathBuf::from(now.format(pattern).to_string()))
 }
 
+/// The systemd credential that holds the portal password (`LoadCredential=`).
+pub const CREDENTIAL: &str = "myopenip-password";
+
+/// A `password_file` of the config: `$CREDENTIALS_DIRECTORY/...` is taken
+/// from systemd's credentials folder, a relative path from the file's folder.
+fn credential_or_path(cfg: &Loaded, path: &Path) -> Result<PathBuf> {
+    let text = path.to_string_lossy();
+    for prefix in ["$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"] {
+        if let Some(name) = text.strip_prefix(prefix) {
+            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
+                bail!(
+                    "password_file {text}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=)"
+                );
+            };
+            return Ok(PathBuf::from(dir).join(name));
+        }
+    }
+    Ok(cfg.resolve(path))
+}
+
+/// Whether a file name could have been made from a strftime `pattern`:
+/// each field stands for one or more letters, digits or `+-:`.
+fn made_from(pattern: &str, name: &str) -> bool {
+    use chrono::format::{Item, StrftimeItems};
+    let mut parts: Vec<Option<String>> = Vec::new();
+    for item in StrftimeItems::new(pattern) {
+        match item {
+            Item::Literal(l) => parts.push(Some(l.to_string())),
+            Item::OwnedLiteral(l) => parts.push(Some(l.to_string())),
+            Item::Space(s) => parts.push(Some(s.to_string())),
+            Item::OwnedSpace(s) => parts.push(Some(s.to_string())),
+            _ => parts.push(None),
+        }
+    }
+    fn matches(parts: &[Option<String>], name: &str) -> bool {
+        match parts.split_first() {
+            None => name.is_empty(),
+            Some((Some(lit), rest)) => name
+                .strip_prefix(lit.as_str())
+                .is_some_and(|tail| matches(rest, tail)),
+            Some((None, rest)) => {
+                let field = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | ':');
+                let longest = name.find(|c| !field(c)).unwrap_or(name.len());
+                (1..=longest).any(|n| matches(rest, &name[n..]))
+            }
+        }
+    }
+    matches(&parts, name)
+}
+
+/// The output of the unfinished run (the one with a journal) whose name was
+/// made from `pattern` at another time; an error if several are.
+fn unfinished_run_of(pattern: &Path) -> Result<Option<PathBuf>> {
+    let folder = crate::files::folder_of(pattern);
+    let Some(name) = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
+        return Ok(None);
+    };
+    let journal_pattern = format!("{name}.journal");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| made_from(&journal_pattern, n))
+        .map(|n| folder.join(n.trim_end_matches(".journal")))
+        .collect();
+    found.sort();
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => bail!(
+            "--resume: several unfinished runs match {}: {}; give the one to finish with -o",
+            pattern.display(),
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Where the portal password comes from: `--password-file` (which others
-/// must not be able to read), else MYOPENIP_PASSWORD, else the config's
-/// `password_file`, else its `password_command`. Returns the file read, if any.
+/// must not be able to read), else MYOPENIP_PASSWORD, else the systemd
+/// credential `myopenip-password`, else the config's `password_file`, else
+/// its `password_command`. Returns the file read, if any.
 fn portal_password(
     flag_file: Option<&Path>,
     cfg: &Loaded,
@@ -167,8 +253,14 @@ fn portal_password(
     {
         return Ok((SecretString::from(p), None));
     }
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let credential = PathBuf::from(dir).join(CREDENTIAL);
+        if credential.exists() {
+            return from_file(&credential);
+        }
+    }
     if let Some(path) = &cfg.file.password_file {
-        return from_file(&cfg.resolve(path));
+        return from_file(&credential_or_path(cfg, path)?);
     }
     if let Some(command) = &cfg.file.password_command {
         let out = std::process::Command::new("sh")
@@ -187,7 +279,7 @@ fn portal_password(
         return Ok((password, None));
     }
     bail!(
-        "no portal password: set MYOPENIP_PASSWORD, give --password-file FILE, or put password_file or password_command in the --config file (it is never taken as a flag)"
+        "no portal password: set MYOPENIP_PASSWORD, give --password-file FILE, put password_file or password_command in the --config file, or under systemd give LoadCredential={CREDENTIAL}:FILE (it is never taken as a flag)"
     )
 }
 
@@ -344,10 +436,16 @@ impl RunSettings {
             &args.recipients
         };
         let recipients = Recipients::parse(recipient_strings, &recipients_files)?;
-        let output = match (&args.output, &f.output) {
-            (Some(o), _) => dated(o, &now)?,
-            (None, Some(o)) => cfg.resolve(&dated(o, &now)?),
+        let (pattern, output) = match (&args.output, &f.output) {
+            (Some(o), _) => (PathBuf::from(o), dated(o, &now)?),
+            (None, Some(o)) => (cfg.resolve(Path::new(o)), cfg.resolve(&dated(o, &now)?)),
             (None, None) => bail!("no output: give -o FILE or put output in the --config file"),
+        };
+        // Resuming a dated name: the run to finish began at another time.
+        let output = if args.resume && !crate::vault::journal_path(&output).exists() {
+            unfinished_run_of(&pattern)?.unwrap_or(output)
+        } else {
+            output
         };
         let report = match (&args.report, &f.report) {
             (Some(r), _) => Some(dated(r, &now)?),
@@ -357,6 +455,11 @@ impl RunSettings {
         .map(|path| ReportFile {
             path,
             replace: args.overwrite_report || f.overwrite_report.unwrap_or(false),
+            dialect: args
+                .csv_dialect
+                .or(f.csv_dialect)
+                .map(Into::into)
+                .unwrap_or_default(),
         });
         if !args.yes && !interactive {
             bail!(
@@ -436,6 +539,11 @@ impl PlanSettings {
             report: args.report.clone().map(|path| ReportFile {
                 path,
                 replace: args.overwrite_report,
+                dialect: args
+                    .csv_dialect
+                    .or(cfg.file.csv_dialect)
+                    .map(Into::into)
+                    .unwrap_or_default(),
             }),
             portal: portal(&args.portal, cfg)?.settings,
             view: View::new(false, format),
@@ -467,6 +575,27 @@ mod tests {
             PathBuf::from("rotation-20261126.csv.age")
         );
         assert!(dated("rotation-%Q.csv.age", &now).is_err());
+    }
+
+    #[test]
+    fn a_name_made_from_a_date_pattern_is_recognised() {
+        assert!(made_from(
+            "rotation-%Y%m%d-%H%M%S.csv.age.journal",
+            "rotation-20261127-031502.csv.age.journal"
+        ));
+        assert!(made_from(
+            "rotation-%Y%m%d.csv.age.journal",
+            "rotation-20261127.csv.age.journal"
+        ));
+        assert!(!made_from(
+            "rotation-%Y%m%d.csv.age.journal",
+            "rotation-20261127.csv.age"
+        ));
+        assert!(!made_from(
+            "rotation-%Y%m%d.csv.age.journal",
+            "other-20261127.csv.age.journal"
+        ));
+        assert!(made_from("plain.age.journal", "plain.age.journal"));
     }
 
     #[test]

@@ -9,16 +9,26 @@ use crate::{files, vault};
 use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 
 pub fn keygen(args: KeygenArgs) -> Result<Exit> {
     let (secret, public) = vault::generate_identity();
-    let text = format!(
+    let text = zeroize::Zeroizing::new(format!(
         "# created: {}\n# public key: {public}\n{}\n",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         secret.expose_secret()
-    );
+    ));
     match &args.output {
         Some(path) => {
+            let folder = files::folder_of(path);
+            if !folder.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(folder)
+                    .with_context(|| format!("cannot create the folder {}", folder.display()))?;
+            }
             let mut f = files::create_private(path).with_context(|| {
                 format!(
                     "cannot create {} (it must not exist already)",
@@ -30,6 +40,11 @@ pub fn keygen(args: KeygenArgs) -> Result<Exit> {
             println!("{public}");
         }
         None => {
+            if std::io::stdout().is_terminal() {
+                bail!(
+                    "refusing to print a secret key on a terminal: give -o FILE, or pipe the output"
+                );
+            }
             eprintln!("Public key: {public}");
             std::io::stdout().write_all(text.as_bytes())?;
         }
@@ -37,30 +52,50 @@ pub fn keygen(args: KeygenArgs) -> Result<Exit> {
     Ok(Exit::AllDone)
 }
 
+/// `-` as a file name: standard input or output.
+fn is_dash(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
 pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
+    let dialect = args.csv_dialect.map(Into::into).unwrap_or_default();
+    let output = args.output.as_deref().filter(|p| !is_dash(p));
+    if let Some(path) = output {
+        files::check_creatable(path)
+            .with_context(|| format!("cannot write the decrypted CSV to {}", path.display()))?;
+    } else if std::io::stdout().is_terminal() {
+        bail!("refusing to print passwords on a terminal: give -o FILE, or pipe the output");
+    }
     let identities = vault::read_identities(&args.identities)?;
-    let done = match &args.output {
+    let (name, mut input): (&Path, Box<dyn std::io::Read>) = if is_dash(&args.file) {
+        (
+            Path::new("standard input"),
+            Box::new(std::io::stdin().lock()),
+        )
+    } else {
+        let file = files::open_read(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?;
+        (&args.file, Box::new(file))
+    };
+    let done = match output {
         Some(path) => {
-            files::check_creatable(path)
-                .with_context(|| format!("cannot write the decrypted CSV to {}", path.display()))?;
             // Complete or absent: a failure halfway leaves no partial plaintext.
             let mut f = files::NewFile::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            let done = vault::decrypt(&args.file, &identities, &mut f)?;
+            let done = vault::decrypt(&mut input, name, &identities, &mut f, dialect)?;
             f.commit()
                 .with_context(|| format!("cannot write {}", path.display()))?;
             done
         }
-        None => {
-            if std::io::stdout().is_terminal() {
-                bail!(
-                    "refusing to print passwords on a terminal: give -o FILE, or pipe the output"
-                );
-            }
-            vault::decrypt(&args.file, &identities, &mut std::io::stdout().lock())?
-        }
+        None => vault::decrypt(
+            &mut input,
+            name,
+            &identities,
+            &mut std::io::stdout().lock(),
+            dialect,
+        )?,
     };
-    eprintln!("{} rows decrypted from {}", done.rows, args.file.display());
+    eprintln!("{} rows decrypted from {}", done.rows, name.display());
     if !done.unreadable.is_empty() {
         eprintln!(
             "{} journal entries could not be decrypted with these identities (licences {}): they were encrypted to other recipients; add their identities with -i",
@@ -113,6 +148,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
             login_action: args.hostile_login_action.clone(),
             confirm_redirect: args.hostile_confirm_redirect.clone(),
             home_page_mib: args.hostile_home_page_mib,
+            first_user_name: args.hostile_user_name.clone(),
         },
     })
 }

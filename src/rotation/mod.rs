@@ -19,7 +19,7 @@ pub use lock::{LockError, RunLock, lock_name};
 pub use resolve::{Resolution, Target};
 
 use crate::files::{self, PathProblem};
-use crate::input::{self, InputError, InputRow};
+use crate::input::{self, InputError, InputRow, LeftOut};
 use crate::portal::{Phase, Portal, PortalError, Stats};
 use crate::report::{self, ReportRow, Status};
 use crate::vault::{self, Journal, Output, Recipients, VaultError};
@@ -44,11 +44,12 @@ pub struct Guard {
     pub max_resets: u32,
 }
 
-/// The report file: created new, or replacing a file that is there.
+/// The report file: created new, or replacing an earlier report.
 #[derive(Debug, Clone)]
 pub struct ReportFile {
     pub path: PathBuf,
     pub replace: bool,
+    pub dialect: crate::dialect::Dialect,
 }
 
 /// What a rotation does, merged and checked by the caller.
@@ -347,6 +348,26 @@ pub struct Outcome {
     pub problems: Vec<LateProblem>,
     pub requests: Requests,
     pub elapsed: Duration,
+    /// When the input was a report of an earlier run: the rows not retried.
+    pub left_out: LeftOutCounts,
+}
+
+/// The rows of an input report that a retry leaves out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeftOutCounts {
+    /// Reset by the earlier run.
+    pub reset: usize,
+    /// Covered by another row.
+    pub duplicate: usize,
+}
+
+impl LeftOutCounts {
+    fn of(left_out: &[LeftOut]) -> LeftOutCounts {
+        LeftOutCounts {
+            reset: left_out.iter().filter(|r| r.status == "reset").count(),
+            duplicate: left_out.iter().filter(|r| r.status == "duplicate").count(),
+        }
+    }
 }
 
 impl Outcome {
@@ -425,6 +446,7 @@ impl Interruption {
 /// The checks made before anything else; what they found.
 struct Prepared {
     rows: Vec<InputRow>,
+    left_out: Vec<LeftOut>,
     resumed: Resumed,
     _lock: RunLock,
 }
@@ -474,8 +496,10 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
         (FileRole::Output, settings.output.clone()),
         (FileRole::Journal, journal),
         (FileRole::Lock, settings.lock.clone()),
-        (FileRole::Input, settings.input.clone()),
     ];
+    if !input::is_stdin(&settings.input) {
+        seen.push((FileRole::Input, settings.input.clone()));
+    }
     if let Some(r) = &settings.report {
         seen.push((FileRole::Report, r.path.clone()));
     }
@@ -515,7 +539,7 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
 fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError> {
     check_files(settings)?;
     let lock = RunLock::acquire(&settings.lock, holder)?;
-    let rows = input::read(&settings.input)?;
+    let input = input::read(&settings.input)?;
     let resumed = if settings.resume {
         let journal = vault::journal_path(&settings.output);
         let contents = vault::read_journal(&journal)?;
@@ -531,9 +555,11 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
         Resumed::from_journal(journal, contents)
     } else {
         Resumed::none()
-    };
+    }
+    .with_report(&input.left_out);
     Ok(Prepared {
-        rows,
+        rows: input.rows,
+        left_out: input.left_out,
         resumed,
         _lock: lock,
     })
@@ -560,6 +586,7 @@ pub async fn rotate(
     let holder = format!("output {}", settings.output.display());
     let Prepared {
         rows,
+        left_out,
         mut resumed,
         _lock,
     } = prepare(settings, &holder)?;
@@ -570,7 +597,9 @@ pub async fn rotate(
         interruption,
         started,
     };
-    Ok(run.go(&rows, &mut resumed).await)
+    let mut outcome = run.go(&rows, &mut resumed).await;
+    outcome.left_out = LeftOutCounts::of(&left_out);
+    Ok(outcome)
 }
 
 impl Run<'_> {
@@ -932,7 +961,7 @@ impl Run<'_> {
         }
         let mut report = None;
         if let Some(file) = &self.settings.report {
-            match report::write(&file.path, &rows, file.replace) {
+            match report::write(&file.path, &rows, file.replace, file.dialect) {
                 Ok(path) => report = Some(path),
                 Err(e) => problems.push(LateProblem::Report {
                     path: file.path.clone(),
@@ -950,6 +979,7 @@ impl Run<'_> {
             problems,
             requests: Requests::of(self.portal.stats()),
             elapsed: self.started.elapsed(),
+            left_out: LeftOutCounts::default(),
         }
     }
 }
@@ -1004,7 +1034,7 @@ pub async fn plan(
                 problem,
             })?,
         }
-        if files::identity_of(&r.path) == files::identity_of(input) {
+        if !input::is_stdin(input) && files::identity_of(&r.path) == files::identity_of(input) {
             return Err(RotationError::SameFile {
                 a: FileRole::Input,
                 b: FileRole::Report,
@@ -1012,7 +1042,7 @@ pub async fn plan(
             });
         }
     }
-    let rows = input::read(input)?;
+    let rows = input::read(input)?.rows;
     let portal = Arc::new(portal);
     let stop = &interruption.stop;
     let (mut plan_rows, targets, stopped) = match portal.connect().await {
@@ -1040,7 +1070,7 @@ pub async fn plan(
     let mut problems = Vec::new();
     let mut written = None;
     if let Some(file) = report {
-        match report::write(&file.path, &plan_rows, file.replace) {
+        match report::write(&file.path, &plan_rows, file.replace, file.dialect) {
             Ok(path) => written = Some(path),
             Err(e) => problems.push(LateProblem::Report {
                 path: file.path.clone(),

@@ -1,8 +1,10 @@
-//! `--resume`: the phones an interrupted run already reset are in its
-//! journal, named in clear; they are not reset again.
+//! What earlier runs already reset, and is not reset again: the phones an
+//! interrupted run journaled (`--resume`: its journal names them in clear),
+//! and the `reset` rows of a report given as input (a retry).
 
 use super::resolve::Target;
 use super::{Earlier, HeldIn};
+use crate::input::LeftOut;
 use crate::report::{ReportRow, Status};
 use crate::vault::JournalContents;
 use std::collections::HashMap;
@@ -25,12 +27,14 @@ impl PhoneKey {
     }
 }
 
-/// What the journal of an interrupted run says is done.
+/// What earlier runs say is done.
 pub(super) struct Resumed {
     journal: Option<PathBuf>,
     /// Phones in the journal, and how many entries each has: two phones may
     /// show one reference and one number, and each entry stands for one.
     done: HashMap<PhoneKey, usize>,
+    /// Phones the report given as input says were reset, with its line.
+    in_report: HashMap<PhoneKey, Vec<u64>>,
     earlier: Option<Earlier>,
 }
 
@@ -40,8 +44,18 @@ impl Resumed {
         Resumed {
             journal: None,
             done: HashMap::new(),
+            in_report: HashMap::new(),
             earlier: None,
         }
+    }
+
+    /// Adds the `reset` rows of a report given as input.
+    pub fn with_report(mut self, left_out: &[LeftOut]) -> Resumed {
+        for row in left_out.iter().filter(|r| r.status == "reset") {
+            let key = PhoneKey::new(&row.client_ref, &row.service_ref, &row.licence, &row.sda);
+            self.in_report.entry(key).or_default().push(row.line);
+        }
+        self
     }
 
     pub fn from_journal(path: PathBuf, contents: JournalContents) -> Resumed {
@@ -53,6 +67,7 @@ impl Resumed {
         Resumed {
             journal: Some(path),
             done,
+            in_report: HashMap::new(),
             earlier: Some(Earlier {
                 in_journal: contents.entries.len(),
                 parts: contents
@@ -84,6 +99,13 @@ impl Resumed {
             &target.licence.licence,
             &target.licence.sda,
         );
+        if let Some(lines) = self.in_report.get_mut(&key)
+            && let Some(line) = lines.pop()
+        {
+            let detail = format!("reset by the earlier run (line {line} of the input report)");
+            report.push(target.report(Status::Duplicate, detail, 0, 0));
+            return None;
+        }
         match self.done.get_mut(&key) {
             Some(n) if *n > 0 => *n -= 1,
             _ => return Some(target),

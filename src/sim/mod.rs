@@ -73,6 +73,9 @@ pub struct Hostile {
     pub confirm_redirect: Option<String>,
     /// The home page carries this many MiB of padding: an answer without end.
     pub home_page_mib: usize,
+    /// The first licence's user is named this (e.g. `=1+1`, which a
+    /// spreadsheet would run as a formula).
+    pub first_user_name: Option<String>,
 }
 
 impl SimConfig {
@@ -193,6 +196,9 @@ impl Simulator {
         let mut ds = Dataset::generate(&cfg.dataset);
         if cfg.twins {
             ds.plant_twins();
+        }
+        if let Some(name) = &cfg.hostile.first_user_name {
+            ds.licences[0].name = name.clone();
         }
         let listener = TcpListener::bind(addr).await?;
         let shared = Arc::new(Shared {

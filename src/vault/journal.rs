@@ -19,6 +19,8 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// How every journal starts, and no result file does.
+pub(super) const MAGIC: &[u8] = b"sip-rotate-";
 const ENTRY: &str = "sip-rotate-journal ";
 const RECIPIENTS: &str = "sip-rotate-recipients ";
 const PART: &str = "sip-rotate-part ";
@@ -202,18 +204,20 @@ impl Journal {
 /// Reads what a journal says in clear; a cut last entry is left out.
 pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
     let mut contents = JournalContents::default();
-    scan(path, |line| match line {
+    let mut file = BufReader::new(files::open_read(path).map_err(io_err(path))?);
+    scan(&mut file, |line| match line {
         Line::Recipients(r) => contents.recipients = Some(r),
         Line::Part(p) => contents.parts.push(p),
         Line::Entry(m, _) => contents.entries.push(m),
-    })?;
+    })
+    .map_err(io_err(path))?;
     Ok(contents)
 }
 
 /// The complete entries of a journal, each with its armored block.
-pub(super) fn entries(path: &Path) -> Result<Vec<(JournalMark, String)>, VaultError> {
+pub(super) fn entries(input: &mut dyn BufRead) -> std::io::Result<Vec<(JournalMark, String)>> {
     let mut all = Vec::new();
-    scan(path, |line| {
+    scan(input, |line| {
         if let Line::Entry(m, block) = line {
             all.push((m, block));
         }
@@ -227,11 +231,10 @@ enum Line {
     Entry(JournalMark, String),
 }
 
-fn scan(path: &Path, mut found: impl FnMut(Line)) -> Result<(), VaultError> {
-    let file = File::open(path).map_err(io_err(path))?;
+fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result<()> {
     let mut current: Option<(JournalMark, String)> = None;
-    for line in BufReader::new(file).split(b'\n') {
-        let line = line.map_err(io_err(path))?;
+    for line in input.split(b'\n') {
+        let line = line?;
         let line = String::from_utf8_lossy(&line);
         if let Some(json) = line.strip_prefix(ENTRY) {
             current = serde_json::from_str(json).ok().map(|m| (m, String::new()));
@@ -255,14 +258,6 @@ fn scan(path: &Path, mut found: impl FnMut(Line)) -> Result<(), VaultError> {
         }
     }
     Ok(())
-}
-
-/// Whether a file is a journal (rather than an output).
-pub(super) fn is_journal(path: &Path) -> Result<bool, VaultError> {
-    let mut head = [0u8; 11];
-    let mut f = File::open(path).map_err(io_err(path))?;
-    let n = f.read(&mut head).map_err(io_err(path))?;
-    Ok(&head[..n] == b"sip-rotate-")
 }
 
 #[cfg(test)]
@@ -314,6 +309,6 @@ mod tests {
         assert_eq!(licences, ["A", "C"]);
         assert_eq!(contents.recipients, Some(vec![public]));
         assert_eq!(contents.parts[0].passwords, 1);
-        assert!(is_journal(&path).unwrap());
+        assert!(std::fs::read(&path).unwrap().starts_with(MAGIC));
     }
 }

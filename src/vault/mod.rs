@@ -3,15 +3,17 @@
 //! public keys are needed to write them; the identity that decrypts stays
 //! with whoever reconfigures the phones.
 
+mod identities;
 mod journal;
 mod output;
 
+pub use identities::read_identities;
 pub use journal::{Journal, JournalContents, journal_path, read_journal};
 pub use output::Output;
 
+use crate::dialect::{Dialect, ExcelRows};
 use age::armor::ArmoredReader;
 use secrecy::{ExposeSecret, SecretString};
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
@@ -39,8 +41,16 @@ pub enum VaultError {
     IdentityInRecipientsFile { path: PathBuf, line: usize },
     #[error("no recipient: the passwords cannot be encrypted to nobody")]
     NoRecipient,
-    #[error("cannot read the identity file {path}: {message}")]
+    #[error("cannot use the identity file {path}: {message}")]
     Identity { path: PathBuf, message: String },
+    #[error("the identity file {path}, line {line}: {what}")]
+    IdentityLine {
+        path: PathBuf,
+        line: usize,
+        what: &'static str,
+    },
+    #[error("{path} is protected by a passphrase, and there is no terminal to ask it on")]
+    NoTerminalForPassphrase { path: PathBuf },
     #[error("{path}: {message}")]
     Decrypt { path: PathBuf, message: String },
     #[error("{path}: {source}")]
@@ -193,32 +203,11 @@ impl ResetRecord {
     }
 }
 
-/// Reads identities from age identity files (as `age -i` / `rage -i`).
-pub fn read_identities(
-    files: &[PathBuf],
-) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, VaultError> {
-    let mut all = Vec::new();
-    for path in files {
-        let file = age::IdentityFile::from_file(path.display().to_string()).map_err(|e| {
-            VaultError::Identity {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        let ids = file.into_identities().map_err(|e| VaultError::Identity {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        all.extend(ids);
-    }
-    Ok(all)
-}
-
 /// Decrypts one age stream (armored or not) into `out`, through a buffer
 /// wiped after use; returns the number of lines written.
 fn decrypt_stream(
     encrypted: impl BufRead,
-    identities: &[Box<dyn age::Identity + Send + Sync>],
+    identities: &[Box<dyn age::Identity>],
     out: &mut dyn Write,
 ) -> Result<usize, String> {
     let decryptor =
@@ -250,39 +239,57 @@ pub struct Decrypted {
     pub unreadable: Vec<String>,
 }
 
-/// Decrypts an output or a journal into CSV (header first), streaming: the
+/// Decrypts an output or a journal, read from `input` (named `name` in
+/// messages), into CSV (header first) in `dialect`, streaming: the
 /// plaintext is never held whole in memory. A journal entry that these
 /// identities cannot open is named, and the others are still written.
 pub fn decrypt(
-    path: &Path,
-    identities: &[Box<dyn age::Identity + Send + Sync>],
+    input: &mut dyn Read,
+    name: &Path,
+    identities: &[Box<dyn age::Identity>],
     out: &mut dyn Write,
+    dialect: Dialect,
 ) -> Result<Decrypted, VaultError> {
     let fail = |message: String| VaultError::Decrypt {
-        path: path.to_path_buf(),
+        path: name.to_path_buf(),
         message,
     };
+    // The first bytes tell a journal from a result, and are read again.
+    let mut head = Vec::new();
+    input
+        .take(journal::MAGIC.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err(name))?;
+    let mut input = BufReader::new(head.as_slice().chain(input));
+    let mut excel;
+    let out: &mut dyn Write = match dialect {
+        Dialect::Rfc4180 => out,
+        Dialect::Excel => {
+            excel = ExcelRows::new(out);
+            &mut excel
+        }
+    };
     let mut done = Decrypted::default();
-    if journal::is_journal(path)? {
+    if head == journal::MAGIC {
         out.write_all(OUTPUT_HEADER.as_bytes())
             .and_then(|_| out.write_all(b"\n"))
-            .map_err(io_err(path))?;
-        for (mark, block) in journal::entries(path)? {
+            .map_err(io_err(name))?;
+        for (mark, block) in journal::entries(&mut input).map_err(io_err(name))? {
             // One entry at a time, so that a bad one does not spoil the rest.
             let mut line = Zeroizing::new(Vec::new());
             match decrypt_stream(block.as_bytes(), identities, &mut *line) {
                 Ok(n) => {
-                    out.write_all(&line).map_err(io_err(path))?;
+                    out.write_all(&line).map_err(io_err(name))?;
                     done.rows += n;
                 }
                 Err(_) => done.unreadable.push(mark.licence),
             }
         }
     } else {
-        let file = File::open(path).map_err(io_err(path))?;
-        let lines = decrypt_stream(BufReader::new(file), identities, out).map_err(fail)?;
+        let lines = decrypt_stream(input, identities, out).map_err(fail)?;
         done.rows = lines.saturating_sub(1);
     }
+    out.flush().map_err(io_err(name))?;
     Ok(done)
 }
 
