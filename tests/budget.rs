@@ -132,5 +132,14 @@ fn a_run_spends_exactly_the_request_budget() {
             stderr.contains(&format!("portal requests: {} ", counters["requests.total"])),
             "{stderr}"
         );
+        // And the report's per-licence counts add up to the reset phase.
+        let per_licence: u64 = report
+            .iter()
+            .map(|r| r["requests"].parse::<u64>().unwrap())
+            .sum();
+        assert!(
+            stderr.contains(&format!(", reset {per_licence})")),
+            "{stderr}"
+        );
     }
 }

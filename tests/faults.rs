@@ -487,7 +487,8 @@ fn the_canary_stops_a_run_on_pages_that_do_not_match() {
             "--report",
             report.to_str().unwrap(),
         ]),
-        3,
+        // No Confirmer was sent: no phone was cut off.
+        2,
     );
     assert!(stderr.contains("canary"), "{stderr}");
     assert!(sim.resets().is_empty());
@@ -546,7 +547,8 @@ fn max_failures_stops_the_run() {
                 "--report",
                 report.to_str().unwrap(),
             ]),
-        3,
+        // Every failure came before its Confirmer: no phone was cut off.
+        2,
     );
     assert!(stderr.contains("--max-failures 3"), "{stderr}");
     let report = parse_csv(&std::fs::read(&report).unwrap());
@@ -691,4 +693,119 @@ fn after_an_interrupt_a_kill_and_two_resumes_the_summary_counts_what_the_files_h
         "{stderr}"
     );
     assert_eq!(complete_entries(&journal), earlier + now);
+}
+
+#[test]
+fn resume_never_takes_one_look_alike_phone_for_another() {
+    // Two phones alike in every column of the users table; the second is
+    // reset first (the first's page is slow), then the run is interrupted.
+    let mut ds =
+        sip_rotate::sim::dataset::Dataset::generate(&sip_rotate::sim::dataset::DatasetSpec {
+            seed: 1,
+            clients: 12,
+            licences_per_client: 8,
+        });
+    ds.plant_twins();
+    ds.make_twins_identical();
+    let (a, b) = (&ds.licences[0], &ds.licences[1]);
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&[
+        "--identical-twins",
+        "--page-latency",
+        &format!("detail:{}=3000", a.key),
+    ]);
+    let first = ds.clients[0].reference.clone();
+    let input = dir.path().join("all.csv");
+    std::fs::write(&input, format!("client_ref,licence\n{first},*\n")).unwrap();
+    let output = dir.path().join("out.age");
+    let mut child = run_cmd(&sim, &input, &output, &public)
+        .args([
+            "--yes",
+            "--rate",
+            "40",
+            "--canary",
+            "0",
+            "--concurrency",
+            "2",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_resets(&sim, 1);
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    let before: Vec<String> = sim.resets().iter().map(|t| t.key.clone()).collect();
+    assert!(
+        before.contains(&b.key) && !before.contains(&a.key),
+        "{before:?}"
+    );
+    exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--resume", "--rate", "40"]),
+        0,
+    );
+    let truth = sim.resets();
+    let mut keys: Vec<&str> = truth.iter().map(|t| t.key.as_str()).collect();
+    keys.sort();
+    let mut wanted: Vec<&str> = ds
+        .licences
+        .iter()
+        .filter(|l| ds.client_of_service(l.service).reference == first)
+        .map(|l| l.key.as_str())
+        .collect();
+    wanted.sort();
+    assert_eq!(keys, wanted, "each phone reset once, the slow twin too");
+    // Both twins' current passwords are recoverable.
+    let mut rows = decrypt(&id, &journal_of(&output));
+    rows.extend(decrypt(&id, &output));
+    for t in truth.iter().filter(|t| t.licence == a.reference) {
+        assert!(
+            rows.iter().any(|r| r["password"] == t.password),
+            "{} lost",
+            t.key
+        );
+    }
+}
+
+#[test]
+fn a_password_no_file_can_take_is_shown_encrypted_and_reads_back() {
+    // The first user's name is long: its journal entry and the part file
+    // are both over the file size limit; only the summary can take it.
+    let long_name = "N".repeat(3000);
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--hostile-user-name", &long_name]);
+    let output = dir.path().join("out.age");
+    let mut run = run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public);
+    run.args(["--yes", "--rate", "100"]);
+    with_file_size_limit(&mut run, 2000);
+    let out = run.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 1, "the canary only: {stderr}");
+    assert!(
+        stderr.contains("1 new password could be written to no file"),
+        "{stderr}"
+    );
+    // What follows that line, saved to a file, decrypts as a journal.
+    let rescued: String = stderr
+        .lines()
+        .skip_while(|l| !l.contains("could be written to no file"))
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = dir.path().join("rescued.journal");
+    std::fs::write(&file, rescued).unwrap();
+    let rows = decrypt(&id, &file);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["password"], truth[0].password);
+    assert_eq!(rows[0]["name"], long_name);
+    assert_nothing_in_clear(dir.path(), &sim);
 }

@@ -240,11 +240,13 @@ fn planted_links_at_the_lock_or_the_journal_clobber_nothing() {
     let precious = dir.path().join("precious.txt");
     std::fs::write(&precious, "keep").unwrap();
     // The lock: its name is known from the portal and the login.
-    let origin = sim.url.trim_end_matches('/');
     let lock = sim
         .state
         .join("sip-rotate")
-        .join(sip_rotate::rotation::lock_name(origin, LOGIN));
+        .join(sip_rotate::rotation::lock_name(
+            &sim.url.parse().unwrap(),
+            LOGIN,
+        ));
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(&precious, &lock).unwrap();
     let stderr = refused_before_any_request(

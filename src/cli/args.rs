@@ -13,7 +13,7 @@ use std::path::PathBuf;
     // A fixed width keeps --help identical to the README's copy on any terminal.
     term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
-    after_help = "Exit codes: 0 every requested reset done; 1 the run went to its end, not all well (failures, unresolved rows, the report); 2 no Confirmer sent, nothing reset (usage, input, files, lock, login refused, unresolved, not confirmed); 3 stopped after resets began, or interrupted."
+    after_help = "Exit codes: 0 every requested reset done; 1 the run went to its end, not all well (failures, unresolved rows, the report); 2 no Confirmer sent, no phone cut off (usage, input, files, lock, login refused, unresolved, not confirmed); 3 stopped after a Confirmer was sent, or interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -242,8 +242,8 @@ pub struct SimArgs {
     /// Added latency per request, in milliseconds (with jitter).
     #[arg(long, value_name = "N", default_value = "0")]
     pub latency_ms: u64,
-    /// Added latency for one kind of page, e.g. confirm=2000 (kinds as in --access-log); repeatable.
-    #[arg(long, value_name = "KIND=MS", value_parser = page_latency)]
+    /// Added latency for one kind of page, e.g. confirm=2000 (kinds as in --access-log), or one licence's, e.g. detail:FPC172908=2000; repeatable.
+    #[arg(long, value_name = "KIND[:KEY]=MS", value_parser = page_latency)]
     pub page_latency: Vec<(String, u64)>,
     /// Fraction of requests answered 500/502/503 before any work.
     #[arg(long, value_name = "F", default_value = "0")]
@@ -269,6 +269,9 @@ pub struct SimArgs {
     /// Show one licence reference for two phones: twice in one users table, and for two clients.
     #[arg(long)]
     pub twins: bool,
+    /// Twins that also show the same number and name (only their pages differ).
+    #[arg(long)]
+    pub identical_twins: bool,
     /// Hostile portal: send the login form to this URL instead.
     #[arg(long, value_name = "URL")]
     pub hostile_login_action: Option<String>,

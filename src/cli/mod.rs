@@ -25,9 +25,9 @@ pub enum Exit {
     AllDone = 0,
     /// The run went to its end, but not everything went well.
     Partial = 1,
-    /// No `Confirmer` was sent: nothing was reset.
+    /// No `Confirmer` was sent: no phone was cut off.
     NothingDone = 2,
-    /// Stopped after resets began, or interrupted at any phase.
+    /// Stopped after a `Confirmer` was sent, or interrupted at any phase.
     Aborted = 3,
 }
 
@@ -54,9 +54,25 @@ fn forbid_core_dumps() {
     }
 }
 
+/// Whether the command line asks for JSON on stderr, read before clap (a
+/// usage error must be JSON too).
+fn json_asked(argv: &[std::ffi::OsString]) -> bool {
+    argv.windows(2)
+        .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || argv.iter().any(|a| a == "--log-format=json")
+}
+
 pub fn main() -> ExitCode {
     forbid_core_dumps();
-    let cli = args::Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match args::Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) if json_asked(&argv) && e.use_stderr() => {
+            render::error(LogFormat::Json, e.to_string().trim(), None);
+            return Exit::NothingDone.into();
+        }
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -123,6 +139,10 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::NoJournal(_) => {
             "--resume finishes a run whose journal is there; without it, start a new run".into()
         }
+        RotationError::JournalWithoutRecipients(journal) => format!(
+            "decrypt it (sip-rotate decrypt -i IDENTITY {}), keep what it holds, and move it away to start a new run",
+            journal.display()
+        ),
         RotationError::RecipientsDiffer { .. } => {
             "resume with the recipients the interrupted run had (-r/-R): one journal is readable with one set of identities".into()
         }
@@ -151,10 +171,9 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::Lock(LockError::Held { .. }) => {
             "one rotation per portal account at a time: let the other run finish".into()
         }
-        RotationError::Lock(LockError::Foreign { path }) => format!(
-            "{} must be a file of this user: remove it, or set another lock in the --config file",
-            path.display()
-        ),
+        RotationError::Lock(LockError::Foreign { .. }) => {
+            "set another lock in the --config file: a lock is a file sip-rotate made, or an empty one".into()
+        }
         RotationError::Vault(v) => return vault_hint(v),
         _ => return None,
     })

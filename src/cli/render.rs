@@ -421,6 +421,18 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         ));
     }
     lines.extend(where_the_passwords_are(o));
+    // Last: everything after its first line is the text to save.
+    if let Some(stranded) = &o.passwords.stranded {
+        lines.push(format!(
+            "{} new password{} could be written to no file: {} encrypted journal entr{} follow{}. Save everything from the next line on into a file (e.g. rescued.journal), then decrypt it: sip-rotate decrypt -i IDENTITY rescued.journal",
+            stranded.count,
+            if stranded.count == 1 { "" } else { "s" },
+            if stranded.count == 1 { "its" } else { "their" },
+            if stranded.count == 1 { "y" } else { "ies" },
+            if stranded.count == 1 { "s" } else { "" },
+        ));
+        lines.push(stranded.journal_text.trim_end().to_string());
+    }
     lines
 }
 
@@ -473,6 +485,10 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
         "part": held(&o.passwords.part),
         "journal": journal,
         "lost": o.passwords.lost,
+        "stranded": o.passwords.stranded.as_ref().map(|s| json!({
+            "passwords": s.count,
+            "journal": s.journal_text,
+        })),
         "report": o.report.as_ref().map(|p| p.display().to_string()),
         "files": where_the_passwords_are(o),
     })

@@ -13,12 +13,14 @@ use anyhow::Result;
 use std::io::IsTerminal;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Ctrl-C or SIGTERM: the first stops the run (no new reset, waiting
+/// Ctrl-C, SIGTERM or SIGHUP: the first stops the run (no new reset, waiting
 /// requests dropped, a `Confirmer` in flight finishes), the second
 /// abandons the `Confirmer` requests in flight too, the third exits.
 fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    // A dropped ssh session at 2 a.m. is an interruption, not a death.
+    let mut hangup = signal(SignalKind::hangup())?;
     let interruption = interruption.clone();
     let say = move |text: &str| match format {
         LogFormat::Text => logging::say(text),
@@ -33,6 +35,7 @@ fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<()> {
             tokio::select! {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
             }
             match n {
                 1 => {
@@ -62,18 +65,23 @@ pub fn exit_code(o: &Outcome) -> Exit {
             crate::report::Status::Reset | crate::report::Status::Duplicate
         )
     });
+    // 2 is the promise that no phone was cut off: no Confirmer sent.
     match &o.stopped {
         Some(StopReason::Interrupted(_)) => Exit::Aborted,
-        Some(_) if !o.resets_began && o.confirmations == 0 => Exit::NothingDone,
+        Some(_) if o.confirmations == 0 => Exit::NothingDone,
         Some(_) => Exit::Aborted,
         None if all_reset && o.problems.is_empty() && o.passwords.lost == 0 => Exit::AllDone,
+        None if o.confirmations == 0 => Exit::NothingDone,
         None => Exit::Partial,
     }
 }
 
 /// `sip-rotate run`.
 pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
-    let mut format = args.log_format.unwrap_or(LogFormat::Text);
+    let mut format = args
+        .log_format
+        .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
+        .unwrap_or(LogFormat::Text);
     let interruption = Interruption::default();
     if let Err(e) = watch_signals(&interruption, format) {
         return (super::refused(format, &e), format);
@@ -114,7 +122,10 @@ pub async fn rotate(settings: RunSettings, interruption: &Interruption) -> Resul
 
 /// `sip-rotate plan`.
 pub async fn plan(args: PlanArgs) -> (Exit, LogFormat) {
-    let mut format = args.log_format.unwrap_or(LogFormat::Text);
+    let mut format = args
+        .log_format
+        .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
+        .unwrap_or(LogFormat::Text);
     let interruption = Interruption::default();
     if let Err(e) = watch_signals(&interruption, format) {
         return (super::refused(format, &e), format);
@@ -196,6 +207,7 @@ mod tests {
                 journal: JournalFate::NotCreated,
                 lost: 0,
                 earlier: None,
+                stranded: None,
             },
             report: None,
             problems: Vec::new(),
@@ -209,7 +221,7 @@ mod tests {
     fn the_exit_code_says_what_cron_may_assume() {
         use Status::*;
         use StopReason::*;
-        let cases: [(Outcome, Exit, &str); 10] = [
+        let cases: [(Outcome, Exit, &str); 11] = [
             (
                 outcome(&[Reset, Duplicate], None, true, 1),
                 Exit::AllDone,
@@ -229,6 +241,11 @@ mod tests {
                 outcome(&[Reset, Unresolved], None, true, 1),
                 Exit::Partial,
                 "skipped unresolved",
+            ),
+            (
+                outcome(&[Unresolved, Unresolved], None, false, 0),
+                Exit::NothingDone,
+                "nothing resolved, nothing reset",
             ),
             (
                 outcome(
@@ -262,13 +279,13 @@ mod tests {
             ),
             (
                 outcome(&[Failed, Skipped], Some(Canary { canaries: 1 }), true, 0),
-                Exit::Aborted,
-                "the canary failed before Confirmer: resets had begun",
+                Exit::NothingDone,
+                "the canary failed before Confirmer: no phone cut off",
             ),
             (
                 outcome(&[Reset, Skipped], Some(WriteFailed("disk".into())), true, 1),
                 Exit::Aborted,
-                "a write failed",
+                "a write failed after a Confirmer",
             ),
         ];
         for (o, exit, what) in cases {

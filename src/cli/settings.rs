@@ -105,6 +105,17 @@ impl Loaded {
         })
     }
 
+    /// The log format a config file asks for, even when the file is not
+    /// valid TOML: its error must be written in that format.
+    pub fn log_format_of(path: Option<&Path>) -> Option<LogFormat> {
+        let text = std::fs::read_to_string(path?).ok()?;
+        text.lines().find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "log_format" && value.trim().trim_matches('"') == "json")
+                .then_some(LogFormat::Json)
+        })
+    }
+
     /// A path of the file, taken from the file's folder when relative.
     fn resolve(&self, p: &Path) -> PathBuf {
         match self.path.as_ref().and_then(|c| c.parent()) {
@@ -485,10 +496,8 @@ impl RunSettings {
         let lock = match &f.lock {
             Some(l) => cfg.resolve(l),
             None => {
-                let name = rotation::lock_name(
-                    &portal.settings.start.origin().ascii_serialization(),
-                    &portal.settings.credentials.login,
-                );
+                let name =
+                    rotation::lock_name(&portal.settings.start, &portal.settings.credentials.login);
                 lock_folder()
                     .unwrap_or_else(|| crate::files::folder_of(&output).to_path_buf())
                     .join(name)

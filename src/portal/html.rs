@@ -95,9 +95,10 @@ fn push_text(node: NodeRef<'_, Node>, out: &mut String, skip: &[&str]) {
     }
 }
 
-/// Collapses white space (NBSP included) and trims.
+/// Collapses white space (NBSP included) and trims. Control characters
+/// (escape sequences a page could carry to a terminal) count as spaces.
 pub fn collapse(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace() || c == '\u{a0}')
+    s.split(|c: char| c.is_whitespace() || c == '\u{a0}' || c.is_control())
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
@@ -601,6 +602,14 @@ mod tests {
         assert!(is_label("Admin.", "Admin."));
         assert!(!is_label("Detail", "Détail"));
         assert!(!is_label("Détails", "Détail"));
+    }
+
+    #[test]
+    fn control_characters_never_come_out_of_a_page() {
+        let doc = Html::parse_fragment("<td>Jean\u{1b}]0;pwned\u{7}\u{1b}[2J Dupont</td>");
+        let text = text_of(doc.root_element());
+        assert!(!text.contains(|c: char| c.is_control()), "{text:?}");
+        assert_eq!(text, "Jean ]0;pwned [2J Dupont");
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub enum ResetError {
     /// `Confirmer` was sent but no password came back: it may have changed.
     #[error("outcome unknown after Confirmer: {reason}")]
     Unknown { reason: String, next: AfterUnknown },
+    /// The detail page shows a phone that an earlier run reset: nothing done.
+    #[error("reset by an earlier run (account code {accountcode})")]
+    AlreadyReset { accountcode: String },
 }
 
 /// What to do after a `Confirmer` whose password is unknown.
@@ -326,9 +329,10 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Requests this browser sent so far (logins after a session ended included).
-    pub fn requests(&self) -> u64 {
-        self.transport.sent()
+    /// Reset requests this browser sent so far (Détail, Réinitialiser,
+    /// Confirmer, the result page, and their retries; not logins).
+    pub fn reset_requests(&self) -> u64 {
+        self.transport.sent_in(Phase::Reset)
     }
 
     /// Fetches a page and reads it with `parse`; a login page ends the session.
@@ -664,14 +668,18 @@ impl Browser {
 
     /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.
     /// `Confirmer` is sent only when the pages show this licence and `sda`.
+    /// `already`: the account codes of phones an earlier run reset that show
+    /// the same licence and number; if the detail page shows one of them,
+    /// nothing is reset (`AlreadyReset`).
     pub async fn reset(
         &mut self,
         licence: &LicenceRow,
         sda: &str,
+        already: &[String],
     ) -> Result<NewPassword, ResetError> {
         for attempt in 0.. {
             self.session().await.map_err(ResetError::NotDone)?;
-            match self.reset_once(licence, sda).await {
+            match self.reset_once(licence, sda, already).await {
                 Err(ResetError::NotDone(PortalError::SessionEnded)) => {
                     self.session_ended(attempt).map_err(ResetError::NotDone)?
                 }
@@ -684,7 +692,12 @@ impl Browser {
     /// Détail then Réinitialiser: checks the pages show this licence and SDA,
     /// and returns the account code and the `Confirmer` request. Nothing has
     /// changed on the portal yet.
-    async fn prepare(&self, licence: &LicenceRow, sda: &str) -> Result<(String, Req), PortalError> {
+    async fn prepare(
+        &self,
+        licence: &LicenceRow,
+        sda: &str,
+        already: &[String],
+    ) -> Result<(String, Req), ResetError> {
         let l = &self.shared.labels;
         let (accountcode, form) = self
             .page(
@@ -712,10 +725,25 @@ impl Browser {
                     Ok((accountcode, form))
                 },
             )
-            .await?;
+            .await
+            .map_err(ResetError::NotDone)?;
+        if !already.is_empty() {
+            if accountcode.is_empty() {
+                return Err(ResetError::NotDone(contract_text(
+                    "detail",
+                    format!(
+                        "no '{}': cannot tell this phone from another one that shows {} and this number, which an earlier run reset",
+                        l.field_accountcode, licence.licence
+                    ),
+                )));
+            }
+            if already.contains(&accountcode) {
+                return Err(ResetError::AlreadyReset { accountcode });
+            }
+        }
         let pairs = form
             .submission(&l.reset_button)
-            .map_err(|e| contract("detail", e))?;
+            .map_err(|e| ResetError::NotDone(contract("detail", e)))?;
         let confirm = self
             .page(
                 Phase::Reset,
@@ -736,22 +764,25 @@ impl Browser {
                         .ok_or_else(|| format!("no button '{}'", l.confirm_button))
                 },
             )
-            .await?;
+            .await
+            .map_err(ResetError::NotDone)?;
         let pairs = confirm
             .submission(&l.confirm_button)
-            .map_err(|e| contract("confirmation", e))?;
+            .map_err(|e| ResetError::NotDone(contract("confirmation", e)))?;
         Ok((
             accountcode,
             Req::form(confirm.method_post, confirm.action.clone(), pairs),
         ))
     }
 
-    async fn reset_once(&self, licence: &LicenceRow, sda: &str) -> Result<NewPassword, ResetError> {
+    async fn reset_once(
+        &self,
+        licence: &LicenceRow,
+        sda: &str,
+        already: &[String],
+    ) -> Result<NewPassword, ResetError> {
         let l = &self.shared.labels;
-        let (accountcode, confirm) = self
-            .prepare(licence, sda)
-            .await
-            .map_err(ResetError::NotDone)?;
+        let (accountcode, confirm) = self.prepare(licence, sda, already).await?;
         // From here on the password may have changed: no failure is "not
         // done", unless nothing was sent.
         let before = self.transport.sent();

@@ -179,8 +179,9 @@ pub struct Throttle {
 pub struct Transport {
     client: reqwest::Client,
     throttle: Arc<Throttle>,
-    /// Requests this session sent, for the per-licence count of the report.
-    sent: AtomicU64,
+    /// Requests this session sent, by phase: the report counts a licence's
+    /// reset requests, not the logins its session needed.
+    sent: [AtomicU64; 3],
     /// The portal's scheme, host and port: no request goes anywhere else.
     origin: url::Origin,
     interruptions: super::Interruptions,
@@ -246,15 +247,20 @@ impl Transport {
         Ok(Transport {
             client,
             throttle,
-            sent: AtomicU64::new(0),
+            sent: Default::default(),
             origin,
             interruptions,
         })
     }
 
-    /// Requests sent by this session so far.
+    /// Requests sent by this session so far, all phases.
     pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.sent.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Requests sent by this session so far in `phase`.
+    pub fn sent_in(&self, phase: Phase) -> u64 {
+        self.sent[phase as usize].load(Ordering::Relaxed)
     }
 
     /// Fetches a page, following redirects with GET, retrying what is safe
@@ -353,7 +359,7 @@ impl Transport {
                 Req::Post(url, pairs) => self.client.post(url.clone()).form(pairs),
             };
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
-            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.sent[phase as usize].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
             let response = builder.send().await.map_err(classify)?;
             let status = response.status();

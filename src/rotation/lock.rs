@@ -5,14 +5,16 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use url::Url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another sip-rotate run holds the lock {path} ({holder})")]
     Held { path: PathBuf, holder: String },
-    #[error("the lock {path} is not a regular file of this user")]
+    /// A link, a folder, or a file that is not a lock: never written.
+    #[error("{path} is not a sip-rotate lock file: it is left as it is")]
     Foreign { path: PathBuf },
     #[error("cannot take the lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -24,9 +26,30 @@ pub struct RunLock {
     _file: File,
 }
 
-/// The lock's file name for one portal account: readable, and distinct for
-/// distinct accounts even where the readable part is not.
-pub fn lock_name(origin: &str, login: &str) -> String {
+/// The portal's origin as the run lock names it: one spelling for one
+/// portal (`localhost`, `127.0.0.1` and `[::1]` are one loopback; the port
+/// always written).
+fn account_origin(url: &Url) -> String {
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => "loopback".into(),
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback() => "loopback".into(),
+        Some(url::Host::Ipv6(ip)) if ip.is_loopback() => "loopback".into(),
+        Some(h) => h.to_string().to_lowercase(),
+        None => String::new(),
+    };
+    format!(
+        "{}://{host}:{}",
+        url.scheme(),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// The lock's file name for one portal account (the portal's origin and
+/// the login): readable, and distinct for distinct accounts even where the
+/// readable part is not.
+pub fn lock_name(portal: &Url, login: &str) -> String {
+    let origin = account_origin(portal);
+    let origin = origin.as_str();
     let readable: String = format!("{origin}-{login}")
         .chars()
         .map(|c| {
@@ -47,7 +70,10 @@ pub fn lock_name(origin: &str, login: &str) -> String {
 
 impl RunLock {
     /// Takes the lock at `path`, or says who holds it. The file is opened
-    /// without following a link, and must belong to this user.
+    /// without following a link, and an existing file is used only if it is
+    /// a lock (empty, or naming its holder): anything else is left alone. A
+    /// lock that a group shares (mode 0660, made once by hand) works for
+    /// every user of that group.
     pub fn acquire(path: &Path, holder: &str) -> Result<RunLock, LockError> {
         let io_err = |source| LockError::Io {
             path: path.to_path_buf(),
@@ -67,12 +93,23 @@ impl RunLock {
                 },
                 _ => io_err(e),
             })?;
+        let foreign = || LockError::Foreign {
+            path: path.to_path_buf(),
+        };
         let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(foreign());
+        }
+        let mut head = Vec::new();
+        (&file).take(1024).read_to_end(&mut head).map_err(io_err)?;
+        if !(head.is_empty() || head.starts_with(b"pid ")) {
+            return Err(foreign());
+        }
         // SAFETY: getuid cannot fail.
-        if !meta.is_file() || meta.uid() != unsafe { libc::getuid() } {
-            return Err(LockError::Foreign {
-                path: path.to_path_buf(),
-            });
+        if meta.uid() == unsafe { libc::getuid() } && meta.mode() & 0o007 != 0 {
+            // Ours, and readable by anyone: no longer.
+            file.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o770))
+                .map_err(io_err)?;
         }
         match file.try_lock() {
             Ok(()) => {
@@ -88,14 +125,10 @@ impl RunLock {
                 .map_err(io_err)?;
                 Ok(RunLock { _file: file })
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.take(1024).read_to_string(&mut holder);
-                Err(LockError::Held {
-                    path: path.to_path_buf(),
-                    holder: holder.trim().to_string(),
-                })
-            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
+                path: path.to_path_buf(),
+                holder: String::from_utf8_lossy(&head).trim().to_string(),
+            }),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
         }
     }
@@ -108,7 +141,9 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_and_never_through_a_link() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(lock_name("https://portal.example", "me"));
+        let path = dir
+            .path()
+            .join(lock_name(&url("https://portal.example"), "me"));
         let held = RunLock::acquire(&path, "output a.age").unwrap();
         match RunLock::acquire(&path, "output b.age") {
             Err(LockError::Held { holder, .. }) => assert!(holder.contains("a.age"), "{holder}"),
@@ -125,14 +160,45 @@ mod tests {
             Err(LockError::Foreign { .. })
         ));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        // A file that is not a lock is never truncated.
+        assert!(matches!(
+            RunLock::acquire(&target, "x"),
+            Err(LockError::Foreign { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    fn url(u: &str) -> Url {
+        Url::parse(u).unwrap()
     }
 
     #[test]
     fn lock_names_differ_by_account() {
-        let a = lock_name("https://portal.example", "me");
-        assert_eq!(a, lock_name("https://portal.example", "me"));
-        assert_ne!(a, lock_name("https://portal.example", "me2"));
-        assert_ne!(a, lock_name("https://portal.example:8443", "me"));
-        assert!(a.starts_with("https___portal.example-me-"), "{a}");
+        let a = lock_name(&url("https://portal.example"), "me");
+        assert_eq!(a, lock_name(&url("https://PORTAL.example:443/x"), "me"));
+        assert_ne!(a, lock_name(&url("https://portal.example"), "me2"));
+        assert_ne!(a, lock_name(&url("https://portal.example:8443"), "me"));
+        assert!(a.starts_with("https___portal.example_443-me-"), "{a}");
+    }
+
+    #[test]
+    fn one_portal_has_one_lock_however_its_address_is_spelled() {
+        let origin = |u: &str| account_origin(&url(u));
+        assert_eq!(
+            origin("http://localhost:8080/"),
+            origin("http://127.0.0.1:8080/x")
+        );
+        assert_eq!(
+            origin("http://[::1]:8080/"),
+            origin("http://127.0.0.1:8080/")
+        );
+        assert_eq!(
+            origin("https://MyOpenIP.example/"),
+            origin("https://myopenip.example:443/a")
+        );
+        assert_ne!(
+            origin("https://myopenip.example/"),
+            origin("https://myopenip.example:8443/")
+        );
     }
 }

@@ -153,6 +153,8 @@ pub enum RotationError {
         journal: Vec<String>,
         run: Vec<String>,
     },
+    #[error("{} does not say which recipients it is encrypted to: it is not a journal this version can finish", .0.display())]
+    JournalWithoutRecipients(PathBuf),
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -276,6 +278,21 @@ pub struct Passwords {
     pub lost: usize,
     /// Resumed: what earlier runs left.
     pub earlier: Option<Earlier>,
+    /// Passwords that neither the journal nor a result file could take
+    /// (a full disk): their encrypted entries, for the caller to show.
+    pub stranded: Option<Stranded>,
+}
+
+/// Encrypted journal entries that no file could take: shown to the
+/// operator, who saves them; `sip-rotate decrypt` reads them as a journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stranded {
+    pub count: usize,
+    /// Of them, those that no file took at all (neither the journal nor
+    /// the result stream): shown even if a part file is written.
+    pub in_no_file: usize,
+    /// Journal text: clear mark lines and armored age blocks, no secret.
+    pub journal_text: String,
 }
 
 /// The passwords of earlier runs, for a resumed run.
@@ -447,6 +464,8 @@ impl Interruption {
 struct Prepared {
     rows: Vec<InputRow>,
     left_out: Vec<LeftOut>,
+    /// Created, or reopened to resume; locked either way.
+    journal: Journal,
     resumed: Resumed,
     _lock: RunLock,
 }
@@ -540,17 +559,27 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
     check_files(settings)?;
     let lock = RunLock::acquire(&settings.lock, holder)?;
     let input = input::read(&settings.input)?;
+    let journal_path = vault::journal_path(&settings.output);
+    // Held from now on: a second run on this output stops here, before asking
+    // the portal anything.
+    let journal = if settings.resume {
+        Journal::reopen(&journal_path)?
+    } else {
+        Journal::create(&journal_path, &settings.recipients)?
+    };
     let resumed = if settings.resume {
-        let journal = vault::journal_path(&settings.output);
+        let journal = journal_path.clone();
         let contents = vault::read_journal(&journal)?;
-        if let Some(recorded) = &contents.recipients
-            && recorded.as_slice() != settings.recipients.texts()
-        {
-            return Err(RotationError::RecipientsDiffer {
-                path: journal,
-                journal: recorded.clone(),
-                run: settings.recipients.texts().to_vec(),
-            });
+        match &contents.recipients {
+            None => return Err(RotationError::JournalWithoutRecipients(journal)),
+            Some(recorded) if recorded.as_slice() != settings.recipients.texts() => {
+                return Err(RotationError::RecipientsDiffer {
+                    path: journal,
+                    journal: recorded.clone(),
+                    run: settings.recipients.texts().to_vec(),
+                });
+            }
+            Some(_) => {}
         }
         Resumed::from_journal(journal, contents)
     } else {
@@ -561,6 +590,7 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
         rows: input.rows,
         left_out: input.left_out,
         resumed,
+        journal,
         _lock: lock,
     })
 }
@@ -568,6 +598,8 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// The shared state of a run while it goes.
 struct Run<'a> {
     settings: &'a Settings,
+    /// Taken (locked) before the first request; into the sink once resets start.
+    journal: std::sync::Mutex<Option<Journal>>,
     portal: Arc<Portal>,
     observer: &'a dyn Observer,
     interruption: &'a Interruption,
@@ -588,10 +620,12 @@ pub async fn rotate(
         rows,
         left_out,
         mut resumed,
+        journal,
         _lock,
     } = prepare(settings, &holder)?;
     let run = Run {
         settings,
+        journal: std::sync::Mutex::new(Some(journal)),
         portal: Arc::new(portal),
         observer,
         interruption,
@@ -672,11 +706,7 @@ impl Run<'_> {
             return self.finish(report, None, Some(why), resumed, ResetsDone::default());
         }
         report.extend(resolution.rejected);
-        let targets: Vec<Target> = resolution
-            .targets
-            .into_iter()
-            .filter_map(|t| resumed.keep(t, &mut report))
-            .collect();
+        let targets: Vec<Target> = resumed.keep_all(resolution.targets, &mut report);
         if self.settings.confirm && !targets.is_empty() {
             let answer = self.observer.confirm(&Question {
                 resets: targets.len(),
@@ -699,7 +729,7 @@ impl Run<'_> {
                 return self.finish(report, None, Some(why), resumed, ResetsDone::default());
             }
         }
-        let mut sink = match self.open_sink(resumed) {
+        let mut sink = match self.open_sink() {
             Ok(sink) => sink,
             Err(e) => {
                 report.extend(
@@ -728,7 +758,7 @@ impl Run<'_> {
     async fn overlapped(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
         let stop = &self.interruption.stop;
         let mut report: Vec<ReportRow> = Vec::new();
-        let mut sink = match self.open_sink(resumed) {
+        let mut sink = match self.open_sink() {
             Ok(sink) => sink,
             Err(e) => {
                 let why = StopReason::WriteFailed(e.to_string());
@@ -753,13 +783,11 @@ impl Run<'_> {
             let resolved =
                 resolve::resolve_each(&self.portal, rows, stop, self.observer, |client| {
                     report.extend(client.rejected);
-                    for target in client.targets {
-                        if let Some(target) = resumed.keep(target, &mut report) {
-                            planned += 1;
-                            self.observer.event(Event::Planned(planned));
-                            tx.send(target)
-                                .expect("the resets take targets until the end");
-                        }
+                    for target in resumed.keep_all(client.targets, &mut report) {
+                        planned += 1;
+                        self.observer.event(Event::Planned(planned));
+                        tx.send(target)
+                            .expect("the resets take targets until the end");
                     }
                 })
                 .await;
@@ -782,22 +810,20 @@ impl Run<'_> {
         self.after_resets(report, sink, resets, resolution_failed, resumed)
     }
 
-    /// Opens the result file and the journal.
-    fn open_sink(&self, resumed: &Resumed) -> Result<Sink<'_>, VaultError> {
-        // The output first: if the journal cannot be made, its temporary
-        // file goes away, whereas an empty journal left behind would block
-        // the next run.
+    /// Opens the result file; with the journal, where the resets write.
+    fn open_sink(&self) -> Result<Sink<'_>, VaultError> {
         let output = Output::create(&self.settings.output, &self.settings.recipients)?;
-        let journal_path = vault::journal_path(&self.settings.output);
-        let journal = if resumed.is_resuming() {
-            Journal::reopen(&journal_path)?
-        } else {
-            Journal::create(&journal_path, &self.settings.recipients)?
-        };
+        let journal = self
+            .journal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("the journal goes to one sink");
         Ok(Sink {
             recipients: &self.settings.recipients,
             journal,
             output,
+            stranded: Stranded::default(),
         })
     }
 
@@ -850,49 +876,61 @@ impl Run<'_> {
             journal: JournalFate::NotCreated,
             lost: done.lost,
             earlier: resumed.earlier(),
+            stranded: None,
         };
-        if let Some(Sink {
-            journal, output, ..
-        }) = sink
-        {
-            let written = output.rows();
+        let (journal, output, stranded) = match sink {
+            Some(Sink {
+                journal,
+                output,
+                stranded,
+                ..
+            }) => (Some(journal), Some(output), stranded),
+            None => (
+                self.journal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(),
+                None,
+                Stranded::default(),
+            ),
+        };
+        if let Some(mut journal) = journal {
             let journal_path = journal.path().to_path_buf();
             let this_run = journal.appended();
-            let mut journal = Some(journal);
             let mut kept_because = None;
-            if stopped.is_none() {
-                match output.finish_verified() {
-                    Ok(path) => {
-                        passwords.result = Some(HeldIn {
-                            path,
-                            passwords: written,
-                        });
-                    }
-                    Err(e) => {
-                        // The passwords are in the journal only.
-                        stopped = Some(StopReason::WriteFailed(e.to_string()));
-                    }
-                }
-            } else if written > 0 {
-                match output.finish_part() {
-                    Ok(path) => {
-                        if let Some(j) = journal.as_mut() {
-                            // For a later summary; the part file is complete either way.
-                            let _ = j.note_part(&path, written);
+            if let Some(output) = output {
+                let written = output.rows();
+                if stopped.is_none() {
+                    match output.finish_verified() {
+                        Ok(path) => {
+                            passwords.result = Some(HeldIn {
+                                path,
+                                passwords: written,
+                            });
                         }
-                        passwords.part = Some(HeldIn {
-                            path,
-                            passwords: written,
-                        });
+                        // The passwords are in the journal (and `stranded`) only.
+                        Err(e) => stopped = Some(StopReason::WriteFailed(e.to_string())),
                     }
-                    Err(e) => {
-                        tracing::error!("cannot write the part file: {e}");
+                } else if written > 0 {
+                    match output.finish_part() {
+                        Ok(path) => {
+                            // For a later summary; the part file is complete either way.
+                            let _ = journal.note_part(&path, written);
+                            passwords.part = Some(HeldIn {
+                                path,
+                                passwords: written,
+                            });
+                        }
+                        Err(e) => tracing::error!("cannot write the part file: {e}"),
                     }
                 }
-            } else {
-                drop(output);
             }
-            drop(journal.take());
+            drop(journal);
+            // Written to no file: what the caller must show, encrypted.
+            let in_a_file = passwords.result.is_some() || passwords.part.is_some();
+            if (!in_a_file && stranded.count > 0) || stranded.in_no_file > 0 {
+                passwords.stranded = Some(stranded);
+            }
             // The journal goes only when every password it holds is in the
             // complete result file, checked on disk.
             let on_disk = vault::read_journal(&journal_path)
@@ -936,13 +974,6 @@ impl Run<'_> {
                     this_run,
                     because: kept_because.unwrap_or(KeptBecause::Stopped),
                 }
-            };
-        } else if resumed.is_resuming() {
-            passwords.journal = JournalFate::Kept {
-                path: vault::journal_path(&self.settings.output),
-                entries: resumed.earlier().map_or(0, |e| e.in_journal),
-                this_run: 0,
-                because: KeptBecause::Stopped,
             };
         }
         // In input order; the licences of one line in the order they were done.

@@ -4,7 +4,7 @@
 //! first and alone, and a run that goes wrong stops early.
 
 use super::resolve::Target;
-use super::{Event, Guard, Observer, StopReason};
+use super::{Event, Guard, Observer, StopReason, Stranded};
 use crate::portal::{
     AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
     TransportError,
@@ -23,6 +23,8 @@ pub(super) struct Sink<'a> {
     pub recipients: &'a Recipients,
     pub journal: Journal,
     pub output: Output,
+    /// The encrypted entries of the passwords the journal could not take.
+    pub stranded: Stranded,
 }
 
 /// What became of one licence, sent by a worker to the collector.
@@ -38,6 +40,8 @@ enum Attempt {
     /// Taken from the queue just as the run stopped, or its first pages cut
     /// short by the stop: nothing changed on the portal.
     NotTried(Target),
+    /// Its detail page showed a phone an earlier run reset: left as it is.
+    AlreadyReset(Target, String),
 }
 
 struct Failure {
@@ -127,6 +131,15 @@ pub(super) async fn reset_all(
                     done.rows.push(row);
                     continue;
                 }
+                Attempt::AlreadyReset(t, accountcode) => {
+                    let detail = format!(
+                        "reset by an earlier run (account code {accountcode}): password in the journal"
+                    );
+                    let row = t.report(Status::Reset, detail, 0, 0);
+                    observer.event(Event::Done(&row));
+                    done.rows.push(row);
+                    continue;
+                }
                 Attempt::Tried {
                     target,
                     confirmations,
@@ -155,11 +168,28 @@ pub(super) async fn reset_all(
                     let journaled = tokio::task::block_in_place(|| {
                         sink.journal.append(sink.recipients, &record)
                     });
+                    // Kept, encrypted, in case no file can take it either.
+                    let stranded = match &journaled {
+                        Ok(()) => false,
+                        Err(_) => match Journal::entry(sink.recipients, &record) {
+                            Ok(entry) => {
+                                sink.stranded.count += 1;
+                                sink.stranded
+                                    .journal_text
+                                    .push_str(&String::from_utf8_lossy(&entry));
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                    };
                     let added = sink.output.add(&record);
+                    if journaled.is_err() && added.is_err() && stranded {
+                        sink.stranded.in_no_file += 1;
+                    }
                     // A write that fails stops the run, but never aborts a worker: one
                     // that already sent Confirmer still brings its password back, to
-                    // whichever of the two files can still take it.
-                    let kept = journaled.is_ok() || added.is_ok();
+                    // whichever of the files (or the summary) can still take it.
+                    let kept = journaled.is_ok() || added.is_ok() || stranded;
                     if let Some(e) = journaled.err().or(added.err()) {
                         done.stopped
                             .get_or_insert(StopReason::WriteFailed(e.to_string()));
@@ -245,13 +275,16 @@ impl Worker {
             }
             let attempt = match browser.as_mut() {
                 Some(b) => {
-                    let before = b.requests();
+                    let before = b.reset_requests();
                     match reset_one(b, &target, self.max_tries).await {
-                        None => Attempt::NotTried(target),
-                        Some((confirmations, result)) => Attempt::Tried {
+                        Tries::Interrupted => Attempt::NotTried(target),
+                        Tries::AlreadyReset(accountcode) => {
+                            Attempt::AlreadyReset(target, accountcode)
+                        }
+                        Tries::Done(confirmations, result) => Attempt::Tried {
                             target,
                             confirmations,
-                            requests: b.requests() - before,
+                            requests: b.reset_requests() - before,
                             result,
                         },
                     }
@@ -308,19 +341,30 @@ impl Worker {
     }
 }
 
+/// What the tries at one licence came to.
+enum Tries {
+    /// The confirmations sent, and the result.
+    Done(u32, Result<NewPassword, Failure>),
+    /// The stop cut it short before any `Confirmer`.
+    Interrupted,
+    /// An earlier run reset this phone (its account code).
+    AlreadyReset(String),
+}
+
 /// Resets one licence, again after an unknown outcome, up to `max_tries`
-/// confirmations; returns the confirmations sent and the result, or `None`
-/// when the stop cut it short before any `Confirmer`.
-async fn reset_one(
-    browser: &mut Browser,
-    target: &Target,
-    max_tries: u32,
-) -> Option<(u32, Result<NewPassword, Failure>)> {
+/// confirmations.
+async fn reset_one(browser: &mut Browser, target: &Target, max_tries: u32) -> Tries {
     let mut confirmations = 0;
     let mut last_unknown = String::new();
     while confirmations < max_tries {
-        match browser.reset(&target.licence, &target.licence.sda).await {
-            Ok(password) => return Some((confirmations + 1, Ok(password))),
+        match browser
+            .reset(&target.licence, &target.licence.sda, &target.already)
+            .await
+        {
+            Ok(password) => return Tries::Done(confirmations + 1, Ok(password)),
+            Err(ResetError::AlreadyReset { accountcode }) => {
+                return Tries::AlreadyReset(accountcode);
+            }
             Err(ResetError::Unknown { reason, next }) => {
                 confirmations += 1;
                 let what_to_do = match next {
@@ -339,11 +383,11 @@ async fn reset_one(
                         "{reason}: the password may have changed and is unknown; {what_to_do}, then reset this licence again"
                     ),
                 };
-                return Some((confirmations, Err(failure)));
+                return Tries::Done(confirmations, Err(failure));
             }
             Err(ResetError::NotDone(PortalError::Transport(TransportError::Interrupted))) => {
                 if confirmations == 0 {
-                    return None;
+                    return Tries::Interrupted;
                 }
                 let failure = Failure {
                     reason: format!(
@@ -351,7 +395,7 @@ async fn reset_one(
                     ),
                     stops_the_run: None,
                 };
-                return Some((confirmations, Err(failure)));
+                return Tries::Done(confirmations, Err(failure));
             }
             Err(ResetError::NotDone(e)) => {
                 let stops_the_run = match &e {
@@ -363,18 +407,18 @@ async fn reset_one(
                     reason: e.to_string(),
                     stops_the_run,
                 };
-                return Some((confirmations, Err(failure)));
+                return Tries::Done(confirmations, Err(failure));
             }
         }
     }
     let reason = format!(
         "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
     );
-    Some((
+    Tries::Done(
         confirmations,
         Err(Failure {
             reason,
             stops_the_run: None,
         }),
-    ))
+    )
 }

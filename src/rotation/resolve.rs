@@ -23,6 +23,9 @@ pub struct Target {
     pub client_ref: String,
     pub service_ref: String,
     pub licence: LicenceRow,
+    /// Account codes of phones an earlier run reset that look the same as
+    /// this one: its detail page tells whether it is one of them.
+    pub already: Vec<String>,
 }
 
 /// The outcome of the first phase.
@@ -481,6 +484,7 @@ fn match_client(
                 client_ref: service.client_ref.clone(),
                 service_ref: service.service_ref.clone(),
                 licence: licence.clone(),
+                already: Vec::new(),
             });
         }
     }

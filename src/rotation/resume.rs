@@ -10,19 +10,31 @@ use crate::vault::JournalContents;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// A phone as the journal names it: client, service, licence and number.
-/// A portal may show one reference for two phones, so the reference alone
-/// would not do.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct PhoneKey(String, String, String, String);
+/// A phone as a users table shows it: client, service, licence, number and
+/// name. A portal may show one reference for two phones, so the reference
+/// alone would not do; two phones may even look the same in every column
+/// (then their account codes, on their detail pages, tell them apart).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PhoneKey(String, String, String, String, String);
 
 impl PhoneKey {
-    fn new(client_ref: &str, service_ref: &str, licence: &str, sda: &str) -> PhoneKey {
+    fn new(client_ref: &str, service_ref: &str, licence: &str, sda: &str, name: &str) -> PhoneKey {
         PhoneKey(
             client_ref.into(),
             service_ref.into(),
             licence.into(),
             crate::phone::canonical(sda),
+            name.into(),
+        )
+    }
+
+    fn of(target: &Target) -> PhoneKey {
+        PhoneKey::new(
+            &target.client_ref,
+            &target.service_ref,
+            &target.licence.licence,
+            &target.licence.sda,
+            &target.licence.name,
         )
     }
 }
@@ -30,9 +42,8 @@ impl PhoneKey {
 /// What earlier runs say is done.
 pub(super) struct Resumed {
     journal: Option<PathBuf>,
-    /// Phones in the journal, and how many entries each has: two phones may
-    /// show one reference and one number, and each entry stands for one.
-    done: HashMap<PhoneKey, usize>,
+    /// Phones in the journal, with the account code of each entry.
+    done: HashMap<PhoneKey, Vec<String>>,
     /// Phones the report given as input says were reset, with its line.
     in_report: HashMap<PhoneKey, Vec<u64>>,
     earlier: Option<Earlier>,
@@ -49,20 +60,27 @@ impl Resumed {
         }
     }
 
-    /// Adds the `reset` rows of a report given as input.
+    /// Adds the `reset` rows of a report given as input. A report names no
+    /// user: its rows match on client, service, licence and number.
     pub fn with_report(mut self, left_out: &[LeftOut]) -> Resumed {
         for row in left_out.iter().filter(|r| r.status == "reset") {
-            let key = PhoneKey::new(&row.client_ref, &row.service_ref, &row.licence, &row.sda);
+            let key = PhoneKey::new(
+                &row.client_ref,
+                &row.service_ref,
+                &row.licence,
+                &row.sda,
+                "",
+            );
             self.in_report.entry(key).or_default().push(row.line);
         }
         self
     }
 
     pub fn from_journal(path: PathBuf, contents: JournalContents) -> Resumed {
-        let mut done = HashMap::new();
+        let mut done: HashMap<PhoneKey, Vec<String>> = HashMap::new();
         for m in &contents.entries {
-            let key = PhoneKey::new(&m.client_ref, &m.service_ref, &m.licence, &m.sda);
-            *done.entry(key).or_default() += 1;
+            let key = PhoneKey::new(&m.client_ref, &m.service_ref, &m.licence, &m.sda, &m.name);
+            done.entry(key).or_default().push(m.accountcode.clone());
         }
         Resumed {
             journal: Some(path),
@@ -90,29 +108,61 @@ impl Resumed {
         self.earlier.clone()
     }
 
-    /// `Some(target)` to reset it; `None`, with its report row, if an
-    /// earlier run did.
-    pub fn keep(&mut self, target: Target, report: &mut Vec<ReportRow>) -> Option<Target> {
-        let key = PhoneKey::new(
-            &target.client_ref,
-            &target.service_ref,
-            &target.licence.licence,
-            &target.licence.sda,
-        );
-        if let Some(lines) = self.in_report.get_mut(&key)
-            && let Some(line) = lines.pop()
-        {
-            let detail = format!("reset by the earlier run (line {line} of the input report)");
-            report.push(target.report(Status::Duplicate, detail, 0, 0));
-            return None;
+    /// The targets to reset, of one client or more: those an earlier run
+    /// reset get their report row instead. Where phones look the same in
+    /// every column and the journal holds some of them but not all, each is
+    /// reset only if its detail page shows an account code the journal does
+    /// not (`Target::already`): never the wrong one, and none left out.
+    pub fn keep_all(&mut self, targets: Vec<Target>, report: &mut Vec<ReportRow>) -> Vec<Target> {
+        let mut alike: HashMap<PhoneKey, usize> = HashMap::new();
+        for t in &targets {
+            *alike.entry(PhoneKey::of(t)).or_default() += 1;
         }
-        match self.done.get_mut(&key) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ => return Some(target),
+        let mut kept = Vec::new();
+        for mut target in targets {
+            let key = PhoneKey::of(&target);
+            let report_key = PhoneKey(
+                key.0.clone(),
+                key.1.clone(),
+                key.2.clone(),
+                key.3.clone(),
+                String::new(),
+            );
+            if let Some(lines) = self.in_report.get_mut(&report_key)
+                && let Some(line) = lines.pop()
+            {
+                let detail = format!("reset by the earlier run (line {line} of the input report)");
+                report.push(target.report(Status::Duplicate, detail, 0, 0));
+                continue;
+            }
+            let Some(codes) = self.done.get(&key).filter(|c| !c.is_empty()) else {
+                kept.push(target);
+                continue;
+            };
+            if alike[&key] > codes.len() {
+                // Some of these phones were reset, not all: ask each one's page.
+                target.already = codes.clone();
+                kept.push(target);
+                continue;
+            }
+            let code = self
+                .done
+                .get_mut(&key)
+                .and_then(|c| c.pop())
+                .unwrap_or_default();
+            *alike.get_mut(&key).expect("counted") -= 1;
+            let journal = self.journal.as_ref().expect("resuming");
+            let detail = format!(
+                "reset by an earlier run: password in {}{}",
+                journal.display(),
+                if code.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (account code {code})")
+                }
+            );
+            report.push(target.report(Status::Reset, detail, 0, 0));
         }
-        let journal = self.journal.as_ref().expect("resuming");
-        let detail = format!("reset by an earlier run: password in {}", journal.display());
-        report.push(target.report(Status::Reset, detail, 0, 0));
-        None
+        kept
     }
 }

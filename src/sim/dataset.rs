@@ -215,6 +215,15 @@ impl Dataset {
         }
     }
 
+    /// Makes the first pair of twins alike in every column: the same number
+    /// and the same name; only their pages (their account codes) differ.
+    pub fn make_twins_identical(&mut self) {
+        let first = &self.of_service[self.licences[0].service];
+        let (a, b) = (first[0], first[1]);
+        self.licences[b].sda = self.licences[a].sda.clone();
+        self.licences[b].name = self.licences[a].name.clone();
+    }
+
     pub fn client_of_service(&self, service: usize) -> &Client {
         &self.clients[self.services[service].client]
     }

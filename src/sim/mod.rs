@@ -59,8 +59,11 @@ pub struct SimConfig {
     pub hostile: Hostile,
     /// One licence reference for two phones (`Dataset::plant_twins`).
     pub twins: bool,
-    /// Added latency for pages of one kind (`Route::kind`), in milliseconds.
+    /// Added latency for pages of one kind (`Route::kind`), or of one
+    /// licence or service (`kind:key`), in milliseconds.
     pub page_latency: Vec<(String, u64)>,
+    /// Twins look the same in every column (number and name too).
+    pub identical_twins: bool,
 }
 
 /// Misbehaviours of a hostile or compromised portal, for the tests of what
@@ -103,6 +106,7 @@ impl SimConfig {
             hostile: Hostile::default(),
             twins: false,
             page_latency: Vec::new(),
+            identical_twins: false,
         }
     }
 }
@@ -194,8 +198,11 @@ impl Simulator {
             None => None,
         };
         let mut ds = Dataset::generate(&cfg.dataset);
-        if cfg.twins {
+        if cfg.twins || cfg.identical_twins {
             ds.plant_twins();
+        }
+        if cfg.identical_twins {
+            ds.make_twins_identical();
         }
         if let Some(name) = &cfg.hostile.first_user_name {
             ds.licences[0].name = name.clone();
@@ -555,7 +562,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
         ))
         .await;
     }
-    if let Some((_, ms)) = sh.cfg.page_latency.iter().find(|(k, _)| k == route.kind()) {
+    let this_page = |wanted: &str| match wanted.split_once(':') {
+        Some((kind, key)) => kind == route.kind() && route.key() == Some(key),
+        None => wanted == route.kind(),
+    };
+    if let Some((_, ms)) = sh.cfg.page_latency.iter().find(|(k, _)| this_page(k)) {
         tokio::time::sleep(Duration::from_millis(*ms)).await;
     }
     if sh.roll(sh.cfg.fail_rate) {

@@ -29,6 +29,18 @@ pub enum Route {
 }
 
 impl Route {
+    /// The licence or service a page is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Route::Service(k)
+            | Route::Users(k)
+            | Route::Detail(k)
+            | Route::Reset(k)
+            | Route::Confirm(k) => Some(k),
+            _ => None,
+        }
+    }
+
     /// Short name used in the request counters.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -36,6 +36,13 @@ pub struct JournalMark {
     /// what tells two phones apart that show one licence reference.
     #[serde(default)]
     pub sda: String,
+    /// The user's name, as the users table showed it.
+    #[serde(default)]
+    pub name: String,
+    /// The portal's account code of the phone (its detail page): what tells
+    /// apart two phones that show one licence, number and name.
+    #[serde(default)]
+    pub accountcode: String,
     pub reset_at: String,
 }
 
@@ -137,11 +144,22 @@ impl Journal {
         recipients: &Recipients,
         record: &ResetRecord,
     ) -> Result<(), VaultError> {
+        let entry = Journal::entry(recipients, record).map_err(io_err(&self.path))?;
+        self.write(entry)?;
+        self.appended += 1;
+        Ok(())
+    }
+
+    /// One entry as the journal writes it: the clear mark line, then the
+    /// armored age block of the record. No secret in clear.
+    pub fn entry(recipients: &Recipients, record: &ResetRecord) -> std::io::Result<Vec<u8>> {
         let mark = JournalMark {
             client_ref: record.client_ref.clone(),
             service_ref: record.service_ref.clone(),
             licence: record.licence.clone(),
             sda: record.sda.clone(),
+            name: record.name.clone(),
+            accountcode: record.accountcode.clone(),
             reset_at: record.reset_at.clone(),
         };
         let mut entry = format!(
@@ -149,22 +167,17 @@ impl Journal {
             serde_json::to_string(&mark).expect("plain strings")
         )
         .into_bytes();
-        let armored = ArmoredWriter::wrap_output(&mut entry, Format::AsciiArmor)
-            .map_err(io_err(&self.path))?;
+        let armored = ArmoredWriter::wrap_output(&mut entry, Format::AsciiArmor)?;
         let mut writer = recipients
-            .encryptor()?
-            .wrap_output(armored)
-            .map_err(io_err(&self.path))?;
-        writer
-            .write_all(&record.csv_line())
-            .map_err(io_err(&self.path))?;
-        writer
-            .finish()
-            .and_then(|a| a.finish())
-            .map_err(io_err(&self.path))?;
-        self.write(entry)?;
-        self.appended += 1;
-        Ok(())
+            .encryptor()
+            .map_err(std::io::Error::other)?
+            .wrap_output(armored)?;
+        writer.write_all(&record.csv_line())?;
+        writer.finish().and_then(|a| a.finish())?;
+        if !entry.ends_with(b"\n") {
+            entry.push(b'\n');
+        }
+        Ok(entry)
     }
 
     /// Records that `file` holds `passwords` of this run's new passwords.

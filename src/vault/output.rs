@@ -44,9 +44,14 @@ impl Output {
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
+            .rand_bytes(TEMP_RANDOM)
             .permissions(std::fs::Permissions::from_mode(0o600))
             .tempfile_in(dir)
             .map_err(io_err(path))?;
+        // Locked while this run writes it: another run never takes it for stale.
+        tmp.as_file()
+            .try_lock()
+            .map_err(|e| io_err(path)(e.into()))?;
         let mut writer = recipients
             .encryptor()?
             .wrap_output(BufWriter::new(tmp))
@@ -109,16 +114,36 @@ impl Output {
     }
 }
 
+/// Random characters in a temporary output's name.
+const TEMP_RANDOM: usize = 6;
+
 /// Removes temporary outputs left by a killed run: encrypted, incomplete,
-/// and every password in them is in the journal too.
+/// and every password in them is in the journal too. Only files named as
+/// this module names them, regular files, and not locked: a run still
+/// writing its own holds the lock, and any other file is not ours.
 fn remove_stale_temporaries(dir: &Path, name: &str) {
     let prefix = format!(".{name}.");
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if file_name.starts_with(&prefix) && file_name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let ours = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|random| {
+                random.len() == TEMP_RANDOM && random.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if !ours {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = files::open_read(&path) else {
+            continue;
+        };
+        let stale = file.metadata().is_ok_and(|m| m.is_file()) && file.try_lock().is_ok();
+        if stale {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }
