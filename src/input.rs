@@ -291,7 +291,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                 HEADER_HINT,
             ));
         }
-        if c.is_some() && columns.contains(&c) {
+        if c.is_some() && c != Some(Column::ReportOnly) && columns.contains(&c) {
             return Err(err(
                 Some(1),
                 Some((i + 1, shown(h))),

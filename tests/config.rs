@@ -115,6 +115,91 @@ fn flags_override_the_config_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    // Its group only: said so.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = run_with_config(&config)
+        .arg("--password-file")
+        .arg(&pw)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can be read by its group (mode 640)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_run_setting_can_live_in_the_config_file() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    // Labels that miss the Confirmer button: every reset fails before it.
+    let labels = dir.path().join("labels.toml");
+    std::fs::write(&labels, "confirm_button = \"Valider la demande\"\n").unwrap();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        &public,
+        "canary = 2\nmax_failures = 1\nmax_resets = 3\nskip_unresolved = true\ntimeout = 10\n\
+         labels = \"labels.toml\"\nlog_format = \"json\"\nquiet = false\ncsv_dialect = \"excel\"\n",
+    );
+    let out = Command::new(bin())
+        .args(["run", "--yes", "--config"])
+        .arg(&config)
+        .env_remove("MYOPENIP_PASSWORD")
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "no Confirmer sent: {stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("log_format: {l}")))
+        .collect();
+    let summary = lines.last().unwrap();
+    // max_failures = 1 stopped the first of the two canaries.
+    assert_eq!(
+        summary["stopped"], "1 licences failed (--max-failures 1)",
+        "{stderr}"
+    );
+    assert_eq!(summary["licences"]["failed"], 1, "{stderr}");
+    assert!(sim.resets().is_empty());
+    // The report in the file's dialect.
+    let report = std::fs::read(summary["report"].as_str().unwrap()).unwrap();
+    assert!(
+        report.starts_with(b"\xEF\xBB\xBFline;client_ref;"),
+        "csv_dialect"
+    );
+}
+
+#[test]
+fn the_portal_password_comes_from_a_systemd_credential() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let config = write_config(dir.path(), &sim, &public, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("password_command = \"echo {PASSWORD}\"\n"), "");
+    std::fs::write(&config, text).unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let credential = credentials.join("myopenip-password");
+    std::fs::write(&credential, format!("{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let out = run_with_config(&config)
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.resets().len(), 8);
 }
 
 #[test]

@@ -268,6 +268,30 @@ fn planted_links_at_the_lock_or_the_journal_clobber_nothing() {
 }
 
 #[test]
+fn a_run_removes_no_file_of_another_even_one_named_like_its_own() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let output = dir.path().join("out.age");
+    let others = [".out.age.notes.tmp", ".out.age.tmp", ".out.age.ABCDEFG.tmp"];
+    for name in others {
+        std::fs::write(dir.path().join(name), "not yours").unwrap();
+    }
+    exits_with(
+        run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public)
+            .args(["--yes", "--rate", "100"]),
+        0,
+    );
+    for name in others {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(name)).unwrap(),
+            "not yours",
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn the_report_is_private_even_under_umask_000() {
     let Setup {
         dir, sim, public, ..

@@ -51,7 +51,7 @@ fn report_statuses(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_signal_while_logging_in_or_resolving_stops_at_once_with_a_report() {
-    for (signal_name, slow) in [("-INT", "login"), ("-TERM", "results")] {
+    for (signal_name, slow) in [("-INT", "login"), ("-TERM", "results"), ("-HUP", "results")] {
         let dir = tempfile::tempdir().unwrap();
         // That page takes 5 s: a run that waited for the request in
         // flight would take that long to stop.

@@ -1,0 +1,159 @@
+//! After a partial run: its report fed back as the input retries exactly
+//! what was not reset; and the CSV files people open in a spreadsheet.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+
+fn statuses(report: &Path) -> Vec<(String, String)> {
+    parse_csv(&std::fs::read(report).unwrap())
+        .into_iter()
+        .map(|r| (r["licence"].clone(), r["status"].clone()))
+        .collect()
+}
+
+#[test]
+fn a_report_fed_back_as_input_resets_exactly_what_was_not_reset() {
+    // Half the Confirmer answers lost, one try each: some licences fail.
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--drop-rate", "0.5"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,*\n4082,*\n4094,FPC999999\n",
+    )
+    .unwrap();
+    let first_report = dir.path().join("first.csv");
+    exits_with(
+        run_cmd(&sim, &input, &dir.path().join("first.age"), &public)
+            .args([
+                "--yes",
+                "--skip-unresolved",
+                "--rate",
+                "100",
+                "--canary",
+                "0",
+            ])
+            .args(["--max-failures", "100", "--max-resets", "1", "--report"])
+            .arg(&first_report),
+        1,
+    );
+    let first = statuses(&first_report);
+    let not_reset: HashSet<String> = first
+        .iter()
+        .filter(|(_, s)| s != "reset")
+        .map(|(l, _)| l.clone())
+        .collect();
+    let reset = first.iter().filter(|(_, s)| s == "reset").count();
+    assert!(
+        not_reset.len() > 1 && reset > 0,
+        "some failed, some not: {first:?}"
+    );
+
+    // The retry, on a portal without faults.
+    let retry_sim = Sim::start(dir.path(), &[]);
+    let output = dir.path().join("retry.age");
+    let stderr = exits_with(
+        run_cmd(&retry_sim, &first_report, &output, &public)
+            .args(["--yes", "--skip-unresolved", "--rate", "100", "--report"])
+            .arg(dir.path().join("retry.csv")),
+        // The unknown licence still does not resolve.
+        1,
+    );
+    assert!(
+        stderr.contains(&format!(
+            "input report: {reset} rows left out ({reset} reset by the earlier run, 0 duplicates)"
+        )),
+        "{stderr}"
+    );
+    let retried: HashSet<String> = retry_sim.resets().into_iter().map(|t| t.licence).collect();
+    let mut expected = not_reset.clone();
+    expected.remove("FPC999999");
+    assert_eq!(retried, expected, "exactly the licences not reset before");
+    assert_eq!(retry_sim.resets().len(), expected.len(), "each once");
+    let rows = decrypt(&identity, &output);
+    assert_eq!(rows.len(), expected.len());
+}
+
+#[test]
+fn spreadsheets_open_the_excel_dialect_in_columns_and_run_no_formula() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--hostile-user-name", "=1+1"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args([
+                "--yes",
+                "--rate",
+                "100",
+                "--csv-dialect",
+                "excel",
+                "--report",
+            ])
+            .arg(&report),
+        0,
+    );
+    let report_bytes = std::fs::read(&report).unwrap();
+    assert!(
+        report_bytes.starts_with(b"\xEF\xBB\xBFline;client_ref;service_ref;licence;sda;status;")
+    );
+    assert!(String::from_utf8_lossy(&report_bytes).contains("\r\n"));
+
+    let decrypted = |dialect: &str| {
+        let out = Command::new(bin())
+            .args(["decrypt", "-i"])
+            .arg(&identity)
+            .args(["--csv-dialect", dialect])
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let excel = decrypted("excel");
+    assert!(
+        excel.starts_with("\u{feff}client_ref;service_ref;licence;"),
+        "{excel}"
+    );
+    assert!(
+        excel.contains(";\"=\"\"=1+1\"\"\";"),
+        "the name as text: {excel}"
+    );
+    assert!(excel.contains("Licence simple"), "accents and words intact");
+    // For scripts: byte-exact.
+    let exact = decrypted("rfc4180");
+    assert!(exact.starts_with("client_ref,service_ref,licence,"));
+    assert!(exact.contains(",=1+1,"), "{exact}");
+    let rows = parse_csv(exact.as_bytes());
+    let truth = last_passwords(&sim.resets());
+    for row in &rows {
+        assert_eq!(row["password"], truth[&row["licence"]]);
+    }
+    // The Excel report reads back as an input: everything was reset, so
+    // nothing is retried.
+    let stderr = exits_with(
+        run_cmd(&sim, &report, &dir.path().join("again.age"), &public)
+            .args(["--yes", "--rate", "100"]),
+        0,
+    );
+    assert!(stderr.contains("input report: 8 rows left out"), "{stderr}");
+    assert_eq!(sim.resets().len(), 8, "nothing reset again");
+}
