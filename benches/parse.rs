@@ -7,8 +7,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use scraper::Html;
 use sip_rotate::portal::html::{self, Form};
+use sip_rotate::portal::labels::Labels;
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec};
-use sip_rotate::sim::pages;
+use sip_rotate::sim::pages::{self, Style};
 use sip_rotate::sim::routes::Variant;
 use std::hint::black_box;
 use url::Url;
@@ -30,10 +31,15 @@ fn bench(c: &mut Criterion) {
     let service = ds.licences[0].service;
     let licences: Vec<usize> = ds.licences_of(service).iter().copied().take(25).collect();
     let values: [String; 9] = Default::default();
-    for (v, name) in [
+    let labels = Labels::default();
+    for (variant, name) in [
         (Variant::Classic, "variant 0"),
         (Variant::Modern, "variant 1"),
     ] {
+        let v = Style {
+            variant,
+            labels: &labels,
+        };
         let login = pages::login(v, "token", None, None);
         c.bench_function(&format!("login page, {name}"), |b| {
             b.iter(|| {

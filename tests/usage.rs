@@ -6,7 +6,9 @@ mod common;
 
 use std::process::Command;
 
-const COMMANDS: [&str; 7] = ["", "run", "plan", "decrypt", "keygen", "sim", "demo"];
+const COMMANDS: [&str; 9] = [
+    "", "run", "plan", "check", "labels", "decrypt", "keygen", "sim", "demo",
+];
 
 fn help(command: &str) -> String {
     let mut c = Command::new(common::bin());

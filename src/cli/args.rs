@@ -26,6 +26,10 @@ pub enum Command {
     Run(RunArgs),
     /// Resolve the CSV against the portal and show what `run` would reset, resetting nothing.
     Plan(PlanArgs),
+    /// Walk the portal to one licence's confirmation page and check every label a run needs; never confirms.
+    Check(CheckArgs),
+    /// Print a labels file with the guide's wording, ready to edit for --labels.
+    Labels,
     /// Decrypt a result file or a journal into CSV.
     Decrypt(DecryptArgs),
     /// Write a new age identity and print its public key.
@@ -91,6 +95,9 @@ pub struct PortalArgs {
     /// Seconds to wait for one portal answer [default: 30].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Write every page fetched to this new folder, secrets removed, for whoever maintains the labels.
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +146,24 @@ pub struct RunArgs {
     /// Resets tried per licence while the answer to Confirmer is lost (timeout, cut connection, 5xx) [default: 5].
     #[arg(long, value_name = "N")]
     pub max_resets: Option<u32>,
+    /// Log format on stderr: one JSON object per line with json [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// CSV of licences; the first row's licence is walked to (see --licence).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Walk to this licence of the input instead of the first row's.
+    #[arg(long, value_name = "REF")]
+    pub licence: Option<String>,
+    /// Print a labels file with the guide's wording, ready to edit, and stop (as `sip-rotate labels`).
+    #[arg(long)]
+    pub print_labels: bool,
     /// Log format on stderr: one JSON object per line with json [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -272,6 +297,9 @@ pub struct SimArgs {
     /// Twins that also show the same number and name (only their pages differ).
     #[arg(long)]
     pub identical_twins: bool,
+    /// Word a label differently from the guide, e.g. confirm_button=Valider (keys of a labels file); repeatable.
+    #[arg(long = "label", value_name = "KEY=WORDS")]
+    pub labels: Vec<String>,
     /// Hostile portal: send the login form to this URL instead.
     #[arg(long, value_name = "URL")]
     pub hostile_login_action: Option<String>,

@@ -92,6 +92,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             rate: args.rate,
             concurrency: 4,
             timeout: Duration::from_secs(30),
+            capture: None,
         },
         view: View {
             quiet: false,

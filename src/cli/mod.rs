@@ -4,6 +4,7 @@
 //! errors say what is wrong; the hints that say what to do are added here.
 
 pub mod args;
+pub mod check;
 pub mod demo;
 pub mod logging;
 pub mod render;
@@ -87,6 +88,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             args::Command::Run(a) => run::run(a).await.0,
             args::Command::Plan(a) => run::plan(a).await.0,
+            args::Command::Check(a) => check::check(a).await.0,
+            args::Command::Labels => check::labels().unwrap_or_else(text_refusal),
             args::Command::Decrypt(a) => tools::decrypt(a).unwrap_or_else(text_refusal),
             args::Command::Keygen(a) => tools::keygen(a).unwrap_or_else(text_refusal),
             args::Command::Sim(a) => tools::sim(a).await.unwrap_or_else(text_refusal),

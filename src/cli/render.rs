@@ -220,7 +220,7 @@ fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
         .collect()
 }
 
-fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] {
+pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] {
     let mut faults = Vec::new();
     if r.too_many > 0 {
         faults.push(format!("{} answered 429", r.too_many));
@@ -419,6 +419,14 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
             r.licence,
             r.detail
         ));
+    }
+    let labels = |text: &str| text.contains("in the labels file") || text.contains("JavaScript");
+    if o.rows.iter().any(|r| labels(&r.detail))
+        || o.stopped.as_ref().is_some_and(|w| labels(&w.to_string()))
+    {
+        lines.push(
+            "hint: give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first: it never confirms".into(),
+        );
     }
     lines.extend(where_the_passwords_are(o));
     // Last: everything after its first line is the text to save.

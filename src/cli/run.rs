@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Ctrl-C, SIGTERM or SIGHUP: the first stops the run (no new reset, waiting
 /// requests dropped, a `Confirmer` in flight finishes), the second
 /// abandons the `Confirmer` requests in flight too, the third exits.
-fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<()> {
+pub fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     // A dropped ssh session at 2 a.m. is an interruption, not a death.

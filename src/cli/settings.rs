@@ -9,7 +9,7 @@ use crate::portal::{Credentials, PortalSettings};
 use crate::rotation::{self, Guard, ReportFile};
 use crate::vault::Recipients;
 use anyhow::{Context, Result, bail};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::io::IsTerminal;
 use std::net::IpAddr;
@@ -326,6 +326,16 @@ struct PortalPart {
 }
 
 /// The portal client's settings from the flags and the file.
+pub fn portal_settings(args: &PortalArgs, cfg: &Loaded) -> Result<PortalSettings> {
+    Ok(portal(args, cfg)?.settings)
+}
+
+/// The input from the flag or the file.
+pub fn input_of(flag: Option<&PathBuf>, cfg: &Loaded) -> Result<PathBuf> {
+    input(flag, cfg)
+}
+
+/// The portal client's settings from the flags and the file, and the files read.
 fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     let f = &cfg.file;
     let Some(address) = args.portal.clone().or_else(|| f.portal.clone()) else {
@@ -366,6 +376,13 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     if timeout == 0 {
         bail!("--timeout must be at least 1 second");
     }
+    let capture = match &args.capture {
+        Some(dir) => Some(std::sync::Arc::new(
+            crate::portal::capture::Capture::create(dir, password.expose_secret())
+                .with_context(|| format!("cannot make the capture folder {}", dir.display()))?,
+        )),
+        None => None,
+    };
     let mut read_files = Vec::new();
     if let Some(p) = labels_file {
         read_files.push(("labels file".to_string(), p));
@@ -388,6 +405,7 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
             rate,
             concurrency,
             timeout: Duration::from_secs(timeout),
+            capture,
         },
         read_files,
     })

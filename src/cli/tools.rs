@@ -119,7 +119,17 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
     if args.page_size == 0 || args.clients == 0 || args.licences_per_client == 0 {
         bail!("--page-size, --clients and --licences-per-client must be at least 1");
     }
+    let mut labels = crate::portal::labels::Labels::default();
+    for setting in &args.labels {
+        let Some((key, words)) = setting.split_once('=') else {
+            bail!("--label {setting}: expected KEY=WORDS, e.g. confirm_button=Valider");
+        };
+        labels
+            .set(key.trim(), words.trim())
+            .map_err(|e| anyhow::anyhow!("--label {setting}: {e}"))?;
+    }
     Ok(SimConfig {
+        labels,
         login: args.login.clone(),
         password: args.password.clone(),
         profile: args.profile.into(),

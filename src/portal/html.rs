@@ -137,6 +137,257 @@ static ALL: LazyLock<Selector> = LazyLock::new(|| sel("body *"));
 static BODY: LazyLock<Selector> = LazyLock::new(|| sel("body"));
 static META: LazyLock<Selector> = LazyLock::new(|| sel("meta"));
 
+/// What kind of element a label names, for messages and candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Link,
+    Button,
+    Field,
+    /// A select option or a radio button, chosen by its text.
+    Choice,
+    /// A table's header cell.
+    Column,
+    /// The label of a label/value field.
+    LabelValue,
+    /// A text the page shows, before a value.
+    Text,
+}
+
+impl Kind {
+    fn singular(self) -> &'static str {
+        match self {
+            Kind::Link => "link",
+            Kind::Button => "button",
+            Kind::Field => "field",
+            Kind::Choice => "choice",
+            Kind::Column => "column",
+            Kind::LabelValue => "label",
+            Kind::Text => "text",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::Link => "links",
+            Kind::Button => "buttons",
+            Kind::Field => "fields",
+            Kind::Choice => "choices",
+            Kind::Column => "columns",
+            Kind::LabelValue => "labels",
+            Kind::Text => "texts",
+        }
+    }
+}
+
+/// A label looked for: its key in a labels file, its words, its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Want<'a> {
+    pub key: &'static str,
+    pub words: &'a str,
+    pub kind: Kind,
+}
+
+/// A label not found on a page, and what is there instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub key: &'static str,
+    pub words: String,
+    pub kind: Kind,
+    /// The page's heading (or title).
+    pub page: String,
+    /// Elements of that kind on the page, closest first.
+    pub candidates: Vec<String>,
+    /// The element is there, but JavaScript drives it (a link to `#` or
+    /// `javascript:`, a button outside any usable form).
+    pub javascript: bool,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, words, page) = (self.kind.singular(), &self.words, &self.page);
+        if self.javascript {
+            return write!(
+                f,
+                "the {kind} '{words}' on '{page}' is driven by JavaScript (no address to follow or to send a form to), which sip-rotate does not run"
+            );
+        }
+        write!(f, "no {kind} '{words}' on '{page}'")?;
+        if self.candidates.is_empty() {
+            write!(f, "; no {} there", self.kind.plural())?;
+        } else {
+            let shown: Vec<String> = self.candidates.iter().map(|c| format!("'{c}'")).collect();
+            write!(f, "; {} there: {}", self.kind.plural(), shown.join(", "))?;
+        }
+        write!(f, "; set {} in the labels file", self.key)
+    }
+}
+
+/// The page's heading as a person sees it: its first `h1`, else its title.
+pub fn page_title(doc: &Html) -> String {
+    static H1: LazyLock<Selector> = LazyLock::new(|| sel("h1"));
+    static TITLE: LazyLock<Selector> = LazyLock::new(|| sel("title"));
+    doc.select(&H1)
+        .chain(doc.select(&TITLE))
+        .map(text_of)
+        .find(|t| !t.is_empty())
+        .unwrap_or_else(|| "the page".into())
+}
+
+/// `candidates`, the closest to `words` first (at most 5, each once).
+pub fn closest(words: &str, candidates: impl IntoIterator<Item = String>) -> Vec<String> {
+    let wanted = label_key(words);
+    let mut seen = std::collections::HashSet::new();
+    let mut scored: Vec<(f64, String)> = candidates
+        .into_iter()
+        .filter(|c| !label_key(c).is_empty() && seen.insert(label_key(c)))
+        .map(|c| (strsim::normalized_levenshtein(&wanted, &label_key(&c)), c))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(5).map(|(_, c)| c).collect()
+}
+
+/// Every element of `kind` on a page, by its label.
+fn elements_of(doc: &Html, kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::Link => doc.select(&ANCHORS).map(text_of).collect(),
+        Kind::Button => doc
+            .select(&CONTROLS)
+            .map(|c| read_control(doc, c))
+            .filter(|c| c.is_button || c.kind == "button")
+            .map(|c| c.label)
+            .collect(),
+        Kind::Field => doc
+            .select(&CONTROLS)
+            .map(|c| read_control(doc, c))
+            .filter(|c| !c.is_button && !matches!(c.kind.as_str(), "hidden" | "button" | "radio"))
+            .map(|c| c.label)
+            .collect(),
+        Kind::Choice => doc
+            .select(&CONTROLS)
+            .map(|c| read_control(doc, c))
+            .flat_map(|c| {
+                if c.kind == "radio" {
+                    vec![c.label]
+                } else {
+                    c.options.into_iter().map(|(text, _)| text).collect()
+                }
+            })
+            .collect(),
+        Kind::Column => doc
+            .select(&TABLES)
+            .filter_map(|t| t.select(&ROWS).next())
+            .flat_map(|r| cells_of(r).map(text_of).collect::<Vec<_>>())
+            .collect(),
+        Kind::LabelValue => doc
+            .select(&ALL)
+            .filter(|e| e.next_siblings().any(|n| ElementRef::wrap(n).is_some()))
+            .map(text_of)
+            .filter(|t| !t.is_empty() && t.chars().count() <= 40)
+            .collect(),
+        Kind::Text => doc
+            .select(&ALL)
+            .filter(|e| !e.child_elements().any(|c| !text_of(c).is_empty()))
+            .map(text_of)
+            .filter(|t| t.contains(':') && t.chars().count() <= 60)
+            .map(|t| format!("{}:", t.split(':').next().unwrap_or("").trim()))
+            .collect(),
+    }
+}
+
+/// Whether the page holds the wanted element, driven by JavaScript: a link
+/// whose target is `#` or `javascript:`, a button of no form or of a form
+/// whose action is `javascript:`.
+fn driven_by_javascript(doc: &Html, want: Want) -> bool {
+    match want.kind {
+        Kind::Link => {
+            doc.select(&ANCHORS).any(|a| {
+                let href = a.attr("href").unwrap_or("").trim().to_ascii_lowercase();
+                is_label(&text_of(a), want.words)
+                    && (href.is_empty() || href.starts_with('#') || href.starts_with("javascript:"))
+            }) || doc.select(&ALL).any(|e| {
+                e.value().name() == "a"
+                    && e.attr("href").is_none()
+                    && is_label(&text_of(e), want.words)
+            })
+        }
+        Kind::Button => doc.select(&CONTROLS).any(|c| {
+            let control = read_control(doc, c);
+            if !(control.is_button || control.kind == "button")
+                || !is_label(&control.label, want.words)
+            {
+                return false;
+            }
+            let form = c
+                .ancestors()
+                .filter_map(ElementRef::wrap)
+                .find(|a| a.value().name() == "form");
+            match form {
+                None => true,
+                Some(f) => {
+                    control.kind == "button"
+                        || f.attr("action").is_some_and(|a| {
+                            a.trim().to_ascii_lowercase().starts_with("javascript:")
+                        })
+                }
+            }
+        }),
+        _ => false,
+    }
+}
+
+/// What a page has instead of `want`.
+pub fn missing(doc: &Html, want: Want) -> Missing {
+    Missing {
+        key: want.key,
+        words: want.words.to_string(),
+        kind: want.kind,
+        page: page_title(doc),
+        candidates: closest(want.words, elements_of(doc, want.kind)),
+        javascript: driven_by_javascript(doc, want),
+    }
+}
+
+/// The link labelled `want`, or what the page has instead.
+pub fn need_link(doc: &Html, base: &Url, want: Want) -> Result<Url, Missing> {
+    find_link(doc, base, want.words).ok_or_else(|| missing(doc, want))
+}
+
+/// The form with the button `want`, or what the page has instead.
+pub fn need_form_with_button(doc: &Html, base: &Url, want: Want) -> Result<Form, Missing> {
+    Form::with_button(doc, base, want.words)
+        .filter(|f| !f.javascript)
+        .ok_or_else(|| missing(doc, want))
+}
+
+/// A table with the `want`ed header cells, or the first one missing.
+pub fn need_table(doc: &Html, base: &Url, wants: &[Want]) -> Result<Table, Missing> {
+    let words: Vec<&str> = wants.iter().map(|w| w.words).collect();
+    if let Some(table) = find_table(doc, base, &words) {
+        return Ok(table);
+    }
+    let headers = elements_of(doc, Kind::Column);
+    let absent = wants
+        .iter()
+        .find(|w| !headers.iter().any(|h| is_label(h, w.words)))
+        .unwrap_or(&wants[0]);
+    Err(missing(doc, *absent))
+}
+
+/// Whether the page has a header cell `want`.
+pub fn has_column(doc: &Html, want: Want) -> bool {
+    elements_of(doc, Kind::Column)
+        .iter()
+        .any(|h| is_label(h, want.words))
+}
+
+/// Whether one of the `wants`ed header cells is on the page.
+pub fn has_column_among(doc: &Html, wants: &[Want]) -> bool {
+    let headers = elements_of(doc, Kind::Column);
+    wants
+        .iter()
+        .any(|w| headers.iter().any(|h| is_label(h, w.words)))
+}
+
 /// A link found on a page: its label and its absolute target.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -304,6 +555,11 @@ pub struct Form {
     pub method_post: bool,
     pub action: Url,
     controls: Vec<Control>,
+    /// Its action is `javascript:`: it cannot be sent as a browser would
+    /// without running the page's script.
+    pub javascript: bool,
+    /// The heading of the page it was read from, for messages.
+    page: String,
 }
 
 impl std::fmt::Debug for Form {
@@ -360,10 +616,51 @@ impl Form {
             .select(&CONTROLS)
             .map(|c| read_control(doc, c))
             .collect();
+        let javascript = form
+            .attr("action")
+            .is_some_and(|a| a.trim().to_ascii_lowercase().starts_with("javascript:"));
         Form {
             method_post,
             action,
             controls,
+            javascript,
+            page: page_title(doc),
+        }
+    }
+
+    /// Whether the form has the control `want` names.
+    pub fn has(&self, want: Want) -> bool {
+        self.controls.iter().any(|c| match want.kind {
+            Kind::Button => c.is_button && is_label(&c.label, want.words),
+            Kind::Field => !c.is_button && c.kind != "radio" && is_label(&c.label, want.words),
+            Kind::Choice => {
+                (c.kind == "radio" && is_label(&c.label, want.words))
+                    || c.options.iter().any(|(t, _)| is_label(t, want.words))
+            }
+            _ => false,
+        })
+    }
+
+    /// What the form has instead of `want`, from its own controls.
+    pub fn missing(&self, want: Want) -> Missing {
+        let candidates = self.controls.iter().flat_map(|c| -> Vec<String> {
+            match want.kind {
+                Kind::Button if c.is_button => vec![c.label.clone()],
+                Kind::Field if !c.is_button && !matches!(c.kind.as_str(), "hidden" | "radio") => {
+                    vec![c.label.clone()]
+                }
+                Kind::Choice if c.kind == "radio" => vec![c.label.clone()],
+                Kind::Choice => c.options.iter().map(|(t, _)| t.clone()).collect(),
+                _ => Vec::new(),
+            }
+        });
+        Missing {
+            key: want.key,
+            words: want.words.to_string(),
+            kind: want.kind,
+            page: self.page.clone(),
+            candidates: closest(want.words, candidates),
+            javascript: self.javascript,
         }
     }
 
@@ -610,6 +907,50 @@ mod tests {
         let text = text_of(doc.root_element());
         assert!(!text.contains(|c: char| c.is_control()), "{text:?}");
         assert_eq!(text, "Jean ]0;pwned [2J Dupont");
+    }
+
+    #[test]
+    fn a_missing_label_names_the_page_and_the_closest_candidates() {
+        let doc = Html::parse_document(
+            "<title>MyOpenIP</title><h1>Réinitialiser mot de passe SIP</h1>\
+             <form method=post action=/ok><button>Valider</button><button name=x>Annuler</button></form>\
+             <a href='#'>Mes Services</a> <a href='javascript:go()'>Suivant</a>",
+        );
+        let want = Want {
+            key: "confirm_button",
+            words: "Confirmer",
+            kind: Kind::Button,
+        };
+        let m = missing(&doc, want);
+        assert_eq!(m.page, "Réinitialiser mot de passe SIP");
+        assert_eq!(m.candidates, ["Valider", "Annuler"]);
+        assert!(!m.javascript);
+        assert_eq!(
+            m.to_string(),
+            "no button 'Confirmer' on 'Réinitialiser mot de passe SIP'; buttons there: 'Valider', 'Annuler'; set confirm_button in the labels file"
+        );
+        // A link the page drives with JavaScript says so.
+        for words in ["Mes Services", "Suivant"] {
+            let want = Want {
+                key: "next",
+                words,
+                kind: Kind::Link,
+            };
+            let m = need_link(&doc, &base(), want).unwrap_err();
+            assert!(m.javascript, "{words}");
+            assert!(m.to_string().contains("JavaScript"), "{m}");
+        }
+        // A form sent by a script.
+        let doc = Html::parse_document(
+            "<form action='javascript:send()'><input type=submit value=Confirmer></form>",
+        );
+        let want = Want {
+            key: "confirm_button",
+            words: "Confirmer",
+            kind: Kind::Button,
+        };
+        let m = need_form_with_button(&doc, &base(), want).unwrap_err();
+        assert!(m.javascript);
     }
 
     #[test]

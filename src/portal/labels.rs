@@ -4,10 +4,10 @@
 //! differently, a TOML file given with `--labels FILE` overrides any of them
 //! (unknown keys are refused, so that a typo does not go unnoticed).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Labels {
     // Login page.
@@ -96,6 +96,22 @@ pub enum LabelsError {
 }
 
 impl Labels {
+    /// Words one label differently; an unknown key is an error.
+    pub fn set(&mut self, key: &str, words: &str) -> Result<(), String> {
+        let mut table = toml::Value::try_from(&*self).expect("plain strings");
+        let map = table.as_table_mut().expect("a struct is a table");
+        if !map.contains_key(key) {
+            return Err(format!(
+                "no label '{key}': the keys are those of a labels file"
+            ));
+        }
+        map.insert(key.to_string(), toml::Value::String(words.to_string()));
+        *self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        Ok(())
+    }
+
     /// The guide's labels, overridden by the keys of a TOML file.
     pub fn from_file(path: &Path) -> Result<Labels, LabelsError> {
         let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Read {

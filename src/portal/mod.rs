@@ -9,12 +9,25 @@
 //! concurrency, `Retry-After`). When a browser's session ends, it logs in
 //! again and repeats its step from the last page fetched, with fresh tokens.
 
+/// A label of the labels file, with its key and its kind of element.
+macro_rules! want {
+    ($labels:expr, $key:ident, $kind:ident) => {
+        html::Want {
+            key: stringify!($key),
+            words: &$labels.$key,
+            kind: html::Kind::$kind,
+        }
+    };
+}
+
+pub mod capture;
 pub mod html;
+pub mod inspect;
 pub mod labels;
 pub mod transport;
 
 use crate::phone;
-use html::{Form, FormError, find_link, find_table, is_label};
+use html::{Form, Missing, find_link, is_label};
 use labels::Labels;
 use scraper::Html;
 use secrecy::{ExposeSecret, SecretString};
@@ -56,6 +69,8 @@ pub struct PortalSettings {
     pub concurrency: usize,
     /// How long to wait for one answer.
     pub timeout: Duration,
+    /// Where every page fetched is written, its secrets removed (`--capture`).
+    pub capture: Option<Arc<capture::Capture>>,
 }
 
 /// What cuts requests short. `reads` cancels every request that changes
@@ -98,10 +113,15 @@ pub enum PortalError {
     LoginRefused,
     #[error(transparent)]
     Transport(#[from] TransportError),
-    #[error(
-        "{page} page: {what} (does the portal still match its contract? the words looked for can be changed in a labels file)"
-    )]
+    /// A page that does not show what the contract says.
+    #[error("{page} page: {what}")]
     Contract { page: &'static str, what: String },
+    /// A label not found, with what the page has instead.
+    #[error("{page} page: {missing}")]
+    Missing {
+        page: &'static str,
+        missing: Box<Missing>,
+    },
     #[error("the portal session kept ending ({0} logins in a row without progress)")]
     SessionLoop(usize),
     /// The portal showed its login page or refused a form token: log in again.
@@ -148,6 +168,36 @@ pub enum AfterUnknown {
     StopRun,
 }
 
+/// Why a page could not be read as the contract says.
+pub enum Problem {
+    /// A label is not on it.
+    Missing(Missing),
+    /// It shows something else than expected (another licence, number...).
+    Mismatch(String),
+}
+
+impl From<Missing> for Problem {
+    fn from(m: Missing) -> Problem {
+        Problem::Missing(m)
+    }
+}
+
+impl From<String> for Problem {
+    fn from(s: String) -> Problem {
+        Problem::Mismatch(s)
+    }
+}
+
+pub(crate) fn problem(page: &'static str, p: Problem) -> PortalError {
+    match p {
+        Problem::Missing(m) => PortalError::Missing {
+            page,
+            missing: Box::new(m),
+        },
+        Problem::Mismatch(what) => PortalError::Contract { page, what },
+    }
+}
+
 const MAX_SESSION_ATTEMPTS: usize = 4;
 const MAX_PAGES: usize = 10_000;
 
@@ -167,6 +217,7 @@ struct Shared {
     /// Set once a login was refused: no browser tries again.
     login_refused: AtomicBool,
     interruptions: Interruptions,
+    capture: Option<Arc<capture::Capture>>,
 }
 
 /// Who asks for a browser. Resets go first: a licence already resolved is
@@ -235,6 +286,7 @@ impl Portal {
                 throttle: Arc::new(Throttle::new(settings.rate, concurrency)),
                 login_refused: AtomicBool::new(false),
                 interruptions,
+                capture: settings.capture,
             }),
             pool: Mutex::new(Pool {
                 unborn: concurrency,
@@ -342,7 +394,7 @@ impl Browser {
         req: Req,
         retry: Retry,
         name: &'static str,
-        parse: impl FnOnce(&Html, &Url) -> Result<T, String>,
+        parse: impl FnOnce(&Html, &Url) -> Result<T, Problem>,
     ) -> Result<T, PortalError> {
         let fetched = self
             .transport
@@ -359,13 +411,38 @@ impl Browser {
         &self,
         fetched: &Fetched,
         name: &'static str,
-        parse: impl FnOnce(&Html, &Url) -> Result<T, String>,
+        parse: impl FnOnce(&Html, &Url) -> Result<T, Problem>,
     ) -> Result<T, PortalError> {
+        self.capture(fetched, name, &[], false);
         let doc = Html::parse_document(&fetched.body);
         if html::is_login_page(&doc, &self.shared.labels.password_field) {
             return Err(PortalError::SessionEnded);
         }
-        parse(&doc, &fetched.url).map_err(|what| PortalError::Contract { page: name, what })
+        parse(&doc, &fetched.url).map_err(|p| problem(name, p))
+    }
+
+    /// Writes the page to the capture folder, if there is one.
+    pub(crate) fn capture(
+        &self,
+        fetched: &Fetched,
+        kind: &str,
+        passwords: &[&str],
+        after_confirm: bool,
+    ) {
+        if let Some(capture) = &self.shared.capture {
+            capture.page(
+                capture::Page {
+                    method: fetched.method,
+                    path: &fetched.path,
+                    status: fetched.status,
+                    kind,
+                    body: &fetched.body,
+                    passwords,
+                    after_confirm,
+                },
+                &self.shared.labels,
+            );
+        }
     }
 
     /// Logs in; returns the home page's link to `Mes Services`.
@@ -382,39 +459,61 @@ impl Browser {
         let login_form = {
             let doc = Html::parse_document(&fetched.body);
             if html::is_login_page(&doc, &l.password_field) {
-                Form::with_field(&doc, &fetched.url, &l.password_field)
+                self.capture(&fetched, "login", &[], false);
+                let want = want!(l, password_field, Field);
+                Some(
+                    Form::with_field(&doc, &fetched.url, want.words)
+                        .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?,
+                )
             } else {
                 None
             }
         };
+        let my_services = want!(l, my_services, Link);
         let home = match login_form {
-            Some(mut form) => {
-                let profile = match self.shared.credentials.profile {
-                    LoginProfile::Reseller => &l.profile_reseller,
-                    LoginProfile::Operator => &l.profile_operator,
-                };
-                let pairs = (|| {
-                    form.fill(&l.login_field, &self.shared.credentials.login)?;
-                    form.fill(
-                        &l.password_field,
-                        self.shared.credentials.password.expose_secret(),
-                    )?;
-                    form.choose(profile)?;
-                    form.submission(&l.login_button)
-                })()
-                .map_err(|e| contract("login", e))?;
-                let req = Req::form(form.method_post, form.action.clone(), pairs);
-                drop(form);
+            Some(form) => {
+                let req = self
+                    .login_request(form)
+                    .map_err(|m| problem("login", m.into()))?;
                 let answer = self.transport.fetch(Phase::Login, req, Retry::Yes).await?;
-                match self.read(&answer, "home", |doc, url| link(doc, url, &l.my_services)) {
+                match self.read(&answer, "home", |doc, url| {
+                    Ok(html::need_link(doc, url, my_services)?)
+                }) {
                     Err(PortalError::SessionEnded) => return Err(PortalError::LoginRefused),
                     other => other?,
                 }
             }
             // Still logged in (the session was fine after all): start from home.
-            None => self.read(&fetched, "home", |doc, url| link(doc, url, &l.my_services))?,
+            None => self.read(&fetched, "home", |doc, url| {
+                Ok(html::need_link(doc, url, my_services)?)
+            })?,
         };
         Ok(home)
+    }
+
+    /// The login form, filled in and pressed.
+    pub(crate) fn login_request(&self, mut form: Form) -> Result<Req, Missing> {
+        let l = &self.shared.labels;
+        let credentials = &self.shared.credentials;
+        let profile = match credentials.profile {
+            LoginProfile::Reseller => want!(l, profile_reseller, Choice),
+            LoginProfile::Operator => want!(l, profile_operator, Choice),
+        };
+        let (login, password, button) = (
+            want!(l, login_field, Field),
+            want!(l, password_field, Field),
+            want!(l, login_button, Button),
+        );
+        form.fill(login.words, &credentials.login)
+            .map_err(|_| form.missing(login))?;
+        form.fill(password.words, credentials.password.expose_secret())
+            .map_err(|_| form.missing(password))?;
+        form.choose(profile.words)
+            .map_err(|_| form.missing(profile))?;
+        let pairs = form
+            .submission(button.words)
+            .map_err(|_| form.missing(button))?;
+        Ok(Req::form(form.method_post, form.action.clone(), pairs))
     }
 
     /// Walks from home to the search page of this session; returns its form.
@@ -426,7 +525,7 @@ impl Browser {
                 Req::Get(my_services),
                 Retry::Yes,
                 "Mes Services",
-                |doc, url| link(doc, url, &l.settings),
+                |doc, url| Ok(html::need_link(doc, url, want!(l, settings, Link))?),
             )
             .await?;
         self.page(
@@ -435,8 +534,11 @@ impl Browser {
             Retry::Yes,
             "search",
             |doc, url| {
-                Form::with_button(doc, url, &l.search_button)
-                    .ok_or_else(|| format!("no form with a button '{}'", l.search_button))
+                Ok(html::need_form_with_button(
+                    doc,
+                    url,
+                    want!(l, search_button, Button),
+                )?)
             },
         )
         .await
@@ -498,7 +600,7 @@ impl Browser {
         &mut self,
         name: &'static str,
         start: WalkStart<'_>,
-        parse: impl Fn(&Html, &Url) -> Result<Vec<T>, String>,
+        parse: impl Fn(&Html, &Url) -> Result<Vec<T>, Problem>,
     ) -> Result<Vec<T>, PortalError> {
         let mut rows = Vec::new();
         let mut next: Option<Req> = None;
@@ -548,7 +650,10 @@ impl Browser {
                 Err(e) => return Err(e),
             }
         }
-        Err(contract_text(name, format!("more than {MAX_PAGES} pages")))
+        Err(PortalError::Contract {
+            page: name,
+            what: format!("more than {MAX_PAGES} pages"),
+        })
     }
 
     /// The MetaCentrex services whose `Compte client` is exactly `client_ref`.
@@ -556,25 +661,39 @@ impl Browser {
         let shared = self.shared.clone();
         let l = &shared.labels;
         let fill = |mut form: Form| {
-            let pairs = (|| {
-                form.fill(&l.search_client_ref, client_ref)?;
-                form.select(&l.search_service_type, &l.metacentrex)?;
-                form.submission(&l.search_button)
-            })()
-            .map_err(|e| contract("search", e))?;
+            let (client, service_type, metacentrex, button) = (
+                want!(l, search_client_ref, Field),
+                want!(l, search_service_type, Field),
+                want!(l, metacentrex, Choice),
+                want!(l, search_button, Button),
+            );
+            let missing = |m: Missing| problem("search", m.into());
+            form.fill(client.words, client_ref)
+                .map_err(|_| missing(form.missing(client)))?;
+            form.select(service_type.words, metacentrex.words)
+                .map_err(|e| match e {
+                    html::FormError::NoChoice { .. } => missing(form.missing(metacentrex)),
+                    _ => missing(form.missing(service_type)),
+                })?;
+            let pairs = form
+                .submission(button.words)
+                .map_err(|_| missing(form.missing(button)))?;
             Ok(Req::form(form.method_post, form.action.clone(), pairs))
         };
 
         let parse = |doc: &Html, url: &Url| {
-            let headers = [
-                &l.column_service_ref,
-                &l.column_client_ref,
-                &l.column_service_type,
-                &l.column_action,
+            let wants = [
+                want!(l, column_service_ref, Column),
+                want!(l, column_client_ref, Column),
+                want!(l, column_service_type, Column),
+                want!(l, column_action, Column),
             ];
-            let rows = match find_table(doc, url, &headers.map(String::as_str)) {
-                Some(t) => t.rows,
-                None => Vec::new(), // no result: no rows
+            let rows = match html::need_table(doc, url, &wants) {
+                Ok(t) => t.rows,
+                // No table at all: no result. A table with some of the
+                // headers: the portal words one differently.
+                Err(m) if html::has_column_among(doc, &wants) => return Err(m.into()),
+                Err(_) => Vec::new(),
             };
             rows.into_iter()
                 // Filters match loosely: keep exact references of MetaCentrex services only.
@@ -585,9 +704,7 @@ impl Browser {
                         .iter()
                         .find(|a| is_label(&a.text, &l.configure))
                         .map(|a| a.url.clone())
-                        .ok_or_else(|| {
-                            format!("service {} has no link '{}'", r[0].text, l.configure)
-                        })?;
+                        .ok_or_else(|| html::missing(doc, want!(l, configure, Link)))?;
                     Ok(ServiceRow {
                         service_ref: r[0].text.clone(),
                         client_ref: r[1].text.clone(),
@@ -616,7 +733,7 @@ impl Browser {
                     Req::Get(service.page.clone()),
                     Retry::Yes,
                     "service",
-                    |doc, url| link(doc, url, &l.users_tab),
+                    |doc, url| Ok(html::need_link(doc, url, want!(l, users_tab, Link))?),
                 )
                 .await;
             match found {
@@ -629,18 +746,13 @@ impl Browser {
         }
         let users = users.expect("the loop sets it or returns");
         let parse = |doc: &Html, url: &Url| {
-            let headers = [
-                &l.column_licence,
-                &l.column_sda,
-                &l.column_name,
-                &l.column_action,
+            let wants = [
+                want!(l, column_licence, Column),
+                want!(l, column_sda, Column),
+                want!(l, column_name, Column),
+                want!(l, column_action, Column),
             ];
-            let table = find_table(doc, url, &headers.map(String::as_str)).ok_or_else(|| {
-                format!(
-                    "no table with the headers {}",
-                    headers.map(|h| format!("'{h}'")).join(", ")
-                )
-            })?;
+            let table = html::need_table(doc, url, &wants)?;
             table
                 .rows
                 .into_iter()
@@ -652,7 +764,7 @@ impl Browser {
                         .iter()
                         .find(|a| is_label(&a.text, &l.detail))
                         .map(|a| a.url.clone())
-                        .ok_or_else(|| format!("licence {licence} has no link '{}'", l.detail))?;
+                        .ok_or_else(|| html::missing(doc, want!(l, detail, Link)))?;
                     Ok(LicenceRow {
                         licence: licence.to_string(),
                         licence_type: licence_type.to_string(),
@@ -706,9 +818,12 @@ impl Browser {
                 Retry::Yes,
                 "detail",
                 |doc, url| {
-                    let shown = html::field_value(doc, &l.field_licence).unwrap_or_default();
+                    let shown = html::field_value(doc, &l.field_licence)
+                        .ok_or_else(|| html::missing(doc, want!(l, field_licence, LabelValue)))?;
                     if shown.split(' ').next() != Some(licence.licence.as_str()) {
-                        return Err(format!("shows licence '{shown}', not {}", licence.licence));
+                        return Err(
+                            format!("shows licence '{shown}', not {}", licence.licence).into()
+                        );
                     }
                     if let Some(shown_sda) = html::field_value(doc, &l.field_sda)
                         && !phone::same_number(&shown_sda, sda)
@@ -716,12 +831,13 @@ impl Browser {
                         return Err(format!(
                             "shows SDA '{shown_sda}' for {}, expected '{sda}'",
                             licence.licence
-                        ));
+                        )
+                        .into());
                     }
                     let accountcode =
                         html::field_value(doc, &l.field_accountcode).unwrap_or_default();
-                    let form = Form::with_button(doc, url, &l.reset_button)
-                        .ok_or_else(|| format!("no button '{}'", l.reset_button))?;
+                    let form =
+                        html::need_form_with_button(doc, url, want!(l, reset_button, Button))?;
                     Ok((accountcode, form))
                 },
             )
@@ -729,21 +845,22 @@ impl Browser {
             .map_err(ResetError::NotDone)?;
         if !already.is_empty() {
             if accountcode.is_empty() {
-                return Err(ResetError::NotDone(contract_text(
-                    "detail",
-                    format!(
+                return Err(ResetError::NotDone(PortalError::Contract {
+                    page: "detail",
+                    what: format!(
                         "no '{}': cannot tell this phone from another one that shows {} and this number, which an earlier run reset",
                         l.field_accountcode, licence.licence
                     ),
-                )));
+                }));
             }
             if already.contains(&accountcode) {
                 return Err(ResetError::AlreadyReset { accountcode });
             }
         }
+        let reset = want!(l, reset_button, Button);
         let pairs = form
-            .submission(&l.reset_button)
-            .map_err(|e| ResetError::NotDone(contract("detail", e)))?;
+            .submission(reset.words)
+            .map_err(|_| ResetError::NotDone(problem("detail", form.missing(reset).into())))?;
         let confirm = self
             .page(
                 Phase::Reset,
@@ -752,23 +869,28 @@ impl Browser {
                 "confirmation",
                 |doc, url| {
                     let after = html::text_after(doc, &l.associated_number)
-                        .ok_or_else(|| format!("no text '{}'", l.associated_number))?;
+                        .ok_or_else(|| html::missing(doc, want!(l, associated_number, Text)))?;
                     let shown = phone::leading_number(&after);
                     if !phone::same_number(&shown, sda) {
                         return Err(format!(
                             "associated number '{shown}' is not '{sda}' of {}",
                             licence.licence
-                        ));
+                        )
+                        .into());
                     }
-                    Form::with_button(doc, url, &l.confirm_button)
-                        .ok_or_else(|| format!("no button '{}'", l.confirm_button))
+                    Ok(html::need_form_with_button(
+                        doc,
+                        url,
+                        want!(l, confirm_button, Button),
+                    )?)
                 },
             )
             .await
             .map_err(ResetError::NotDone)?;
-        let pairs = confirm
-            .submission(&l.confirm_button)
-            .map_err(|e| ResetError::NotDone(contract("confirmation", e)))?;
+        let button = want!(l, confirm_button, Button);
+        let pairs = confirm.submission(button.words).map_err(|_| {
+            ResetError::NotDone(problem("confirmation", confirm.missing(button).into()))
+        })?;
         Ok((
             accountcode,
             Req::form(confirm.method_post, confirm.action.clone(), pairs),
@@ -808,6 +930,13 @@ impl Browser {
                 },
             })?;
         let doc = Html::parse_document(&fetched.body);
+        // The page text from the password on: wiped when dropped, like the body.
+        let after = html::text_after(&doc, &l.new_password).map(zeroize::Zeroizing::new);
+        let found = after
+            .as_ref()
+            .and_then(|a| a.split(' ').next())
+            .filter(|p| !p.is_empty());
+        self.capture(&fetched, "result", found.as_slice(), true);
         let give_up = |reason: String| ResetError::Unknown {
             reason,
             next: AfterUnknown::GiveUp,
@@ -822,9 +951,8 @@ impl Browser {
                 licence.licence
             )));
         }
-        // The page text from the password on: wiped when dropped, like the body.
-        match html::text_after(&doc, &l.new_password).map(zeroize::Zeroizing::new) {
-            Some(after) => match after.split(' ').next().filter(|p| !p.is_empty()) {
+        match &after {
+            Some(_) => match found {
                 Some(password) => Ok(NewPassword {
                     password: SecretString::from(password.to_string()),
                     accountcode,
@@ -835,27 +963,11 @@ impl Browser {
                 reason: "the session ended before the result page".into(),
                 next: AfterUnknown::ResetAgain,
             }),
-            None => Err(give_up(format!(
-                "no text '{}' on the result page",
-                l.new_password
-            ))),
+            None => Err(give_up(
+                html::missing(&doc, want!(l, new_password, Text)).to_string(),
+            )),
         }
     }
-}
-
-fn link(doc: &Html, url: &Url, label: &str) -> Result<Url, String> {
-    find_link(doc, url, label).ok_or_else(|| format!("no link '{label}'"))
-}
-
-fn contract(page: &'static str, e: FormError) -> PortalError {
-    PortalError::Contract {
-        page,
-        what: e.to_string(),
-    }
-}
-
-fn contract_text(page: &'static str, what: String) -> PortalError {
-    PortalError::Contract { page, what }
 }
 
 #[cfg(test)]
@@ -875,6 +987,7 @@ mod tests {
                 rate: 100.0,
                 concurrency,
                 timeout: Duration::from_secs(1),
+                capture: None,
             },
             Interruptions::default(),
         ))

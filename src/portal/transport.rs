@@ -91,6 +91,10 @@ impl Req {
 pub struct Fetched {
     pub url: Url,
     pub body: Zeroizing<String>,
+    /// The request that got it (the last hop), for a capture's index.
+    pub method: &'static str,
+    pub path: String,
+    pub status: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -414,7 +418,13 @@ impl Transport {
                 .map(str::to_string);
             let bytes = read_body(response).await?;
             let body = Zeroizing::new(super::html::decode(&bytes, content_type.as_deref()));
-            return Ok(Answer::Page(Fetched { url, body }));
+            return Ok(Answer::Page(Fetched {
+                url,
+                body,
+                method: req.method(),
+                path: req.path(),
+                status: status.as_u16(),
+            }));
         }
         Err(TransportError::RateLimited(MAX_PAUSES))
     }

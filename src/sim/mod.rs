@@ -64,6 +64,8 @@ pub struct SimConfig {
     pub page_latency: Vec<(String, u64)>,
     /// Twins look the same in every column (number and name too).
     pub identical_twins: bool,
+    /// The words of the portal's labels: the guide's, or another wording.
+    pub labels: crate::portal::labels::Labels,
 }
 
 /// Misbehaviours of a hostile or compromised portal, for the tests of what
@@ -107,6 +109,7 @@ impl SimConfig {
             twins: false,
             page_latency: Vec::new(),
             identical_twins: false,
+            labels: crate::portal::labels::Labels::default(),
         }
     }
 }
@@ -312,6 +315,13 @@ fn random_string(rng: &mut StdRng, len: usize) -> String {
 }
 
 impl Shared {
+    fn style(&self) -> pages::Style<'_> {
+        pages::Style {
+            variant: self.cfg.variant,
+            labels: &self.cfg.labels,
+        }
+    }
+
     /// Notes a secret the portal hands out (`--handed-out`).
     fn hand_out(&self, kind: &str, value: &str) {
         if let Some(f) = &self.handed_out {
@@ -386,7 +396,7 @@ impl Shared {
             self.cfg.variant,
             status,
             pages::login(
-                self.cfg.variant,
+                self.style(),
                 &token,
                 message,
                 self.cfg.hostile.login_action.as_deref(),
@@ -464,7 +474,7 @@ impl Shared {
             Some((l, _)) if shown_for(*l) => s
                 .flash
                 .take()
-                .map(|(_, pw)| pages::notification(self.cfg.variant, &pw)),
+                .map(|(_, pw)| pages::notification(self.style(), &pw)),
             _ => None,
         }
     }
@@ -626,7 +636,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
         Route::Root => redirect(StatusCode::FOUND, &v.url(&Route::Home)),
         Route::Login => dispatch_anonymous(&sh, route, &parts.method, &params, Some(&sid)),
         Route::Home => {
-            let mut page = pages::home(v);
+            let mut page = pages::home(sh.style());
             if sh.cfg.hostile.home_page_mib > 0 {
                 page.push_str("<!--");
                 page.push_str(&" ".repeat(sh.cfg.hostile.home_page_mib << 20));
@@ -634,11 +644,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
             }
             html(v, StatusCode::OK, page)
         }
-        Route::MyServices => html(v, StatusCode::OK, pages::my_services(v)),
+        Route::MyServices => html(v, StatusCode::OK, pages::my_services(sh.style())),
         Route::Search => html(
             v,
             StatusCode::OK,
-            pages::search(v, &sh.new_token(Some(&sid), None)),
+            pages::search(sh.style(), &sh.new_token(Some(&sid), None)),
         ),
         Route::Results => {
             // The form's token is checked; the pagination links carry none.
@@ -666,11 +676,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
             html(
                 v,
                 StatusCode::OK,
-                pages::results(v, &token, &values, &sh.ds, &shown, next),
+                pages::results(sh.style(), &token, &values, &sh.ds, &shown, next),
             )
         }
         Route::Service(s) => match sh.ds.service_index(&s) {
-            Some(i) => html(v, StatusCode::OK, pages::service(v, &sh.ds, i)),
+            Some(i) => html(v, StatusCode::OK, pages::service(sh.style(), &sh.ds, i)),
             None => sh.not_found(),
         },
         Route::Users(s) => {
@@ -698,7 +708,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
             html(
                 v,
                 StatusCode::OK,
-                pages::users(v, &sh.ds, i, &shown, next, notice),
+                pages::users(sh.style(), &sh.ds, i, &shown, next, notice),
             )
         }
         Route::Detail(l) => {
@@ -713,7 +723,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
             html(
                 v,
                 StatusCode::OK,
-                pages::detail(v, &sh.ds, i, &token, notice),
+                pages::detail(sh.style(), &sh.ds, i, &token, notice),
             )
         }
         Route::Reset(l) => {
@@ -724,7 +734,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
                 return sh.refused();
             }
             let token = sh.new_token(Some(&sid), Some(i));
-            html(v, StatusCode::OK, pages::confirm(v, &sh.ds, i, &token))
+            html(
+                v,
+                StatusCode::OK,
+                pages::confirm(sh.style(), &sh.ds, i, &token),
+            )
         }
         Route::Confirm(l) => {
             let Some(i) = sh.ds.licence_index(&l) else {

@@ -7,6 +7,24 @@
 
 use super::dataset::{Dataset, METACENTREX};
 use super::routes::{Route, Variant};
+use crate::portal::labels::Labels;
+
+/// How pages look: the variant's markup, and the words of its labels (the
+/// guide's by default; `--label KEY=VALUE` words one differently, as a real
+/// portal might).
+#[derive(Debug, Clone, Copy)]
+pub struct Style<'a> {
+    pub variant: Variant,
+    pub labels: &'a Labels,
+}
+
+/// A label as `Modern` decorates it: `before` and `after` around the words.
+fn decorated(v: Variant, before: &str, label: &str, after: &str) -> String {
+    match v {
+        Variant::Classic => label.to_string(),
+        Variant::Modern => format!("{before}{label}{after}"),
+    }
+}
 
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -123,83 +141,77 @@ pub fn option_text<'a>(options: &[&'a str], value: &str) -> Option<&'a str> {
 }
 
 /// The login page; its form goes to `action`, or to the portal's own login route.
-pub fn login(v: Variant, token: &str, message: Option<&str>, action: Option<&str>) -> String {
+pub fn login(s: Style, token: &str, message: Option<&str>, action: Option<&str>) -> String {
+    let (v, l) = (s.variant, s.labels);
     let n = v.names();
     let msg = message
         .map(|m| format!("<div class=\"error\">{}</div>", esc(m)))
         .unwrap_or_default();
     let radios = match v {
         Variant::Classic => format!(
-            "<div class=\"row\"><input type=\"radio\" id=\"p1\" name=\"{p}\" value=\"{a}\" checked><label for=\"p1\">Revendeur</label> \
-             <input type=\"radio\" id=\"p2\" name=\"{p}\" value=\"{b}\"><label for=\"p2\">MB / Opérateur</label></div>",
+            "<div class=\"row\"><input type=\"radio\" id=\"p1\" name=\"{p}\" value=\"{a}\" checked><label for=\"p1\">{ra}</label> \
+             <input type=\"radio\" id=\"p2\" name=\"{p}\" value=\"{b}\"><label for=\"p2\">{op}</label></div>",
             p = n.profile,
             a = n.profile_values[0],
-            b = n.profile_values[1]
+            b = n.profile_values[1],
+            ra = esc(&l.profile_reseller),
+            op = esc(&l.profile_operator),
         ),
         Variant::Modern => format!(
-            "<fieldset><label><input type=\"radio\" name=\"{p}\" value=\"{a}\"> Revendeur</label> \
-             <label><input type=\"radio\" name=\"{p}\" value=\"{b}\" checked> MB / Opérateur</label></fieldset>",
+            "<fieldset><label><input type=\"radio\" name=\"{p}\" value=\"{a}\"> {ra}</label> \
+             <label><input type=\"radio\" name=\"{p}\" value=\"{b}\" checked> {op}</label></fieldset>",
             p = n.profile,
             a = n.profile_values[0],
-            b = n.profile_values[1]
+            b = n.profile_values[1],
+            ra = esc(&l.profile_reseller),
+            op = esc(&l.profile_operator),
         ),
     };
     let body = format!(
         "<h1>Connexion</h1>{msg}<form method=\"post\" action=\"{}\">{}{}{}{radios}{}</form>",
         esc(action.unwrap_or(&v.url(&Route::Login))),
         hidden(n.token, token),
-        text_field(v, "Login", n.login, "text", ""),
-        text_field(v, "Mot de passe", n.password, "password", ""),
-        button(
-            v,
-            if v == Variant::Modern {
-                "✓ Valider"
-            } else {
-                "Valider"
-            },
-            "valider"
-        ),
+        text_field(v, &l.login_field, n.login, "text", ""),
+        text_field(v, &l.password_field, n.password, "password", ""),
+        button(v, &decorated(v, "✓ ", &l.login_button, ""), "valider"),
     );
     layout(v, "Connexion", false, &body)
 }
 
-pub fn home(v: Variant) -> String {
-    let label = if v == Variant::Modern {
-        "Mes Services ›"
-    } else {
-        "Mes Services"
-    };
+pub fn home(s: Style) -> String {
+    let v = s.variant;
+    let label = decorated(v, "", &s.labels.my_services, " ›");
     let body = format!(
         "<h1>Bienvenue sur MyOpenIP</h1><ul><li><a href=\"#\">Mon compte</a></li><li><a href=\"{}\">{}</a></li><li><a href=\"#\">Factures</a></li></ul>",
         esc(&v.url(&Route::MyServices)),
-        esc(label)
+        esc(&label)
     );
     layout(v, "Accueil", true, &body)
 }
 
-pub fn my_services(v: Variant) -> String {
-    let label = if v == Variant::Modern {
-        "» Paramétrage / Monitoring"
-    } else {
-        "Paramétrage / Monitoring"
-    };
+pub fn my_services(s: Style) -> String {
+    let v = s.variant;
+    let label = decorated(v, "» ", &s.labels.settings, "");
     let body = format!(
         "<h1>Mes Services</h1><div class=\"tiles\"><div><a href=\"#\">Commandes</a></div><div><a href=\"{}\">{}</a></div><div><a href=\"#\">Statistiques</a></div></div>",
         esc(&v.url(&Route::Search)),
-        esc(label)
+        esc(&label)
     );
     layout(v, "Mes Services", true, &body)
 }
 
 /// The search form, filled with `values` (one per search field).
-pub fn search_form(v: Variant, token: &str, values: &[String; 9]) -> String {
+pub fn search_form(s: Style, token: &str, values: &[String; 9]) -> String {
+    let (v, l) = (s.variant, s.labels);
     let n = v.names();
+    let mut types = SERVICE_TYPES;
+    types[1] = &l.metacentrex;
     let labels = [
         "Réf. du service",
         "Client",
-        "Réf. du client",
+        &l.search_client_ref,
         "Nom du client final",
-        "Type de service",
+        &l.search_service_type,
         "Réf. fiche produit contractée",
         "Réf. accountcode",
         "Adresse IP",
@@ -212,8 +224,8 @@ pub fn search_form(v: Variant, token: &str, values: &[String; 9]) -> String {
                 v,
                 labels[i],
                 n.search[i],
-                &SERVICE_TYPES,
-                option_text(&SERVICE_TYPES, &values[i]).unwrap_or(""),
+                &types,
+                option_text(&types, &values[i]).unwrap_or(""),
             ),
             8 => select_field(
                 v,
@@ -225,25 +237,21 @@ pub fn search_form(v: Variant, token: &str, values: &[String; 9]) -> String {
             _ => text_field(v, labels[i], n.search[i], "text", &values[i]),
         };
     }
-    let label = if v == Variant::Modern {
-        "🔍 Rechercher"
-    } else {
-        "Rechercher"
-    };
+    let label = decorated(v, "🔍 ", &l.search_button, "");
     format!(
         "<form method=\"get\" action=\"{}\" class=\"filters\">{}{fields}{}</form>",
         esc(&v.url(&Route::Results)),
         hidden(n.token, token),
-        button(v, label, "rechercher")
+        button(v, &label, "rechercher")
     )
 }
 
-pub fn search(v: Variant, token: &str) -> String {
+pub fn search(s: Style, token: &str) -> String {
     let body = format!(
         "<h1>Paramétrage / Monitoring</h1><p>Recherchez votre client ou le service à l'aide des filtres</p>{}",
-        search_form(v, token, &Default::default())
+        search_form(s, token, &Default::default())
     );
-    layout(v, "Paramétrage / Monitoring", true, &body)
+    layout(s.variant, "Paramétrage / Monitoring", true, &body)
 }
 
 /// Header row, in Classic as `<thead><th>`, in Modern as a first row of `<td>`.
@@ -278,29 +286,26 @@ fn table(v: Variant, headers: &[&str], rows: &[Vec<String>]) -> String {
     format!("<table class=\"grid\">{head}<tbody>{body}</tbody></table>")
 }
 
-fn next_link(v: Variant, url: Option<String>) -> String {
+fn next_link(s: Style, url: Option<String>) -> String {
     match url {
         Some(u) => format!(
             "<div class=\"pager\"><a href=\"{}\">{}</a></div>",
             esc(&u),
-            if v == Variant::Modern {
-                "Suivant ›"
-            } else {
-                "Suivant"
-            }
+            esc(&decorated(s.variant, "", &s.labels.next, " ›"))
         ),
         None => String::new(),
     }
 }
 
 pub fn results(
-    v: Variant,
+    style: Style,
     token: &str,
     values: &[String; 9],
     ds: &Dataset,
     services: &[usize],
     next: Option<String>,
 ) -> String {
+    let (v, l) = (style.variant, style.labels);
     let rows: Vec<Vec<String>> = services
         .iter()
         .map(|&s| {
@@ -309,19 +314,20 @@ pub fn results(
             let link = format!(
                 "<a href=\"{}\">{}</a>",
                 esc(&v.url(&Route::Service(svc.reference.clone()))),
-                if v == Variant::Modern {
-                    "Paramétrer »"
-                } else {
-                    "Paramétrer"
-                }
+                esc(&decorated(v, "", &l.configure, " »"))
             );
+            let service_type = if svc.service_type == METACENTREX {
+                l.metacentrex.as_str()
+            } else {
+                svc.service_type
+            };
             let cells = [
                 esc(&svc.reference),
                 esc(&svc.name),
                 esc(&client.name),
                 esc(&client.reference),
                 esc(&client.site),
-                esc(svc.service_type),
+                esc(service_type),
                 esc(svc.state),
                 link,
             ];
@@ -341,45 +347,42 @@ pub fn results(
             }
         })
         .collect();
-    let headers: &[&str] = match v {
-        Variant::Classic => &[
-            "Réf. du service",
+    let headers: Vec<&str> = match v {
+        Variant::Classic => vec![
+            &l.column_service_ref,
             "Nom du service",
             "Client",
-            "Compte client",
+            &l.column_client_ref,
             "Site",
-            "Type de service",
+            &l.column_service_type,
             "État du service",
-            "Action",
+            &l.column_action,
         ],
-        Variant::Modern => &[
-            "Compte client",
+        Variant::Modern => vec![
+            &l.column_client_ref,
             "Client",
-            "Réf. du service",
+            &l.column_service_ref,
             "Nom du service",
             "Adresse IP",
-            "Type de service",
+            &l.column_service_type,
             "Site",
             "État du service",
-            "Action",
+            &l.column_action,
         ],
     };
     let body = format!(
         "<h1>Paramétrage / Monitoring</h1>{}<h2>Résultats</h2>{}{}",
-        search_form(v, token, values),
-        table(v, headers, &rows),
-        next_link(v, next)
+        search_form(style, token, values),
+        table(v, &headers, &rows),
+        next_link(style, next)
     );
     layout(v, "Résultats", true, &body)
 }
 
-pub fn service(v: Variant, ds: &Dataset, s: usize) -> String {
+pub fn service(style: Style, ds: &Dataset, s: usize) -> String {
+    let v = style.variant;
     let svc = &ds.services[s];
-    let users = if v == Variant::Modern {
-        "👥 Utilisateurs"
-    } else {
-        "Utilisateurs"
-    };
+    let users = esc(&decorated(v, "👥 ", &style.labels.users_tab, ""));
     let body = format!(
         "<h1>{}</h1><div class=\"tabs\"><a href=\"#\">Général</a> <a href=\"{}\">{}</a> <a href=\"#\">Numéros</a></div><p>Client : {}</p>",
         esc(&svc.name),
@@ -408,27 +411,30 @@ pub fn show_sda(v: Variant, sda: &str, dotted: bool) -> String {
     }
 }
 
-pub fn notification(v: Variant, password: &str) -> String {
-    match v {
+pub fn notification(style: Style, password: &str) -> String {
+    let marker = esc(&style.labels.new_password);
+    match style.variant {
         Variant::Classic => format!(
-            "<div class=\"notification\">Votre nouveau mot de passe : <strong>{}</strong><br>Attention : notez bien le mot de passe. Après la fermeture de la prochaine fenêtre, le mot de passe ne sera plus affiché et le seul moyen de le récupérer sera la réinitialisation.</div>",
+            "<div class=\"notification\">{marker} <strong>{}</strong><br>Attention : notez bien le mot de passe. Après la fermeture de la prochaine fenêtre, le mot de passe ne sera plus affiché et le seul moyen de le récupérer sera la réinitialisation.</div>",
             esc(password)
         ),
         Variant::Modern => format!(
-            "<div role=\"alert\" class=\"toast\"><p>✓ Votre nouveau mot de passe :<span class=\"pw\"><code>{}</code></span></p><p><i>Attention : notez bien le mot de passe. Il ne sera plus affiché.</i></p></div>",
+            "<div role=\"alert\" class=\"toast\"><p>✓ {marker}<span class=\"pw\"><code>{}</code></span></p><p><i>Attention : notez bien le mot de passe. Il ne sera plus affiché.</i></p></div>",
             esc(password)
         ),
     }
 }
 
 pub fn users(
-    v: Variant,
+    style: Style,
     ds: &Dataset,
     s: usize,
     licences: &[usize],
     next: Option<String>,
     notice: Option<String>,
 ) -> String {
+    let (v, words) = (style.variant, style.labels);
+    let detail_label = esc(&words.detail);
     let rows: Vec<Vec<String>> = licences
         .iter()
         .map(|&i| {
@@ -440,7 +446,8 @@ pub fn users(
                 esc(l.licence_type)
             );
             let admin = "<a href=\"#\">✎</a> Non".to_string();
-            let action = format!("<a href=\"#\">🔄</a> <a href=\"{detail}\">Détail &gt;</a>");
+            let action =
+                format!("<a href=\"#\">🔄</a> <a href=\"{detail}\">{detail_label} &gt;</a>");
             let sda = esc(&show_sda(v, &l.sda, true));
             match v {
                 Variant::Classic => vec![
@@ -465,25 +472,25 @@ pub fn users(
             }
         })
         .collect();
-    let headers: &[&str] = match v {
-        Variant::Classic => &[
-            "Licence",
-            "SDA",
-            "Nom",
+    let headers: Vec<&str> = match v {
+        Variant::Classic => vec![
+            &words.column_licence,
+            &words.column_sda,
+            &words.column_name,
             "Admin.",
             "Numéro d'urgence",
             "État",
-            "Action",
+            &words.column_action,
         ],
-        Variant::Modern => &[
-            "Nom",
-            "Licence",
+        Variant::Modern => vec![
+            &words.column_name,
+            &words.column_licence,
             "État",
-            "SDA",
+            &words.column_sda,
             "Dernière connexion",
             "Admin.",
             "Numéro d'urgence",
-            "Action",
+            &words.column_action,
         ],
     };
     let body = format!(
@@ -491,21 +498,25 @@ pub fn users(
         notice.unwrap_or_default(),
         esc(&ds.services[s].name),
         esc(&v.url(&Route::Service(ds.services[s].reference.clone()))),
-        table(v, headers, &rows),
-        next_link(v, next)
+        table(v, &headers, &rows),
+        next_link(style, next)
     );
     layout(v, "Utilisateurs", true, &body)
 }
 
-pub fn detail(v: Variant, ds: &Dataset, i: usize, token: &str, notice: Option<String>) -> String {
+pub fn detail(style: Style, ds: &Dataset, i: usize, token: &str, notice: Option<String>) -> String {
+    let (v, words) = (style.variant, style.labels);
     let l = &ds.licences[i];
     let svc = &ds.services[l.service];
     let site = &ds.client_of_service(l.service).site;
     let fields: [(&str, String); 8] = [
-        ("Réf. accountcode", l.accountcode.clone()),
-        ("Licence", format!("{} {}", l.reference, l.licence_type)),
+        (&words.field_accountcode, l.accountcode.clone()),
+        (
+            &words.field_licence,
+            format!("{} {}", l.reference, l.licence_type),
+        ),
         ("État", "Déconnecté".into()),
-        ("SDA", show_sda(v, &l.sda, false)),
+        (&words.field_sda, show_sda(v, &l.sda, false)),
         ("Admin.", "Non".into()),
         ("Nom", l.name.clone()),
         ("Numéro d'urgence", String::new()),
@@ -539,27 +550,21 @@ pub fn detail(v: Variant, ds: &Dataset, i: usize, token: &str, notice: Option<St
         notice.unwrap_or_default(),
         esc(&v.url(&Route::Reset(l.key.clone()))),
         hidden(n.token, token),
-        button(
-            v,
-            if v == Variant::Modern {
-                "🔄 Réinitialiser mot de passe SIP"
-            } else {
-                "Réinitialiser mot de passe SIP"
-            },
-            "reset"
-        ),
+        button(v, &decorated(v, "🔄 ", &words.reset_button, ""), "reset"),
         esc(&v.url(&Route::Users(svc.reference.clone())))
     );
     layout(v, "Détails de l'utilisateur", true, &body)
 }
 
-pub fn confirm(v: Variant, ds: &Dataset, i: usize, token: &str) -> String {
+pub fn confirm(style: Style, ds: &Dataset, i: usize, token: &str) -> String {
+    let (v, words) = (style.variant, style.labels);
     let l = &ds.licences[i];
     let n = v.names();
+    let associated = esc(&words.associated_number);
     let number = match v {
-        Variant::Classic => format!("<p>Numéro associé : <strong>{}</strong></p>", esc(&l.sda)),
+        Variant::Classic => format!("<p>{associated} <strong>{}</strong></p>", esc(&l.sda)),
         Variant::Modern => format!(
-            "<div class=\"kv\"><div>Numéro associé :</div><div><span>{}</span></div></div>",
+            "<div class=\"kv\"><div>{associated}</div><div><span>{}</span></div></div>",
             esc(&show_sda(v, &l.sda, false))
         ),
     };
@@ -575,11 +580,7 @@ pub fn confirm(v: Variant, ds: &Dataset, i: usize, token: &str) -> String {
         hidden(n.token, token),
         button(
             v,
-            if v == Variant::Modern {
-                "✓ Confirmer"
-            } else {
-                "Confirmer"
-            },
+            &decorated(v, "✓ ", &words.confirm_button, ""),
             "confirmer"
         ),
         esc(&v.url(&Route::Detail(l.key.clone())))

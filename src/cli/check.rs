@@ -1,0 +1,213 @@
+//! `check` and `labels`: what an operator does before the first run against
+//! the real portal. `check` walks one licence's way to its confirmation page
+//! and says, label by label, what the run would find; `labels` prints the
+//! labels file to edit when the portal words one differently.
+
+use super::args::{CheckArgs, LogFormat};
+use super::render::{self, Show};
+use super::settings::{Loaded, View};
+use super::{Exit, logging};
+use crate::input::{self, LicenceSelector};
+use crate::portal::Portal;
+use crate::portal::html::Kind;
+use crate::portal::inspect::{self, Check, Found, Target};
+use crate::portal::labels::Labels;
+use crate::rotation::{Interruption, Requests};
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Link => "link",
+        Kind::Button => "button",
+        Kind::Field => "field",
+        Kind::Choice => "choice",
+        Kind::Column => "column",
+        Kind::LabelValue => "label",
+        Kind::Text => "text",
+    }
+}
+
+/// `sip-rotate labels`: the labels file with the guide's words.
+pub fn labels() -> Result<Exit> {
+    let guide = Labels::default();
+    let mut out = String::from(
+        "# The words sip-rotate looks for on the portal's pages, as the operator's guide\n\
+         # shows them. Change those the real portal words differently (sip-rotate check\n\
+         # says which, and what the page shows instead), delete the others if you like,\n\
+         # and give the file with --labels FILE (or labels = \"FILE\" in the config file).\n",
+    );
+    let mut step = "";
+    let mut written = std::collections::HashSet::new();
+    for (at, want) in inspect::places(&guide) {
+        // A label looked for on two pages is one key.
+        if !written.insert(want.key) {
+            continue;
+        }
+        if at != step {
+            out.push_str(&format!("\n# {at} page\n"));
+            step = at;
+        }
+        let value = toml::Value::String(want.words.to_string()).to_string();
+        out.push_str(&format!(
+            "{:<20} = {value:<34} # {}\n",
+            want.key,
+            kind_name(want.kind)
+        ));
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(Exit::AllDone)
+}
+
+/// The licence `check` walks to.
+fn target(args: &CheckArgs, input: &std::path::Path) -> Result<Target> {
+    let rows = input::read(input)?.rows;
+    let row = match &args.licence {
+        None => rows.first(),
+        Some(wanted) => rows
+            .iter()
+            .find(|r| r.licence == LicenceSelector::One(wanted.clone()))
+            .or_else(|| rows.iter().find(|r| r.licence == LicenceSelector::All)),
+    };
+    let Some(row) = row else {
+        bail!(
+            "the input names no licence {} and has no '*' row to find it in",
+            args.licence.as_deref().unwrap_or("")
+        );
+    };
+    Ok(Target {
+        client_ref: row.client_ref.clone(),
+        service_ref: row.service_ref.clone(),
+        licence: match (&args.licence, &row.licence) {
+            (Some(l), _) => Some(l.clone()),
+            (None, LicenceSelector::One(l)) => Some(l.clone()),
+            (None, LicenceSelector::All) => None,
+        },
+        sda: row.sda.clone(),
+    })
+}
+
+fn found_text(found: &Found) -> String {
+    match found {
+        Found::Yes(note) if note.is_empty() => "ok".into(),
+        Found::Yes(note) => format!("ok: {note}"),
+        Found::Missing(m) => format!("MISSING: {m}"),
+        Found::NotReached => "not reached".into(),
+        Found::NotChecked(why) => format!("not checked: {why}"),
+        Found::Wrong(what) => format!("WRONG: {what}"),
+    }
+}
+
+/// `sip-rotate check`.
+pub async fn check(args: CheckArgs) -> (Exit, LogFormat) {
+    let format = args
+        .log_format
+        .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
+        .unwrap_or(LogFormat::Text);
+    if args.print_labels {
+        return (
+            labels().unwrap_or_else(|e| super::refused(format, &e)),
+            format,
+        );
+    }
+    logging::init(format, false);
+    let exit = match check_with(&args, format).await {
+        Ok(exit) => exit,
+        Err(e) => super::refused(format, &e),
+    };
+    (exit, format)
+}
+
+async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
+    let cfg = Loaded::read(args.portal.config.as_deref())?;
+    let input = super::settings::input_of(args.input.as_ref(), &cfg)?;
+    let target = target(args, &input)?;
+    let settings = super::settings::portal_settings(&args.portal, &cfg)?;
+    let (address, rate) = (settings.start.clone(), settings.rate);
+    let interruption = Interruption::default();
+    super::run::watch_signals(&interruption, format)?;
+    let portal = Arc::new(Portal::new(settings, interruption.portal_interruptions()));
+    let started = Instant::now();
+    let show = Show::new(View {
+        quiet: false,
+        format,
+        progress: false,
+    });
+    let checks = portal
+        .inspect(&target)
+        .await
+        .context("the portal could not be walked")?;
+    show.finish();
+    let requests = Requests::of(portal.stats());
+    let missing: Vec<&Check> = checks.iter().filter(|c| !c.ok()).collect();
+    let walked_to = format!(
+        "licence {} of client {}",
+        target.licence.as_deref().unwrap_or("(the first)"),
+        target.client_ref
+    );
+    match format {
+        LogFormat::Text => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "check of {walked_to} on {address} (Confirmer is never sent)"
+            )?;
+            for c in &checks {
+                let words = format!("'{}'", c.words);
+                writeln!(
+                    out,
+                    "  {:<15} {:<20} {:<7} {:<34} {}",
+                    c.step,
+                    c.key,
+                    kind_name(c.kind),
+                    words,
+                    found_text(&c.found)
+                )?;
+            }
+            out.flush()?;
+            for l in render::requests_line(&requests, started.elapsed(), rate) {
+                logging::say(&l);
+            }
+            if missing.is_empty() {
+                logging::say("every label a run needs is there");
+            } else {
+                logging::say(&format!(
+                    "{} label{} not as the run needs {}: set {} in a labels file (sip-rotate labels > labels.toml, then edit it), and check again with --labels labels.toml",
+                    missing.len(),
+                    if missing.len() == 1 { "" } else { "s" },
+                    if missing.len() == 1 { "it" } else { "them" },
+                    missing.iter().map(|c| c.key).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        LogFormat::Json => {
+            for c in &checks {
+                render::json_line(json!({
+                    "level": if c.ok() { "INFO" } else { "WARN" },
+                    "event": "label",
+                    "step": c.step,
+                    "key": c.key,
+                    "kind": kind_name(c.kind),
+                    "words": c.words,
+                    "found": c.ok(),
+                    "detail": found_text(&c.found),
+                }));
+            }
+            render::json_line(json!({
+                "level": if missing.is_empty() { "INFO" } else { "WARN" },
+                "event": "summary",
+                "walked_to": walked_to,
+                "missing": missing.iter().map(|c| c.key).collect::<Vec<_>>(),
+                "requests": requests.total(),
+            }));
+        }
+    }
+    Ok(if missing.is_empty() {
+        Exit::AllDone
+    } else {
+        Exit::NothingDone
+    })
+}
