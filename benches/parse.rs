@@ -69,7 +69,9 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
-        let users = pages::users(v, &ds, service, &licences, Some("/next".into()), None);
+        let shown: Vec<(usize, String)> =
+            licences.iter().map(|&l| (l, "Connecté".into())).collect();
+        let users = pages::users(v, &ds, service, &shown, Some("/next".into()), None);
         c.bench_function(&format!("users table (25 rows), {name}"), |b| {
             b.iter(|| {
                 read(black_box(&users), &base, |doc, url| {
@@ -80,7 +82,7 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
-        let detail = pages::detail(v, &ds, licences[0], "token", None);
+        let detail = pages::detail(v, &ds, licences[0], "Connecté", "token", None);
         c.bench_function(&format!("detail, {name}"), |b| {
             b.iter(|| {
                 read(black_box(&detail), &base, |doc, url| {
@@ -106,6 +108,7 @@ fn bench(c: &mut Criterion) {
             v,
             &ds,
             licences[0],
+            "Déconnecté",
             "token",
             Some(pages::notification(v, "NaEmwB1jKv0Y")),
         );

@@ -39,6 +39,8 @@ pub struct ReportRow {
     /// The phone's number as the portal shows it (empty when unknown): with
     /// the references, what tells two phones with one reference apart.
     pub sda: String,
+    /// The phone's `État` before the reset, as the portal showed it.
+    pub state: String,
     pub status: Status,
     pub detail: String,
     /// `Confirmer` requests sent for the licence: more than one only after an
@@ -48,12 +50,13 @@ pub struct ReportRow {
     pub requests: u64,
 }
 
-pub const REPORT_HEADER: [&str; 9] = [
+pub const REPORT_HEADER: [&str; 10] = [
     "line",
     "client_ref",
     "service_ref",
     "licence",
     "sda",
+    "state",
     "status",
     "confirmations",
     "requests",
@@ -100,6 +103,7 @@ pub fn write(
                 &r.service_ref,
                 &r.licence,
                 &r.sda,
+                &r.state,
                 r.status.as_str(),
                 &r.confirmations.to_string(),
                 &r.requests.to_string(),

@@ -109,7 +109,8 @@ fn spreadsheets_open_the_excel_dialect_in_columns_and_run_no_formula() {
     );
     let report_bytes = std::fs::read(&report).unwrap();
     assert!(
-        report_bytes.starts_with(b"\xEF\xBB\xBFline;client_ref;service_ref;licence;sda;status;")
+        report_bytes
+            .starts_with(b"\xEF\xBB\xBFline;client_ref;service_ref;licence;sda;state;status;")
     );
     assert!(String::from_utf8_lossy(&report_bytes).contains("\r\n"));
 

@@ -65,8 +65,21 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
     };
 
     let (code, screen) = on_a_terminal(&sim, &command("no.age"), "n\n").unwrap();
+    // The phones registered now, as the portal's État shows them.
+    let ds = sip_rotate::sim::dataset::Dataset::generate(&sip_rotate::sim::dataset::DatasetSpec {
+        seed: 1,
+        clients: 12,
+        licences_per_client: 8,
+    });
+    let in_use = (0..ds.licences.len())
+        .filter(|&i| ds.client_of_service(ds.licences[i].service).reference == "4054")
+        .filter(|&i| ds.initially_connected(i))
+        .count();
+    assert!(in_use > 0 && in_use < 8);
     assert!(
-        screen.contains("About to reset 8 SIP passwords: 8 phones will be cut off"),
+        screen.contains(&format!(
+            "About to reset 8 SIP passwords: {in_use} phones in use will be cut off"
+        )),
         "{screen}"
     );
     assert!(screen.contains("not confirmed"), "{screen}");

@@ -297,6 +297,9 @@ pub struct SimArgs {
     /// Twins that also show the same number and name (only their pages differ).
     #[arg(long)]
     pub identical_twins: bool,
+    /// A reset phone registers again this many seconds after its last reset, but one in seven never does.
+    #[arg(long, value_name = "SECS")]
+    pub reconnect_after: Option<f64>,
     /// Word a label differently from the guide, e.g. confirm_button=Valider (keys of a labels file); repeatable.
     #[arg(long = "label", value_name = "KEY=WORDS")]
     pub labels: Vec<String>,

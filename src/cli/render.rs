@@ -131,10 +131,11 @@ impl Observer for Show {
 
     fn confirm(&self, question: &Question) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
-        let n = question.resets;
+        let (n, in_use) = (question.resets, question.in_use);
         let s = if n > 1 { "s" } else { "" };
         let text = format!(
-            "About to reset {n} SIP password{s}: {n} phone{s} will be cut off until reconfigured. Continue? [y/N] "
+            "About to reset {n} SIP password{s}: {in_use} phone{} in use will be cut off until reconfigured. Continue? [y/N] ",
+            if in_use == 1 { "" } else { "s" }
         );
         if let Some(bars) = &self.bars {
             bars.resolving.finish_and_clear();
@@ -521,7 +522,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
     for t in &plan.targets {
         writeln!(
             out,
-            "line {}: reset {} ({}, SDA {}, {}) of client {}, service {}",
+            "line {}: reset {} ({}, SDA {}, {}, {}) of client {}, service {}",
             t.line,
             t.licence.licence,
             t.licence.licence_type,
@@ -531,6 +532,11 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
                 &t.licence.sda
             },
             t.licence.name,
+            if t.licence.state.is_empty() {
+                "state not shown"
+            } else {
+                &t.licence.state
+            },
             t.client_ref,
             t.service_ref
         )?;
@@ -547,8 +553,10 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
     }
     out.flush()?;
     let would = format!(
-        "run would reset {} licences (phones cut off until reconfigured)",
-        plan.targets.len()
+        "run would reset {} licences: {} phone{} in use would be cut off until reconfigured",
+        plan.targets.len(),
+        plan.in_use,
+        if plan.in_use == 1 { "" } else { "s" }
     );
     match view.format {
         LogFormat::Text => {
@@ -593,6 +601,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
                 "elapsed_seconds": plan.elapsed.as_secs_f64(),
                 "stopped": plan.stopped.as_ref().map(stop_text),
                 "would_reset": plan.targets.len(),
+                "in_use": plan.in_use,
             }));
         }
     }

@@ -188,6 +188,7 @@ mod tests {
             service_ref: "SRV1".into(),
             licence: "FPC1".into(),
             sda: String::new(),
+            state: String::new(),
             status,
             detail: String::new(),
             confirmations: 0,

@@ -128,8 +128,15 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
             .set(key.trim(), words.trim())
             .map_err(|e| anyhow::anyhow!("--label {setting}: {e}"))?;
     }
+    if args
+        .reconnect_after
+        .is_some_and(|s| !(s >= 0.0 && s.is_finite()))
+    {
+        bail!("--reconnect-after must be a number of seconds");
+    }
     Ok(SimConfig {
         labels,
+        reconnect_after: args.reconnect_after.map(std::time::Duration::from_secs_f64),
         login: args.login.clone(),
         password: args.password.clone(),
         profile: args.profile.into(),

@@ -115,6 +115,17 @@ pub fn label_key(s: &str) -> String {
     trimmed.to_lowercase()
 }
 
+/// A value as a person reads it: collapsed, without the icons and arrows
+/// around its words (`🔄 Connecté` reads `Connecté`). Case is kept.
+pub fn label_text(s: &str) -> String {
+    let collapsed = collapse(s);
+    let keep = |c: char| c.is_alphanumeric() || c == '.' || c == ')' || c == '\'';
+    collapsed
+        .trim_start_matches(|c: char| !(c.is_alphanumeric() || c == '('))
+        .trim_end_matches(|c: char| !keep(c))
+        .to_string()
+}
+
 /// Whether `text` reads as `label`.
 pub fn is_label(text: &str, label: &str) -> bool {
     let key = label_key(text);
@@ -480,13 +491,26 @@ pub struct Cell {
 
 #[derive(Debug, Clone)]
 pub struct Table {
-    /// One entry per data row, one cell per wanted header, in the order asked.
+    /// One entry per data row, one cell per wanted header, in the order
+    /// asked (the optional ones after the others, empty where absent).
     pub rows: Vec<Vec<Cell>>,
+    /// For each optional header, whether the table has it.
+    pub optional: Vec<bool>,
 }
 
 /// Finds the first table whose header cells include every one of `headers`,
 /// in any order, and reads its data rows.
 pub fn find_table(doc: &Html, base: &Url, headers: &[&str]) -> Option<Table> {
+    find_table_with(doc, base, headers, &[])
+}
+
+/// Like `find_table`, with `optional` headers read where the table has them.
+pub fn find_table_with(
+    doc: &Html,
+    base: &Url,
+    headers: &[&str],
+    optional: &[&str],
+) -> Option<Table> {
     for table in doc.select(&TABLES) {
         // Rows of this table, not of tables nested in it.
         let rows: Vec<ElementRef> = table
@@ -507,24 +531,37 @@ pub fn find_table(doc: &Html, base: &Url, headers: &[&str]) -> Option<Table> {
         else {
             continue;
         };
+        let extra: Vec<Option<usize>> = optional
+            .iter()
+            .map(|h| head_cells.iter().position(|c| is_label(c, h)))
+            .collect();
+        let cell = |e: ElementRef| Cell {
+            text: text_of(e),
+            links: e
+                .select(&ANCHORS)
+                .filter_map(|a| link_of(a, base))
+                .collect(),
+        };
         let rows = rows[1..]
             .iter()
             .map(|r| cells_of(*r).collect::<Vec<_>>())
             .filter(|cells| columns.iter().all(|&c| c < cells.len()))
             .map(|cells| {
-                columns
-                    .iter()
-                    .map(|&c| Cell {
-                        text: text_of(cells[c]),
-                        links: cells[c]
-                            .select(&ANCHORS)
-                            .filter_map(|a| link_of(a, base))
-                            .collect(),
-                    })
-                    .collect()
+                let mut row: Vec<Cell> = columns.iter().map(|&c| cell(cells[c])).collect();
+                row.extend(extra.iter().map(|c| match c {
+                    Some(c) if *c < cells.len() => cell(cells[*c]),
+                    _ => Cell {
+                        text: String::new(),
+                        links: Vec::new(),
+                    },
+                }));
+                row
             })
             .collect();
-        return Some(Table { rows });
+        return Some(Table {
+            rows,
+            optional: extra.iter().map(Option::is_some).collect(),
+        });
     }
     None
 }

@@ -35,6 +35,10 @@ pub struct Labels {
     pub column_licence: String,
     pub column_sda: String,
     pub column_name: String,
+    /// Whether the phone is registered (not needed to reset).
+    pub column_state: String,
+    /// The value of that column for a registered phone.
+    pub state_connected: String,
     pub detail: String,
     // Detail page.
     pub field_accountcode: String,
@@ -72,6 +76,8 @@ impl Default for Labels {
             column_licence: s("Licence"),
             column_sda: s("SDA"),
             column_name: s("Nom"),
+            column_state: s("État"),
+            state_connected: s("Connecté"),
             detail: s("Détail"),
             field_accountcode: s("Réf. accountcode"),
             field_licence: s("Licence"),

@@ -99,6 +99,15 @@ pub struct LicenceRow {
     pub sda: String,
     pub name: String,
     pub detail: Url,
+    /// The `État` column as the portal shows it (empty if it has none).
+    pub state: String,
+}
+
+impl LicenceRow {
+    /// Whether its phone is registered now, as the users table said.
+    pub fn connected(&self, labels: &Labels) -> bool {
+        is_label(&self.state, &labels.state_connected)
+    }
 }
 
 /// What a confirmed reset gave back.
@@ -294,6 +303,11 @@ impl Portal {
                 waiting: Default::default(),
             }),
         }
+    }
+
+    /// The words looked for on the portal's pages.
+    pub fn labels(&self) -> &Labels {
+        &self.shared.labels
     }
 
     pub fn stats(&self) -> &Stats {
@@ -752,7 +766,11 @@ impl Browser {
                 want!(l, column_name, Column),
                 want!(l, column_action, Column),
             ];
-            let table = html::need_table(doc, url, &wants)?;
+            let words: Vec<&str> = wants.iter().map(|w| w.words).collect();
+            let table = match html::find_table_with(doc, url, &words, &[&l.column_state]) {
+                Some(t) => t,
+                None => html::need_table(doc, url, &wants)?,
+            };
             table
                 .rows
                 .into_iter()
@@ -771,6 +789,10 @@ impl Browser {
                         sda: r[1].text.clone(),
                         name: r[2].text.clone(),
                         detail,
+                        state: r
+                            .get(4)
+                            .map(|c| html::label_text(&c.text))
+                            .unwrap_or_default(),
                     })
                 })
                 .collect()

@@ -420,6 +420,8 @@ pub enum Event<'a> {
 #[derive(Debug, Clone)]
 pub struct Question {
     pub resets: usize,
+    /// Of those phones, the ones registered now (`État`: in use).
+    pub in_use: usize,
 }
 
 /// Who listens to a run. Results flow to one collector; the observer only
@@ -708,8 +710,13 @@ impl Run<'_> {
         report.extend(resolution.rejected);
         let targets: Vec<Target> = resumed.keep_all(resolution.targets, &mut report);
         if self.settings.confirm && !targets.is_empty() {
+            let labels = self.portal.labels();
             let answer = self.observer.confirm(&Question {
                 resets: targets.len(),
+                in_use: targets
+                    .iter()
+                    .filter(|t| t.licence.connected(labels))
+                    .count(),
             });
             let yes = tokio::select! {
                 _ = stop.cancelled() => None,
@@ -1037,6 +1044,8 @@ pub struct Plan {
     /// Targets as `planned`, then rows that will not be reset, in input order.
     pub rows: Vec<ReportRow>,
     pub targets: Vec<Target>,
+    /// Of the targets, the phones registered now (`État`: in use).
+    pub in_use: usize,
     pub stopped: Option<StopReason>,
     pub report: Option<PathBuf>,
     pub problems: Vec<LateProblem>,
@@ -1109,8 +1118,13 @@ pub async fn plan(
             }),
         }
     }
+    let in_use = targets
+        .iter()
+        .filter(|t| t.licence.connected(portal.labels()))
+        .count();
     Ok(Plan {
         rows: plan_rows,
+        in_use,
         targets,
         stopped,
         report: written,

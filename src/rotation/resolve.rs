@@ -98,6 +98,7 @@ impl Target {
             service_ref: self.service_ref.clone(),
             licence: self.licence.licence.clone(),
             sda: self.licence.sda.clone(),
+            state: self.licence.state.clone(),
             status,
             detail,
             confirmations,
@@ -318,6 +319,7 @@ pub(super) fn rejected_row(
         service_ref: row.service_ref.clone().unwrap_or_default(),
         licence: licence.to_string(),
         sda: row.sda.clone().unwrap_or_default(),
+        state: String::new(),
         status,
         detail,
         confirmations: 0,
@@ -511,6 +513,7 @@ mod tests {
             sda: sda.into(),
             name: name.into(),
             detail: Url::parse("https://portal.example/d").unwrap(),
+            state: "Connecté".into(),
         }
     }
 

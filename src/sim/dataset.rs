@@ -224,6 +224,18 @@ impl Dataset {
         self.licences[b].name = self.licences[a].name.clone();
     }
 
+    /// Whether a licence's phone is registered before any reset: all but
+    /// one in five.
+    pub fn initially_connected(&self, licence: usize) -> bool {
+        licence % 5 != 4
+    }
+
+    /// Whether a licence's phone never registers again after a reset
+    /// (nobody reconfigured it): one in seven.
+    pub fn never_reconnects(&self, licence: usize) -> bool {
+        licence % 7 == 3
+    }
+
     pub fn client_of_service(&self, service: usize) -> &Client {
         &self.clients[self.services[service].client]
     }

@@ -59,6 +59,10 @@ pub struct SimConfig {
     pub hostile: Hostile,
     /// One licence reference for two phones (`Dataset::plant_twins`).
     pub twins: bool,
+    /// A reset phone registers again this long after its last reset (a
+    /// person reconfigured it), except those that never do
+    /// (`Dataset::never_reconnects`); without it, none does.
+    pub reconnect_after: Option<Duration>,
     /// Added latency for pages of one kind (`Route::kind`), or of one
     /// licence or service (`kind:key`), in milliseconds.
     pub page_latency: Vec<(String, u64)>,
@@ -110,6 +114,7 @@ impl SimConfig {
             page_latency: Vec::new(),
             identical_twins: false,
             labels: crate::portal::labels::Labels::default(),
+            reconnect_after: None,
         }
     }
 }
@@ -161,6 +166,8 @@ struct PortalState {
     sessions: HashMap<String, Session>,
     tokens: HashMap<String, Token>,
     window: (u64, u32),
+    /// When each reset licence was last reset: its phone is cut off since.
+    reset_at: HashMap<usize, Instant>,
 }
 
 struct Shared {
@@ -217,6 +224,7 @@ impl Simulator {
                 sessions: HashMap::new(),
                 tokens: HashMap::new(),
                 window: (0, 0),
+                reset_at: HashMap::new(),
             }),
             cfg,
             ds,
@@ -319,6 +327,28 @@ impl Shared {
         pages::Style {
             variant: self.cfg.variant,
             labels: &self.cfg.labels,
+        }
+    }
+
+    /// Whether a licence's phone is registered now: as the dataset says
+    /// until it is reset, cut off by a reset, back `reconnect_after` later
+    /// unless it never comes back.
+    fn connected(&self, licence: usize) -> bool {
+        match self.state.lock().unwrap().reset_at.get(&licence) {
+            None => self.ds.initially_connected(licence),
+            Some(at) => self
+                .cfg
+                .reconnect_after
+                .is_some_and(|after| at.elapsed() >= after && !self.ds.never_reconnects(licence)),
+        }
+    }
+
+    /// The `État` the portal shows for a licence.
+    fn state_text(&self, licence: usize) -> &str {
+        if self.connected(licence) {
+            &self.cfg.labels.state_connected
+        } else {
+            pages::DISCONNECTED
         }
     }
 
@@ -460,6 +490,11 @@ impl Shared {
             f.flush()?;
         }
         self.counters.lock().unwrap().resets += 1;
+        self.state
+            .lock()
+            .unwrap()
+            .reset_at
+            .insert(licence, Instant::now());
         if let Some(s) = self.state.lock().unwrap().sessions.get_mut(session) {
             s.flash = Some((licence, password));
         }
@@ -708,7 +743,17 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
             html(
                 v,
                 StatusCode::OK,
-                pages::users(sh.style(), &sh.ds, i, &shown, next, notice),
+                pages::users(
+                    sh.style(),
+                    &sh.ds,
+                    i,
+                    &shown
+                        .iter()
+                        .map(|&l| (l, sh.state_text(l).to_string()))
+                        .collect::<Vec<_>>(),
+                    next,
+                    notice,
+                ),
             )
         }
         Route::Detail(l) => {
@@ -723,7 +768,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
             html(
                 v,
                 StatusCode::OK,
-                pages::detail(sh.style(), &sh.ds, i, &token, notice),
+                pages::detail(sh.style(), &sh.ds, i, sh.state_text(i), &token, notice),
             )
         }
         Route::Reset(l) => {

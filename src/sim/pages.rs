@@ -9,6 +9,9 @@ use super::dataset::{Dataset, METACENTREX};
 use super::routes::{Route, Variant};
 use crate::portal::labels::Labels;
 
+/// The `État` of a phone that is not registered.
+pub const DISCONNECTED: &str = "Déconnecté";
+
 /// How pages look: the variant's markup, and the words of its labels (the
 /// guide's by default; `--label KEY=VALUE` words one differently, as a real
 /// portal might).
@@ -425,11 +428,12 @@ pub fn notification(style: Style, password: &str) -> String {
     }
 }
 
+/// A users table page: `licences` with the `État` each shows.
 pub fn users(
     style: Style,
     ds: &Dataset,
     s: usize,
-    licences: &[usize],
+    licences: &[(usize, String)],
     next: Option<String>,
     notice: Option<String>,
 ) -> String {
@@ -437,8 +441,8 @@ pub fn users(
     let detail_label = esc(&words.detail);
     let rows: Vec<Vec<String>> = licences
         .iter()
-        .map(|&i| {
-            let l = &ds.licences[i];
+        .map(|(i, state)| {
+            let l = &ds.licences[*i];
             let detail = esc(&v.url(&Route::Detail(l.key.clone())));
             let licence = format!(
                 "<a href=\"{detail}\">{}</a><br>{}",
@@ -456,13 +460,13 @@ pub fn users(
                     esc(&l.name),
                     admin,
                     String::new(),
-                    "Déconnecté".into(),
+                    esc(state),
                     action,
                 ],
                 Variant::Modern => vec![
                     esc(&l.name),
                     licence,
-                    "Déconnecté".into(),
+                    format!("<a href=\"#\">🔄</a> {}", esc(state)),
                     sda,
                     "jamais".into(),
                     admin,
@@ -479,13 +483,13 @@ pub fn users(
             &words.column_name,
             "Admin.",
             "Numéro d'urgence",
-            "État",
+            &words.column_state,
             &words.column_action,
         ],
         Variant::Modern => vec![
             &words.column_name,
             &words.column_licence,
-            "État",
+            &words.column_state,
             &words.column_sda,
             "Dernière connexion",
             "Admin.",
@@ -504,7 +508,14 @@ pub fn users(
     layout(v, "Utilisateurs", true, &body)
 }
 
-pub fn detail(style: Style, ds: &Dataset, i: usize, token: &str, notice: Option<String>) -> String {
+pub fn detail(
+    style: Style,
+    ds: &Dataset,
+    i: usize,
+    state: &str,
+    token: &str,
+    notice: Option<String>,
+) -> String {
     let (v, words) = (style.variant, style.labels);
     let l = &ds.licences[i];
     let svc = &ds.services[l.service];
@@ -515,7 +526,7 @@ pub fn detail(style: Style, ds: &Dataset, i: usize, token: &str, notice: Option<
             &words.field_licence,
             format!("{} {}", l.reference, l.licence_type),
         ),
-        ("État", "Déconnecté".into()),
+        ("État", state.to_string()),
         (&words.field_sda, show_sda(v, &l.sda, false)),
         ("Admin.", "Non".into()),
         ("Nom", l.name.clone()),
