@@ -78,6 +78,8 @@ enum Column {
     Sda,
     /// A report's `status`: the file is a report of an earlier run.
     Status,
+    /// A report's `accountcode`: what tells look-alike phones apart.
+    AccountCode,
     /// A report's other columns (line, confirmations...): not read.
     ReportOnly,
 }
@@ -102,6 +104,7 @@ fn column_of(header: &str) -> Option<Column> {
         }
         "sda" => Column::Sda,
         "status" => Column::Status,
+        "accountcode" => Column::AccountCode,
         "line" | "confirmations" | "requests" | "detail" | "etat" | "état" | "state" => {
             Column::ReportOnly
         }
@@ -119,6 +122,8 @@ pub struct LeftOut {
     pub service_ref: String,
     pub licence: String,
     pub sda: String,
+    /// The phone's account code, when the earlier run read it.
+    pub accountcode: String,
 }
 
 /// What an input file asks for.
@@ -127,6 +132,8 @@ pub struct Input {
     pub rows: Vec<InputRow>,
     /// When the input is a report of an earlier run: its rows not retried.
     pub left_out: Vec<LeftOut>,
+    /// Whether the input is a report of an earlier run.
+    pub is_report: bool,
 }
 
 /// Text of the file: BOM removed, UTF-8 if valid, else Windows-1252.
@@ -363,7 +370,19 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
         // A report's rows that the earlier run reset, or that another row
         // covers, are not retried.
         if report {
-            let (_, _, status) = get(Column::Status);
+            let (si, sname, status) = get(Column::Status);
+            let status = status.trim().to_lowercase();
+            if !matches!(
+                status.as_str(),
+                "reset" | "duplicate" | "failed" | "unresolved" | "skipped" | "planned"
+            ) {
+                return Err(err(
+                    Some(line),
+                    Some((si, sname)),
+                    format!("unknown status '{}'", shown(&status)),
+                    "a report's status is reset, duplicate, failed, unresolved, skipped or planned: the rows reset or duplicate are not retried, the others are",
+                ));
+            }
             if matches!(status.as_str(), "reset" | "duplicate") {
                 let value = |c: Column| {
                     if columns.contains(&Some(c)) {
@@ -379,6 +398,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                     service_ref: value(Column::ServiceRef),
                     licence: value(Column::Licence),
                     sda: value(Column::Sda),
+                    accountcode: value(Column::AccountCode),
                 });
                 continue;
             }
@@ -467,7 +487,11 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
             "add one line per licence to reset",
         ));
     }
-    Ok(Input { rows, left_out })
+    Ok(Input {
+        rows,
+        left_out,
+        is_report: report,
+    })
 }
 
 #[cfg(test)]
@@ -493,6 +517,33 @@ mod tests {
         assert_eq!(rows[0].sda.as_deref(), Some("01 84 00 00 01"));
         assert_eq!(rows[0].line, 2);
         assert_eq!(rows[1].licence, LicenceSelector::All);
+    }
+
+    #[test]
+    fn a_report_is_read_back_and_an_unknown_status_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("report.csv");
+        let header = "line,client_ref,service_ref,licence,sda,state,accountcode,status,confirmations,requests,detail";
+        std::fs::write(
+            &p,
+            format!("{header}\n2,4021,SRV1,FPC1,,Connecté,123,reset,1,4,\n3,4021,SRV1,FPC2,,,,FAILED,1,4,x\n4,4021,,*,,,,unresolved,0,0,y\n"),
+        )
+        .unwrap();
+        let input = read(&p).unwrap();
+        assert!(input.is_report);
+        assert_eq!(input.left_out.len(), 1);
+        assert_eq!(input.left_out[0].accountcode, "123");
+        assert_eq!(
+            input.rows.len(),
+            2,
+            "failed (any case) and unresolved are retried"
+        );
+        for status in ["ok", "done", "", "RESET?"] {
+            std::fs::write(&p, format!("{header}\n2,4021,SRV1,FPC1,,,,{status},1,4,\n")).unwrap();
+            let e = read(&p).unwrap_err();
+            assert_eq!(e.line, Some(2), "{status}");
+            assert!(e.to_string().contains("unknown status"), "{e}");
+        }
     }
 
     #[test]

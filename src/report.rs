@@ -41,6 +41,9 @@ pub struct ReportRow {
     pub sda: String,
     /// The phone's `État` before the reset, as the portal showed it.
     pub state: String,
+    /// The portal's account code of the phone, when its detail page was
+    /// read: what tells apart phones that look the same in the users table.
+    pub accountcode: String,
     pub status: Status,
     pub detail: String,
     /// `Confirmer` requests sent for the licence: more than one only after an
@@ -50,13 +53,14 @@ pub struct ReportRow {
     pub requests: u64,
 }
 
-pub const REPORT_HEADER: [&str; 10] = [
+pub const REPORT_HEADER: [&str; 11] = [
     "line",
     "client_ref",
     "service_ref",
     "licence",
     "sda",
     "state",
+    "accountcode",
     "status",
     "confirmations",
     "requests",
@@ -104,6 +108,7 @@ pub fn write(
                 &r.licence,
                 &r.sda,
                 &r.state,
+                &r.accountcode,
                 r.status.as_str(),
                 &r.confirmations.to_string(),
                 &r.requests.to_string(),

@@ -76,6 +76,56 @@ fn a_cron_line_needs_only_the_config_file() {
 }
 
 #[test]
+fn a_dated_name_finds_the_unfinished_run_and_a_new_run_waits_for_it() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "20"]);
+    let config = write_config(dir.path(), &sim, &public, "");
+    // Every run's own name: a time field.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("rotation-%Y%m%d.csv.age", "rotation-%Y%m%d-%H%M%S.csv.age")
+        .replace("rate = 100", "rate = 40");
+    std::fs::write(&config, text).unwrap();
+    let mut first = Command::new(bin());
+    first
+        .args(["run", "--yes", "--config"])
+        .arg(&config)
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    let first = first.spawn().unwrap();
+    wait_for_resets(&sim, 2);
+    signal(&first, "-TERM");
+    let mut first = first;
+    assert_eq!(first.wait().unwrap().code(), Some(3));
+    let before = sim.resets().len();
+    // A second later, a new name: it must not start beside the unfinished run.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run_with_config(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("did not finish") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    assert_eq!(sim.resets().len(), before, "nothing reset twice");
+    // --resume finds it by the pattern, and finishes it.
+    let out = run_with_config(&config).arg("--resume").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut keys: Vec<String> = sim.resets().into_iter().map(|t| t.key).collect();
+    keys.sort();
+    let total = keys.len();
+    keys.dedup();
+    assert_eq!((keys.len(), total), (8, 8), "each licence once");
+}
+
+#[test]
 fn flags_override_the_config_file() {
     let Setup {
         dir, sim, public, ..

@@ -273,7 +273,13 @@ fn a_run_removes_no_file_of_another_even_one_named_like_its_own() {
         dir, sim, public, ..
     } = Setup::new(&[]);
     let output = dir.path().join("out.age");
-    let others = [".out.age.notes.tmp", ".out.age.tmp", ".out.age.ABCDEFG.tmp"];
+    let others = [
+        ".out.age.notes.tmp",
+        ".out.age.tmp",
+        ".out.age.ABCDEFG.tmp",
+        // Named as a temporary of this output is, but not one of its files.
+        ".out.age.AAAAAA.tmp",
+    ];
     for name in others {
         std::fs::write(dir.path().join(name), "not yours").unwrap();
     }

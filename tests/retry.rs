@@ -108,10 +108,9 @@ fn spreadsheets_open_the_excel_dialect_in_columns_and_run_no_formula() {
         0,
     );
     let report_bytes = std::fs::read(&report).unwrap();
-    assert!(
-        report_bytes
-            .starts_with(b"\xEF\xBB\xBFline;client_ref;service_ref;licence;sda;state;status;")
-    );
+    assert!(report_bytes.starts_with(
+        b"\xEF\xBB\xBFline;client_ref;service_ref;licence;sda;state;accountcode;status;"
+    ));
     assert!(String::from_utf8_lossy(&report_bytes).contains("\r\n"));
 
     let decrypted = |dialect: &str| {
@@ -157,4 +156,88 @@ fn spreadsheets_open_the_excel_dialect_in_columns_and_run_no_formula() {
     );
     assert!(stderr.contains("input report: 8 rows left out"), "{stderr}");
     assert_eq!(sim.resets().len(), 8, "nothing reset again");
+}
+
+#[test]
+fn a_retry_never_resets_a_look_alike_phone_the_earlier_run_reset() {
+    // Two phones alike in every column; the first's page is slow, so the
+    // earlier run, interrupted, resets only the second.
+    let mut ds =
+        sip_rotate::sim::dataset::Dataset::generate(&sip_rotate::sim::dataset::DatasetSpec {
+            seed: 1,
+            clients: 12,
+            licences_per_client: 8,
+        });
+    ds.plant_twins();
+    ds.make_twins_identical();
+    let (a, b) = (ds.licences[0].key.clone(), ds.licences[1].key.clone());
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[
+        "--identical-twins",
+        "--page-latency",
+        &format!("detail:{a}=3000"),
+    ]);
+    let first = ds.clients[0].reference.clone();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, format!("client_ref,licence\n{first},*\n")).unwrap();
+    let report = dir.path().join("first.csv");
+    let mut first_run = run_cmd(&sim, &input, &dir.path().join("first.age"), &public)
+        .args(["--yes", "--rate", "100", "--canary", "0", "--report"])
+        .arg(&report)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sim.resets().iter().any(|t| t.key == b) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second look-alike never reset"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    signal(&first_run, "-TERM");
+    assert_eq!(first_run.wait().unwrap().code(), Some(3));
+    let resets = |key: &str| sim.resets().iter().filter(|t| t.key == key).count();
+    assert_eq!((resets(&a), resets(&b)), (0, 1));
+    // The report, with the rows not reset turned into a '*' row by hand
+    // (an operator's quick fix): the '*' brings both look-alikes back.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.contains(",skipped,") {
+                let cells: Vec<&str> = l.split(',').collect();
+                format!("{},{},,*,,,,unresolved,0,0,", cells[0], cells[1])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let edited_report = dir.path().join("edited.csv");
+    std::fs::write(&edited_report, edited.join("\n") + "\n").unwrap();
+    let retry = Sim::start(dir.path(), &["--identical-twins"]);
+    exits_with(
+        run_cmd(
+            &retry,
+            &edited_report,
+            &dir.path().join("retry.age"),
+            &public,
+        )
+        .args(["--yes", "--rate", "100"]),
+        0,
+    );
+    // On the retry's portal, exactly the phones the earlier run did not
+    // reset: the slow look-alike, never the other one.
+    let done_before: HashSet<String> = sim.resets().into_iter().map(|t| t.key).collect();
+    let mut retried: Vec<String> = retry.resets().into_iter().map(|t| t.key).collect();
+    retried.sort();
+    let mut expected: Vec<String> = (0..ds.licences.len())
+        .filter(|&i| ds.client_of_service(ds.licences[i].service).reference == first)
+        .map(|i| ds.licences[i].key.clone())
+        .filter(|k| !done_before.contains(k))
+        .collect();
+    expected.sort();
+    assert!(expected.contains(&a) && !expected.contains(&b));
+    assert_eq!(retried, expected, "never the look-alike already reset");
 }

@@ -144,3 +144,72 @@ fn warnings_do_not_break_into_the_progress_bar() {
         &sim.truth,
     );
 }
+
+/// The terminal goes away under a running run (an ssh session dropped): a
+/// hang-up, and nothing can be written there any more. The run stops as on
+/// any signal: its passwords in the part file and the journal, its report
+/// written.
+#[test]
+fn a_terminal_that_goes_away_stops_the_run_cleanly() {
+    if !have_script() {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "30"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let command = format!(
+        "TERM=xterm {} run --input {} --portal {} --login {LOGIN} -r {public} -o {} --yes --rate 20 --report {}",
+        bin().display(),
+        input.display(),
+        sim.url,
+        output.display(),
+        report.display()
+    );
+    let mut terminal = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", &sim.state)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_resets(&sim, 2);
+    // The terminal closes: its master end is gone.
+    signal(&terminal, "-KILL");
+    terminal.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !report.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never ended cleanly (no report)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let part = dir.path().join("out.age.part1");
+    assert!(part.exists(), "the passwords of the run in a part file");
+    let truth = sim.resets();
+    assert!(truth.len() < 16, "stopped before the end");
+    let mut found = decrypt(&identity, &part);
+    found.extend(decrypt(&identity, &dir.path().join("out.age.journal")));
+    for (licence, password) in last_passwords(&truth) {
+        assert!(
+            found
+                .iter()
+                .any(|r| r["licence"] == licence && r["password"] == password),
+            "{licence} lost"
+        );
+    }
+    let statuses: Vec<String> = parse_csv(&std::fs::read(&report).unwrap())
+        .into_iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert!(statuses.iter().any(|s| s == "skipped"), "{statuses:?}");
+}

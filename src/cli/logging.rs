@@ -30,6 +30,15 @@ pub fn show_bars(bars: &MultiProgress) {
     *BARS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bars.clone());
 }
 
+/// The terminal is gone (a hang-up): the bars draw nowhere from now on,
+/// since drawing on a closed terminal fails.
+pub fn forget_terminal() {
+    let mut bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bars) = bars.take() {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+}
+
 pub fn hide_bars() {
     if let Some(bars) = BARS.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = bars.clear();

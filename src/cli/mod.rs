@@ -17,6 +17,7 @@ use crate::rotation::{FileRole, LockError, RotationError};
 use crate::vault::VaultError;
 use args::LogFormat;
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Exit codes, as the README lists them.
@@ -50,6 +51,9 @@ fn forbid_core_dumps() {
     // SAFETY: plain system calls with valid arguments, before any thread starts.
     unsafe {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
+        // A file over the size limit must be a write error, which the run
+        // handles (journal, part file, the summary), not a death.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         #[cfg(target_os = "linux")]
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
@@ -80,7 +84,10 @@ pub fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot start the async runtime: {e}"
+            );
             return Exit::NothingDone.into();
         }
     };
@@ -173,6 +180,9 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         },
         RotationError::Lock(LockError::Held { .. }) => {
             "one rotation per portal account at a time: let the other run finish".into()
+        }
+        RotationError::Lock(LockError::Symlink { .. }) => {
+            "remove the link, or set another lock in the --config file".into()
         }
         RotationError::Lock(LockError::Foreign { .. }) => {
             "set another lock in the --config file: a lock is a file sip-rotate made, or an empty one".into()

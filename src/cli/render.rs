@@ -143,7 +143,7 @@ impl Observer for Show {
         // A thread of its own: a run interrupted at the question does not
         // wait for the answer.
         std::thread::spawn(move || {
-            eprint!("{text}");
+            let _ = write!(std::io::stderr(), "{text}");
             let _ = std::io::stderr().flush();
             let mut answer = String::new();
             let yes = std::io::stdin().lock().read_line(&mut answer).is_ok()
@@ -391,7 +391,7 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
     )];
     lines.extend(requests_line(&o.requests, o.elapsed, rate));
     let left_out = o.left_out.reset + o.left_out.duplicate;
-    if left_out > 0 {
+    if o.left_out.from_report {
         lines.push(format!(
             "input report: {left_out} row{} left out ({} reset by the earlier run, {} duplicates), the others retried",
             if left_out == 1 { "" } else { "s" },
@@ -433,7 +433,7 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
     // Last: everything after its first line is the text to save.
     if let Some(stranded) = &o.passwords.stranded {
         lines.push(format!(
-            "{} new password{} could be written to no file: {} encrypted journal entr{} follow{}. Save everything from the next line on into a file (e.g. rescued.journal), then decrypt it: sip-rotate decrypt -i IDENTITY rescued.journal",
+            "{} new password{} could be written to no file: {} encrypted journal entr{} follow{}. Save everything from the next line on into a file (e.g. rescued.journal) and decrypt it with sip-rotate decrypt -i IDENTITY rescued.journal; before any --resume, append it to the journal (cat rescued.journal >> OUTPUT.journal), or --resume resets those licences again",
             stranded.count,
             if stranded.count == 1 { "" } else { "s" },
             if stranded.count == 1 { "its" } else { "their" },

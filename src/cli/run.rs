@@ -32,23 +32,28 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<(
     };
     tokio::spawn(async move {
         for n in 1.. {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-                _ = hangup.recv() => {}
+            let hung_up = tokio::select! {
+                _ = interrupt.recv() => false,
+                _ = terminate.recv() => false,
+                _ = hangup.recv() => true,
+            };
+            if hung_up {
+                // The terminal may be gone: nothing may be drawn on it.
+                logging::forget_terminal();
             }
+            // Stop first: whatever happens to the message, the run stops.
             match n {
                 1 => {
+                    interruption.stop.cancel();
                     say(
                         "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (press again to abandon it)",
                     );
-                    interruption.stop.cancel();
                 }
                 2 => {
+                    interruption.abort.cancel();
                     say(
                         "abandoning the Confirmer requests in flight: their passwords will be unknown",
                     );
-                    interruption.abort.cancel();
                 }
                 _ => std::process::exit(Exit::Aborted as i32),
             }
@@ -189,6 +194,7 @@ mod tests {
             licence: "FPC1".into(),
             sda: String::new(),
             state: String::new(),
+            accountcode: String::new(),
             status,
             detail: String::new(),
             confirmations: 0,

@@ -241,8 +241,9 @@ fn portal_password(
                 (true, false) => "its group",
                 _ => "other users",
             };
+            let how = if mode & 0o044 != 0 { "read" } else { "changed" };
             bail!(
-                "the password file {} can be read by {who} (mode {:o}); run: chmod 600 {}",
+                "the password file {} can be {how} by {who} (mode {:o}); run: chmod 600 {}",
                 path.display(),
                 mode & 0o777,
                 path.display()
@@ -470,9 +471,25 @@ impl RunSettings {
             (None, Some(o)) => (cfg.resolve(Path::new(o)), cfg.resolve(&dated(o, &now)?)),
             (None, None) => bail!("no output: give -o FILE or put output in the --config file"),
         };
-        // Resuming a dated name: the run to finish began at another time.
+        if output.as_os_str() == "-" {
+            bail!(
+                "-o -: the result must be a file (it is written under a temporary name, then renamed when complete)"
+            );
+        }
+        // A dated name: the unfinished run of this pattern began at another time.
         let output = if args.resume && !crate::vault::journal_path(&output).exists() {
             unfinished_run_of(&pattern)?.unwrap_or(output)
+        } else if !args.resume && pattern != output {
+            if let Some(unfinished) = unfinished_run_of(&pattern)? {
+                bail!(
+                    "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal. \
+                     Run the same command with --resume to finish it (licences in the journal are not reset again), \
+                     or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
+                    crate::vault::journal_path(&unfinished).display(),
+                    crate::vault::journal_path(&unfinished).display()
+                );
+            }
+            output
         } else {
             output
         };
@@ -483,7 +500,9 @@ impl RunSettings {
         }
         .map(|path| ReportFile {
             path,
-            replace: args.overwrite_report || f.overwrite_report.unwrap_or(false),
+            // A resumed run's report takes the place of the interrupted
+            // run's (its rows say what that run did); never another file.
+            replace: args.overwrite_report || f.overwrite_report.unwrap_or(false) || args.resume,
             dialect: args
                 .csv_dialect
                 .or(f.csv_dialect)

@@ -95,13 +95,17 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
             dialect,
         )?,
     };
-    eprintln!("{} rows decrypted from {}", done.rows, name.display());
+    super::logging::say(&format!(
+        "{} rows decrypted from {}",
+        done.rows,
+        name.display()
+    ));
     if !done.unreadable.is_empty() {
-        eprintln!(
+        super::logging::say(&format!(
             "{} journal entries could not be decrypted with these identities (licences {}): they were encrypted to other recipients; add their identities with -i",
             done.unreadable.len(),
             done.unreadable.join(", ")
-        );
+        ));
         return Ok(Exit::Partial);
     }
     Ok(Exit::AllDone)

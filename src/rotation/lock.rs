@@ -16,6 +16,8 @@ pub enum LockError {
     /// A link, a folder, or a file that is not a lock: never written.
     #[error("{path} is not a sip-rotate lock file: it is left as it is")]
     Foreign { path: PathBuf },
+    #[error("{path} is a symbolic link: a lock is never taken through one")]
+    Symlink { path: PathBuf },
     #[error("cannot take the lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -34,7 +36,11 @@ fn account_origin(url: &Url) -> String {
         Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => "loopback".into(),
         Some(url::Host::Ipv4(ip)) if ip.is_loopback() => "loopback".into(),
         Some(url::Host::Ipv6(ip)) if ip.is_loopback() => "loopback".into(),
-        Some(h) => h.to_string().to_lowercase(),
+        Some(h) => h
+            .to_string()
+            .to_lowercase()
+            .trim_end_matches('.')
+            .to_string(),
         None => String::new(),
     };
     format!(
@@ -50,6 +56,9 @@ fn account_origin(url: &Url) -> String {
 pub fn lock_name(portal: &Url, login: &str) -> String {
     let origin = account_origin(portal);
     let origin = origin.as_str();
+    // A login is one account whatever its case.
+    let login = login.to_lowercase();
+    let login = login.as_str();
     let readable: String = format!("{origin}-{login}")
         .chars()
         .map(|c| {
@@ -88,7 +97,7 @@ impl RunLock {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => LockError::Foreign {
+                Some(libc::ELOOP) => LockError::Symlink {
                     path: path.to_path_buf(),
                 },
                 _ => io_err(e),
@@ -157,7 +166,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(
             RunLock::acquire(&link, "x"),
-            Err(LockError::Foreign { .. })
+            Err(LockError::Symlink { .. })
         ));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         // A file that is not a lock is never truncated.

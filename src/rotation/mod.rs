@@ -12,7 +12,7 @@
 
 mod lock;
 mod reset;
-mod resolve;
+pub(crate) mod resolve;
 mod resume;
 
 pub use lock::{LockError, RunLock, lock_name};
@@ -372,6 +372,8 @@ pub struct Outcome {
 /// The rows of an input report that a retry leaves out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeftOutCounts {
+    /// Whether the input was a report of an earlier run at all.
+    pub from_report: bool,
     /// Reset by the earlier run.
     pub reset: usize,
     /// Covered by another row.
@@ -379,8 +381,9 @@ pub struct LeftOutCounts {
 }
 
 impl LeftOutCounts {
-    fn of(left_out: &[LeftOut]) -> LeftOutCounts {
+    fn of(left_out: &[LeftOut], from_report: bool) -> LeftOutCounts {
         LeftOutCounts {
+            from_report,
             reset: left_out.iter().filter(|r| r.status == "reset").count(),
             duplicate: left_out.iter().filter(|r| r.status == "duplicate").count(),
         }
@@ -466,6 +469,7 @@ impl Interruption {
 struct Prepared {
     rows: Vec<InputRow>,
     left_out: Vec<LeftOut>,
+    from_report: bool,
     /// Created, or reopened to resume; locked either way.
     journal: Journal,
     resumed: Resumed,
@@ -487,7 +491,17 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
                 problem: PathProblem::Symlink(journal),
             });
         }
-        (Ok(_), false) => return Err(RotationError::JournalExists(journal)),
+        (Ok(_), false) => {
+            // Held by a run still going, or left by one that stopped.
+            let in_use = files::open_read(&journal)
+                .map(|f| f.try_lock().is_err())
+                .unwrap_or(false);
+            return Err(if in_use {
+                RotationError::Vault(VaultError::JournalInUse { path: journal })
+            } else {
+                RotationError::JournalExists(journal)
+            });
+        }
         (Err(_), true) => return Err(RotationError::NoJournal(journal)),
         (Ok(_), true) => {}
     }
@@ -591,6 +605,7 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
     Ok(Prepared {
         rows: input.rows,
         left_out: input.left_out,
+        from_report: input.is_report,
         resumed,
         journal,
         _lock: lock,
@@ -600,6 +615,9 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// The shared state of a run while it goes.
 struct Run<'a> {
     settings: &'a Settings,
+    /// The rows of an input report not retried: carried into this run's
+    /// report, so that a retry of the retry still leaves them out.
+    carried: Vec<ReportRow>,
     /// Taken (locked) before the first request; into the sink once resets start.
     journal: std::sync::Mutex<Option<Journal>>,
     portal: Arc<Portal>,
@@ -621,12 +639,34 @@ pub async fn rotate(
     let Prepared {
         rows,
         left_out,
+        from_report,
         mut resumed,
         journal,
         _lock,
     } = prepare(settings, &holder)?;
+    let carried = left_out
+        .iter()
+        .map(|r| ReportRow {
+            line: r.line,
+            client_ref: r.client_ref.clone(),
+            service_ref: r.service_ref.clone(),
+            licence: r.licence.clone(),
+            sda: r.sda.clone(),
+            state: String::new(),
+            accountcode: r.accountcode.clone(),
+            status: if r.status == "reset" {
+                Status::Reset
+            } else {
+                Status::Duplicate
+            },
+            detail: format!("{} in the earlier run, not retried", r.status),
+            confirmations: 0,
+            requests: 0,
+        })
+        .collect();
     let run = Run {
         settings,
+        carried,
         journal: std::sync::Mutex::new(Some(journal)),
         portal: Arc::new(portal),
         observer,
@@ -634,7 +674,7 @@ pub async fn rotate(
         started,
     };
     let mut outcome = run.go(&rows, &mut resumed).await;
-    outcome.left_out = LeftOutCounts::of(&left_out);
+    outcome.left_out = LeftOutCounts::of(&left_out, from_report);
     Ok(outcome)
 }
 
@@ -999,7 +1039,9 @@ impl Run<'_> {
         }
         let mut report = None;
         if let Some(file) = &self.settings.report {
-            match report::write(&file.path, &rows, file.replace, file.dialect) {
+            let mut all = rows.clone();
+            all.extend(self.carried.iter().cloned());
+            match report::write(&file.path, &all, file.replace, file.dialect) {
                 Ok(path) => report = Some(path),
                 Err(e) => problems.push(LateProblem::Report {
                     path: file.path.clone(),

@@ -132,10 +132,10 @@ pub(super) async fn reset_all(
                     continue;
                 }
                 Attempt::AlreadyReset(t, accountcode) => {
-                    let detail = format!(
-                        "reset by an earlier run (account code {accountcode}): password in the journal"
-                    );
-                    let row = t.report(Status::Reset, detail, 0, 0);
+                    let detail =
+                        format!("reset by an earlier run (account code {accountcode}), not again");
+                    let mut row = t.report(Status::Reset, detail, 0, 0);
+                    row.accountcode = accountcode;
                     observer.event(Event::Done(&row));
                     done.rows.push(row);
                     continue;
@@ -196,7 +196,10 @@ pub(super) async fn reset_all(
                         stop.cancel();
                     }
                     if kept {
-                        t.report(Status::Reset, String::new(), confirmations, requests)
+                        let mut row =
+                            t.report(Status::Reset, String::new(), confirmations, requests);
+                        row.accountcode = record.accountcode.clone();
+                        row
                     } else {
                         done.lost += 1;
                         let detail = "reset, but its new password could not be written anywhere: reset it again".into();
@@ -301,6 +304,7 @@ impl Worker {
                     }),
                 },
             };
+            let failed = matches!(&attempt, Attempt::Tried { result: Err(_), .. });
             if let Attempt::Tried {
                 result: Err(failure),
                 ..
@@ -310,7 +314,9 @@ impl Worker {
             {
                 self.stop.cancel();
             }
-            if self.results.send(attempt).await.is_err() {
+            // A canary that failed: the canaries after it are not reset.
+            let canary_failed = failed && self.limit.is_some();
+            if self.results.send(attempt).await.is_err() || canary_failed {
                 return;
             }
         }
@@ -369,7 +375,9 @@ async fn reset_one(browser: &mut Browser, target: &Target, max_tries: u32) -> Tr
                 confirmations += 1;
                 let what_to_do = match next {
                     AfterUnknown::ResetAgain => {
-                        tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
+                        if confirmations < max_tries {
+                            tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
+                        }
                         last_unknown = reason;
                         continue;
                     }

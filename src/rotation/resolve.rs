@@ -26,6 +26,8 @@ pub struct Target {
     /// Account codes of phones an earlier run reset that look the same as
     /// this one: its detail page tells whether it is one of them.
     pub already: Vec<String>,
+    /// Its service, whose users table shows it.
+    pub service: ServiceRow,
 }
 
 /// The outcome of the first phase.
@@ -99,6 +101,7 @@ impl Target {
             licence: self.licence.licence.clone(),
             sda: self.licence.sda.clone(),
             state: self.licence.state.clone(),
+            accountcode: String::new(),
             status,
             detail,
             confirmations,
@@ -285,7 +288,7 @@ fn interrupted(e: &PortalError) -> bool {
 
 /// First phase, whole: every row to exact licences of the portal, in input
 /// order. Stopped early, the rows not read are `skipped`.
-pub(super) async fn resolve(
+pub(crate) async fn resolve(
     portal: &Arc<Portal>,
     rows: &[InputRow],
     stop: &CancellationToken,
@@ -320,6 +323,7 @@ pub(super) fn rejected_row(
         licence: licence.to_string(),
         sda: row.sda.clone().unwrap_or_default(),
         state: String::new(),
+        accountcode: String::new(),
         status,
         detail,
         confirmations: 0,
@@ -458,11 +462,16 @@ fn match_client(
                                 )
                             })
                             .collect();
+                        let what_to_do = if row.sda.is_some() && row.service_ref.is_some() {
+                            "they look the same: reset them all with '*', or by hand"
+                        } else {
+                            "add the service_ref or sda column to pick one"
+                        };
                         rejected.push(reject(
                             Status::Unresolved,
                             wanted,
                             format!(
-                                "ambiguous: licence {wanted} is shown for {n} phones ({}); add the service_ref or sda column to pick one",
+                                "ambiguous: licence {wanted} is shown for {n} phones ({}); {what_to_do}",
                                 candidates.join("; ")
                             ),
                         ));
@@ -487,6 +496,7 @@ fn match_client(
                 service_ref: service.service_ref.clone(),
                 licence: licence.clone(),
                 already: Vec::new(),
+                service: (*service).clone(),
             });
         }
     }

@@ -28,6 +28,17 @@ impl PhoneKey {
         )
     }
 
+    /// The key a report row gives (a report names no user).
+    fn without_name(&self) -> PhoneKey {
+        PhoneKey(
+            self.0.clone(),
+            self.1.clone(),
+            self.2.clone(),
+            self.3.clone(),
+            String::new(),
+        )
+    }
+
     fn of(target: &Target) -> PhoneKey {
         PhoneKey::new(
             &target.client_ref,
@@ -44,8 +55,9 @@ pub(super) struct Resumed {
     journal: Option<PathBuf>,
     /// Phones in the journal, with the account code of each entry.
     done: HashMap<PhoneKey, Vec<String>>,
-    /// Phones the report given as input says were reset, with its line.
-    in_report: HashMap<PhoneKey, Vec<u64>>,
+    /// Phones the report given as input says were reset: its line, and
+    /// the account code when the earlier run read it.
+    in_report: HashMap<PhoneKey, Vec<(u64, String)>>,
     earlier: Option<Earlier>,
 }
 
@@ -71,7 +83,10 @@ impl Resumed {
                 &row.sda,
                 "",
             );
-            self.in_report.entry(key).or_default().push(row.line);
+            self.in_report
+                .entry(key)
+                .or_default()
+                .push((row.line, row.accountcode.clone()));
         }
         self
     }
@@ -115,33 +130,60 @@ impl Resumed {
     /// not (`Target::already`): never the wrong one, and none left out.
     pub fn keep_all(&mut self, targets: Vec<Target>, report: &mut Vec<ReportRow>) -> Vec<Target> {
         let mut alike: HashMap<PhoneKey, usize> = HashMap::new();
+        let mut alike_in_report: HashMap<PhoneKey, usize> = HashMap::new();
         for t in &targets {
             *alike.entry(PhoneKey::of(t)).or_default() += 1;
+            *alike_in_report
+                .entry(PhoneKey::of(t).without_name())
+                .or_default() += 1;
         }
         let mut kept = Vec::new();
         for mut target in targets {
             let key = PhoneKey::of(&target);
-            let report_key = PhoneKey(
-                key.0.clone(),
-                key.1.clone(),
-                key.2.clone(),
-                key.3.clone(),
-                String::new(),
-            );
-            if let Some(lines) = self.in_report.get_mut(&report_key)
-                && let Some(line) = lines.pop()
+            let report_key = key.without_name();
+            // The report given as input.
+            if let Some(entries) = self
+                .in_report
+                .get_mut(&report_key)
+                .filter(|e| !e.is_empty())
             {
-                let detail = format!("reset by the earlier run (line {line} of the input report)");
-                report.push(target.report(Status::Duplicate, detail, 0, 0));
-                continue;
+                let count = alike_in_report[&report_key];
+                if count > entries.len() {
+                    // Some of these look-alike phones were reset, not all.
+                    if entries.iter().any(|(_, code)| code.is_empty()) {
+                        report.push(target.report(
+                            Status::Unresolved,
+                            format!(
+                                "{count} phones look like this one and the input report says {} of them were reset, without telling which: reset them by hand",
+                                entries.len()
+                            ),
+                            0,
+                            0,
+                        ));
+                        continue;
+                    }
+                    target
+                        .already
+                        .extend(entries.iter().map(|(_, code)| code.clone()));
+                } else {
+                    let (line, code) = entries.pop().expect("not empty");
+                    *alike_in_report.get_mut(&report_key).expect("counted") -= 1;
+                    let detail =
+                        format!("reset by the earlier run (line {line} of the input report)");
+                    let mut row = target.report(Status::Reset, detail, 0, 0);
+                    row.accountcode = code;
+                    report.push(row);
+                    continue;
+                }
             }
+            // The journal of the run resumed.
             let Some(codes) = self.done.get(&key).filter(|c| !c.is_empty()) else {
                 kept.push(target);
                 continue;
             };
             if alike[&key] > codes.len() {
                 // Some of these phones were reset, not all: ask each one's page.
-                target.already = codes.clone();
+                target.already.extend(codes.iter().cloned());
                 kept.push(target);
                 continue;
             }
@@ -161,7 +203,9 @@ impl Resumed {
                     format!(" (account code {code})")
                 }
             );
-            report.push(target.report(Status::Reset, detail, 0, 0));
+            let mut row = target.report(Status::Reset, detail, 0, 0);
+            row.accountcode = code;
+            report.push(row);
         }
         kept
     }

@@ -59,6 +59,8 @@ pub enum VaultError {
     Encrypt(String),
     #[error("{path} is in use by another run")]
     JournalInUse { path: PathBuf },
+    #[error("cannot write the decrypted CSV: {0}")]
+    Output(io::Error),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VaultError + '_ {
@@ -273,13 +275,13 @@ pub fn decrypt(
     if head == journal::MAGIC {
         out.write_all(OUTPUT_HEADER.as_bytes())
             .and_then(|_| out.write_all(b"\n"))
-            .map_err(io_err(name))?;
+            .map_err(VaultError::Output)?;
         for (mark, block) in journal::entries(&mut input).map_err(io_err(name))? {
             // One entry at a time, so that a bad one does not spoil the rest.
             let mut line = Zeroizing::new(Vec::new());
             match decrypt_stream(block.as_bytes(), identities, &mut *line) {
                 Ok(n) => {
-                    out.write_all(&line).map_err(io_err(name))?;
+                    out.write_all(&line).map_err(VaultError::Output)?;
                     done.rows += n;
                 }
                 Err(_) => done.unreadable.push(mark.licence),
@@ -289,7 +291,7 @@ pub fn decrypt(
         let lines = decrypt_stream(input, identities, out).map_err(fail)?;
         done.rows = lines.saturating_sub(1);
     }
-    out.flush().map_err(io_err(name))?;
+    out.flush().map_err(VaultError::Output)?;
     Ok(done)
 }
 

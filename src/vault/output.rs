@@ -138,11 +138,26 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
             continue;
         }
         let path = entry.path();
-        let Ok(file) = files::open_read(&path) else {
+        let Ok(mut file) = files::open_read(&path) else {
             continue;
         };
-        let stale = file.metadata().is_ok_and(|m| m.is_file()) && file.try_lock().is_ok();
-        if stale {
+        // Ours: this user's regular file, an age file as this module
+        // writes them, and no run holding it.
+        // SAFETY: getuid cannot fail.
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        let mine = meta.is_file() && meta.uid() == unsafe { libc::getuid() };
+        // Empty (killed before its buffer reached the disk) or an age file.
+        let mut head = [0u8; 19];
+        let ours = meta.len() == 0
+            || (std::io::Read::read_exact(&mut file, &mut head).is_ok()
+                && &head == b"age-encryption.org/");
+        if mine && ours && file.try_lock().is_ok() {
+            tracing::info!(
+                "removing {}, left by a killed run (encrypted, incomplete)",
+                path.display()
+            );
             let _ = std::fs::remove_file(&path);
         }
     }
