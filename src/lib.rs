@@ -19,4 +19,5 @@ pub mod portal;
 pub(crate) mod report;
 pub mod rotation;
 pub mod sim;
+pub mod status;
 pub(crate) mod vault;

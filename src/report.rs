@@ -67,6 +67,68 @@ pub const REPORT_HEADER: [&str; 11] = [
     "detail",
 ];
 
+/// The columns of `status --report`.
+pub const STATUS_HEADER: [&str; 6] = [
+    "client_ref",
+    "service_ref",
+    "licence",
+    "sda",
+    "name",
+    "state",
+];
+
+/// Writes what `status` saw of each phone, as `write` writes a report.
+pub fn write_status(
+    path: &Path,
+    phones: &[crate::status::PhoneState],
+    replace: bool,
+    dialect: Dialect,
+) -> std::io::Result<PathBuf> {
+    if replace && path.exists() && !first_line_starts(path, &STATUS_HEADER) {
+        return Err(std::io::Error::other(format!(
+            "{} is not a status report: only one is ever replaced",
+            path.display()
+        )));
+    }
+    let mut text = dialect.preamble().to_vec();
+    push_row(&mut text, &STATUS_HEADER, dialect, Guard::AsText);
+    for p in phones {
+        push_row(
+            &mut text,
+            &[
+                &p.client_ref,
+                &p.service_ref,
+                &p.licence,
+                &p.sda,
+                &p.name,
+                &p.state,
+            ],
+            dialect,
+            Guard::AsText,
+        );
+    }
+    let mut file = NewFile::create(path)?;
+    file.write_all(&text)?;
+    if replace {
+        file.commit_replacing()
+    } else {
+        file.commit()
+    }
+}
+
+/// Whether a file's first line begins with `columns` (either dialect).
+fn first_line_starts(path: &Path, columns: &[&str]) -> bool {
+    use std::io::{BufRead, BufReader, Read};
+    let Ok(file) = crate::files::open_read(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    let _ = BufReader::new(file.take(256)).read_line(&mut first);
+    let first = first.trim_start_matches('\u{feff}');
+    let found: Vec<&str> = first.trim_end().split([',', ';']).collect();
+    found.starts_with(columns)
+}
+
 /// Whether a file is a report (its first line is the report's header): the
 /// only kind of file a run may replace.
 pub fn is_report(path: &Path) -> bool {

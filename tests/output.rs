@@ -39,9 +39,11 @@ fn quiet_means_silent_on_success_even_under_faults() {
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(0));
+    // Sessions expire every 15 requests; drops and failures are random.
+    let counters = sim.stop();
     assert!(
-        sim.stop()["dropped_confirmations"] > 0,
-        "the faults happened"
+        counters["expired_sessions"] > 0,
+        "the faults happened: {counters:?}"
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(out.stdout.is_empty());
@@ -130,7 +132,8 @@ fn with_json_every_line_is_an_object_and_the_last_the_summary() {
     assert_eq!(summary["event"], "summary", "{stderr}");
     assert_eq!(summary["exit_code"], 0);
     assert_eq!(summary["licences"]["reset"], 16);
-    assert_eq!(summary["result"]["passwords"], 16);
+    assert_eq!(summary["results"][0]["passwords"], 16);
+    assert_eq!(summary["results"].as_array().unwrap().len(), 1);
     assert_eq!(summary["journal"], "removed");
     let total = summary["requests"]["total"].as_u64().unwrap();
     assert_eq!(

@@ -6,8 +6,8 @@ mod common;
 
 use std::process::Command;
 
-const COMMANDS: [&str; 9] = [
-    "", "run", "plan", "check", "labels", "decrypt", "keygen", "sim", "demo",
+const COMMANDS: [&str; 10] = [
+    "", "run", "plan", "status", "check", "labels", "decrypt", "keygen", "sim", "demo",
 ];
 
 fn help(command: &str) -> String {

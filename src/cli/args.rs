@@ -30,6 +30,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print a labels file with the guide's wording, ready to edit for --labels.
     Labels,
+    /// After a rotation: which phones are back (the users tables' État), once or until all are.
+    Status(StatusArgs),
     /// Decrypt a result file or a journal into CSV.
     Decrypt(DecryptArgs),
     /// Write a new age identity and print its public key.
@@ -107,7 +109,7 @@ pub struct RunArgs {
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub portal: PortalArgs,
-    /// Encrypted result file to create (it must not exist); %Y, %m, %d... are replaced by the date.
+    /// Encrypted result file to create (it must not exist); %Y, %m, %d... are replaced by the date, {client} makes one file per client.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<String>,
     /// Encrypt to this recipient (age1..., ssh-ed25519 ..., ssh-rsa ...); repeatable.
@@ -116,6 +118,9 @@ pub struct RunArgs {
     /// Encrypt to the recipients listed in this file; repeatable.
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
+    /// CSV client_ref,recipient: with {client} in -o, each client's file is encrypted to its own too.
+    #[arg(long, value_name = "FILE")]
+    pub client_recipients: Option<PathBuf>,
     /// Write a CSV report without secrets, one row per licence; %Y, %m, %d... as for --output.
     #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
@@ -164,6 +169,33 @@ pub struct CheckArgs {
     /// Print a labels file with the guide's wording, ready to edit, and stop (as `sip-rotate labels`).
     #[arg(long)]
     pub print_labels: bool,
+    /// Log format on stderr: one JSON object per line with json [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// CSV of licences, or the report of a run (its reset rows are followed).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Write each phone's last État to this CSV (client_ref,service_ref,licence,sda,name,state).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Replace the status report if it is an earlier one (never another file).
+    #[arg(long)]
+    pub overwrite_report: bool,
+    /// How the report is written: rfc4180 or excel [default: rfc4180].
+    #[arg(long, value_enum)]
+    pub csv_dialect: Option<CsvDialect>,
+    /// Read again every this many seconds, until every phone is back.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+    /// Stop following this many seconds after the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub until: Option<u64>,
     /// Log format on stderr: one JSON object per line with json [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,

@@ -63,6 +63,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
         rotation: rotation::Settings {
             input: input.clone(),
             output: output.clone(),
+            client_recipients: None,
             report: Some(ReportFile {
                 path: report.clone(),
                 replace: false,

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod render;
 pub mod run;
 pub mod settings;
+pub mod status;
 pub mod tools;
 
 use crate::files::PathProblem;
@@ -97,6 +98,7 @@ pub fn main() -> ExitCode {
             args::Command::Plan(a) => run::plan(a).await.0,
             args::Command::Check(a) => check::check(a).await.0,
             args::Command::Labels => check::labels().unwrap_or_else(text_refusal),
+            args::Command::Status(a) => status::status(a).await.0,
             args::Command::Decrypt(a) => tools::decrypt(a).unwrap_or_else(text_refusal),
             args::Command::Keygen(a) => tools::keygen(a).unwrap_or_else(text_refusal),
             args::Command::Sim(a) => tools::sim(a).await.unwrap_or_else(text_refusal),
@@ -157,6 +159,12 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
             "resume with the recipients the interrupted run had (-r/-R): one journal is readable with one set of identities".into()
         }
         RotationError::SameFile { .. } => "give each file its own name".into(),
+        RotationError::ClientWithoutRecipient(_) => {
+            "add a row client_ref,recipient for each of them to the --client-recipients file, or leave --client-recipients out (then the run's own recipients read every file)".into()
+        }
+        RotationError::NothingToFollow(_) => {
+            "give the run's input CSV, or the report of a run that reset phones".into()
+        }
         RotationError::NotAReport(_) | RotationError::PartName(_) => {
             "choose another --report".into()
         }

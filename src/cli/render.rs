@@ -255,10 +255,11 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
     let mut lines = Vec::new();
     let decrypt = |file: &Path| format!("sip-rotate decrypt -i IDENTITY {}", file.display());
-    if let Some(HeldIn { path, passwords }) = &p.result {
+    for HeldIn { path, passwords } in &p.result {
         lines.push(format!(
-            "new passwords: {} ({passwords} licences)",
-            path.display()
+            "new passwords: {} ({passwords} licence{})",
+            path.display(),
+            if *passwords == 1 { "" } else { "s" }
         ));
     }
     let journal = match &p.journal {
@@ -270,23 +271,30 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         } => Some((path, *entries, *this_run, because)),
         _ => None,
     };
-    if let Some(HeldIn { path, passwords }) = &p.part {
+    if !p.part.is_empty() {
+        let passwords: usize = p.part.iter().map(|h| h.passwords).sum();
+        let files = if p.part.len() == 1 {
+            p.part[0].path.display().to_string()
+        } else {
+            p.part
+                .iter()
+                .map(|h| format!("{} ({})", h.path.display(), h.passwords))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match journal {
-            Some((j, _, this_run, _)) if this_run < *passwords => lines.push(format!(
-                "the {passwords} new passwords of this run are in {}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} licences missing from the journal",
-                path.display(),
+            Some((j, _, this_run, _)) if this_run < passwords => lines.push(format!(
+                "the {passwords} new passwords of this run are in {files}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} licences missing from the journal",
                 j.display(),
-                path.display(),
+                if p.part.len() == 1 { "it" } else { "them" },
                 passwords - this_run
             )),
             Some((j, ..)) => lines.push(format!(
-                "the {passwords} new passwords of this run are in {} and in {}; run the same command with --resume to finish",
-                path.display(),
+                "the {passwords} new passwords of this run are in {files} and in {}; run the same command with --resume to finish",
                 j.display()
             )),
             None => lines.push(format!(
-                "the {passwords} new passwords of this run are in {}",
-                path.display()
+                "the {passwords} new passwords of this run are in {files}"
             )),
         }
     } else if o.stopped.is_some()
@@ -451,9 +459,10 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
         .into_iter()
         .map(|(s, n)| (s.as_str().to_string(), json!(n)))
         .collect();
-    let held = |h: &Option<HeldIn>| {
-        h.as_ref()
+    let held = |h: &[HeldIn]| {
+        h.iter()
             .map(|h| json!({"path": h.path.display().to_string(), "passwords": h.passwords}))
+            .collect::<Vec<_>>()
     };
     let journal = match &o.passwords.journal {
         JournalFate::NotCreated => json!(null),
@@ -490,8 +499,8 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
         "rate_limit": rate,
         "warnings": logging::warnings(),
         "stopped": o.stopped.as_ref().map(stop_text),
-        "result": held(&o.passwords.result),
-        "part": held(&o.passwords.part),
+        "results": held(&o.passwords.result),
+        "parts": held(&o.passwords.part),
         "journal": journal,
         "lost": o.passwords.lost,
         "stranded": o.passwords.stranded.as_ref().map(|s| json!({

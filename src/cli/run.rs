@@ -209,8 +209,8 @@ mod tests {
             resets_began: began,
             confirmations: sent,
             passwords: Passwords {
-                result: None,
-                part: None,
+                result: Vec::new(),
+                part: Vec::new(),
                 journal: JournalFate::NotCreated,
                 lost: 0,
                 earlier: None,

@@ -11,6 +11,7 @@ use crate::vault::Recipients;
 use anyhow::{Context, Result, bail};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -80,6 +81,8 @@ pub struct ConfigFile {
     pub quiet: Option<bool>,
     pub log_format: Option<LogFormat>,
     pub csv_dialect: Option<CsvDialect>,
+    /// CSV `client_ref,recipient`: each client's own recipients.
+    pub client_recipients: Option<PathBuf>,
 }
 
 /// A loaded `--config` file, or nothing.
@@ -193,10 +196,10 @@ fn made_from(pattern: &str, name: &str) -> bool {
 /// made from `pattern` at another time; an error if several are.
 fn unfinished_run_of(pattern: &Path) -> Result<Option<PathBuf>> {
     let folder = crate::files::folder_of(pattern);
-    let Some(name) = pattern
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-    else {
+    // With one file per client, the journal takes the shared name.
+    let shared = rotation::outputs::shared_name(pattern);
+    let per_client = rotation::outputs::per_client(pattern);
+    let Some(name) = shared.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Ok(None);
     };
     let journal_pattern = format!("{name}.journal");
@@ -206,7 +209,20 @@ fn unfinished_run_of(pattern: &Path) -> Result<Option<PathBuf>> {
         .into_iter()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| made_from(&journal_pattern, n))
-        .map(|n| folder.join(n.trim_end_matches(".journal")))
+        .map(|n| {
+            let output = n.trim_end_matches(".journal").to_string();
+            // Back to the template: `{client}` where the shared name says `clients`.
+            let output = match output.rfind("clients") {
+                Some(at) if per_client => format!(
+                    "{}{}{}",
+                    &output[..at],
+                    rotation::outputs::CLIENT_FIELD,
+                    &output[at + "clients".len()..]
+                ),
+                _ => output,
+            };
+            folder.join(output)
+        })
         .collect();
     found.sort();
     match found.len() {
@@ -442,6 +458,37 @@ fn lock_folder() -> Option<PathBuf> {
     Some(folder)
 }
 
+/// Each client's own recipients, from a CSV `client_ref,recipient` (several
+/// rows per client; age1... or SSH public keys; '#' starts a comment).
+fn client_recipients(path: &Path) -> Result<HashMap<String, Vec<String>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the client recipients file {}", path.display()))?;
+    let mut all: HashMap<String, Vec<String>> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim().trim_start_matches('\u{feff}');
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((client, recipient)) = line.split_once([',', ';', '\t']) else {
+            bail!(
+                "{}, line {}: expected client_ref,recipient",
+                path.display(),
+                i + 1
+            );
+        };
+        let (client, recipient) = (client.trim(), recipient.trim());
+        if i == 0 && client == "client_ref" {
+            continue;
+        }
+        let parsed = Recipients::parse(&[recipient.to_string()], &[])
+            .with_context(|| format!("{}, line {}, column 2", path.display(), i + 1))?;
+        all.entry(client.to_string())
+            .or_default()
+            .extend(parsed.texts().iter().cloned());
+    }
+    Ok(all)
+}
+
 /// Everything `run` needs, checked.
 pub struct RunSettings {
     pub rotation: rotation::Settings,
@@ -477,7 +524,7 @@ impl RunSettings {
             );
         }
         // A dated name: the unfinished run of this pattern began at another time.
-        let output = if args.resume && !crate::vault::journal_path(&output).exists() {
+        let output = if args.resume && !rotation::journal_of(&output).exists() {
             unfinished_run_of(&pattern)?.unwrap_or(output)
         } else if !args.resume && pattern != output {
             if let Some(unfinished) = unfinished_run_of(&pattern)? {
@@ -485,8 +532,8 @@ impl RunSettings {
                     "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal. \
                      Run the same command with --resume to finish it (licences in the journal are not reset again), \
                      or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
-                    crate::vault::journal_path(&unfinished).display(),
-                    crate::vault::journal_path(&unfinished).display()
+                    rotation::journal_of(&unfinished).display(),
+                    rotation::journal_of(&unfinished).display()
                 );
             }
             output
@@ -540,7 +587,18 @@ impl RunSettings {
                     .join(name)
             }
         };
+        let client_recipients_file = cfg.path_or(
+            args.client_recipients.as_ref(),
+            f.client_recipients.as_ref(),
+        );
+        let client_recipients = match &client_recipients_file {
+            Some(path) => Some(client_recipients(path)?),
+            None => None,
+        };
         let mut read_files = portal.read_files;
+        if let Some(path) = client_recipients_file {
+            read_files.push(("client recipients file".to_string(), path));
+        }
         read_files.extend(
             recipients_files
                 .into_iter()
@@ -550,6 +608,7 @@ impl RunSettings {
             rotation: rotation::Settings {
                 input: input(args.input.as_ref(), cfg)?,
                 output,
+                client_recipients,
                 report,
                 lock,
                 recipients,

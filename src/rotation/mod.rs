@@ -11,6 +11,7 @@
 //! then no request was sent.
 
 mod lock;
+pub mod outputs;
 mod reset;
 pub(crate) mod resolve;
 mod resume;
@@ -22,7 +23,7 @@ use crate::files::{self, PathProblem};
 use crate::input::{self, InputError, InputRow, LeftOut};
 use crate::portal::{Phase, Portal, PortalError, Stats};
 use crate::report::{self, ReportRow, Status};
-use crate::vault::{self, Journal, Output, Recipients, VaultError};
+use crate::vault::{self, Journal, Recipients, VaultError};
 use reset::{Resets, Sink};
 use resume::Resumed;
 use std::fmt;
@@ -55,7 +56,11 @@ pub struct ReportFile {
 /// What a rotation does, merged and checked by the caller.
 pub struct Settings {
     pub input: PathBuf,
+    /// The result file; with `{client}` in its name, one file per client.
     pub output: PathBuf,
+    /// Each client's own recipients (public keys), for one file per client;
+    /// `None`: not given, the run's recipients read every file.
+    pub client_recipients: Option<std::collections::HashMap<String, Vec<String>>>,
     pub report: Option<ReportFile>,
     /// The run lock (see `lock_name`).
     pub lock: PathBuf,
@@ -153,6 +158,14 @@ pub enum RotationError {
         journal: Vec<String>,
         run: Vec<String>,
     },
+    /// The portal could not be read (`status`, which changes nothing).
+    #[error("{0}")]
+    Portal(String),
+    /// `status` over a report without a `reset` row, or an empty input.
+    #[error("{} names no phone to follow (a report's reset rows, or an input's rows)", .0.display())]
+    NothingToFollow(PathBuf),
+    #[error("no recipient for client{} {}: each client's file is encrypted to its own recipients too", if .0.len() > 1 { "s" } else { "" }, .0.join(", "))]
+    ClientWithoutRecipient(Vec<String>),
     #[error("{} does not say which recipients it is encrypted to: it is not a journal this version can finish", .0.display())]
     JournalWithoutRecipients(PathBuf),
     #[error(transparent)]
@@ -269,10 +282,11 @@ pub enum KeptBecause {
 /// Where the new passwords are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passwords {
-    /// The complete result, when the run went to its end.
-    pub result: Option<HeldIn>,
-    /// This run's passwords when it stopped (`OUTPUT.partN`).
-    pub part: Option<HeldIn>,
+    /// The complete result files (one, or one per client), when the run
+    /// went to its end.
+    pub result: Vec<HeldIn>,
+    /// This run's passwords when it stopped (`OUTPUT.partN`, per file).
+    pub part: Vec<HeldIn>,
     pub journal: JournalFate,
     /// Reset by this run but written nowhere (both writes failed).
     pub lost: usize,
@@ -476,11 +490,31 @@ struct Prepared {
     _lock: RunLock,
 }
 
+/// The journal of a run: one file, even with one result per client.
+pub fn journal_of(output: &Path) -> PathBuf {
+    vault::journal_path(&outputs::shared_name(output))
+}
+
+/// The result files a run of `clients` may write.
+fn result_files(settings: &Settings, clients: &[String]) -> Vec<PathBuf> {
+    if outputs::per_client(&settings.output) {
+        clients
+            .iter()
+            .map(|c| outputs::output_for(&settings.output, c))
+            .collect()
+    } else {
+        vec![settings.output.clone()]
+    }
+}
+
 /// Refuses a run whose files collide or are in the way, before any request.
-fn check_files(settings: &Settings) -> Result<(), RotationError> {
-    let journal = vault::journal_path(&settings.output);
+fn check_files(settings: &Settings, clients: &[String]) -> Result<(), RotationError> {
+    let journal = journal_of(&settings.output);
     let path_err = |role: FileRole| move |problem| RotationError::Path { role, problem };
-    files::check_creatable(&settings.output).map_err(path_err(FileRole::Output))?;
+    let results = result_files(settings, clients);
+    for result in &results {
+        files::check_creatable(result).map_err(path_err(FileRole::Output))?;
+    }
     match (std::fs::symlink_metadata(&journal), settings.resume) {
         (Err(_), false) => {
             files::check_creatable(&journal).map_err(path_err(FileRole::Journal))?;
@@ -527,11 +561,14 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
     files::check_folder(files::folder_of(&settings.lock)).map_err(path_err(FileRole::Lock))?;
     // Distinct files: a report written over the output or the journal would
     // destroy the only copy of the passwords.
-    let mut seen: Vec<(FileRole, PathBuf)> = vec![
-        (FileRole::Output, settings.output.clone()),
+    let mut seen: Vec<(FileRole, PathBuf)> = results
+        .iter()
+        .map(|r| (FileRole::Output, r.clone()))
+        .collect();
+    seen.extend([
         (FileRole::Journal, journal),
         (FileRole::Lock, settings.lock.clone()),
-    ];
+    ]);
     if !input::is_stdin(&settings.input) {
         seen.push((FileRole::Input, settings.input.clone()));
     }
@@ -558,12 +595,14 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
     }
     // Nor a part file the run may write (`OUTPUT.partN`).
     if let Some((_, report)) = identities.iter().find(|(r, _)| *r == FileRole::Report) {
-        let output = identities[0].1.as_os_str().to_string_lossy().into_owned();
-        if report
-            .to_string_lossy()
-            .starts_with(&format!("{output}.part"))
-        {
-            return Err(RotationError::PartName(report.clone()));
+        for (_, output) in identities.iter().filter(|(r, _)| *r == FileRole::Output) {
+            let output = output.as_os_str().to_string_lossy().into_owned();
+            if report
+                .to_string_lossy()
+                .starts_with(&format!("{output}.part"))
+            {
+                return Err(RotationError::PartName(report.clone()));
+            }
         }
     }
     Ok(())
@@ -572,10 +611,30 @@ fn check_files(settings: &Settings) -> Result<(), RotationError> {
 /// Everything that can be refused before the first request: the files,
 /// the lock, the input, the journal to resume.
 fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError> {
-    check_files(settings)?;
-    let lock = RunLock::acquire(&settings.lock, holder)?;
     let input = input::read(&settings.input)?;
-    let journal_path = vault::journal_path(&settings.output);
+    let mut clients: Vec<String> = input
+        .rows
+        .iter()
+        .map(|r| r.client_ref.clone())
+        .chain(input.left_out.iter().map(|r| r.client_ref.clone()))
+        .collect();
+    clients.sort();
+    clients.dedup();
+    if outputs::per_client(&settings.output)
+        && let Some(known) = &settings.client_recipients
+    {
+        let missing: Vec<String> = clients
+            .iter()
+            .filter(|c| known.get(*c).is_none_or(|r| r.is_empty()))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(RotationError::ClientWithoutRecipient(missing));
+        }
+    }
+    check_files(settings, &clients)?;
+    let lock = RunLock::acquire(&settings.lock, holder)?;
+    let journal_path = journal_of(&settings.output);
     // Held from now on: a second run on this output stops here, before asking
     // the portal anything.
     let journal = if settings.resume {
@@ -615,6 +674,8 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// The shared state of a run while it goes.
 struct Run<'a> {
     settings: &'a Settings,
+    /// The client recipients when none were given.
+    no_client_recipients: std::collections::HashMap<String, Vec<String>>,
     /// The rows of an input report not retried: carried into this run's
     /// report, so that a retry of the retry still leaves them out.
     carried: Vec<ReportRow>,
@@ -666,6 +727,7 @@ pub async fn rotate(
         .collect();
     let run = Run {
         settings,
+        no_client_recipients: Default::default(),
         carried,
         journal: std::sync::Mutex::new(Some(journal)),
         portal: Arc::new(portal),
@@ -859,7 +921,14 @@ impl Run<'_> {
 
     /// Opens the result file; with the journal, where the resets write.
     fn open_sink(&self) -> Result<Sink<'_>, VaultError> {
-        let output = Output::create(&self.settings.output, &self.settings.recipients)?;
+        let outputs = outputs::Outputs::open(
+            &self.settings.output,
+            &self.settings.recipients,
+            self.settings
+                .client_recipients
+                .as_ref()
+                .unwrap_or(&self.no_client_recipients),
+        )?;
         let journal = self
             .journal
             .lock()
@@ -869,7 +938,7 @@ impl Run<'_> {
         Ok(Sink {
             recipients: &self.settings.recipients,
             journal,
-            output,
+            outputs,
             stranded: Stranded::default(),
         })
     }
@@ -918,20 +987,20 @@ impl Run<'_> {
         done: ResetsDone,
     ) -> Outcome {
         let mut passwords = Passwords {
-            result: None,
-            part: None,
+            result: Vec::new(),
+            part: Vec::new(),
             journal: JournalFate::NotCreated,
             lost: done.lost,
             earlier: resumed.earlier(),
             stranded: None,
         };
-        let (journal, output, stranded) = match sink {
+        let (journal, outputs, stranded) = match sink {
             Some(Sink {
                 journal,
-                output,
+                outputs,
                 stranded,
                 ..
-            }) => (Some(journal), Some(output), stranded),
+            }) => (Some(journal), Some(outputs), stranded),
             None => (
                 self.journal
                     .lock()
@@ -945,36 +1014,34 @@ impl Run<'_> {
             let journal_path = journal.path().to_path_buf();
             let this_run = journal.appended();
             let mut kept_because = None;
-            if let Some(output) = output {
-                let written = output.rows();
+            let mut written = 0;
+            let mut complete = false;
+            if let Some(outputs) = outputs {
+                written = outputs.rows();
                 if stopped.is_none() {
-                    match output.finish_verified() {
-                        Ok(path) => {
-                            passwords.result = Some(HeldIn {
-                                path,
-                                passwords: written,
-                            });
-                        }
-                        // The passwords are in the journal (and `stranded`) only.
-                        Err(e) => stopped = Some(StopReason::WriteFailed(e.to_string())),
+                    let (held, failed) = outputs.finish();
+                    passwords.result = held;
+                    match failed {
+                        // The passwords of the failed file are in the journal
+                        // (and `stranded`) only.
+                        Some(e) => stopped = Some(StopReason::WriteFailed(e.to_string())),
+                        None => complete = true,
                     }
-                } else if written > 0 {
-                    match output.finish_part() {
-                        Ok(path) => {
-                            // For a later summary; the part file is complete either way.
-                            let _ = journal.note_part(&path, written);
-                            passwords.part = Some(HeldIn {
-                                path,
-                                passwords: written,
-                            });
-                        }
-                        Err(e) => tracing::error!("cannot write the part file: {e}"),
+                } else {
+                    let (held, failures) = outputs.finish_parts();
+                    for part in &held {
+                        // For a later summary; the part file is complete either way.
+                        let _ = journal.note_part(&part.path, part.passwords);
                     }
+                    for e in failures {
+                        tracing::error!("cannot write a part file: {e}");
+                    }
+                    passwords.part = held;
                 }
             }
             drop(journal);
             // Written to no file: what the caller must show, encrypted.
-            let in_a_file = passwords.result.is_some() || passwords.part.is_some();
+            let in_a_file = !passwords.result.is_empty() || !passwords.part.is_empty();
             if (!in_a_file && stranded.count > 0) || stranded.in_no_file > 0 {
                 passwords.stranded = Some(stranded);
             }
@@ -983,25 +1050,32 @@ impl Run<'_> {
             let on_disk = vault::read_journal(&journal_path)
                 .map(|c| c.entries.len())
                 .map_err(|e| e.to_string());
-            let removable = match (&on_disk, &passwords.result) {
-                (Ok(0), _) if !resumed.is_resuming() => true,
-                (Ok(n), Some(result)) if *n == this_run && this_run == result.passwords => true,
-                (Ok(_), Some(_)) if resumed.is_resuming() => {
+            let in_results: usize = passwords.result.iter().map(|h| h.passwords).sum();
+            let removable = match &on_disk {
+                Ok(0) if !resumed.is_resuming() => true,
+                Ok(n)
+                    if complete
+                        && *n == this_run
+                        && this_run == in_results
+                        && written == in_results =>
+                {
+                    true
+                }
+                Ok(_) if complete && resumed.is_resuming() => {
                     kept_because = Some(KeptBecause::EarlierRuns);
                     false
                 }
-                (Ok(n), Some(result)) => {
+                Ok(n) if complete => {
                     kept_because = Some(KeptBecause::Mismatch(format!(
-                        "it holds {n} entries, the result {}",
-                        result.passwords
+                        "it holds {n} entries, the result files {in_results}"
                     )));
                     false
                 }
-                (Err(e), _) => {
+                Err(e) => {
                     kept_because = Some(KeptBecause::Mismatch(e.clone()));
                     false
                 }
-                (Ok(_), None) => false,
+                Ok(_) => false,
             };
             let entries = *on_disk.as_ref().unwrap_or(&this_run);
             passwords.journal = if removable {

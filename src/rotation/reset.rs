@@ -10,7 +10,7 @@ use crate::portal::{
     TransportError,
 };
 use crate::report::{ReportRow, Status};
-use crate::vault::{Journal, Output, Recipients, ResetRecord};
+use crate::vault::{Journal, Recipients, ResetRecord};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) struct Sink<'a> {
     pub recipients: &'a Recipients,
     pub journal: Journal,
-    pub output: Output,
+    pub outputs: super::outputs::Outputs<'a>,
     /// The encrypted entries of the passwords the journal could not take.
     pub stranded: Stranded,
 }
@@ -182,7 +182,7 @@ pub(super) async fn reset_all(
                             Err(_) => false,
                         },
                     };
-                    let added = sink.output.add(&record);
+                    let added = sink.outputs.add(&record);
                     if journaled.is_err() && added.is_err() && stranded {
                         sink.stranded.in_no_file += 1;
                     }

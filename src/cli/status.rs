@@ -1,0 +1,192 @@
+//! `sip-rotate status`: after a rotation, which phones are back. Renders
+//! what `status::status` reads; the exit code says whether all are back.
+
+use super::args::{LogFormat, StatusArgs};
+use super::render::{self, Show};
+use super::settings::{Loaded, View};
+use super::{Exit, logging};
+use crate::portal::Portal;
+use crate::report;
+use crate::rotation::Interruption;
+use crate::status::{self, Ended, PhoneState, Round, StatusSettings};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+/// `sip-rotate status`.
+pub async fn status(args: StatusArgs) -> (Exit, LogFormat) {
+    let format = args
+        .log_format
+        .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
+        .unwrap_or(LogFormat::Text);
+    logging::init(format, false);
+    let exit = match follow(&args, format).await {
+        Ok(exit) => exit,
+        Err(e) => super::refused(format, &e),
+    };
+    (exit, format)
+}
+
+fn round_line(round: &Round) -> String {
+    format!(
+        "round {} at {}: {} of {} phones back",
+        round.number,
+        chrono::Local::now().format("%H:%M:%S"),
+        round.back(),
+        round.phones.len()
+    )
+}
+
+async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
+    let cfg = Loaded::read(args.portal.config.as_deref())?;
+    let input = super::settings::input_of(args.input.as_ref(), &cfg)?;
+    if let Some(report) = &args.report
+        && !args.overwrite_report
+    {
+        crate::files::check_creatable(report)
+            .with_context(|| format!("cannot write the status report {}", report.display()))?;
+    }
+    let settings = StatusSettings {
+        input,
+        watch: args.watch.map(Duration::from_secs),
+        until: args.until.map(Duration::from_secs),
+    };
+    let portal_settings = super::settings::portal_settings(&args.portal, &cfg)?;
+    let rate = portal_settings.rate;
+    let interruption = Interruption::default();
+    super::run::watch_signals(&interruption, format)?;
+    let portal = Portal::new(portal_settings, interruption.portal_interruptions());
+    let show = Show::new(View {
+        quiet: false,
+        format,
+        progress: format == LogFormat::Text && std::io::stderr().is_terminal(),
+    });
+    let mut on_round = |round: &Round| match format {
+        LogFormat::Text => logging::say(&round_line(round)),
+        LogFormat::Json => render::json_line(json!({
+            "level": "INFO",
+            "event": "round",
+            "round": round.number,
+            "back": round.back(),
+            "total": round.phones.len(),
+        })),
+    };
+    let outcome = status::status(&settings, portal, &show, &interruption, &mut on_round).await;
+    show.finish();
+    let outcome = outcome?;
+    let down: Vec<&PhoneState> = outcome
+        .last
+        .phones
+        .iter()
+        .filter(|p| !p.connected)
+        .collect();
+    // Per client, the phones still down.
+    let mut by_client: BTreeMap<&str, (usize, Vec<&PhoneState>)> = BTreeMap::new();
+    for p in &outcome.last.phones {
+        let entry = by_client.entry(p.client_ref.as_str()).or_default();
+        entry.0 += 1;
+        if !p.connected {
+            entry.1.push(p);
+        }
+    }
+    match format {
+        LogFormat::Text => {
+            let mut out = std::io::stdout().lock();
+            for (client, (total, still)) in &by_client {
+                if still.is_empty() {
+                    continue;
+                }
+                writeln!(
+                    out,
+                    "client {client}: {} of {total} phones still down",
+                    still.len()
+                )?;
+                for p in still {
+                    writeln!(
+                        out,
+                        "  {:<12} SDA {:<16} {:<32} {}",
+                        p.licence,
+                        if p.sda.is_empty() { "none" } else { &p.sda },
+                        p.name,
+                        if p.state.is_empty() {
+                            "(no État shown)"
+                        } else {
+                            &p.state
+                        }
+                    )?;
+                }
+            }
+            out.flush()?;
+            for r in &outcome.unresolved {
+                logging::say(&format!(
+                    "not found: line {}: {}: {}",
+                    r.line, r.licence, r.detail
+                ));
+            }
+            logging::say(&format!(
+                "{} of {} phones back{}",
+                outcome.last.back(),
+                outcome.last.phones.len(),
+                match &outcome.ended {
+                    Ended::AllBack | Ended::OneRound => String::new(),
+                    Ended::Until => " when --until passed".into(),
+                    Ended::Interrupted => " when interrupted".into(),
+                    Ended::PortalFailing { error } => format!(
+                        " at round {} (the rounds after it could not be read: {error})",
+                        outcome.last.number
+                    ),
+                }
+            ));
+            for l in render::requests_line(&outcome.requests, outcome.elapsed, rate) {
+                logging::say(&l);
+            }
+        }
+        LogFormat::Json => {
+            for p in &down {
+                render::json_line(json!({
+                    "level": "WARN",
+                    "event": "down",
+                    "client_ref": p.client_ref,
+                    "service_ref": p.service_ref,
+                    "licence": p.licence,
+                    "sda": p.sda,
+                    "name": p.name,
+                    "state": p.state,
+                }));
+            }
+            render::json_line(json!({
+                "level": if down.is_empty() { "INFO" } else { "WARN" },
+                "event": "summary",
+                "back": outcome.last.back(),
+                "total": outcome.last.phones.len(),
+                "rounds": outcome.last.number,
+                "ended": match &outcome.ended {
+                    Ended::AllBack => "all_back",
+                    Ended::OneRound => "one_round",
+                    Ended::Until => "until",
+                    Ended::Interrupted => "interrupted",
+                    Ended::PortalFailing { .. } => "portal_failing",
+                },
+                "not_found": outcome.unresolved.len(),
+                "requests": outcome.requests.total(),
+                "elapsed_seconds": outcome.elapsed.as_secs_f64(),
+            }));
+        }
+    }
+    if let Some(path) = &args.report {
+        let dialect = args.csv_dialect.map(Into::into).unwrap_or_default();
+        report::write_status(path, &outcome.last.phones, args.overwrite_report, dialect)
+            .with_context(|| format!("cannot write the status report {}", path.display()))?;
+    }
+    // The states of a portal that stopped answering are stale: that run
+    // could not tell, whatever the last round said.
+    Ok(if matches!(outcome.ended, Ended::PortalFailing { .. }) {
+        Exit::NothingDone
+    } else if down.is_empty() && outcome.unresolved.is_empty() {
+        Exit::AllDone
+    } else {
+        Exit::Partial
+    })
+}

@@ -1,0 +1,133 @@
+//! Where a run's result goes: one file, or one per client when the output's
+//! name holds `{client}` (each client's file encrypted to the run's
+//! recipients and to that client's own, so that a client's IT reads its
+//! passwords and nobody else's). The journal stays one file, to the run's
+//! recipients only.
+
+use super::HeldIn;
+use crate::vault::{Output, Recipients, ResetRecord, VaultError};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// What stands for the client in an output's name.
+pub const CLIENT_FIELD: &str = "{client}";
+
+/// Whether the output's name makes one file per client.
+pub fn per_client(template: &Path) -> bool {
+    template.to_string_lossy().contains(CLIENT_FIELD)
+}
+
+/// A client's file: its reference in place of `{client}` (a `/`, which a
+/// file name cannot hold, as `_`).
+pub fn output_for(template: &Path, client: &str) -> PathBuf {
+    PathBuf::from(
+        template
+            .to_string_lossy()
+            .replace(CLIENT_FIELD, &client.replace('/', "_")),
+    )
+}
+
+/// The name the run's shared files (the journal) take: `clients` in place
+/// of `{client}`.
+pub fn shared_name(template: &Path) -> PathBuf {
+    output_for(template, "clients")
+}
+
+/// The result files being written.
+pub(super) struct Outputs<'a> {
+    template: &'a Path,
+    recipients: &'a Recipients,
+    /// Each client's own recipients (public keys), for per-client files.
+    client_recipients: &'a HashMap<String, Vec<String>>,
+    /// Open files, by client (one, under "", when not per client).
+    open: BTreeMap<String, Output>,
+}
+
+impl<'a> Outputs<'a> {
+    /// One file is opened at once (a run that resets nothing still leaves
+    /// a complete, empty result); per-client files when their first
+    /// password comes.
+    pub fn open(
+        template: &'a Path,
+        recipients: &'a Recipients,
+        client_recipients: &'a HashMap<String, Vec<String>>,
+    ) -> Result<Outputs<'a>, VaultError> {
+        let mut outputs = Outputs {
+            template,
+            recipients,
+            client_recipients,
+            open: BTreeMap::new(),
+        };
+        if !per_client(template) {
+            outputs
+                .open
+                .insert(String::new(), Output::create(template, recipients)?);
+        }
+        Ok(outputs)
+    }
+
+    fn file_of(&mut self, client: &str) -> Result<&mut Output, VaultError> {
+        let key = if per_client(self.template) {
+            client.to_string()
+        } else {
+            String::new()
+        };
+        if !self.open.contains_key(&key) {
+            let mut texts = self.recipients.texts().to_vec();
+            texts.extend(
+                self.client_recipients
+                    .get(client)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            let recipients = Recipients::parse(&texts, &[])?;
+            let output = Output::create(&output_for(self.template, client), &recipients)?;
+            self.open.insert(key.clone(), output);
+        }
+        Ok(self.open.get_mut(&key).expect("just opened"))
+    }
+
+    /// Adds a record to its client's file.
+    pub fn add(&mut self, record: &ResetRecord) -> Result<(), VaultError> {
+        self.file_of(&record.client_ref)?.add(record)
+    }
+
+    /// Passwords written, in every file.
+    pub fn rows(&self) -> usize {
+        self.open.values().map(Output::rows).sum()
+    }
+
+    /// Every file complete under its name, checked on disk; the files
+    /// written, and the first failure after trying them all.
+    pub fn finish(self) -> (Vec<HeldIn>, Option<VaultError>) {
+        let mut held = Vec::new();
+        let mut failed = None;
+        for output in self.open.into_values() {
+            let passwords = output.rows();
+            match output.finish_verified() {
+                Ok(path) => held.push(HeldIn { path, passwords }),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        (held, failed)
+    }
+
+    /// A stopped run's files, each as its `.partN` (those holding passwords).
+    pub fn finish_parts(self) -> (Vec<HeldIn>, Vec<VaultError>) {
+        let mut held = Vec::new();
+        let mut failures = Vec::new();
+        for output in self.open.into_values() {
+            let passwords = output.rows();
+            if passwords == 0 {
+                continue;
+            }
+            match output.finish_part() {
+                Ok(path) => held.push(HeldIn { path, passwords }),
+                Err(e) => failures.push(e),
+            }
+        }
+        (held, failures)
+    }
+}
