@@ -134,6 +134,13 @@ impl NewFile {
         })
     }
 
+    /// Sets the mode of the file to come (0600 until then).
+    pub fn set_mode(&self, mode: u32) -> io::Result<()> {
+        self.temp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+    }
+
     /// Syncs the file and gives it its name, which must still be free.
     pub fn commit(self) -> io::Result<PathBuf> {
         self.temp.as_file().sync_all()?;

@@ -14,6 +14,7 @@ pub mod cli;
 pub(crate) mod dialect;
 pub(crate) mod files;
 pub(crate) mod input;
+pub mod metrics;
 pub mod phone;
 pub mod portal;
 pub(crate) mod report;

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "sip-rotate",
-    version,
+    // The version and, when known, the commit it was built from (build.rs).
+    version = env!("SIP_ROTATE_VERSION"),
     // A fixed width keeps --help identical to the README's copy on any terminal.
     term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
@@ -40,6 +41,32 @@ pub enum Command {
     Sim(SimArgs),
     /// Reset the sample licences on an embedded simulated portal, end to end.
     Demo(DemoArgs),
+    /// Write the man pages, or print a shell's completions, from these very flags.
+    #[command(subcommand)]
+    Generate(Generate),
+}
+
+/// What `generate` makes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Write one man page per command (sip-rotate.1, sip-rotate-run.1...) into a folder.
+    Man {
+        /// The folder (created if missing); pages already there are never replaced.
+        dir: PathBuf,
+    },
+    /// Print the completion script of a shell on standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// The shells completions are made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -130,6 +157,9 @@ pub struct RunArgs {
     /// How the report is written: rfc4180 (comma) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
     #[arg(long, value_enum)]
     pub csv_dialect: Option<CsvDialect>,
+    /// Replace this file at the end of every run with Prometheus metrics (node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Reset the rows that resolve even if others do not.
     #[arg(long)]
     pub skip_unresolved: bool,

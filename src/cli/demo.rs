@@ -81,7 +81,9 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             skip_unresolved: false,
             resume: false,
             confirm: false,
+            metrics: None,
         },
+        metrics: None,
         portal: PortalSettings {
             start: format!("http://{addr}/").parse()?,
             credentials: Credentials {
@@ -105,7 +107,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
     let result = super::run::rotate(settings, &interruption).await;
     let _ = stop_sim.send(());
     let _ = server.await;
-    let exit = result?;
+    let (exit, _) = result?;
 
     eprintln!();
     eprintln!("report (no secrets): {}", report.display());

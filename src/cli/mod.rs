@@ -6,6 +6,7 @@
 pub mod args;
 pub mod check;
 pub mod demo;
+pub mod generate;
 pub mod logging;
 pub mod render;
 pub mod run;
@@ -103,6 +104,7 @@ pub fn main() -> ExitCode {
             args::Command::Keygen(a) => tools::keygen(a).unwrap_or_else(text_refusal),
             args::Command::Sim(a) => tools::sim(a).await.unwrap_or_else(text_refusal),
             args::Command::Demo(a) => demo::demo(a).await.unwrap_or_else(text_refusal),
+            args::Command::Generate(g) => generate::generate(g).unwrap_or_else(text_refusal),
         }
     });
     // Leave tasks still waiting on the portal behind rather than waiting for them.

@@ -7,10 +7,12 @@ use super::render::{self, Show};
 pub use super::settings::RunSettings;
 use super::settings::{Loaded, PlanSettings, View};
 use super::{Exit, logging};
+use crate::metrics::RunMetrics;
 use crate::portal::Portal;
 use crate::rotation::{self, Interruption, Outcome, StopReason};
 use anyhow::Result;
 use std::io::IsTerminal;
+use std::time::SystemTime;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Ctrl-C, SIGTERM or SIGHUP: the first stops the run (no new reset, waiting
@@ -83,6 +85,7 @@ pub fn exit_code(o: &Outcome) -> Exit {
 
 /// `sip-rotate run`.
 pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
+    let started = SystemTime::now();
     let mut format = args
         .log_format
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
@@ -96,23 +99,65 @@ pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
         .and_then(|cfg| RunSettings::new(&args, &cfg, interactive))
     {
         Ok(s) => s,
+        // Flags or a config file that do not make a run: no metrics file
+        // is trusted yet (it is checked against the others with them).
         Err(e) => return (super::refused(format, &e), format),
     };
     format = settings.view.format;
     logging::init(format, settings.view.quiet);
-    let exit = match rotate(settings, &interruption).await {
-        Ok(exit) => exit,
-        Err(e) => super::refused(format, &e),
+    let metrics = settings.metrics.clone();
+    let (exit, outcome, metrics) = match rotate(settings, &interruption).await {
+        Ok((exit, outcome)) => (exit, Some(outcome), metrics),
+        // Refused for the metrics file itself: it stays as it is.
+        Err(e) if concerns_metrics(&e) => (super::refused(format, &e), None, None),
+        Err(e) => (super::refused(format, &e), None, metrics),
     };
+    if let Some(path) = &metrics {
+        write_metrics(path, started, exit, outcome.as_ref(), format);
+    }
     (exit, format)
 }
 
+fn concerns_metrics(e: &anyhow::Error) -> bool {
+    use rotation::{FileRole, RotationError};
+    match e.downcast_ref::<RotationError>() {
+        Some(RotationError::Metrics(_)) => true,
+        Some(RotationError::SameFile { a, b, .. }) => {
+            *a == FileRole::Metrics || *b == FileRole::Metrics
+        }
+        _ => false,
+    }
+}
+
+/// The metrics file after a run, whatever its outcome: monitoring must see
+/// failures too. A file that cannot be written is said, and changes nothing
+/// else: the run's own files and exit code already tell what it did.
+fn write_metrics(
+    path: &std::path::Path,
+    started: SystemTime,
+    exit: Exit,
+    outcome: Option<&Outcome>,
+    format: LogFormat,
+) {
+    let run = RunMetrics {
+        started,
+        ended: SystemTime::now(),
+        exit_code: exit as u8,
+        rows: outcome.map(|o| o.rows.clone()).unwrap_or_default(),
+        requests: outcome.map(|o| o.requests).unwrap_or_default(),
+    };
+    if let Err(e) = crate::metrics::write(path, &run) {
+        render::error(format, &e.to_string(), None);
+    }
+}
+
 /// A run with checked settings: the library's rotation, then its rendering.
-pub async fn rotate(settings: RunSettings, interruption: &Interruption) -> Result<Exit> {
+pub async fn rotate(settings: RunSettings, interruption: &Interruption) -> Result<(Exit, Outcome)> {
     let RunSettings {
         rotation,
         portal,
         view,
+        ..
     } = settings;
     let rate = portal.rate;
     let portal = Portal::new(portal, interruption.portal_interruptions());
@@ -122,7 +167,7 @@ pub async fn rotate(settings: RunSettings, interruption: &Interruption) -> Resul
     let outcome = outcome?;
     let exit = exit_code(&outcome);
     render::outcome(view, &outcome, rate, exit);
-    Ok(exit)
+    Ok((exit, outcome))
 }
 
 /// `sip-rotate plan`.

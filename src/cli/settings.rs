@@ -83,6 +83,8 @@ pub struct ConfigFile {
     pub csv_dialect: Option<CsvDialect>,
     /// CSV `client_ref,recipient`: each client's own recipients.
     pub client_recipients: Option<PathBuf>,
+    /// Prometheus metrics, replaced at the end of every run.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A loaded `--config` file, or nothing.
@@ -492,6 +494,8 @@ fn client_recipients(path: &Path) -> Result<HashMap<String, Vec<String>>> {
 /// Everything `run` needs, checked.
 pub struct RunSettings {
     pub rotation: rotation::Settings,
+    /// Where the run's metrics go, whatever its outcome.
+    pub metrics: Option<PathBuf>,
     pub portal: PortalSettings,
     pub view: View,
 }
@@ -604,6 +608,7 @@ impl RunSettings {
                 .into_iter()
                 .map(|p| ("recipients file".to_string(), p)),
         );
+        let metrics = cfg.path_or(args.metrics_file.as_ref(), f.metrics_file.as_ref());
         Ok(RunSettings {
             rotation: rotation::Settings {
                 input: input(args.input.as_ref(), cfg)?,
@@ -618,7 +623,9 @@ impl RunSettings {
                 skip_unresolved: args.skip_unresolved || f.skip_unresolved.unwrap_or(false),
                 resume: args.resume,
                 confirm: !args.yes,
+                metrics: metrics.clone(),
             },
+            metrics,
             portal: portal.settings,
             view: View::new(quiet, format),
         })

@@ -77,6 +77,9 @@ pub struct Settings {
     pub resume: bool,
     /// Ask the observer before the first reset.
     pub confirm: bool,
+    /// The metrics file the caller writes after the run: checked here with
+    /// the others, so that it never takes the place of one of them.
+    pub metrics: Option<PathBuf>,
 }
 
 /// How the two phases meet.
@@ -106,6 +109,7 @@ pub enum FileRole {
     Journal,
     Report,
     Lock,
+    Metrics,
     Input,
     Read(String),
 }
@@ -117,6 +121,7 @@ impl fmt::Display for FileRole {
             FileRole::Journal => f.write_str("the journal"),
             FileRole::Report => f.write_str("the report"),
             FileRole::Lock => f.write_str("the lock"),
+            FileRole::Metrics => f.write_str("the metrics file"),
             FileRole::Input => f.write_str("the input"),
             FileRole::Read(what) => write!(f, "the {what}"),
         }
@@ -130,6 +135,8 @@ pub enum RotationError {
     Input(#[from] InputError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("{role}: {problem}")]
     Path {
         role: FileRole,
@@ -559,6 +566,9 @@ fn check_files(settings: &Settings, clients: &[String]) -> Result<(), RotationEr
         }
     }
     files::check_folder(files::folder_of(&settings.lock)).map_err(path_err(FileRole::Lock))?;
+    if let Some(metrics) = &settings.metrics {
+        crate::metrics::check(metrics)?;
+    }
     // Distinct files: a report written over the output or the journal would
     // destroy the only copy of the passwords.
     let mut seen: Vec<(FileRole, PathBuf)> = results
@@ -574,6 +584,9 @@ fn check_files(settings: &Settings, clients: &[String]) -> Result<(), RotationEr
     }
     if let Some(r) = &settings.report {
         seen.push((FileRole::Report, r.path.clone()));
+    }
+    if let Some(m) = &settings.metrics {
+        seen.push((FileRole::Metrics, m.clone()));
     }
     for (what, path) in &settings.read_files {
         seen.push((FileRole::Read(what.clone()), path.clone()));

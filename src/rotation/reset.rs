@@ -38,10 +38,15 @@ enum Attempt {
         result: Result<NewPassword, Failure>,
     },
     /// Taken from the queue just as the run stopped, or its first pages cut
-    /// short by the stop: nothing changed on the portal.
-    NotTried(Target),
+    /// short by the stop: nothing changed on the portal. With the requests
+    /// it took (the report's add up to the summary's).
+    NotTried(Target, u64),
     /// Its detail page showed a phone an earlier run reset: left as it is.
-    AlreadyReset(Target, String),
+    AlreadyReset {
+        target: Target,
+        accountcode: String,
+        requests: u64,
+    },
 }
 
 struct Failure {
@@ -125,16 +130,25 @@ pub(super) async fn reset_all(
         let mut batch_failed = false;
         while let Some(attempt) = rx.recv().await {
             let (t, confirmations, requests, result) = match attempt {
-                Attempt::NotTried(t) => {
-                    let row = t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0);
+                Attempt::NotTried(t, requests) => {
+                    let detail = if requests == 0 {
+                        "not tried: the run stopped"
+                    } else {
+                        "the run stopped before its Confirmer: not reset"
+                    };
+                    let row = t.report(Status::Skipped, detail.into(), 0, requests);
                     observer.event(Event::Done(&row));
                     done.rows.push(row);
                     continue;
                 }
-                Attempt::AlreadyReset(t, accountcode) => {
+                Attempt::AlreadyReset {
+                    target: t,
+                    accountcode,
+                    requests,
+                } => {
                     let detail =
                         format!("reset by an earlier run (account code {accountcode}), not again");
-                    let mut row = t.report(Status::Reset, detail, 0, 0);
+                    let mut row = t.report(Status::Reset, detail, 0, requests);
                     row.accountcode = accountcode;
                     observer.event(Event::Done(&row));
                     done.rows.push(row);
@@ -270,7 +284,7 @@ impl Worker {
             };
             taken += 1;
             if self.stop.is_cancelled() {
-                let _ = self.results.send(Attempt::NotTried(target)).await;
+                let _ = self.results.send(Attempt::NotTried(target, 0)).await;
                 return;
             }
             if browser.is_none() {
@@ -279,15 +293,19 @@ impl Worker {
             let attempt = match browser.as_mut() {
                 Some(b) => {
                     let before = b.reset_requests();
-                    match reset_one(b, &target, self.max_tries).await {
-                        Tries::Interrupted => Attempt::NotTried(target),
-                        Tries::AlreadyReset(accountcode) => {
-                            Attempt::AlreadyReset(target, accountcode)
-                        }
+                    let tries = reset_one(b, &target, self.max_tries).await;
+                    let requests = b.reset_requests() - before;
+                    match tries {
+                        Tries::Interrupted => Attempt::NotTried(target, requests),
+                        Tries::AlreadyReset(accountcode) => Attempt::AlreadyReset {
+                            target,
+                            accountcode,
+                            requests,
+                        },
                         Tries::Done(confirmations, result) => Attempt::Tried {
                             target,
                             confirmations,
-                            requests: b.reset_requests() - before,
+                            requests,
                             result,
                         },
                     }

@@ -306,3 +306,19 @@ pub fn exits_with(command: &mut Command, code: i32) -> String {
     assert_eq!(out.status.code(), Some(code), "{stderr}");
     stderr
 }
+
+/// Whether the command-line tool `name` is installed. CI installs every
+/// tool the tests use and sets `SIP_ROTATE_REQUIRE_TOOLS`: there a missing
+/// one fails the test instead of skipping it.
+pub fn have(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(name).is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("SIP_ROTATE_REQUIRE_TOOLS").is_none(),
+            "{name} is required here (see .ci/run)"
+        );
+        eprintln!("{name} is not installed: not checked");
+    }
+    found
+}
