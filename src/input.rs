@@ -80,8 +80,21 @@ enum Column {
     Status,
     /// A report's `accountcode`: what tells look-alike phones apart.
     AccountCode,
-    /// A report's other columns (line, confirmations...): not read.
+    /// A report's `confirmations`: whether a failed reset may have cut its
+    /// phone off all the same.
+    Confirmations,
+    /// A report's other columns (line, requests...): not read.
     ReportOnly,
+    /// What a person reads beside a licence (a status report's name and
+    /// state): allowed in any file, not read.
+    Informative,
+}
+
+impl Column {
+    /// A column only a report has.
+    fn of_report(c: Option<Column>) -> bool {
+        matches!(c, Some(Column::ReportOnly | Column::Confirmations))
+    }
 }
 
 const HEADER_HINT: &str = "the header must name the columns client_ref and licence, and may add service_ref and sda \
@@ -105,9 +118,9 @@ fn column_of(header: &str) -> Option<Column> {
         "sda" => Column::Sda,
         "status" => Column::Status,
         "accountcode" => Column::AccountCode,
-        "line" | "confirmations" | "requests" | "detail" | "etat" | "état" | "state" => {
-            Column::ReportOnly
-        }
+        "confirmations" => Column::Confirmations,
+        "name" | "nom" | "etat" | "état" | "state" => Column::Informative,
+        "line" | "requests" | "detail" => Column::ReportOnly,
         _ => return None,
     })
 }
@@ -132,6 +145,9 @@ pub struct Input {
     pub rows: Vec<InputRow>,
     /// When the input is a report of an earlier run: its rows not retried.
     pub left_out: Vec<LeftOut>,
+    /// Of a report's `failed` rows, those whose `Confirmer` was sent: the
+    /// reset may have happened, and the phone be cut off (retried too).
+    pub maybe_cut_off: Vec<LeftOut>,
     /// Whether the input is a report of an earlier run.
     pub is_report: bool,
 }
@@ -298,7 +314,10 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                 HEADER_HINT,
             ));
         }
-        if c.is_some() && c != Some(Column::ReportOnly) && columns.contains(&c) {
+        if c.is_some()
+            && !matches!(c, Some(Column::ReportOnly | Column::Informative))
+            && columns.contains(&c)
+        {
             return Err(err(
                 Some(1),
                 Some((i + 1, shown(h))),
@@ -309,7 +328,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
         columns.push(c);
     }
     let report = columns.contains(&Some(Column::Status));
-    if !report && let Some(i) = columns.iter().position(|c| *c == Some(Column::ReportOnly)) {
+    if !report && let Some(i) = columns.iter().position(|c| Column::of_report(*c)) {
         return Err(err(
             Some(1),
             Some((i + 1, shown(&headers[i]))),
@@ -335,6 +354,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
     }
     let mut rows = Vec::new();
     let mut left_out = Vec::new();
+    let mut maybe_cut_off = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
             let line = e.position().map(|p| p.line());
@@ -383,24 +403,32 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                     "a report's status is reset, duplicate, failed, unresolved, skipped or planned: the rows reset or duplicate are not retried, the others are",
                 ));
             }
+            let value = |c: Column| {
+                if columns.contains(&Some(c)) {
+                    get(c).2
+                } else {
+                    String::new()
+                }
+            };
+            let row = |status: String| LeftOut {
+                line,
+                status,
+                client_ref: value(Column::ClientRef),
+                service_ref: value(Column::ServiceRef),
+                licence: value(Column::Licence),
+                sda: value(Column::Sda),
+                accountcode: value(Column::AccountCode),
+            };
             if matches!(status.as_str(), "reset" | "duplicate") {
-                let value = |c: Column| {
-                    if columns.contains(&Some(c)) {
-                        get(c).2
-                    } else {
-                        String::new()
-                    }
-                };
-                left_out.push(LeftOut {
-                    line,
-                    status,
-                    client_ref: value(Column::ClientRef),
-                    service_ref: value(Column::ServiceRef),
-                    licence: value(Column::Licence),
-                    sda: value(Column::Sda),
-                    accountcode: value(Column::AccountCode),
-                });
+                left_out.push(row(status));
                 continue;
+            }
+            let confirmed = value(Column::Confirmations)
+                .trim()
+                .parse::<u32>()
+                .unwrap_or(0);
+            if status == "failed" && confirmed > 0 {
+                maybe_cut_off.push(row(status));
             }
         }
         let (ci, cname, client_ref) = get(Column::ClientRef);
@@ -490,6 +518,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
     Ok(Input {
         rows,
         left_out,
+        maybe_cut_off,
         is_report: report,
     })
 }

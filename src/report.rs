@@ -117,6 +117,11 @@ pub fn write_status(
 }
 
 /// Whether a file's first line begins with `columns` (either dialect).
+/// Whether `path` is a status report `status --report` wrote.
+pub fn is_status_report(path: &Path) -> bool {
+    first_line_starts(path, &STATUS_HEADER)
+}
+
 fn first_line_starts(path: &Path, columns: &[&str]) -> bool {
     use std::io::{BufRead, BufReader, Read};
     let Ok(file) = crate::files::open_read(path) else {

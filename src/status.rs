@@ -5,7 +5,7 @@
 //! were reset), once or round after round until all are back.
 
 use crate::input::{self, InputRow, LicenceSelector};
-use crate::portal::{LicenceRow, Portal, ServiceRow};
+use crate::portal::{LicenceRow, Portal, Registration, ServiceRow};
 use crate::report::{ReportRow, Status};
 use crate::rotation::resolve::{self, Target};
 use crate::rotation::{Event, Interruption, Observer, Requests, RotationError};
@@ -36,7 +36,14 @@ pub struct PhoneState {
     pub name: String,
     /// The portal's text, verbatim (empty: the table has no `État`).
     pub state: String,
-    pub connected: bool,
+    pub registration: Registration,
+}
+
+impl PhoneState {
+    /// Back: registered again. Any other word, or none, is not back.
+    pub fn connected(&self) -> bool {
+        self.registration == Registration::Connected
+    }
 }
 
 /// What one round read.
@@ -48,7 +55,7 @@ pub struct Round {
 
 impl Round {
     pub fn back(&self) -> usize {
-        self.phones.iter().filter(|p| p.connected).count()
+        self.phones.iter().filter(|p| p.connected()).count()
     }
 }
 
@@ -84,15 +91,20 @@ pub struct StatusOutcome {
     pub elapsed: Duration,
 }
 
-/// The rows to follow: a report's `reset` rows, or an input's rows.
+/// The rows to follow: a report's `reset` rows and its `failed` rows whose
+/// `Confirmer` was sent (the reset may have happened), or an input's rows.
 fn rows_of(input: input::Input) -> Vec<InputRow> {
     if !input.is_report {
         return input.rows;
     }
-    input
+    let mut rows: Vec<_> = input
         .left_out
         .into_iter()
         .filter(|r| r.status == "reset")
+        .chain(input.maybe_cut_off)
+        .collect();
+    rows.sort_by_key(|r| r.line);
+    rows.into_iter()
         .map(|r| InputRow {
             line: r.line,
             client_ref: r.client_ref,
@@ -111,7 +123,7 @@ fn state_of(t: &Target, row: &LicenceRow, portal: &Portal) -> PhoneState {
         sda: row.sda.clone(),
         name: row.name.clone(),
         state: row.state.clone(),
-        connected: row.connected(portal.labels()),
+        registration: row.registration(portal.labels()),
     }
 }
 
@@ -175,6 +187,20 @@ pub async fn status(
             .map(|t| state_of(t, &t.licence, &portal))
             .collect(),
     };
+    // No phone with an État: the table has no such column (or the labels
+    // word it otherwise); following would report every phone down forever.
+    if !round.phones.is_empty()
+        && round
+            .phones
+            .iter()
+            .all(|p| p.registration == Registration::NotShown)
+    {
+        return Err(RotationError::Portal(format!(
+            "the users tables show no '{}' column: which phones are registered cannot be told \
+             (sip-rotate check says what the table has; the label is column_state)",
+            portal.labels().column_state
+        )));
+    }
     on_round(&round);
     let mut failed_rounds = 0;
     loop {
@@ -294,7 +320,7 @@ async fn read_again(
             // Gone from its table: shown as the portal no longer shows it.
             None => phones.push(PhoneState {
                 state: "not in the users table any more".into(),
-                connected: false,
+                registration: Registration::Other(String::new()),
                 ..state_of(t, &t.licence, portal)
             }),
         }

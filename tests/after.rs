@@ -128,12 +128,29 @@ fn after_a_kill_the_one_journal_recovers_every_client_s_passwords() {
     for row in &rows {
         assert_eq!(row["password"], truth[&row["licence"]]);
     }
-    // And --resume finishes the rotation into each client's file.
-    exits_with(
+    // And --resume finishes the rotation into each client's file, saying
+    // which client's passwords only the journal holds.
+    let stderr = exits_with(
         run_cmd(&sim, &input, &template, &reseller_public)
             .args(["--yes", "--rate", "100", "--resume", "--client-recipients"])
             .arg(&recipients),
         0,
+    );
+    let mut earlier: HashMap<&str, usize> = HashMap::new();
+    for row in &rows {
+        *earlier.entry(row["client_ref"].as_str()).or_default() += 1;
+    }
+    let mut each: Vec<String> = earlier
+        .iter()
+        .map(|(c, n)| format!("client {c}: {n}"))
+        .collect();
+    each.sort();
+    assert!(
+        stderr.contains(&format!(
+            "not in the clients' files, only in that journal: {}",
+            each.join(", ")
+        )),
+        "{stderr}"
     );
     let truth = last_passwords(&sim.resets());
     let mut recovered: HashMap<String, String> = decrypt(&reseller, &journal)
@@ -318,4 +335,189 @@ fn a_report_without_a_reset_row_is_nothing_to_follow() {
     let stderr = exits_with(&mut status_cmd(&sim, &report), 2);
     assert!(stderr.contains("names no phone to follow"), "{stderr}");
     assert_eq!(sim.pages_served().len(), before, "the portal was not asked");
+}
+
+fn plan_cmd(sim: &Sim, input: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("plan")
+        .arg("--input")
+        .arg(input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .env("MYOPENIP_PASSWORD", PASSWORD);
+    c
+}
+
+#[test]
+fn a_portal_whose_état_says_otherwise_is_counted_as_unknown_never_as_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    // No État column: plan cannot count the phones in use, status cannot tell.
+    let sim = Sim::start(dir.path(), &["--label", "column_state=Statut"]);
+    let stderr =
+        String::from_utf8_lossy(&plan_cmd(&sim, &input).output().unwrap().stderr).into_owned();
+    assert!(
+        stderr.contains("run would reset 8 licences: 0 phones in use and 8 of unknown État"),
+        "{stderr}"
+    );
+    let stderr = exits_with(&mut status_cmd(&sim, &input), 2);
+    assert!(stderr.contains("show no 'État' column"), "{stderr}");
+    let out = Command::new(bin())
+        .args(["check", "--input"])
+        .arg(&input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("column_state") && l.contains("MISSING") && l.contains("Statut")),
+        "{stdout}"
+    );
+    drop(sim);
+
+    // Another word for a registered phone: unknown, and check says which word.
+    let sim = Sim::start(dir.path(), &["--label", "state_connected=Enregistré"]);
+    let stderr =
+        String::from_utf8_lossy(&plan_cmd(&sim, &input).output().unwrap().stderr).into_owned();
+    let ds = dataset();
+    let down = (0..ds.licences.len())
+        .filter(|&i| ds.client_of_service(ds.licences[i].service).reference == "4054")
+        .filter(|&i| !ds.initially_connected(i))
+        .count();
+    assert!(
+        stderr.contains(&format!("0 phones in use and {} of unknown État", 8 - down)),
+        "{stderr}"
+    );
+    let labels = dir.path().join("labels.toml");
+    std::fs::write(&labels, "state_connected = \"Enregistré\"\n").unwrap();
+    let stderr = String::from_utf8_lossy(
+        &plan_cmd(&sim, &input)
+            .arg("--labels")
+            .arg(&labels)
+            .output()
+            .unwrap()
+            .stderr,
+    )
+    .into_owned();
+    assert!(
+        stderr.contains(&format!("{} phones in use would be cut off", 8 - down)),
+        "with the portal's word, counted: {stderr}"
+    );
+}
+
+#[test]
+fn status_follows_what_a_run_may_have_cut_off_and_lists_what_it_cannot_find() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--drop-rate", "1"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let report = dir.path().join("report.csv");
+    // Every Confirmer is committed and its answer lost: the canary fails,
+    // its phone cut off all the same.
+    exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--rate", "100", "--max-resets", "1", "--report"])
+            .arg(&report),
+        3,
+    );
+    let cut_off: Vec<String> = sim.resets().iter().map(|t| t.licence.clone()).collect();
+    assert!(!cut_off.is_empty());
+    let out = status_cmd(&sim, &report).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for licence in &cut_off {
+        assert!(stdout.contains(licence.as_str()), "{licence}: {stdout}");
+    }
+
+    // A row that is not found is listed where cron's mail shows it.
+    let mixed = dir.path().join("mixed.csv");
+    std::fs::write(
+        &mixed,
+        format!("client_ref,licence\n4054,{}\n4054,FPC999999\n", cut_off[0]),
+    )
+    .unwrap();
+    let out = status_cmd(&sim, &mixed).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("client 4054: not found: line 3: FPC999999"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 of 1 phones back, 1 not found"));
+
+    // plan tells the truth about a run that would reset nothing.
+    let stderr =
+        String::from_utf8_lossy(&plan_cmd(&sim, &mixed).output().unwrap().stderr).into_owned();
+    assert!(
+        stderr.contains("run would reset nothing: 1 row did not resolve; with --skip-unresolved, run would reset 1 licences"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_refuses_before_any_request_what_it_could_not_finish() {
+    let Setup { dir, sim, .. } = Setup::new(&["--page-latency", "users=4000"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    // A report that is not a status report, to be replaced: refused at once.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "client_ref,licence\n4054,*\n").unwrap();
+    let stderr = exits_with(
+        status_cmd(&sim, &input)
+            .args(["--watch", "60", "--overwrite-report", "--report"])
+            .arg(&other),
+        2,
+    );
+    assert!(stderr.contains("not a status report"), "{stderr}");
+    for args in [&["--watch", "0"][..], &["--until", "10"][..]] {
+        exits_with(status_cmd(&sim, &input).args(args), 2);
+    }
+    assert!(sim.pages_served().is_empty(), "no request");
+
+    // Interrupted before a round was read: nobody can tell, no report.
+    let report = dir.path().join("status.csv");
+    let child = status_cmd(&sim, &input)
+        .args(["--watch", "5", "--report"])
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !sim.pages_served().iter().any(|p| p == "service") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nothing is reset"), "{stderr}");
+    assert!(!report.exists());
+}
+
+#[test]
+fn client_recipients_without_a_file_per_client_are_refused() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let recipients = dir.path().join("clients.csv");
+    std::fs::write(&recipients, format!("4054,{public}\n")).unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("one.age"), &public)
+            .args(["--yes", "--client-recipients"])
+            .arg(&recipients),
+        2,
+    );
+    assert!(
+        stderr.contains("no {client} in the output's name"),
+        "{stderr}"
+    );
+    assert!(sim.pages_served().is_empty());
 }

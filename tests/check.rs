@@ -43,7 +43,10 @@ fn check_walks_to_the_confirmation_page_and_never_confirms() {
         let sim = Sim::start(dir.path(), &["--variant", variant]);
         let (code, text) = run_output(&mut check_cmd(&sim, &input(dir.path())));
         assert_eq!(code, Some(0), "variant {variant}: {text}");
-        assert!(text.contains("every label a run needs is there"), "{text}");
+        assert!(
+            text.contains("every label run, plan and status look for is there"),
+            "{text}"
+        );
         for key in [
             "confirm_button",
             "associated_number",

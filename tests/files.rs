@@ -145,7 +145,13 @@ fn resuming_with_an_input_that_no_longer_lists_the_done_licences_keeps_the_journ
     assert_eq!(complete_entries(&journal), journaled + 8);
     assert!(
         stderr.contains(&format!(
-            "the {journaled} passwords of earlier runs are in {}",
+            "the {journaled} {} of earlier runs {} in {}",
+            if journaled == 1 {
+                "password"
+            } else {
+                "passwords"
+            },
+            if journaled == 1 { "is" } else { "are" },
             journal.display()
         )),
         "{stderr}"

@@ -220,11 +220,11 @@ pub struct StatusArgs {
     /// How the report is written: rfc4180 or excel [default: rfc4180].
     #[arg(long, value_enum)]
     pub csv_dialect: Option<CsvDialect>,
-    /// Read again every this many seconds, until every phone is back.
-    #[arg(long, value_name = "SECONDS")]
+    /// Read again every this many seconds (at least 1), until every phone is back.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub watch: Option<u64>,
-    /// Stop following this many seconds after the start.
-    #[arg(long, value_name = "SECONDS")]
+    /// Stop following this many seconds after the start (with --watch).
+    #[arg(long, value_name = "SECONDS", requires = "watch")]
     pub until: Option<u64>,
     /// Log format on stderr: one JSON object per line with json [default: text].
     #[arg(long, value_enum)]

@@ -28,6 +28,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Column => "column",
         Kind::LabelValue => "label",
         Kind::Text => "text",
+        Kind::Value => "value",
     }
 }
 
@@ -128,7 +129,7 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
     let settings = super::settings::portal_settings(&args.portal, &cfg)?;
     let (address, rate) = (settings.start.clone(), settings.rate);
     let interruption = Interruption::default();
-    super::run::watch_signals(&interruption, format)?;
+    super::run::watch_signals(&interruption, format, super::run::Work::Reads)?;
     let portal = Arc::new(Portal::new(settings, interruption.portal_interruptions()));
     let started = Instant::now();
     let show = Show::new(View {
@@ -172,7 +173,7 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 logging::say(&l);
             }
             if missing.is_empty() {
-                logging::say("every label a run needs is there");
+                logging::say("every label run, plan and status look for is there");
             } else {
                 logging::say(&format!(
                     "{} label{} not as the run needs {}: set {} in a labels file (sip-rotate labels > labels.toml, then edit it), and check again with --labels labels.toml",

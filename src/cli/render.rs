@@ -131,11 +131,11 @@ impl Observer for Show {
 
     fn confirm(&self, question: &Question) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
-        let (n, in_use) = (question.resets, question.in_use);
+        let n = question.resets;
         let s = if n > 1 { "s" } else { "" };
         let text = format!(
-            "About to reset {n} SIP password{s}: {in_use} phone{} in use will be cut off until reconfigured. Continue? [y/N] ",
-            if in_use == 1 { "" } else { "s" }
+            "About to reset {n} SIP password{s}: {} will be cut off until reconfigured. Continue? [y/N] ",
+            phones_in_use(question.in_use, question.state_unknown)
         );
         if let Some(bars) = &self.bars {
             bars.resolving.finish_and_clear();
@@ -219,6 +219,16 @@ fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
         .map(|&s| (s, rows.iter().filter(|r| r.status == s).count()))
         .filter(|(_, n)| *n > 0)
         .collect()
+}
+
+/// How many of the phones a run cuts off are in use: "12 phones in use",
+/// "3 phones in use and 5 of unknown État".
+fn phones_in_use(in_use: usize, unknown: usize) -> String {
+    let s = if in_use == 1 { "" } else { "s" };
+    match unknown {
+        0 => format!("{in_use} phone{s} in use"),
+        _ => format!("{in_use} phone{s} in use and {unknown} of unknown État"),
+    }
 }
 
 pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] {
@@ -324,8 +334,12 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             .map(|h| format!("{} holds {} of them", h.path.display(), h.passwords))
             .collect();
         lines.push(format!(
-            "the {} passwords of earlier runs are in {}{}; that journal holds all {entries} passwords of the rotation ({})",
-            earlier.in_journal,
+            "the {} of earlier runs {} in {}{}; that journal holds all {entries} passwords of the rotation ({})",
+            match earlier.in_journal {
+                1 => "1 password".to_string(),
+                n => format!("{n} passwords"),
+            },
+            if earlier.in_journal == 1 { "is" } else { "are" },
             j.display(),
             if parts.is_empty() {
                 String::new()
@@ -334,6 +348,19 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             },
             decrypt(j)
         ));
+        // One file per client: say whose files lack them, since only the
+        // journal (the reseller's) holds them.
+        if earlier.per_client {
+            let each: Vec<String> = earlier
+                .by_client
+                .iter()
+                .map(|(client, n)| format!("client {client}: {n}"))
+                .collect();
+            lines.push(format!(
+                "not in the clients' files, only in that journal: {}; decrypt the journal to hand them over",
+                each.join(", ")
+            ));
+        }
     }
     if let Some((j, _, _, KeptBecause::Mismatch(why))) = journal {
         lines.push(format!("the journal {} is kept: {why}", j.display()));
@@ -561,12 +588,25 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
         )?;
     }
     out.flush()?;
+    let unresolved = plan
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Unresolved)
+        .count();
     let would = format!(
-        "run would reset {} licences: {} phone{} in use would be cut off until reconfigured",
+        "run would reset {} licences: {} would be cut off until reconfigured",
         plan.targets.len(),
-        plan.in_use,
-        if plan.in_use == 1 { "" } else { "s" }
+        phones_in_use(plan.in_use, plan.state_unknown)
     );
+    // A run resets nothing unless every row resolves.
+    let would = if unresolved > 0 && !plan.targets.is_empty() {
+        format!(
+            "run would reset nothing: {unresolved} row{} did not resolve; with --skip-unresolved, {would}",
+            if unresolved == 1 { "" } else { "s" }
+        )
+    } else {
+        would
+    };
     match view.format {
         LogFormat::Text => {
             let counts: Vec<String> = counts(&plan.rows)
@@ -611,6 +651,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
                 "stopped": plan.stopped.as_ref().map(stop_text),
                 "would_reset": plan.targets.len(),
                 "in_use": plan.in_use,
+                "state_unknown": plan.state_unknown,
             }));
         }
     }

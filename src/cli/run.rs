@@ -18,7 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 /// Ctrl-C, SIGTERM or SIGHUP: the first stops the run (no new reset, waiting
 /// requests dropped, a `Confirmer` in flight finishes), the second
 /// abandons the `Confirmer` requests in flight too, the third exits.
-pub fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<()> {
+pub fn watch_signals(interruption: &Interruption, format: LogFormat, work: Work) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     // A dropped ssh session at 2 a.m. is an interruption, not a death.
@@ -47,9 +47,12 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<(
             match n {
                 1 => {
                     interruption.stop.cancel();
-                    say(
-                        "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (press again to abandon it)",
-                    );
+                    say(match work {
+                        Work::Resets => {
+                            "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (press again to abandon it)"
+                        }
+                        Work::Reads => "stopping: waiting requests are dropped (nothing is reset)",
+                    });
                 }
                 2 => {
                     interruption.abort.cancel();
@@ -62,6 +65,15 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat) -> Result<(
         }
     });
     Ok(())
+}
+
+/// What a command sends the portal, for what an interruption says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// `run`: `Confirmer` requests may be in flight.
+    Resets,
+    /// `plan`, `check`, `status`: pages are only read.
+    Reads,
 }
 
 /// The exit code of a run, from its outcome alone.
@@ -91,7 +103,7 @@ pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
         .unwrap_or(LogFormat::Text);
     let interruption = Interruption::default();
-    if let Err(e) = watch_signals(&interruption, format) {
+    if let Err(e) = watch_signals(&interruption, format, Work::Resets) {
         return (super::refused(format, &e), format);
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -177,7 +189,7 @@ pub async fn plan(args: PlanArgs) -> (Exit, LogFormat) {
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
         .unwrap_or(LogFormat::Text);
     let interruption = Interruption::default();
-    if let Err(e) = watch_signals(&interruption, format) {
+    if let Err(e) = watch_signals(&interruption, format, Work::Reads) {
         return (super::refused(format, &e), format);
     }
     let settings = match Loaded::read(args.portal.config.as_deref())

@@ -596,6 +596,12 @@ impl RunSettings {
             f.client_recipients.as_ref(),
         );
         let client_recipients = match &client_recipients_file {
+            // Without `{client}` there is one file, which no client could
+            // read: the clients' keys would be taken and used for nothing.
+            Some(path) if !rotation::outputs::per_client(&output) => bail!(
+                "client recipients ({}) but no {{client}} in the output's name: each client gets its own file only with -o '...{{client}}...'",
+                path.display()
+            ),
             Some(path) => Some(client_recipients(path)?),
             None => None,
         };

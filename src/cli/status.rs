@@ -9,7 +9,7 @@ use crate::portal::Portal;
 use crate::report;
 use crate::rotation::Interruption;
 use crate::status::{self, Ended, PhoneState, Round, StatusSettings};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -42,11 +42,26 @@ fn round_line(round: &Round) -> String {
 async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     let cfg = Loaded::read(args.portal.config.as_deref())?;
     let input = super::settings::input_of(args.input.as_ref(), &cfg)?;
-    if let Some(report) = &args.report
-        && !args.overwrite_report
-    {
-        crate::files::check_creatable(report)
-            .with_context(|| format!("cannot write the status report {}", report.display()))?;
+    // The status report's place, checked before the first request: hours
+    // of watching must not end on a file that cannot be written.
+    if let Some(report) = &args.report {
+        let cannot = || format!("cannot write the status report {}", report.display());
+        match std::fs::symlink_metadata(report) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!("{}: it is a symbolic link, never written through", cannot())
+            }
+            Ok(_) if args.overwrite_report && !report::is_status_report(report) => {
+                bail!(
+                    "{}: it is not a status report, only one is ever replaced",
+                    cannot()
+                )
+            }
+            Ok(_) if args.overwrite_report => {}
+            _ => crate::files::check_creatable(report).with_context(cannot)?,
+        }
+        if crate::files::identity_of(report) == crate::files::identity_of(&input) {
+            bail!("{}: it is the input", cannot());
+        }
     }
     let settings = StatusSettings {
         input,
@@ -56,7 +71,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     let portal_settings = super::settings::portal_settings(&args.portal, &cfg)?;
     let rate = portal_settings.rate;
     let interruption = Interruption::default();
-    super::run::watch_signals(&interruption, format)?;
+    super::run::watch_signals(&interruption, format, super::run::Work::Reads)?;
     let portal = Portal::new(portal_settings, interruption.portal_interruptions());
     let show = Show::new(View {
         quiet: false,
@@ -76,18 +91,21 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     let outcome = status::status(&settings, portal, &show, &interruption, &mut on_round).await;
     show.finish();
     let outcome = outcome?;
+    if outcome.last.number == 0 {
+        bail!("interrupted before a round was read: no phone's state is known");
+    }
     let down: Vec<&PhoneState> = outcome
         .last
         .phones
         .iter()
-        .filter(|p| !p.connected)
+        .filter(|p| !p.connected())
         .collect();
     // Per client, the phones still down.
     let mut by_client: BTreeMap<&str, (usize, Vec<&PhoneState>)> = BTreeMap::new();
     for p in &outcome.last.phones {
         let entry = by_client.entry(p.client_ref.as_str()).or_default();
         entry.0 += 1;
-        if !p.connected {
+        if !p.connected() {
             entry.1.push(p);
         }
     }
@@ -118,15 +136,22 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
                     )?;
                 }
             }
-            out.flush()?;
+            // Rows not found are phones nobody can say are back: listed
+            // with the others, where cron's mail shows them.
             for r in &outcome.unresolved {
-                logging::say(&format!(
-                    "not found: line {}: {}: {}",
-                    r.line, r.licence, r.detail
-                ));
+                writeln!(
+                    out,
+                    "client {}: not found: line {}: {}: {}",
+                    r.client_ref, r.line, r.licence, r.detail
+                )?;
             }
+            out.flush()?;
+            let not_found = match outcome.unresolved.len() {
+                0 => String::new(),
+                n => format!(", {n} not found"),
+            };
             logging::say(&format!(
-                "{} of {} phones back{}",
+                "{} of {} phones back{not_found}{}",
                 outcome.last.back(),
                 outcome.last.phones.len(),
                 match &outcome.ended {

@@ -162,6 +162,8 @@ pub enum Kind {
     LabelValue,
     /// A text the page shows, before a value.
     Text,
+    /// A value a table's cells show.
+    Value,
 }
 
 impl Kind {
@@ -174,6 +176,7 @@ impl Kind {
             Kind::Column => "column",
             Kind::LabelValue => "label",
             Kind::Text => "text",
+            Kind::Value => "value",
         }
     }
 
@@ -186,6 +189,7 @@ impl Kind {
             Kind::Column => "columns",
             Kind::LabelValue => "labels",
             Kind::Text => "texts",
+            Kind::Value => "values",
         }
     }
 }
@@ -287,6 +291,11 @@ fn elements_of(doc: &Html, kind: Kind) -> Vec<String> {
         Kind::Column => doc
             .select(&TABLES)
             .filter_map(|t| t.select(&ROWS).next())
+            .flat_map(|r| cells_of(r).map(text_of).collect::<Vec<_>>())
+            .collect(),
+        Kind::Value => doc
+            .select(&TABLES)
+            .flat_map(|t| t.select(&ROWS).skip(1))
             .flat_map(|r| cells_of(r).map(text_of).collect::<Vec<_>>())
             .collect(),
         Kind::LabelValue => doc

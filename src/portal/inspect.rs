@@ -114,6 +114,10 @@ fn plan(
                 want!(l, column_name, Column),
                 want!(l, column_action, Column),
                 want!(l, detail, Link),
+                // Not needed to reset; `plan` and `status` read it.
+                want!(l, column_state, Column),
+                want!(l, state_connected, Value),
+                want!(l, state_disconnected, Value),
             ],
         ),
         (
@@ -224,6 +228,52 @@ async fn get(
     let fetched = b.transport.fetch(phase, req, Retry::Yes).await?;
     b.capture(&fetched, kind, &[], false);
     Ok(fetched)
+}
+
+/// The users table's `État`: its column, and the word the licence's row
+/// shows, which must be one of the two words `plan` and `status` know.
+fn check_state<'a>(
+    doc: &Html,
+    cell: Option<&str>,
+    licence: &str,
+    w: &impl Fn(&str) -> Want<'a>,
+    checks: &mut Checks,
+) {
+    let (column, connected, disconnected) = (
+        w("column_state"),
+        w("state_connected"),
+        w("state_disconnected"),
+    );
+    let Some(text) = cell else {
+        checks.missing(html::missing(doc, column));
+        let why = "no État column: plan cannot count the phones in use, status cannot tell which are back";
+        checks.set(connected.key, Found::NotChecked(why));
+        checks.set(disconnected.key, Found::NotChecked(why));
+        return;
+    };
+    checks.found(column, "");
+    let shown = html::label_text(text);
+    let note = format!("licence {licence}: {shown}");
+    if html::is_label(&shown, connected.words) {
+        checks.found(connected, note);
+        checks.set(
+            disconnected.key,
+            Found::NotChecked("the licence's phone is connected"),
+        );
+    } else if html::is_label(&shown, disconnected.words) {
+        checks.found(disconnected, note);
+        checks.set(
+            connected.key,
+            Found::NotChecked("the licence's phone is not connected"),
+        );
+    } else {
+        let wrong = format!(
+            "licence {licence} shows État '{shown}', neither state_connected nor state_disconnected: \
+             word them as the portal does, or plan and status count it as unknown"
+        );
+        checks.set(connected.key, Found::Wrong(wrong.clone()));
+        checks.set(disconnected.key, Found::Wrong(wrong));
+    }
 }
 
 /// Follows the link `want` on `doc`, or notes it missing.
@@ -454,7 +504,10 @@ async fn walk(
             "column_action",
         ]
         .map(w);
-        let table = match html::need_table(&doc, &page.url, &wants) {
+        let words = wants.map(|w| w.words);
+        let state = w("column_state");
+        let with_state = html::find_table_with(&doc, &page.url, &words, &[state.words]);
+        let table = match with_state.map_or_else(|| html::need_table(&doc, &page.url, &wants), Ok) {
             Ok(t) => t,
             Err(m) => {
                 for c in wants {
@@ -487,6 +540,10 @@ async fn walk(
                 {
                     Some(a) => {
                         checks.found(w("detail"), format!("licence {licence}"));
+                        // The State cell, where the table has the column.
+                        let has_state = table.optional.first() == Some(&true);
+                        let cell = has_state.then(|| r[4].text.as_str());
+                        check_state(&doc, cell, &licence, &w, checks);
                         break (licence, r[1].text.clone(), a.url.clone());
                     }
                     None => {

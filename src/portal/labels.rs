@@ -39,6 +39,8 @@ pub struct Labels {
     pub column_state: String,
     /// The value of that column for a registered phone.
     pub state_connected: String,
+    /// Its value for a phone that is not.
+    pub state_disconnected: String,
     pub detail: String,
     // Detail page.
     pub field_accountcode: String,
@@ -78,6 +80,7 @@ impl Default for Labels {
             column_name: s("Nom"),
             column_state: s("État"),
             state_connected: s("Connecté"),
+            state_disconnected: s("Déconnecté"),
             detail: s("Détail"),
             field_accountcode: s("Réf. accountcode"),
             field_licence: s("Licence"),

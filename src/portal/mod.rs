@@ -103,10 +103,34 @@ pub struct LicenceRow {
     pub state: String,
 }
 
+/// Whether a phone is registered, as the users table's `État` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Connected,
+    Disconnected,
+    /// A word neither `state_connected` nor `state_disconnected` names.
+    Other(String),
+    /// The table shows no `État` (or an empty cell): nobody can tell.
+    NotShown,
+}
+
 impl LicenceRow {
     /// Whether its phone is registered now, as the users table said.
+    pub fn registration(&self, labels: &Labels) -> Registration {
+        if self.state.is_empty() {
+            Registration::NotShown
+        } else if is_label(&self.state, &labels.state_connected) {
+            Registration::Connected
+        } else if is_label(&self.state, &labels.state_disconnected) {
+            Registration::Disconnected
+        } else {
+            Registration::Other(self.state.clone())
+        }
+    }
+
+    /// Whether its phone is registered now, as the users table said.
     pub fn connected(&self, labels: &Labels) -> bool {
-        is_label(&self.state, &labels.state_connected)
+        self.registration(labels) == Registration::Connected
     }
 }
 

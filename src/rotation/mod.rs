@@ -321,6 +321,12 @@ pub struct Stranded {
 pub struct Earlier {
     /// Complete entries the journal held when this run began.
     pub in_journal: usize,
+    /// Of those, how many of each client (the journal names the phone of
+    /// each entry in clear): with one file per client, the passwords each
+    /// client's file lacks.
+    pub by_client: std::collections::BTreeMap<String, usize>,
+    /// Whether the run writes one file per client.
+    pub per_client: bool,
     /// Part files the earlier runs wrote, as the journal records them.
     pub parts: Vec<HeldIn>,
 }
@@ -446,6 +452,20 @@ pub struct Question {
     pub resets: usize,
     /// Of those phones, the ones registered now (`État`: in use).
     pub in_use: usize,
+    /// And those whose `État` says neither (not shown, or another word).
+    pub state_unknown: usize,
+}
+
+/// Of `targets`, the phones in use now and those nobody can tell.
+fn in_use(targets: &[Target], labels: &crate::portal::labels::Labels) -> (usize, usize) {
+    use crate::portal::Registration;
+    targets.iter().fold((0, 0), |(used, unknown), t| {
+        match t.licence.registration(labels) {
+            Registration::Connected => (used + 1, unknown),
+            Registration::Disconnected => (used, unknown),
+            Registration::Other(_) | Registration::NotShown => (used, unknown + 1),
+        }
+    })
 }
 
 /// Who listens to a run. Results flow to one collector; the observer only
@@ -825,13 +845,11 @@ impl Run<'_> {
         report.extend(resolution.rejected);
         let targets: Vec<Target> = resumed.keep_all(resolution.targets, &mut report);
         if self.settings.confirm && !targets.is_empty() {
-            let labels = self.portal.labels();
+            let (in_use, state_unknown) = in_use(&targets, self.portal.labels());
             let answer = self.observer.confirm(&Question {
                 resets: targets.len(),
-                in_use: targets
-                    .iter()
-                    .filter(|t| t.licence.connected(labels))
-                    .count(),
+                in_use,
+                state_unknown,
             });
             let yes = tokio::select! {
                 _ = stop.cancelled() => None,
@@ -1004,7 +1022,10 @@ impl Run<'_> {
             part: Vec::new(),
             journal: JournalFate::NotCreated,
             lost: done.lost,
-            earlier: resumed.earlier(),
+            earlier: resumed.earlier().map(|e| Earlier {
+                per_client: outputs::per_client(&self.settings.output),
+                ..e
+            }),
             stranded: None,
         };
         let (journal, outputs, stranded) = match sink {
@@ -1175,6 +1196,8 @@ pub struct Plan {
     pub targets: Vec<Target>,
     /// Of the targets, the phones registered now (`État`: in use).
     pub in_use: usize,
+    /// And those whose `État` says neither.
+    pub state_unknown: usize,
     pub stopped: Option<StopReason>,
     pub report: Option<PathBuf>,
     pub problems: Vec<LateProblem>,
@@ -1247,13 +1270,11 @@ pub async fn plan(
             }),
         }
     }
-    let in_use = targets
-        .iter()
-        .filter(|t| t.licence.connected(portal.labels()))
-        .count();
+    let (in_use, state_unknown) = in_use(&targets, portal.labels());
     Ok(Plan {
         rows: plan_rows,
         in_use,
+        state_unknown,
         targets,
         stopped,
         report: written,

@@ -438,7 +438,8 @@ async fn reset_one(browser: &mut Browser, target: &Target, max_tries: u32) -> Tr
         }
     }
     let reason = format!(
-        "Confirmer sent {max_tries} times without a password shown ({last_unknown}): the password may have changed; reset this licence again"
+        "Confirmer sent {max_tries} time{} without a password shown ({last_unknown}): the password may have changed; reset this licence again",
+        if max_tries == 1 { "" } else { "s" }
     );
     Tries::Done(
         confirmations,

@@ -103,6 +103,14 @@ impl Resumed {
             in_report: HashMap::new(),
             earlier: Some(Earlier {
                 in_journal: contents.entries.len(),
+                by_client: contents
+                    .entries
+                    .iter()
+                    .fold(Default::default(), |mut n, m| {
+                        *n.entry(m.client_ref.clone()).or_default() += 1;
+                        n
+                    }),
+                per_client: false,
                 parts: contents
                     .parts
                     .into_iter()

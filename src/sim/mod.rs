@@ -348,7 +348,7 @@ impl Shared {
         if self.connected(licence) {
             &self.cfg.labels.state_connected
         } else {
-            pages::DISCONNECTED
+            &self.cfg.labels.state_disconnected
         }
     }
 

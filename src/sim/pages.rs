@@ -9,9 +9,6 @@ use super::dataset::{Dataset, METACENTREX};
 use super::routes::{Route, Variant};
 use crate::portal::labels::Labels;
 
-/// The `État` of a phone that is not registered.
-pub const DISCONNECTED: &str = "Déconnecté";
-
 /// How pages look: the variant's markup, and the words of its labels (the
 /// guide's by default; `--label KEY=VALUE` words one differently, as a real
 /// portal might).
