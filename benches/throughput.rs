@@ -6,6 +6,8 @@
 //!
 //! cargo bench --bench throughput                      # the table of BENCHMARKS.md
 //! cargo bench --bench throughput -- --sizes 100,1000  # fewer sizes
+//! SIP_ROTATE_BENCH_RUN=/path/to/older/sip-rotate cargo bench --bench throughput
+//!                                   # the runs made by another build (before/after)
 //!
 //! Not a test: nothing here is run by CI.
 
@@ -18,9 +20,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_sip-rotate");
 const LICENCES_PER_CLIENT: usize = 50;
 const PAGE_SIZE: &str = "25";
 
+/// The binary whose `run` is measured: this build, or the one named by
+/// SIP_ROTATE_BENCH_RUN (an earlier build, for before/after figures). The
+/// simulator is always this build's.
+fn run_bin() -> String {
+    std::env::var("SIP_ROTATE_BENCH_RUN").unwrap_or_else(|_| BIN.to_string())
+}
+
 struct Scenario {
     name: &'static str,
     licences: usize,
+    licences_per_client: usize,
     latency_ms: u64,
     rate: f64,
     concurrency: usize,
@@ -32,6 +42,8 @@ struct Row {
     scenario: String,
     licences: usize,
     requests: u64,
+    /// Logins the simulator accepted: the sessions the run opened.
+    logins: u64,
     elapsed: Duration,
     rate: f64,
     bound: String,
@@ -58,6 +70,17 @@ fn main() {
         .unwrap_or(50);
 
     let mut rows = Vec::new();
+    // A small run on a portal faster than the rate: one or two sessions
+    // fill 20 requests per second; more would be logins for nothing.
+    rows.push(run(&Scenario {
+        name: "small, fast portal",
+        licences: 60,
+        licences_per_client: 20,
+        latency_ms: 20,
+        rate: 20.0,
+        concurrency: 8,
+        overlapped: false,
+    }));
     for &n in &sizes {
         // The rate limit is the bottleneck: latency x rate (10) < concurrency (16).
         // Resolution then resets, and (up to 1,000) the two overlapped.
@@ -68,6 +91,7 @@ fn main() {
             rows.push(run(&Scenario {
                 name: "rate-bound",
                 licences: n,
+                licences_per_client: LICENCES_PER_CLIENT,
                 latency_ms: 50,
                 rate: 200.0,
                 concurrency: 16,
@@ -80,6 +104,7 @@ fn main() {
         rows.push(run(&Scenario {
             name: "portal-bound",
             licences: 1000,
+            licences_per_client: LICENCES_PER_CLIENT,
             latency_ms: 100,
             rate: 400.0,
             concurrency: 8,
@@ -90,16 +115,17 @@ fn main() {
 
     println!();
     println!(
-        "| scenario | licences | requests/licence | elapsed | achieved rate / bound | CPU ms/request | peak RSS |"
+        "| scenario | licences | requests/licence | logins | elapsed | achieved rate / bound | CPU ms/request | peak RSS |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows.iter().chain(std::iter::once(&sequential)) {
         let achieved = r.requests as f64 / r.elapsed.as_secs_f64();
         println!(
-            "| {} | {} | {:.2} | {:.1} s | {:.1}/s / {} ({:.0}%) | {:.3} | {:.1} MiB |",
+            "| {} | {} | {:.2} | {} | {:.1} s | {:.1}/s / {} ({:.0}%) | {:.3} | {:.1} MiB |",
             r.scenario,
             r.licences,
             r.requests as f64 / r.licences as f64,
+            r.logins,
             r.elapsed.as_secs_f64(),
             achieved,
             r.bound,
@@ -121,13 +147,19 @@ struct Sim {
     url: String,
 }
 
-fn start_sim(dir: &Path, licences: usize, latency_ms: u64, rate_limit: u64) -> Sim {
-    let clients = licences.div_ceil(LICENCES_PER_CLIENT).to_string();
+fn start_sim(
+    dir: &Path,
+    licences: usize,
+    per_client: usize,
+    latency_ms: u64,
+    rate_limit: u64,
+) -> Sim {
+    let clients = licences.div_ceil(per_client).to_string();
     let mut child = Command::new(BIN)
         .args(["sim", "--listen", "127.0.0.1:0", "--clients", &clients])
         .args([
             "--licences-per-client",
-            &LICENCES_PER_CLIENT.to_string(),
+            &per_client.to_string(),
             "--page-size",
             PAGE_SIZE,
         ])
@@ -213,7 +245,7 @@ fn measured_run(
 ) -> (Duration, Duration, i64, u64) {
     let stderr_path = dir.join(format!("{output}.stderr"));
     let started = Instant::now();
-    let child = Command::new(BIN)
+    let child = Command::new(run_bin())
         .args(["run", "--yes", "--canary", "1", "--input"])
         .arg(input)
         .args(["--portal", &sim.url, "--login", "bench", "-r", public, "-o"])
@@ -269,7 +301,13 @@ fn run(s: &Scenario) -> Row {
         }
     );
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), s.licences, s.latency_ms, (s.rate * 1.5) as u64);
+    let sim = start_sim(
+        dir.path(),
+        s.licences,
+        s.licences_per_client,
+        s.latency_ms,
+        (s.rate * 1.5) as u64,
+    );
     let input = write_input(dir.path(), s.licences, 0);
     let public = identity(dir.path());
     let (elapsed, cpu, rss, requests) = measured_run(
@@ -281,6 +319,7 @@ fn run(s: &Scenario) -> Row {
         &run_flags(s.rate, s.concurrency, s.overlapped),
     );
     let counters = stop_sim(sim);
+    let logins = counter(&counters, "logins");
     let resets = std::fs::read_to_string(dir.path().join("truth.jsonl"))
         .unwrap()
         .lines()
@@ -307,6 +346,7 @@ fn run(s: &Scenario) -> Row {
         },
         licences: s.licences,
         requests,
+        logins,
         elapsed,
         rate,
         bound,
@@ -320,7 +360,13 @@ fn run(s: &Scenario) -> Row {
 fn one_at_a_time(licences: usize, latency_ms: u64, rate: f64) -> Row {
     eprintln!("one at a time: {licences} licences, latency {latency_ms} ms...");
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_sim(dir.path(), licences, latency_ms, (rate * 1.5) as u64);
+    let sim = start_sim(
+        dir.path(),
+        licences,
+        LICENCES_PER_CLIENT,
+        latency_ms,
+        (rate * 1.5) as u64,
+    );
     let public = identity(dir.path());
     let (mut elapsed, mut cpu, mut rss, mut requests) = (Duration::ZERO, Duration::ZERO, 0, 0);
     for i in 0..licences {
@@ -338,15 +384,25 @@ fn one_at_a_time(licences: usize, latency_ms: u64, rate: f64) -> Row {
         rss = rss.max(r);
         requests += q;
     }
-    stop_sim(sim);
+    let logins = counter(&stop_sim(sim), "logins");
     Row {
         scenario: "one at a time".into(),
         licences,
         requests,
+        logins,
         elapsed,
         rate,
         bound: format!("{rate:.0}/s (--rate)"),
         cpu,
         peak_rss_kib: rss,
     }
+}
+
+/// A counter of the simulator's closing lines (`name: value`).
+fn counter(counters: &str, name: &str) -> u64 {
+    counters
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the simulator counts {name}: {counters}"))
 }

@@ -51,9 +51,13 @@ pub struct ReportRow {
     pub confirmations: u32,
     /// Portal requests the reset of this licence took (4 without faults).
     pub requests: u64,
+    /// Which of the run's logins sent its `Confirmer` (1 for the first):
+    /// what ties the reset to the portal's security log. `None` when no
+    /// `Confirmer` was sent.
+    pub session: Option<u64>,
 }
 
-pub const REPORT_HEADER: [&str; 11] = [
+pub const REPORT_HEADER: [&str; 12] = [
     "line",
     "client_ref",
     "service_ref",
@@ -64,6 +68,7 @@ pub const REPORT_HEADER: [&str; 11] = [
     "status",
     "confirmations",
     "requests",
+    "session",
     "detail",
 ];
 
@@ -179,6 +184,7 @@ pub fn write(
                 r.status.as_str(),
                 &r.confirmations.to_string(),
                 &r.requests.to_string(),
+                &r.session.map(|n| n.to_string()).unwrap_or_default(),
                 &r.detail,
             ],
             dialect,

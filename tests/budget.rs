@@ -143,3 +143,117 @@ fn a_run_spends_exactly_the_request_budget() {
         );
     }
 }
+
+/// A simulator of `clients` × `per_client` licences answering in about
+/// `latency_ms`, and an input naming every one of them.
+fn sized(latency_ms: u64, clients: usize, per_client: usize) -> (Setup, std::path::PathBuf, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("dataset.csv");
+    let sim = Sim::start(
+        dir.path(),
+        &[
+            "--latency-ms",
+            &latency_ms.to_string(),
+            "--clients",
+            &clients.to_string(),
+            "--licences-per-client",
+            &per_client.to_string(),
+            "--dataset-out",
+            dataset.to_str().unwrap(),
+        ],
+    );
+    let (identity, public) = identity(dir.path());
+    let rows = parse_csv(&std::fs::read(&dataset).unwrap());
+    let mut text = String::from("client_ref,licence\n");
+    for row in &rows {
+        text += &format!("{},{}\n", row["client_ref"], row["licence"]);
+    }
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, text).unwrap();
+    let licences = rows.len();
+    (
+        Setup {
+            dir,
+            sim,
+            identity,
+            public,
+        },
+        input,
+        licences,
+    )
+}
+
+/// The number of sessions the summary says the run opened.
+fn sessions_said(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("portal requests: "))
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the summary counts sessions: {stderr}"))
+}
+
+/// On a portal that answers well within the time between two requests one
+/// session keeps up with the rate: every further login would be a request
+/// the portal shares with people and an entry in its security log.
+#[test]
+fn a_fast_portal_gets_only_the_sessions_the_rate_needs() {
+    let (
+        Setup {
+            dir, sim, public, ..
+        },
+        input,
+        licences,
+    ) = sized(20, 3, 20);
+    assert_eq!(licences, 60);
+    let report = dir.path().join("report.csv");
+    let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
+        .args(["--yes", "--rate", "20", "--concurrency", "8", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let counters = sim.stop();
+    assert_eq!(counters["resets"], 60, "{stderr}");
+    let logins = counters["logins"];
+    assert!((1..=2).contains(&logins), "{logins} logins: {stderr}");
+    assert_eq!(sessions_said(&stderr), logins, "{stderr}");
+    let per_licence = counters["requests.total"] as f64 / 60.0;
+    assert!(
+        per_licence <= 4.5,
+        "{per_licence} requests per licence: {stderr}"
+    );
+    // Each reset names the login whose session confirmed it.
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    assert_eq!(rows.len(), 60);
+    for row in &rows {
+        let session: u64 = row["session"].parse().unwrap();
+        assert!((1..=logins).contains(&session), "{row:?}");
+    }
+}
+
+/// On a portal slower than the rate, sessions open up to --concurrency: the
+/// open ones cannot fill the rate, and waiting would leave it unused.
+#[test]
+fn a_slow_portal_gets_sessions_up_to_the_concurrency() {
+    // 200 ms an answer at 50 requests/s: ten sessions would be needed.
+    let (
+        Setup {
+            dir, sim, public, ..
+        },
+        input,
+        licences,
+    ) = sized(200, 1, 16);
+    let out = run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
+        .args(["--yes", "--rate", "50", "--concurrency", "4"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let counters = sim.stop();
+    assert_eq!(counters["resets"], licences as u64, "{stderr}");
+    assert_eq!(counters["logins"], 4, "{stderr}");
+    assert_eq!(sessions_said(&stderr), 4, "{stderr}");
+}

@@ -115,7 +115,8 @@ pub struct PortalArgs {
     /// Portal requests per second, for every request of the run [default: 2].
     #[arg(long, value_name = "REQ_PER_S")]
     pub rate: Option<f64>,
-    /// Portal requests in flight at once [default: 4].
+    /// Portal sessions, and requests in flight, at most at once; sessions
+    /// open only as the rate needs them [default: 4].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
     /// TOML file overriding the labels looked for on the portal's pages.

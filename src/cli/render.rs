@@ -182,6 +182,7 @@ fn licence_json(row: &ReportRow) -> serde_json::Value {
         "status": row.status.as_str(),
         "confirmations": row.confirmations,
         "requests": row.requests,
+        "session": row.session,
         "detail": row.detail,
     })
 }

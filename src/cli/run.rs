@@ -256,6 +256,7 @@ mod tests {
             detail: String::new(),
             confirmations: 0,
             requests: 0,
+            session: None,
         }
     }
 

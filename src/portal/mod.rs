@@ -232,6 +232,8 @@ pub(crate) fn problem(page: &'static str, p: Problem) -> PortalError {
 }
 
 const MAX_SESSION_ATTEMPTS: usize = 4;
+/// The shortest wait for a busy browser before asking whether to open one more.
+const MIN_PATIENCE: Duration = Duration::from_millis(10);
 const MAX_PAGES: usize = 10_000;
 
 /// Where a table walk starts: a link, or a search form filled in the live session.
@@ -262,10 +264,13 @@ pub enum Priority {
     Resolve = 1,
 }
 
-/// The browsers of a run: at most `concurrency` of them, idle or leased.
+/// The browsers of a run: at most `concurrency` of them, idle or leased,
+/// opened one by one as the rate needs them (each is a login the portal logs).
 struct Pool {
     /// Browsers that may still be created.
     unborn: usize,
+    /// Browsers created so far.
+    born: usize,
     idle: Vec<Browser>,
     /// Who waits for a browser, by priority, first come first served.
     waiting: [std::collections::VecDeque<oneshot::Sender<Lease>>; 2],
@@ -323,6 +328,7 @@ impl Portal {
             }),
             pool: Mutex::new(Pool {
                 unborn: concurrency,
+                born: 0,
                 idle: Vec::new(),
                 waiting: Default::default(),
             }),
@@ -338,42 +344,98 @@ impl Portal {
         &self.shared.throttle.stats
     }
 
-    /// Waits for a free browser: an idle one (logged in), a new one while
-    /// fewer than `concurrency` exist, or the next one given back, resets first.
+    /// Waits for a free browser: an idle one (logged in), the first one,
+    /// the next one given back (resets first), or a new one when the rate
+    /// has room that the open browsers leave unused.
     pub async fn lease(self: &Arc<Self>, priority: Priority) -> Result<Lease, PortalError> {
-        let waiting = {
+        let mut waiting = {
             let mut pool = self.pool.lock().unwrap();
             if let Some(b) = pool.idle.pop() {
                 return Ok(self.lent(b));
             }
-            if pool.unborn == 0 {
-                let (tx, rx) = oneshot::channel();
-                pool.waiting[priority as usize].push_back(tx);
-                rx
-            } else {
+            if pool.born == 0 && pool.unborn > 0 {
                 pool.unborn -= 1;
+                pool.born += 1;
                 drop(pool);
-                return match Transport::new(
-                    self.shared.throttle.clone(),
-                    self.shared.timeout,
-                    self.shared.start.origin(),
-                    self.shared.interruptions.clone(),
-                ) {
-                    Ok(transport) => Ok(self.lent(Browser {
-                        shared: self.shared.clone(),
-                        transport,
-                        my_services: None,
-                        search: None,
-                    })),
-                    Err(e) => {
-                        self.pool.lock().unwrap().unborn += 1;
-                        Err(e.into())
-                    }
-                };
+                return self.open();
             }
+            let (tx, rx) = oneshot::channel();
+            pool.waiting[priority as usize].push_back(tx);
+            rx
         };
-        // The sender lives in the pool until a browser is handed over.
-        Ok(waiting.await.expect("the pool outlives its waiters"))
+        // Every browser is busy. Waiting is right while the limiter holds
+        // requests back (another session would only queue behind them);
+        // when it has held none back for a while, the rate has room the open
+        // sessions cannot fill, and one more is opened.
+        let throttle = &self.shared.throttle;
+        let patience = throttle.period().max(MIN_PATIENCE);
+        loop {
+            tokio::select! {
+                // The sender lives in the pool until a browser is handed over.
+                lease = &mut waiting => return Ok(lease.expect("the pool outlives its waiters")),
+                _ = tokio::time::sleep(patience) => {}
+            }
+            if !self.may_open_another(patience) {
+                continue;
+            }
+            // No browser may be handed to this waiter any more; one handed
+            // over just before is taken rather than a new one opened.
+            waiting.close();
+            if let Ok(lease) = waiting.try_recv() {
+                let mut pool = self.pool.lock().unwrap();
+                pool.unborn += 1;
+                pool.born -= 1;
+                return Ok(lease);
+            }
+            return self.open();
+        }
+    }
+
+    /// Whether one more browser is worth a login: fewer than `concurrency`
+    /// exist, the limiter held nothing back lately, and the portal's answer
+    /// time says the rate needs more sessions than are open. Reserves it.
+    fn may_open_another(&self, patience: Duration) -> bool {
+        let throttle = &self.shared.throttle;
+        let mut pool = self.pool.lock().unwrap();
+        if pool.unborn == 0 || throttle.saturated(patience) {
+            return false;
+        }
+        // Sessions the rate keeps busy: answer time / time between requests,
+        // with a quarter more for the work between requests. A session still
+        // logging in is counted, so that a burst of waiters does not open
+        // more than the rate can use.
+        let needed = (1.25 * throttle.answer_time().as_secs_f64() / throttle.period().as_secs_f64())
+            .ceil() as usize;
+        if pool.born >= needed.max(1) {
+            return false;
+        }
+        pool.unborn -= 1;
+        pool.born += 1;
+        true
+    }
+
+    /// A new browser, its place in the pool already reserved.
+    fn open(self: &Arc<Self>) -> Result<Lease, PortalError> {
+        match Transport::new(
+            self.shared.throttle.clone(),
+            self.shared.timeout,
+            self.shared.start.origin(),
+            self.shared.interruptions.clone(),
+        ) {
+            Ok(transport) => Ok(self.lent(Browser {
+                shared: self.shared.clone(),
+                transport,
+                my_services: None,
+                search: None,
+                session: 0,
+            })),
+            Err(e) => {
+                let mut pool = self.pool.lock().unwrap();
+                pool.unborn += 1;
+                pool.born -= 1;
+                Err(e.into())
+            }
+        }
     }
 
     fn lent(self: &Arc<Self>, browser: Browser) -> Lease {
@@ -416,6 +478,9 @@ pub struct Browser {
     my_services: Option<Url>,
     /// The search form of the current session, once opened.
     search: Option<Form>,
+    /// Which of the run's logins this browser's session is (1 for the
+    /// first); 0 before it logged in.
+    session: u64,
 }
 
 impl Browser {
@@ -423,6 +488,12 @@ impl Browser {
     /// Confirmer, the result page, and their retries; not logins).
     pub fn reset_requests(&self) -> u64 {
         self.transport.sent_in(Phase::Reset)
+    }
+
+    /// Which of the run's logins this browser's session is (1 for the
+    /// first): what ties a reset to an entry of the portal's security log.
+    pub fn session_number(&self) -> u64 {
+        self.session
     }
 
     /// Fetches a page and reads it with `parse`; a login page ends the session.
@@ -597,11 +668,13 @@ impl Browser {
             }
             Err(e) => Err(e),
             Ok(home) => {
-                self.shared
+                self.session = self
+                    .shared
                     .throttle
                     .stats
                     .sessions
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
                 self.my_services = Some(home.clone());
                 Ok(home)
             }

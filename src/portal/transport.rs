@@ -8,7 +8,7 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::StatusCode;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -177,6 +177,54 @@ pub struct Throttle {
     in_flight: Semaphore,
     paused_until: Mutex<Option<Instant>>,
     pub stats: Stats,
+    /// How long the limiter lets one request wait for the next.
+    period: Duration,
+    /// What tells the pool whether another session would be of use.
+    demand: Demand,
+}
+
+/// Whether the rate is used up: requests held back by the limiter (or a
+/// `Retry-After` pause) now or lately, and how long the portal takes to
+/// answer. The pool opens another session only when the limiter had nothing
+/// to hold back while every open session was busy.
+struct Demand {
+    /// When this throttle was made: the origin of the times below.
+    since: Instant,
+    /// Requests held back right now.
+    held: AtomicUsize,
+    /// When a request was last let go after being held back, in µs since `since`.
+    last_held_us: AtomicU64,
+    /// The portal's answer time, a moving average in µs (0: none yet).
+    answer_us: AtomicU64,
+    /// When each request now waiting for its answer was sent, by a number
+    /// of its own: a page that takes long shows here before it is answered.
+    asked: Mutex<Vec<(u64, Instant)>>,
+    next_ask: AtomicU64,
+}
+
+/// A request waiting for the portal's answer, for as long as it waits.
+struct Asked<'a>(&'a Throttle, u64);
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        let mut asked = self.0.demand.asked.lock().unwrap();
+        if let Some(i) = asked.iter().position(|(n, _)| *n == self.1) {
+            asked.swap_remove(i);
+        }
+    }
+}
+
+/// A request held back by the limiter: counted while it waits, and its
+/// release noted, also when the wait is cut short.
+struct Held<'a>(&'a Demand);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let d = self.0;
+        d.last_held_us
+            .store(d.since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        d.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One browser session's HTTP client (its own cookie jar) behind the shared throttle.
@@ -210,7 +258,87 @@ impl Throttle {
             in_flight: Semaphore::new(concurrency.max(1)),
             paused_until: Mutex::new(None),
             stats: Stats::default(),
+            period,
+            demand: Demand {
+                since: Instant::now(),
+                held: AtomicUsize::new(0),
+                last_held_us: AtomicU64::new(0),
+                answer_us: AtomicU64::new(0),
+                asked: Mutex::new(Vec::new()),
+                next_ask: AtomicU64::new(0),
+            },
         }
+    }
+
+    /// The time between two requests at the full rate.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// Whether the limiter held a request back now or within `window`: the
+    /// rate is in use, and another session would only wait its turn.
+    pub fn saturated(&self, window: Duration) -> bool {
+        let d = &self.demand;
+        if d.held.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        let last = d.last_held_us.load(Ordering::Relaxed);
+        last > 0 && d.since.elapsed().as_micros() as u64 <= last + window.as_micros() as u64
+    }
+
+    /// How long the portal takes to answer a request: on average lately,
+    /// or longer while a request has been waiting longer than that for its
+    /// answer; zero until a request was sent.
+    pub fn answer_time(&self) -> Duration {
+        let average = Duration::from_micros(self.demand.answer_us.load(Ordering::Relaxed));
+        let longest = self
+            .demand
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, at)| at.elapsed())
+            .max()
+            .unwrap_or_default();
+        average.max(longest)
+    }
+
+    /// Notes a request sent, until the guard is dropped.
+    fn ask(&self) -> Asked<'_> {
+        let n = self.demand.next_ask.fetch_add(1, Ordering::Relaxed);
+        let at = Instant::now();
+        self.demand.asked.lock().unwrap().push((n, at));
+        Asked(self, n)
+    }
+
+    fn answered_in(&self, took: Duration) {
+        // A moving average over about the last eight answers; two sessions
+        // racing here lose one sample, which an average can afford.
+        let d = &self.demand;
+        let sample = took.as_micros() as u64;
+        let old = d.answer_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            (old * 7 + sample) / 8
+        };
+        d.answer_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Waits for this request's turn: any `Retry-After` pause, then the limiter.
+    async fn turn(&self) {
+        let paused = self
+            .paused_until
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t > Instant::now());
+        if !paused && self.limiter.check().is_ok() {
+            return;
+        }
+        self.demand.held.fetch_add(1, Ordering::Relaxed);
+        let _held = Held(&self.demand);
+        self.wait_for_pause().await;
+        self.limiter.until_ready().await;
     }
 
     async fn wait_for_pause(&self) {
@@ -353,10 +481,7 @@ impl Transport {
         for _ in 0..MAX_PAUSES {
             tokio::select! {
                 _ = waiting.cancelled() => return Err(TransportError::Interrupted),
-                _ = async {
-                    throttle.wait_for_pause().await;
-                    throttle.limiter.until_ready().await;
-                } => {}
+                _ = throttle.turn() => {}
             }
             let builder = match req {
                 Req::Get(url) => self.client.get(url.clone()),
@@ -365,7 +490,13 @@ impl Transport {
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
             self.sent[phase as usize].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
-            let response = builder.send().await.map_err(classify)?;
+            let asked = throttle.ask();
+            let response = builder.send().await.map_err(classify);
+            drop(asked);
+            // Only answers count: a request that failed tells nothing of
+            // how fast the portal answers.
+            let response = response?;
+            throttle.answered_in(sent_at.elapsed());
             let status = response.status();
             tracing::debug!(
                 target: "sip_rotate::http",

@@ -756,6 +756,7 @@ pub async fn rotate(
             detail: format!("{} in the earlier run, not retried", r.status),
             confirmations: 0,
             requests: 0,
+            session: None,
         })
         .collect();
     let run = Run {

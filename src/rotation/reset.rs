@@ -35,6 +35,8 @@ enum Attempt {
         confirmations: u32,
         /// Portal requests the licence took.
         requests: u64,
+        /// The run's login whose session sent the last `Confirmer`.
+        session: u64,
         result: Result<NewPassword, Failure>,
     },
     /// Taken from the queue just as the run stopped, or its first pages cut
@@ -129,7 +131,7 @@ pub(super) async fn reset_all(
         drop(tx);
         let mut batch_failed = false;
         while let Some(attempt) = rx.recv().await {
-            let (t, confirmations, requests, result) = match attempt {
+            let (t, confirmations, requests, session, result) = match attempt {
                 Attempt::NotTried(t, requests) => {
                     let detail = if requests == 0 {
                         "not tried: the run stopped"
@@ -158,12 +160,13 @@ pub(super) async fn reset_all(
                     target,
                     confirmations,
                     requests,
+                    session,
                     result,
-                } => (target, confirmations, requests, result),
+                } => (target, confirmations, requests, session, result),
             };
             done.began = true;
             done.confirmations += u64::from(confirmations);
-            let row = match result {
+            let mut row = match result {
                 Ok(password) => {
                     let record = ResetRecord {
                         client_ref: t.client_ref.clone(),
@@ -237,6 +240,9 @@ pub(super) async fn reset_all(
                     t.report(Status::Failed, reason, confirmations, requests)
                 }
             };
+            if confirmations > 0 && session > 0 {
+                row.session = Some(session);
+            }
             observer.event(Event::Done(&row));
             done.rows.push(row);
         }
@@ -306,6 +312,7 @@ impl Worker {
                             target,
                             confirmations,
                             requests,
+                            session: b.session_number(),
                             result,
                         },
                     }
@@ -314,6 +321,7 @@ impl Worker {
                     target,
                     confirmations: 0,
                     requests: 0,
+                    session: 0,
                     result: Err(Failure {
                         reason: "cannot start an HTTP client".into(),
                         stops_the_run: Some(StopReason::Portal(

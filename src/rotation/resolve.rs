@@ -106,6 +106,7 @@ impl Target {
             detail,
             confirmations,
             requests,
+            session: None,
         }
     }
 }
@@ -328,6 +329,7 @@ pub(super) fn rejected_row(
         detail,
         confirmations: 0,
         requests: 0,
+        session: None,
     }
 }
 
