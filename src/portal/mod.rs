@@ -31,7 +31,7 @@ use html::{Form, Missing, find_link, is_label};
 use labels::Labels;
 use scraper::Html;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -269,17 +269,33 @@ pub enum Priority {
 struct Pool {
     /// Browsers that may still be created.
     unborn: usize,
-    /// Browsers created so far.
-    born: usize,
     idle: Vec<Browser>,
     /// Who waits for a browser, by priority, first come first served.
     waiting: [std::collections::VecDeque<oneshot::Sender<Lease>>; 2],
+    /// Whether one of the waiters watches for room the rate leaves unused
+    /// (the others only wait: thousands of them must not all poll).
+    watched: bool,
+    /// The portal's answers counted when the last browser was opened.
+    answers_at_last_opening: u64,
 }
 
-/// The portal as a run sees it: a source of logged-in browsers.
+/// The portal as a run sees it: a source of browsers, logged in as needed.
 pub struct Portal {
     shared: Arc<Shared>,
+    concurrency: usize,
     pool: Mutex<Pool>,
+    /// Wakes a waiter to take over the watch when the watcher leaves.
+    watch_free: tokio::sync::Notify,
+}
+
+/// The watch over the pool, held by one waiter; given up when dropped.
+struct Watch<'a>(&'a Portal);
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.0.pool.lock().unwrap().watched = false;
+        self.0.watch_free.notify_one();
+    }
 }
 
 /// A browser borrowed from the portal; it goes to the next in line, or back
@@ -326,12 +342,15 @@ impl Portal {
                 interruptions,
                 capture: settings.capture,
             }),
+            concurrency,
             pool: Mutex::new(Pool {
                 unborn: concurrency,
-                born: 0,
                 idle: Vec::new(),
                 waiting: Default::default(),
+                watched: false,
+                answers_at_last_opening: 0,
             }),
+            watch_free: tokio::sync::Notify::new(),
         }
     }
 
@@ -344,95 +363,109 @@ impl Portal {
         &self.shared.throttle.stats
     }
 
-    /// Waits for a free browser: an idle one (logged in), the first one,
-    /// the next one given back (resets first), or a new one when the rate
-    /// has room that the open browsers leave unused.
+    /// Waits for a free browser: an idle one (logged in, unless its session
+    /// ended), the first one, the next one given back (resets first), or a
+    /// new one when the rate has room that the open browsers leave unused.
     pub async fn lease(self: &Arc<Self>, priority: Priority) -> Result<Lease, PortalError> {
         let mut waiting = {
             let mut pool = self.pool.lock().unwrap();
             if let Some(b) = pool.idle.pop() {
                 return Ok(self.lent(b));
             }
-            if pool.born == 0 && pool.unborn > 0 {
+            if pool.unborn == self.concurrency {
                 pool.unborn -= 1;
-                pool.born += 1;
                 drop(pool);
-                return self.open();
+                return self.open().map(|b| self.lent(b));
             }
             let (tx, rx) = oneshot::channel();
             pool.waiting[priority as usize].push_back(tx);
             rx
         };
         // Every browser is busy. Waiting is right while the limiter holds
-        // requests back (another session would only queue behind them);
-        // when it has held none back for a while, the rate has room the open
-        // sessions cannot fill, and one more is opened.
-        let throttle = &self.shared.throttle;
-        let patience = throttle.period().max(MIN_PATIENCE);
+        // requests back (another session would only queue behind them); when
+        // it has held none back for a while, the rate has room the open
+        // sessions cannot fill, and one more is opened. One waiter watches
+        // for that; the others only wait.
+        let patience = self.shared.throttle.period().max(MIN_PATIENCE);
+        let mut watch: Option<Watch> = None;
         loop {
+            if watch.is_none() {
+                watch = self.take_watch();
+            }
+            // The sender lives in the pool until a browser is handed over.
+            let handed = "the pool outlives its waiters";
+            if watch.is_none() || self.pool.lock().unwrap().unborn == 0 {
+                tokio::select! {
+                    lease = &mut waiting => return Ok(lease.expect(handed)),
+                    _ = self.watch_free.notified(), if watch.is_none() => continue,
+                }
+            }
             tokio::select! {
-                // The sender lives in the pool until a browser is handed over.
-                lease = &mut waiting => return Ok(lease.expect("the pool outlives its waiters")),
+                lease = &mut waiting => return Ok(lease.expect(handed)),
                 _ = tokio::time::sleep(patience) => {}
             }
-            if !self.may_open_another(patience) {
-                continue;
+            if self.may_open_another(patience) {
+                // To the first in line, which may be this waiter.
+                let browser = self.open()?;
+                self.give_back(browser);
             }
-            // No browser may be handed to this waiter any more; one handed
-            // over just before is taken rather than a new one opened.
-            waiting.close();
-            if let Ok(lease) = waiting.try_recv() {
-                let mut pool = self.pool.lock().unwrap();
-                pool.unborn += 1;
-                pool.born -= 1;
-                return Ok(lease);
-            }
-            return self.open();
         }
     }
 
+    /// The watch, if no other waiter holds it.
+    fn take_watch(&self) -> Option<Watch<'_>> {
+        let mut pool = self.pool.lock().unwrap();
+        if pool.watched {
+            return None;
+        }
+        pool.watched = true;
+        Some(Watch(self))
+    }
+
     /// Whether one more browser is worth a login: fewer than `concurrency`
-    /// exist, the limiter held nothing back lately, and the portal's answer
-    /// time says the rate needs more sessions than are open. Reserves it.
+    /// exist, the limiter held nothing back lately, the portal answered
+    /// since the last one was opened, and a session's cycle says the rate
+    /// needs more sessions than are open. Reserves its place.
     fn may_open_another(&self, patience: Duration) -> bool {
         let throttle = &self.shared.throttle;
         let mut pool = self.pool.lock().unwrap();
-        if pool.unborn == 0 || throttle.saturated(patience) {
+        if pool.unborn == 0
+            || throttle.saturated(patience)
+            || throttle.answers() <= pool.answers_at_last_opening
+        {
             return false;
         }
-        // Sessions the rate keeps busy: answer time / time between requests,
-        // with a quarter more for the work between requests. A session still
-        // logging in is counted, so that a burst of waiters does not open
-        // more than the rate can use.
-        let needed = (1.25 * throttle.answer_time().as_secs_f64() / throttle.period().as_secs_f64())
-            .ceil() as usize;
-        if pool.born >= needed.max(1) {
+        // Sessions the rate keeps busy: one cycle over the time between two
+        // requests. A session still logging in counts, so that waiters do
+        // not open more than the rate can use while it does.
+        let needed =
+            (throttle.cycle().as_secs_f64() / throttle.period().as_secs_f64()).ceil() as usize;
+        if self.concurrency - pool.unborn >= needed.max(1) {
             return false;
         }
         pool.unborn -= 1;
-        pool.born += 1;
+        pool.answers_at_last_opening = throttle.answers();
         true
     }
 
     /// A new browser, its place in the pool already reserved.
-    fn open(self: &Arc<Self>) -> Result<Lease, PortalError> {
+    fn open(&self) -> Result<Browser, PortalError> {
         match Transport::new(
             self.shared.throttle.clone(),
             self.shared.timeout,
             self.shared.start.origin(),
             self.shared.interruptions.clone(),
         ) {
-            Ok(transport) => Ok(self.lent(Browser {
+            Ok(transport) => Ok(Browser {
                 shared: self.shared.clone(),
                 transport,
                 my_services: None,
                 search: None,
-                session: 0,
-            })),
+                login_number: 0,
+                confirmed_in: AtomicU64::new(0),
+            }),
             Err(e) => {
-                let mut pool = self.pool.lock().unwrap();
-                pool.unborn += 1;
-                pool.born -= 1;
+                self.pool.lock().unwrap().unborn += 1;
                 Err(e.into())
             }
         }
@@ -447,6 +480,7 @@ impl Portal {
 
     /// A browser comes back: to the first waiter still waiting, else idle.
     fn give_back(self: &Arc<Self>, mut browser: Browser) {
+        browser.transport.rest();
         let mut pool = self.pool.lock().unwrap();
         for priority in [Priority::Reset, Priority::Resolve] {
             while let Some(waiter) = pool.waiting[priority as usize].pop_front() {
@@ -480,7 +514,10 @@ pub struct Browser {
     search: Option<Form>,
     /// Which of the run's logins this browser's session is (1 for the
     /// first); 0 before it logged in.
-    session: u64,
+    login_number: u64,
+    /// The login number of the session that sent this browser's last
+    /// `Confirmer`; 0 before any.
+    confirmed_in: AtomicU64,
 }
 
 impl Browser {
@@ -490,10 +527,10 @@ impl Browser {
         self.transport.sent_in(Phase::Reset)
     }
 
-    /// Which of the run's logins this browser's session is (1 for the
-    /// first): what ties a reset to an entry of the portal's security log.
-    pub fn session_number(&self) -> u64 {
-        self.session
+    /// Which of the run's logins sent this browser's last `Confirmer` (1
+    /// for the first): what ties a reset to the portal's security log.
+    pub fn confirmed_in(&self) -> u64 {
+        self.confirmed_in.load(Ordering::Relaxed)
     }
 
     /// Fetches a page and reads it with `parse`; a login page ends the session.
@@ -668,7 +705,7 @@ impl Browser {
             }
             Err(e) => Err(e),
             Ok(home) => {
-                self.session = self
+                self.login_number = self
                     .shared
                     .throttle
                     .stats
@@ -1027,6 +1064,8 @@ impl Browser {
         // From here on the password may have changed: no failure is "not
         // done", unless nothing was sent.
         let before = self.transport.sent();
+        self.confirmed_in
+            .store(self.login_number, Ordering::Relaxed);
         let fetched = self
             .transport
             .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)

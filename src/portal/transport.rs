@@ -177,37 +177,61 @@ pub struct Throttle {
     in_flight: Semaphore,
     paused_until: Mutex<Option<Instant>>,
     pub stats: Stats,
-    /// How long the limiter lets one request wait for the next.
+    /// The time between two requests at the full rate.
     period: Duration,
     /// What tells the pool whether another session would be of use.
     demand: Demand,
 }
 
-/// Whether the rate is used up: requests held back by the limiter (or a
-/// `Retry-After` pause) now or lately, and how long the portal takes to
-/// answer. The pool opens another session only when the limiter had nothing
-/// to hold back while every open session was busy.
+/// Whether the rate has room the open sessions leave unused: requests held
+/// back by the limiter (or a `Retry-After` pause) now or lately, the portal
+/// failing requests, and how long a session takes from one request to its
+/// next.
 struct Demand {
     /// When this throttle was made: the origin of the times below.
     since: Instant,
     /// Requests held back right now.
     held: AtomicUsize,
-    /// When a request was last let go after being held back, in µs since `since`.
+    /// When a request was last let go after being held back, or last failed
+    /// for a reason worth a retry, in µs since `since`.
     last_held_us: AtomicU64,
-    /// The portal's answer time, a moving average in µs (0: none yet).
-    answer_us: AtomicU64,
+    /// A session's cycle, from sending a request to being ready to send its
+    /// next (the answer, reading and parsing it, the work in between): a
+    /// moving average in µs (0: none yet).
+    cycle_us: AtomicU64,
+    /// Answers received so far.
+    answers: AtomicU64,
     /// When each request now waiting for its answer was sent, by a number
     /// of its own: a page that takes long shows here before it is answered.
     asked: Mutex<Vec<(u64, Instant)>>,
     next_ask: AtomicU64,
 }
 
+impl Demand {
+    fn now_us(&self) -> u64 {
+        self.since.elapsed().as_micros() as u64
+    }
+
+    /// Adds a sample to a moving average over about the last eight.
+    fn average_in(average: &AtomicU64, sample: Duration) {
+        let sample = (sample.as_micros() as u64).max(1);
+        // Two sessions racing here lose one sample, which an average can afford.
+        let old = average.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        average.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
 /// A request waiting for the portal's answer, for as long as it waits.
-struct Asked<'a>(&'a Throttle, u64);
+struct Asked<'a>(&'a Demand, u64);
 
 impl Drop for Asked<'_> {
     fn drop(&mut self) {
-        let mut asked = self.0.demand.asked.lock().unwrap();
+        let mut asked = self.0.asked.lock().unwrap();
         if let Some(i) = asked.iter().position(|(n, _)| *n == self.1) {
             asked.swap_remove(i);
         }
@@ -221,8 +245,7 @@ struct Held<'a>(&'a Demand);
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let d = self.0;
-        d.last_held_us
-            .store(d.since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        d.last_held_us.fetch_max(d.now_us(), Ordering::Relaxed);
         d.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -234,6 +257,9 @@ pub struct Transport {
     /// Requests this session sent, by phase: the report counts a licence's
     /// reset requests, not the logins its session needed.
     sent: [AtomicU64; 3],
+    /// When this session sent its last request, while it is at work: the
+    /// start of its cycle. Cleared while it is idle or backs off.
+    last_sent: Mutex<Option<Instant>>,
     /// The portal's scheme, host and port: no request goes anywhere else.
     origin: url::Origin,
     interruptions: super::Interruptions,
@@ -263,7 +289,8 @@ impl Throttle {
                 since: Instant::now(),
                 held: AtomicUsize::new(0),
                 last_held_us: AtomicU64::new(0),
-                answer_us: AtomicU64::new(0),
+                cycle_us: AtomicU64::new(0),
+                answers: AtomicU64::new(0),
                 asked: Mutex::new(Vec::new()),
                 next_ask: AtomicU64::new(0),
             },
@@ -275,22 +302,24 @@ impl Throttle {
         self.period
     }
 
-    /// Whether the limiter held a request back now or within `window`: the
-    /// rate is in use, and another session would only wait its turn.
+    /// Whether the limiter held a request back, or the portal failed one,
+    /// now or within `window`: the rate is in use (another session would
+    /// only wait its turn), or the portal is struggling (another session
+    /// would only add to its load).
     pub fn saturated(&self, window: Duration) -> bool {
         let d = &self.demand;
         if d.held.load(Ordering::Relaxed) > 0 {
             return true;
         }
         let last = d.last_held_us.load(Ordering::Relaxed);
-        last > 0 && d.since.elapsed().as_micros() as u64 <= last + window.as_micros() as u64
+        last > 0 && d.now_us() <= last + window.as_micros() as u64
     }
 
-    /// How long the portal takes to answer a request: on average lately,
-    /// or longer while a request has been waiting longer than that for its
-    /// answer; zero until a request was sent.
-    pub fn answer_time(&self) -> Duration {
-        let average = Duration::from_micros(self.demand.answer_us.load(Ordering::Relaxed));
+    /// How long a session takes from one request to its next: on average
+    /// lately, or longer while a request has been waiting longer than that
+    /// for its answer; zero until a request was sent.
+    pub fn cycle(&self) -> Duration {
+        let average = Duration::from_micros(self.demand.cycle_us.load(Ordering::Relaxed));
         let longest = self
             .demand
             .asked
@@ -303,26 +332,24 @@ impl Throttle {
         average.max(longest)
     }
 
-    /// Notes a request sent, until the guard is dropped.
-    fn ask(&self) -> Asked<'_> {
-        let n = self.demand.next_ask.fetch_add(1, Ordering::Relaxed);
-        let at = Instant::now();
-        self.demand.asked.lock().unwrap().push((n, at));
-        Asked(self, n)
+    /// Answers received so far: the pool opens no session while the last
+    /// one opened has seen none (a portal that hangs gets no more logins).
+    pub fn answers(&self) -> u64 {
+        self.demand.answers.load(Ordering::Relaxed)
     }
 
-    fn answered_in(&self, took: Duration) {
-        // A moving average over about the last eight answers; two sessions
-        // racing here lose one sample, which an average can afford.
+    /// Notes a request sent, until the guard is dropped.
+    fn ask(&self) -> Asked<'_> {
         let d = &self.demand;
-        let sample = took.as_micros() as u64;
-        let old = d.answer_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            sample.max(1)
-        } else {
-            (old * 7 + sample) / 8
-        };
-        d.answer_us.store(new.max(1), Ordering::Relaxed);
+        let n = d.next_ask.fetch_add(1, Ordering::Relaxed);
+        d.asked.lock().unwrap().push((n, Instant::now()));
+        Asked(d, n)
+    }
+
+    /// A request failed in a way worth a retry: the portal is struggling.
+    fn troubled(&self) {
+        let d = &self.demand;
+        d.last_held_us.fetch_max(d.now_us(), Ordering::Relaxed);
     }
 
     /// Waits for this request's turn: any `Retry-After` pause, then the limiter.
@@ -380,9 +407,16 @@ impl Transport {
             client,
             throttle,
             sent: Default::default(),
+            last_sent: Mutex::new(None),
             origin,
             interruptions,
         })
+    }
+
+    /// The session goes idle: the time until its next request is no part
+    /// of its cycle.
+    pub fn rest(&self) {
+        *self.last_sent.lock().unwrap() = None;
     }
 
     /// Requests sent by this session so far, all phases.
@@ -444,6 +478,9 @@ impl Transport {
                 .when(TransportError::is_transient)
                 .notify(|e, wait| {
                     self.throttle.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    // The backoff is no part of the session's cycle.
+                    self.rest();
+                    self.throttle.troubled();
                     tracing::debug!("retrying in {wait:?} after: {e}");
                 })
                 .await?
@@ -474,6 +511,10 @@ impl Transport {
             });
         }
         let throttle = &*self.throttle;
+        // The end of this session's cycle: from its last request to this one.
+        if let Some(last) = self.last_sent.lock().unwrap().take() {
+            Demand::average_in(&throttle.demand.cycle_us, last.elapsed());
+        }
         let _permit = tokio::select! {
             _ = waiting.cancelled() => return Err(TransportError::Interrupted),
             permit = throttle.in_flight.acquire() => permit.expect("semaphore never closed"),
@@ -490,13 +531,12 @@ impl Transport {
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
             self.sent[phase as usize].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
+            *self.last_sent.lock().unwrap() = Some(sent_at);
             let asked = throttle.ask();
             let response = builder.send().await.map_err(classify);
             drop(asked);
-            // Only answers count: a request that failed tells nothing of
-            // how fast the portal answers.
             let response = response?;
-            throttle.answered_in(sent_at.elapsed());
+            throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
             let status = response.status();
             tracing::debug!(
                 target: "sip_rotate::http",

@@ -312,7 +312,7 @@ impl Worker {
                             target,
                             confirmations,
                             requests,
-                            session: b.session_number(),
+                            session: b.confirmed_in(),
                             result,
                         },
                     }
