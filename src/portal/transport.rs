@@ -316,8 +316,9 @@ impl Throttle {
     }
 
     /// How long a session takes from one request to its next: on average
-    /// lately, or longer while a request has been waiting longer than that
-    /// for its answer; zero until a request was sent.
+    /// lately, or longer while a request has been waiting over twice that
+    /// for its answer (a page stuck; the usual spread of answer times is in
+    /// the average already); zero until a request was sent.
     pub fn cycle(&self) -> Duration {
         let average = Duration::from_micros(self.demand.cycle_us.load(Ordering::Relaxed));
         let longest = self
@@ -329,7 +330,11 @@ impl Throttle {
             .map(|(_, at)| at.elapsed())
             .max()
             .unwrap_or_default();
-        average.max(longest)
+        if longest > 2 * average {
+            longest
+        } else {
+            average
+        }
     }
 
     /// Answers received so far: the pool opens no session while the last
