@@ -2,10 +2,13 @@
 //! tables and resets SIP passwords, navigating like a browser by link text,
 //! field labels and table headers (see `../shared/portal-contract.md`).
 //!
-//! Each worker drives its own `Browser`: its own session cookie, one page at a
-//! time, as a person with one window would. A portal keeps one notification
-//! per session, so two resets confirmed at once in one session could show one
-//! password and lose the other. All browsers share one throttle (rate limit,
+//! A worker drives one `Browser` at a time: its own session cookie, one page
+//! at a time, as a person with one window would. A portal keeps one
+//! notification per session, so two resets confirmed at once in one session
+//! could show one password and lose the other. Browsers open as the rate
+//! needs them (each is a login the portal logs): the first at once, another
+//! only when every open one is busy and the limiter has room they leave
+//! unused (`Portal::lease`). All browsers share one throttle (rate limit,
 //! concurrency, `Retry-After`). When a browser's session ends, it logs in
 //! again and repeats its step from the last page fetched, with fresh tokens.
 
