@@ -9,7 +9,7 @@
 //! the last success when this run was not one.
 
 use crate::files;
-use crate::report::{ReportRow, Status};
+use crate::report::{Origin, ReportRow, Status};
 use crate::rotation::Requests;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,8 +47,13 @@ impl RunMetrics {
         self.exit_code == 0
     }
 
+    /// This run's licences of a status: a resumed run's report also lists
+    /// what earlier runs did, which their own metrics counted.
     fn count(&self, status: Status) -> u64 {
-        self.rows.iter().filter(|r| r.status == status).count() as u64
+        self.rows
+            .iter()
+            .filter(|r| r.status == status && r.origin == Origin::ThisRun)
+            .count() as u64
     }
 }
 
@@ -69,14 +74,11 @@ pub enum MetricsError {
 pub fn check(path: &Path) -> Result<(), MetricsError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(MetricsError::Symlink(path.into())),
-        Ok(_) if !is_metrics(path) => Err(MetricsError::NotMetrics(path.into())),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            files::check_folder(files::folder_of(path)).map_err(|p| MetricsError::Io {
-                path: path.into(),
-                source: io::Error::other(p.to_string()),
-            })
-        }
+        // A pipe or a device is never opened: a FIFO would block the run.
+        Ok(m) if !m.is_file() || !is_metrics(path) => Err(MetricsError::NotMetrics(path.into())),
+        // Replaced whole, through a new file in the same folder.
+        Ok(_) => writable_folder(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => writable_folder(path),
         Err(source) => Err(MetricsError::Io {
             path: path.into(),
             source,
@@ -84,7 +86,22 @@ pub fn check(path: &Path) -> Result<(), MetricsError> {
     }
 }
 
+fn writable_folder(path: &Path) -> Result<(), MetricsError> {
+    files::check_folder(files::folder_of(path)).map_err(|p| MetricsError::Io {
+        path: path.into(),
+        source: io::Error::other(p.to_string()),
+    })
+}
+
+/// Whether `path` is a regular file: only such a file is ever opened.
+fn is_regular(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
 fn is_metrics(path: &Path) -> bool {
+    if !is_regular(path) {
+        return false;
+    }
     let Ok(file) = files::open_read(path) else {
         return false;
     };
@@ -95,6 +112,9 @@ fn is_metrics(path: &Path) -> bool {
 
 /// The samples of an earlier metrics file, by series (`name{labels}`).
 fn previous(path: &Path) -> BTreeMap<String, f64> {
+    if !is_regular(path) {
+        return BTreeMap::new();
+    }
     let Ok(file) = files::open_read(path) else {
         return BTreeMap::new();
     };
@@ -182,13 +202,13 @@ pub fn render(run: &RunMetrics, before: &BTreeMap<String, f64>) -> String {
     family(
         "sip_rotate_last_run_exit_code",
         "gauge",
-        "The exit code of the last run (0 all reset, 1 not all well, 2 no phone cut off, 3 stopped or interrupted after a reset).",
+        "The exit code of the last run (0 all reset, 1 not all well, 2 no phone cut off, 3 interrupted, or stopped after a reset).",
         &one(f64::from(run.exit_code)),
     );
     family(
         "sip_rotate_last_run_licences",
         "gauge",
-        "Licences of the last run, by status in its report.",
+        "Licences the last run dealt with, by status in its report (not those of earlier runs a resumed run's report lists).",
         &STATUSES
             .iter()
             .map(|&s| {
@@ -233,7 +253,7 @@ pub fn render(run: &RunMetrics, before: &BTreeMap<String, f64>) -> String {
     family(
         "sip_rotate_licences_total",
         "counter",
-        "Licences of every run, by status.",
+        "Licences of every run, by status, each counted by the run that dealt with it.",
         &STATUSES
             .iter()
             .map(|&s| {

@@ -55,6 +55,17 @@ pub struct ReportRow {
     /// what ties the reset to the portal's security log. `None` when no
     /// `Confirmer` was sent.
     pub session: Option<u64>,
+    /// Whether this run found the row so, or took it from an earlier run
+    /// (its journal, its report, or the portal showing a phone it reset).
+    pub origin: Origin,
+}
+
+/// Where a report row's status comes from: counters across runs (the
+/// metrics) add only what this run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    ThisRun,
+    EarlierRun,
 }
 
 pub const REPORT_HEADER: [&str; 12] = [

@@ -162,6 +162,31 @@ fn the_metrics_of_a_success_then_of_an_interrupted_run() {
         16.0 + by_status["reset"]
     );
     assert!(counter(&m, "sip_rotate_portal_requests_total{phase=login}") > first_requests);
+
+    // Resumed: its report lists the earlier run's resets too, but the
+    // metrics count only what this run did.
+    let interrupted_resets = by_status["reset"];
+    let report = dir.path().join("third.report.csv");
+    exits_with(
+        run_cmd(&sim, &input, &dir.path().join("second.age"), &public)
+            .args(["--yes", "--resume", "--rate", "100", "--report"])
+            .arg(&report)
+            .arg("--metrics-file")
+            .arg(&metrics),
+        0,
+    );
+    let m = scrape(&metrics);
+    let (by_status, _) = report_counts(&report);
+    assert_eq!(by_status["reset"], 16.0, "the report lists all 16");
+    assert_eq!(
+        gauge(&m, "sip_rotate_last_run_licences{status=reset}"),
+        16.0 - interrupted_resets
+    );
+    assert_eq!(
+        counter(&m, "sip_rotate_licences_total{status=reset}"),
+        sim.resets().len() as f64,
+        "one count per reset the portal made"
+    );
 }
 
 #[test]
@@ -215,5 +240,32 @@ fn only_a_metrics_file_is_ever_replaced_and_never_through_a_link() {
     );
     assert!(stderr.contains("symbolic link"), "{stderr}");
     assert!(!dir.path().join("elsewhere.prom").exists());
+    // A pipe planted at the path is refused, never opened: opening it would
+    // block the run (and every later one of a timer) before it starts.
+    let fifo = dir.path().join("fifo.prom");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+        .args(["--yes", "--metrics-file"])
+        .arg(&fifo)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the run blocked on a FIFO at the metrics path");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a sip-rotate metrics file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(sim.pages_served().is_empty(), "refused before any request");
 }

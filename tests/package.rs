@@ -59,13 +59,51 @@ fn one_man_page_per_command_each_rendering_without_a_warning() {
         run.contains("metrics\\-file"),
         "the run page has the run's flags"
     );
-    // A page already there is never replaced.
-    let again = generate(&["man", dir.path().join("man1").to_str().unwrap()]);
-    assert_eq!(again.status.code(), Some(2));
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("man1/sip-rotate-run.1")).unwrap(),
-        run
+    // The same command refreshes the pages (after an upgrade)...
+    let man1 = dir.path().join("man1");
+    std::fs::write(
+        man1.join("sip-rotate-plan.1"),
+        format!("{run}.\\\" a stale page\n"),
+    )
+    .unwrap();
+    let again = generate(&["man", man1.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        !std::fs::read_to_string(man1.join("sip-rotate-plan.1"))
+            .unwrap()
+            .contains("a stale page"),
+        "an earlier page is replaced"
     );
+    // ...but never another file, nor through a link: then nothing is written.
+    let other = dir.path().join("other.1");
+    std::fs::write(&other, "not a page\n").unwrap();
+    std::fs::remove_file(man1.join("sip-rotate-status.1")).unwrap();
+    std::fs::remove_file(man1.join("sip-rotate-run.1")).unwrap();
+    std::os::unix::fs::symlink(&other, man1.join("sip-rotate-run.1")).unwrap();
+    let refused = generate(&["man", man1.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("symbolic link"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "not a page\n");
+    assert!(
+        !man1.join("sip-rotate-status.1").exists(),
+        "no page written when one is refused"
+    );
+    std::fs::remove_file(man1.join("sip-rotate-run.1")).unwrap();
+    std::fs::write(man1.join("sip-rotate-run.1"), "my notes\n").unwrap();
+    assert_eq!(
+        generate(&["man", man1.to_str().unwrap()]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        std::fs::read_to_string(man1.join("sip-rotate-run.1")).unwrap(),
+        "my notes\n"
+    );
+    std::fs::remove_file(man1.join("sip-rotate-run.1")).unwrap();
+    assert!(generate(&["man", man1.to_str().unwrap()]).status.success());
     if !have("man") {
         return;
     }

@@ -3,10 +3,10 @@
 
 use super::Exit;
 use super::args::{Cli, Generate, Shell};
-use anyhow::{Context, Result};
+use crate::files::NewFile;
+use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
 use std::path::Path;
 
 pub fn generate(what: Generate) -> Result<Exit> {
@@ -57,13 +57,23 @@ fn commands() -> Vec<clap::Command> {
     all
 }
 
-/// Writes every page into `dir`, each a new file (mode 0644): a page that is
-/// already there is an error, never replaced, so that a folder of other
-/// pages, or a link planted in it, is never written over.
+/// The first line clap_mangen gives every page: with the page's `.TH
+/// sip-rotate...` title, what tells an earlier page of ours from any other file.
+const PAGE_START: &str = ".ie \\n(.g .ds Aq \\(aq";
+
+/// Writes every page into `dir` (mode 0644), each whole under its name.
+/// A page of an earlier version is replaced (the same command refreshes the
+/// pages after an upgrade); any other file, or a link, at a page's name
+/// stops it before anything is written, so that a folder of other pages,
+/// or a link planted in it, is never written over.
 fn man_pages(dir: &Path) -> Result<()> {
+    if dir.as_os_str() == "-" {
+        bail!("generate man writes one file per page: give it a folder, not '-'");
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the folder {}", dir.display()))?;
     let version = env!("SIP_ROTATE_VERSION");
+    let mut pages = Vec::new();
     for cmd in commands() {
         let man = clap_mangen::Man::new(cmd)
             .source(format!("sip-rotate {version}"))
@@ -71,20 +81,54 @@ fn man_pages(dir: &Path) -> Result<()> {
         let mut page = Vec::new();
         man.render(&mut page)?;
         let path = dir.join(man.get_filename());
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .with_context(|| {
-                format!(
-                    "cannot create {} (generate into an empty folder: pages are never replaced)",
-                    path.display()
-                )
-            })?;
-        file.write_all(&page)?;
-        println!("{}", path.display());
+        if let Some(why) = not_ours(&path) {
+            bail!(
+                "{} {why}: not replaced, and no page written (move it away, or generate into another folder)",
+                path.display()
+            );
+        }
+        pages.push((path, page));
+    }
+    for (path, page) in &pages {
+        let write = || -> std::io::Result<()> {
+            let mut file = NewFile::create(path)?;
+            file.set_mode(0o644)?;
+            file.write_all(page)?;
+            file.commit_replacing()?;
+            Ok(())
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    // The pages written, for a script; a reader that went away (`| head`)
+    // changes nothing, the pages are there.
+    let mut out = std::io::stdout().lock();
+    for (path, _) in &pages {
+        if writeln!(out, "{}", path.display()).is_err() {
+            break;
+        }
     }
     Ok(())
+}
+
+/// Why the file at `path` may not be replaced by a page; `None` when there
+/// is none, or it is a page sip-rotate generated.
+fn not_ours(path: &Path) -> Option<&'static str> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(_) => return Some("cannot be read"),
+    };
+    if meta.file_type().is_symlink() {
+        return Some("is a symbolic link");
+    }
+    if !meta.is_file() {
+        return Some("is not a regular file");
+    }
+    let mut head = String::new();
+    let read = crate::files::open_read(path)
+        .and_then(|f| std::io::Read::read_to_string(&mut f.take(512), &mut head));
+    let ours = read.is_ok()
+        && head.starts_with(PAGE_START)
+        && head.lines().any(|l| l.starts_with(".TH sip-rotate"));
+    (!ours).then_some("exists and is not a sip-rotate page")
 }

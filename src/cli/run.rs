@@ -239,7 +239,7 @@ async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ReportRow, Status};
+    use crate::report::{Origin, ReportRow, Status};
     use crate::rotation::{JournalFate, LateProblem, Passwords, Requests, RunPhase};
     use std::time::Duration;
 
@@ -257,6 +257,7 @@ mod tests {
             confirmations: 0,
             requests: 0,
             session: None,
+            origin: Origin::ThisRun,
         }
     }
 

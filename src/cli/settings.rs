@@ -375,8 +375,10 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     };
     let (password, password_file) = portal_password(args.password_file.as_deref(), cfg)?;
     let rate = args.rate.or(f.rate).unwrap_or(DEFAULT_RATE);
-    if !(rate > 0.0 && rate.is_finite()) {
-        bail!("--rate must be a positive number of requests per second");
+    // Below one request in 100 s a run would seem to hang; above 10,000 a
+    // second no portal is meant.
+    if !(0.01..=10_000.0).contains(&rate) {
+        bail!("--rate must be between 0.01 and 10000 requests per second, not {rate}");
     }
     let concurrency = args
         .concurrency

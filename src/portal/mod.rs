@@ -237,6 +237,9 @@ pub(crate) fn problem(page: &'static str, p: Problem) -> PortalError {
 const MAX_SESSION_ATTEMPTS: usize = 4;
 /// The shortest wait for a busy browser before asking whether to open one more.
 const MIN_PATIENCE: Duration = Duration::from_millis(10);
+/// How long after a 429 no session is opened: the portal's own limit is
+/// below `--rate`, and the sessions open already reach it.
+const SLOWED_DOWN_MEMORY: Duration = Duration::from_secs(60);
 const MAX_PAGES: usize = 10_000;
 
 /// Where a table walk starts: a link, or a search form filled in the live session.
@@ -426,14 +429,16 @@ impl Portal {
     }
 
     /// Whether one more browser is worth a login: fewer than `concurrency`
-    /// exist, the limiter held nothing back lately, the portal answered
-    /// since the last one was opened, and a session's cycle says the rate
-    /// needs more sessions than are open. Reserves its place.
+    /// exist, the limiter held nothing back lately, the portal did not ask
+    /// to slow down in the last minute and answered since the last one was
+    /// opened, and a session's cycle says the rate needs more sessions than
+    /// are open. Reserves its place.
     fn may_open_another(&self, patience: Duration) -> bool {
         let throttle = &self.shared.throttle;
         let mut pool = self.pool.lock().unwrap();
         if pool.unborn == 0
             || throttle.saturated(patience)
+            || throttle.slowed_down_within(SLOWED_DOWN_MEMORY)
             || throttle.answers() <= pool.answers_at_last_opening
         {
             return false;

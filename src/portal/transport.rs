@@ -201,6 +201,9 @@ struct Demand {
     cycle_us: AtomicU64,
     /// Answers received so far.
     answers: AtomicU64,
+    /// When the portal last asked to slow down (429), in µs since `since`
+    /// (0: never).
+    last_429_us: AtomicU64,
     /// When each request now waiting for its answer was sent, by a number
     /// of its own: a page that takes long shows here before it is answered.
     asked: Mutex<Vec<(u64, Instant)>>,
@@ -291,6 +294,7 @@ impl Throttle {
                 last_held_us: AtomicU64::new(0),
                 cycle_us: AtomicU64::new(0),
                 answers: AtomicU64::new(0),
+                last_429_us: AtomicU64::new(0),
                 asked: Mutex::new(Vec::new()),
                 next_ask: AtomicU64::new(0),
             },
@@ -341,6 +345,14 @@ impl Throttle {
     /// one opened has seen none (a portal that hangs gets no more logins).
     pub fn answers(&self) -> u64 {
         self.demand.answers.load(Ordering::Relaxed)
+    }
+
+    /// Whether the portal asked to slow down (429) within `window`: its own
+    /// limit is below `--rate`, and more sessions would only meet it sooner.
+    pub fn slowed_down_within(&self, window: Duration) -> bool {
+        let d = &self.demand;
+        let last = d.last_429_us.load(Ordering::Relaxed);
+        last > 0 && d.now_us() <= last + window.as_micros() as u64
     }
 
     /// Notes a request sent, until the guard is dropped.
@@ -556,6 +568,9 @@ impl Transport {
                     .stats
                     .too_many_requests
                     .fetch_add(1, Ordering::Relaxed);
+                let d = &throttle.demand;
+                d.last_429_us
+                    .fetch_max(d.now_us().max(1), Ordering::Relaxed);
                 let wait = response
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)

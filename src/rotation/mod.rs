@@ -22,7 +22,7 @@ pub use resolve::{Resolution, Target};
 use crate::files::{self, PathProblem};
 use crate::input::{self, InputError, InputRow, LeftOut};
 use crate::portal::{Phase, Portal, PortalError, Stats};
-use crate::report::{self, ReportRow, Status};
+use crate::report::{self, Origin, ReportRow, Status};
 use crate::vault::{self, Journal, Recipients, VaultError};
 use reset::{Resets, Sink};
 use resume::Resumed;
@@ -757,6 +757,7 @@ pub async fn rotate(
             confirmations: 0,
             requests: 0,
             session: None,
+            origin: Origin::EarlierRun,
         })
         .collect();
     let run = Run {

@@ -9,7 +9,7 @@ use crate::portal::{
     AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
     TransportError,
 };
-use crate::report::{ReportRow, Status};
+use crate::report::{Origin, ReportRow, Status};
 use crate::vault::{Journal, Recipients, ResetRecord};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,6 +152,7 @@ pub(super) async fn reset_all(
                         format!("reset by an earlier run (account code {accountcode}), not again");
                     let mut row = t.report(Status::Reset, detail, 0, requests);
                     row.accountcode = accountcode;
+                    row.origin = Origin::EarlierRun;
                     observer.event(Event::Done(&row));
                     done.rows.push(row);
                     continue;

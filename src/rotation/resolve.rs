@@ -10,7 +10,7 @@ use super::{Event, Observer, ResolveProgress};
 use crate::input::{InputRow, LicenceSelector};
 use crate::phone;
 use crate::portal::{LicenceRow, Portal, PortalError, Priority, ServiceRow, TransportError};
-use crate::report::{ReportRow, Status};
+use crate::report::{Origin, ReportRow, Status};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -107,6 +107,7 @@ impl Target {
             confirmations,
             requests,
             session: None,
+            origin: Origin::ThisRun,
         }
     }
 }
@@ -330,6 +331,7 @@ pub(super) fn rejected_row(
         confirmations: 0,
         requests: 0,
         session: None,
+        origin: Origin::ThisRun,
     }
 }
 

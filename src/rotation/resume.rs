@@ -5,7 +5,7 @@
 use super::resolve::Target;
 use super::{Earlier, HeldIn};
 use crate::input::LeftOut;
-use crate::report::{ReportRow, Status};
+use crate::report::{Origin, ReportRow, Status};
 use crate::vault::JournalContents;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -180,6 +180,7 @@ impl Resumed {
                         format!("reset by the earlier run (line {line} of the input report)");
                     let mut row = target.report(Status::Reset, detail, 0, 0);
                     row.accountcode = code;
+                    row.origin = Origin::EarlierRun;
                     report.push(row);
                     continue;
                 }
@@ -213,6 +214,7 @@ impl Resumed {
             );
             let mut row = target.report(Status::Reset, detail, 0, 0);
             row.accountcode = code;
+            row.origin = Origin::EarlierRun;
             report.push(row);
         }
         kept
