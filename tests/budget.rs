@@ -225,6 +225,15 @@ fn a_fast_portal_gets_only_the_sessions_the_rate_needs() {
         per_licence <= 4.5,
         "{per_licence} requests per licence: {stderr}"
     );
+    // The rate said is the limiter's: never above the limit.
+    let said: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("elapsed: "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("the summary says the rate: {stderr}"));
+    assert!(said <= 20.0 * 1.001, "{said} requests/s: {stderr}");
     // Each reset names the login whose session confirmed it.
     let rows = parse_csv(&std::fs::read(&report).unwrap());
     assert_eq!(rows.len(), 60);

@@ -241,11 +241,9 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
         faults.push(format!("{} retried after a fault", r.retries));
     }
     let secs = elapsed.as_secs_f64();
-    let achieved = if secs > 0.0 {
-        r.total() as f64 / secs
-    } else {
-        0.0
-    };
+    // Over the span of the requests, the one the limiter bounds (n requests
+    // take n - 1 periods), not over the whole run.
+    let achieved = r.achieved_rate.unwrap_or(0.0);
     [
         format!(
             "portal requests: {} (login {}, resolve {}, reset {}), {} session{}{}",

@@ -148,6 +148,9 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Sessions opened (successful logins).
     pub sessions: AtomicU64,
+    /// When the first and the last request were sent: n requests at the
+    /// full rate take n - 1 periods, which the rate shown is measured over.
+    sent_between: Mutex<Option<(Instant, Instant)>>,
 }
 
 impl Stats {
@@ -159,6 +162,22 @@ impl Stats {
             .iter()
             .map(|a| a.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Requests per second from the first request sent to the last: what
+    /// the rate limit bounds (`None` under two requests).
+    pub fn achieved_rate(&self) -> Option<f64> {
+        let (first, last) = (*self.sent_between.lock().unwrap())?;
+        let span = last.duration_since(first).as_secs_f64();
+        let n = self.total();
+        (n >= 2 && span > 0.0).then(|| (n - 1) as f64 / span)
+    }
+
+    fn sent_now(&self) {
+        let now = Instant::now();
+        let mut between = self.sent_between.lock().unwrap();
+        let first = between.map_or(now, |(first, _)| first);
+        *between = Some((first, now));
     }
 }
 
@@ -546,6 +565,7 @@ impl Transport {
                 Req::Post(url, pairs) => self.client.post(url.clone()).form(pairs),
             };
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
+            throttle.stats.sent_now();
             self.sent[phase as usize].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
             *self.last_sent.lock().unwrap() = Some(sent_at);

@@ -348,7 +348,7 @@ pub enum LateProblem {
 }
 
 /// What the portal was asked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Requests {
     pub login: u64,
     pub resolve: u64,
@@ -356,6 +356,8 @@ pub struct Requests {
     pub too_many: u64,
     pub retries: u64,
     pub sessions: u64,
+    /// Requests per second from the first sent to the last (`None` under two).
+    pub achieved_rate: Option<f64>,
 }
 
 impl Requests {
@@ -367,6 +369,7 @@ impl Requests {
             too_many: stats.too_many_requests.load(Ordering::Relaxed),
             retries: stats.retries.load(Ordering::Relaxed),
             sessions: stats.sessions.load(Ordering::Relaxed),
+            achieved_rate: stats.achieved_rate(),
         }
     }
 
