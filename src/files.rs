@@ -65,6 +65,29 @@ pub enum PathProblem {
     ReadOnlyFolder(PathBuf),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// There is a file, but not one of the kind the run would replace.
+    #[error("{0} is not a file sip-rotate wrote")]
+    NotOurs(PathBuf),
+}
+
+/// Checks, before anything is done, that a file written whole can take
+/// `path`: a creatable one, or with `replace` a regular file that `ours`
+/// recognises as an earlier one of its kind, in a writable folder. Never a
+/// link, a pipe (it is not opened) or any other file.
+pub fn check_replaceable(
+    path: &Path,
+    replace: bool,
+    ours: impl Fn(&Path) -> bool,
+) -> Result<(), PathProblem> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if replace && !m.file_type().is_symlink() => {
+            if !(m.is_file() && ours(path)) {
+                return Err(PathProblem::NotOurs(path.into()));
+            }
+            check_folder(folder_of(path))
+        }
+        _ => check_creatable(path),
+    }
 }
 
 /// Checks, before anything is done, that `path` can be created: nothing

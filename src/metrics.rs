@@ -72,24 +72,14 @@ pub enum MetricsError {
 /// (never a link, never another file). Checked before a run begins, and
 /// again when the file is written.
 pub fn check(path: &Path) -> Result<(), MetricsError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(MetricsError::Symlink(path.into())),
-        // A pipe or a device is never opened: a FIFO would block the run.
-        Ok(m) if !m.is_file() || !is_metrics(path) => Err(MetricsError::NotMetrics(path.into())),
-        // Replaced whole, through a new file in the same folder.
-        Ok(_) => writable_folder(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => writable_folder(path),
-        Err(source) => Err(MetricsError::Io {
+    // A pipe or a device is never opened: a FIFO would block the run.
+    files::check_replaceable(path, true, is_metrics).map_err(|problem| match problem {
+        files::PathProblem::Symlink(path) => MetricsError::Symlink(path),
+        files::PathProblem::NotOurs(path) => MetricsError::NotMetrics(path),
+        problem => MetricsError::Io {
             path: path.into(),
-            source,
-        }),
-    }
-}
-
-fn writable_folder(path: &Path) -> Result<(), MetricsError> {
-    files::check_folder(files::folder_of(path)).map_err(|p| MetricsError::Io {
-        path: path.into(),
-        source: io::Error::other(p.to_string()),
+            source: io::Error::other(problem.to_string()),
+        },
     })
 }
 

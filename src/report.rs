@@ -123,13 +123,7 @@ pub fn write_status(
             Guard::AsText,
         );
     }
-    let mut file = NewFile::create(path)?;
-    file.write_all(&text)?;
-    if replace {
-        file.commit_replacing()
-    } else {
-        file.commit()
-    }
+    write_whole(path, &text, replace)
 }
 
 /// Whether a file's first line begins with `columns` (either dialect).
@@ -202,8 +196,15 @@ pub fn write(
             Guard::AsText,
         );
     }
+    write_whole(path, &text, replace)
+}
+
+/// Writes `text` as the file `path`, complete or not at all (mode 0600),
+/// replacing what has the name only when `replace` (checked earlier to be a
+/// file of the same kind).
+fn write_whole(path: &Path, text: &[u8], replace: bool) -> std::io::Result<PathBuf> {
     let mut file = NewFile::create(path)?;
-    file.write_all(&text)?;
+    file.write_all(text)?;
     if replace {
         file.commit_replacing()
     } else {

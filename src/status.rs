@@ -262,15 +262,13 @@ async fn read_again(
     targets: &[Target],
     observer: &dyn Observer,
 ) -> Result<Vec<PhoneState>, String> {
-    let mut services: Vec<ServiceRow> = Vec::new();
-    for t in targets {
-        if !services
-            .iter()
-            .any(|s| s.service_ref == t.service.service_ref)
-        {
-            services.push(t.service.clone());
-        }
-    }
+    // Each service once, in the targets' order.
+    let mut seen = std::collections::HashSet::new();
+    let services: Vec<ServiceRow> = targets
+        .iter()
+        .filter(|t| seen.insert(t.service.service_ref.as_str()))
+        .map(|t| t.service.clone())
+        .collect();
     let total = services.len();
     let mut walks = JoinSet::new();
     for service in services {

@@ -5,6 +5,7 @@ use super::args::{LogFormat, StatusArgs};
 use super::render::{self, Show};
 use super::settings::{Loaded, View};
 use super::{Exit, logging};
+use crate::files::PathProblem;
 use crate::portal::Portal;
 use crate::report;
 use crate::rotation::Interruption;
@@ -46,18 +47,22 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     // of watching must not end on a file that cannot be written.
     if let Some(report) = &args.report {
         let cannot = || format!("cannot write the status report {}", report.display());
-        match std::fs::symlink_metadata(report) {
-            Ok(m) if m.file_type().is_symlink() => {
+        match crate::files::check_replaceable(
+            report,
+            args.overwrite_report,
+            report::is_status_report,
+        ) {
+            Ok(()) => {}
+            Err(PathProblem::Symlink(_)) => {
                 bail!("{}: it is a symbolic link, never written through", cannot())
             }
-            Ok(_) if args.overwrite_report && !report::is_status_report(report) => {
+            Err(PathProblem::NotOurs(_)) => {
                 bail!(
                     "{}: it is not a status report, only one is ever replaced",
                     cannot()
                 )
             }
-            Ok(_) if args.overwrite_report => {}
-            _ => crate::files::check_creatable(report).with_context(cannot)?,
+            Err(problem) => return Err(problem).with_context(cannot),
         }
         if crate::files::identity_of(report) == crate::files::identity_of(&input) {
             bail!("{}: it is the input", cannot());

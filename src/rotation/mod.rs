@@ -570,23 +570,7 @@ fn check_files(settings: &Settings, clients: &[String]) -> Result<(), RotationEr
         (Ok(_), true) => {}
     }
     if let Some(report) = &settings.report {
-        match std::fs::symlink_metadata(&report.path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(RotationError::Path {
-                    role: FileRole::Report,
-                    problem: PathProblem::Symlink(report.path.clone()),
-                });
-            }
-            Ok(m) if report.replace && m.is_file() => {
-                // Only an earlier report is replaced, never another file.
-                if !report::is_report(&report.path) {
-                    return Err(RotationError::NotAReport(report.path.clone()));
-                }
-                files::check_folder(files::folder_of(&report.path))
-                    .map_err(path_err(FileRole::Report))?;
-            }
-            _ => files::check_creatable(&report.path).map_err(path_err(FileRole::Report))?,
-        }
+        check_report(report)?;
     }
     files::check_folder(files::folder_of(&settings.lock)).map_err(path_err(FileRole::Lock))?;
     if let Some(metrics) = &settings.metrics {
@@ -1210,6 +1194,20 @@ pub struct Plan {
     pub elapsed: Duration,
 }
 
+/// Whether the report can be written: only an earlier report is replaced,
+/// never another file.
+fn check_report(report: &ReportFile) -> Result<(), RotationError> {
+    files::check_replaceable(&report.path, report.replace, report::is_report).map_err(|problem| {
+        match problem {
+            PathProblem::NotOurs(path) => RotationError::NotAReport(path),
+            problem => RotationError::Path {
+                role: FileRole::Report,
+                problem,
+            },
+        }
+    })
+}
+
 /// Resolves `input` on the portal and says what `run` would reset; resets nothing.
 pub async fn plan(
     input: &Path,
@@ -1220,17 +1218,7 @@ pub async fn plan(
 ) -> Result<Plan, RotationError> {
     let started = Instant::now();
     if let Some(r) = report {
-        match std::fs::symlink_metadata(&r.path) {
-            Ok(m) if r.replace && m.is_file() => {
-                if !report::is_report(&r.path) {
-                    return Err(RotationError::NotAReport(r.path.clone()));
-                }
-            }
-            _ => files::check_creatable(&r.path).map_err(|problem| RotationError::Path {
-                role: FileRole::Report,
-                problem,
-            })?,
-        }
+        check_report(r)?;
         if !input::is_stdin(input) && files::identity_of(&r.path) == files::identity_of(input) {
             return Err(RotationError::SameFile {
                 a: FileRole::Input,

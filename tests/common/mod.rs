@@ -195,18 +195,22 @@ pub fn identity(dir: &Path) -> (PathBuf, String) {
 
 /// Decrypts an output or journal with `sip-rotate decrypt`; returns CSV rows as maps.
 pub fn decrypt(identity: &Path, file: &Path) -> Vec<HashMap<String, String>> {
+    try_decrypt(identity, file).unwrap_or_else(|e| panic!("decrypt: {e}"))
+}
+
+/// Decrypts with `sip-rotate decrypt`: the CSV rows, or what it said on stderr.
+pub fn try_decrypt(identity: &Path, file: &Path) -> Result<Vec<HashMap<String, String>>, String> {
     let out = Command::new(bin())
         .args(["decrypt", "-i"])
         .arg(identity)
         .arg(file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "decrypt: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_csv(&out.stdout)
+    if out.status.success() {
+        Ok(parse_csv(&out.stdout))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 pub fn parse_csv(bytes: &[u8]) -> Vec<HashMap<String, String>> {
