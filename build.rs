@@ -7,15 +7,14 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SIP_ROTATE_COMMIT");
-    // A new commit moves the branch HEAD points to: watch both.
-    let git = Path::new(".git");
-    if git.join("HEAD").exists() {
-        println!("cargo:rerun-if-changed=.git/HEAD");
-        if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
-            && let Some(branch) = head.trim().strip_prefix("ref: ")
-        {
-            println!("cargo:rerun-if-changed=.git/{branch}");
-            println!("cargo:rerun-if-changed=.git/packed-refs");
+    // A new commit moves the branch HEAD points to. Cargo counts a watched
+    // file that does not exist as changed, which would rebuild the crate
+    // every time: watch only what is there. A fresh clone may hold the
+    // branch only in packed-refs and write a loose ref at its first commit,
+    // so the folder of loose refs is watched rather than one file.
+    for watched in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        if Path::new(watched).exists() {
+            println!("cargo:rerun-if-changed={watched}");
         }
     }
     let commit = std::env::var("SIP_ROTATE_COMMIT")

@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
-        let detail = pages::detail(v, &ds, licences[0], "Connecté", "token", None);
+        let detail = pages::detail(v, &ds, licences[0], "Connecté", "token", None, None);
         c.bench_function(&format!("detail, {name}"), |b| {
             b.iter(|| {
                 read(black_box(&detail), &base, |doc, url| {
@@ -111,6 +111,7 @@ fn bench(c: &mut Criterion) {
             "Déconnecté",
             "token",
             Some(pages::notification(v, "NaEmwB1jKv0Y")),
+            None,
         );
         c.bench_function(&format!("result notification, {name}"), |b| {
             b.iter(|| {

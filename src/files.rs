@@ -68,6 +68,48 @@ pub enum PathProblem {
     /// There is a file, but not one of the kind the run would replace.
     #[error("{0} is not a file sip-rotate wrote")]
     NotOurs(PathBuf),
+    /// The name fits, but the temporary it is written under does not.
+    #[error("{path}: its temporary name ({longest} bytes) cannot be created there: {source}")]
+    NameTooLong {
+        path: PathBuf,
+        longest: usize,
+        source: io::Error,
+    },
+}
+
+/// The longest name a file written whole takes on its way: its temporary,
+/// `.NAME.XXXXXX.tmp` (longer than a part file's `NAME.partN` too).
+fn longest_name(name: &str) -> String {
+    format!(".{name}.{}.tmp", "p".repeat(6))
+}
+
+/// Creates, then removes, a file under the longest name `path` will take
+/// (its temporary): a name the file system refuses is found before any
+/// request, not after a phone was cut off.
+fn probe_name(path: &Path) -> Result<(), PathProblem> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe = folder_of(path).join(longest_name(&name));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        // Left by a killed probe: the name can be created.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(PathProblem::NameTooLong {
+            path: path.into(),
+            longest: longest_name(&name).len(),
+            source,
+        }),
+    }
 }
 
 /// Checks, before anything is done, that a file written whole can take
@@ -84,7 +126,8 @@ pub fn check_replaceable(
             if !(m.is_file() && ours(path)) {
                 return Err(PathProblem::NotOurs(path.into()));
             }
-            check_folder(folder_of(path))
+            check_folder(folder_of(path))?;
+            probe_name(path)
         }
         _ => check_creatable(path),
     }
@@ -104,7 +147,8 @@ pub fn check_creatable(path: &Path) -> Result<(), PathProblem> {
             });
         }
     }
-    check_folder(folder_of(path))
+    check_folder(folder_of(path))?;
+    probe_name(path)
 }
 
 /// Checks that new files can be made in `folder`.

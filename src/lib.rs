@@ -19,6 +19,7 @@ pub mod phone;
 pub mod portal;
 pub(crate) mod report;
 pub mod rotation;
+pub mod scrub;
 pub mod sim;
 pub mod status;
 pub(crate) mod vault;

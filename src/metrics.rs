@@ -40,6 +40,10 @@ pub struct RunMetrics {
     /// Licences by status; empty when the run was refused before the portal.
     pub rows: Vec<ReportRow>,
     pub requests: Requests,
+    /// Resets an earlier run journaled and never counted: a run killed
+    /// (`kill -9`, a power cut) writes no metrics, and its resets reach the
+    /// counters with the run that resumes it.
+    pub uncounted_earlier: u64,
 }
 
 impl RunMetrics {
@@ -50,10 +54,15 @@ impl RunMetrics {
     /// This run's licences of a status: a resumed run's report also lists
     /// what earlier runs did, which their own metrics counted.
     fn count(&self, status: Status) -> u64 {
-        self.rows
+        let this_run = self
+            .rows
             .iter()
             .filter(|r| r.status == status && r.origin == Origin::ThisRun)
-            .count() as u64
+            .count() as u64;
+        match status {
+            Status::Reset => this_run + self.uncounted_earlier,
+            _ => this_run,
+        }
     }
 }
 
@@ -313,6 +322,7 @@ mod tests {
             ended: SystemTime::UNIX_EPOCH + Duration::from_secs(at + 60),
             exit_code,
             rows: Vec::new(),
+            uncounted_earlier: 0,
             requests: Requests {
                 login: 4,
                 ..Default::default()

@@ -190,7 +190,8 @@ pub fn write(
                 &r.confirmations.to_string(),
                 &r.requests.to_string(),
                 &r.session.map(|n| n.to_string()).unwrap_or_default(),
-                &r.detail,
+                // Portal text may stand in it: through the one scrubber.
+                &crate::scrub::message(&r.detail),
             ],
             dialect,
             Guard::AsText,

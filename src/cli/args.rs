@@ -381,6 +381,11 @@ pub struct SimArgs {
     /// Write the dataset as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub dataset_out: Option<PathBuf>,
+    /// Build the portal this way too (any number): the confirmation as a
+    /// dialog of the detail page, the notification shown again on the
+    /// next page, tokens in <meta> and in the Suivant links.
+    #[arg(long, value_enum, value_name = "SHAPE")]
+    pub shape: Vec<crate::sim::Shape>,
 }
 
 fn page_latency(s: &str) -> Result<(String, u64), String> {

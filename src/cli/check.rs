@@ -8,12 +8,12 @@ use super::render::{self, Show};
 use super::settings::{Loaded, View};
 use super::{Exit, logging};
 use crate::input::{self, LicenceSelector};
-use crate::portal::Portal;
 use crate::portal::html::Kind;
 use crate::portal::inspect::{self, Check, Found, Target};
 use crate::portal::labels::Labels;
+use crate::portal::{Portal, PortalError};
 use crate::rotation::{Interruption, Requests};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
@@ -137,10 +137,44 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
         format,
         progress: false,
     });
-    let checks = portal
-        .inspect(&target)
-        .await
-        .context("the portal could not be walked")?;
+    let checks = match portal.inspect(&target).await {
+        Ok(checks) => checks,
+        // The gate refused a press that could commit a reset: the labels
+        // or the portal are not what the walk expects.
+        Err(e @ PortalError::WouldCommit { .. }) => {
+            render::error(
+                format,
+                &format!("{e}"),
+                Some(
+                    "check never commits a reset: give reset_button the words of the button that opens the confirmation (sip-rotate labels shows the guide's), not those of Confirmer",
+                ),
+            );
+            return Ok(Exit::NothingDone);
+        }
+        // A page showed a new password: a phone may be cut off, and check
+        // keeps no password.
+        Err(e @ PortalError::PasswordShown { .. }) => {
+            render::error(
+                format,
+                &format!("{e}"),
+                Some(
+                    "check keeps no password: that phone may need a reset by sip-rotate run to be known again; sip-rotate status tells whether it is still online",
+                ),
+            );
+            return Ok(Exit::Aborted);
+        }
+        Err(PortalError::SessionEnded) => {
+            render::error(
+                format,
+                "the portal could not be walked: its session ended (it answered with its login page where another page was expected)",
+                Some(
+                    "run check again; if the session ends again so soon, the portal ends sessions after very few requests, or the login profile is wrong",
+                ),
+            );
+            return Ok(Exit::NothingDone);
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("the portal could not be walked")),
+    };
     show.finish();
     let requests = Requests::of(portal.stats());
     let missing: Vec<&Check> = checks.iter().filter(|c| !c.ok()).collect();
@@ -154,7 +188,8 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "check of {walked_to} on {address} (Confirmer is never sent)"
+                "check of {walked_to} on {} (Confirmer is never sent)",
+                crate::scrub::url(&address)
             )?;
             for c in &checks {
                 let words = format!("'{}'", c.words);

@@ -55,6 +55,10 @@ impl Write for AroundTheBar {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // Through the one scrubber: no secret the process knows goes out.
+        let text = String::from_utf8_lossy(buf);
+        let clean = crate::scrub::secrets(&text);
+        let buf = clean.as_bytes();
         let bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
         match bars.as_ref() {
             Some(bars) => bars.suspend(|| std::io::stderr().write_all(buf)),
@@ -67,8 +71,10 @@ impl Write for AroundTheBar {
     }
 }
 
-/// Writes one line on stderr, around the progress bar.
+/// Writes one line on stderr, around the progress bar: no secret, and no
+/// control character that a page or a file put in it.
 pub fn say(line: &str) {
+    let line = crate::scrub::message(line);
     let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
 }
 

@@ -183,6 +183,9 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
             (_, PathProblem::NoFolder(folder)) => {
                 format!("create the folder first: mkdir -p {}", folder.display())
             }
+            (_, PathProblem::NameTooLong { .. }) => {
+                "choose a shorter name: each file is written under a temporary name 12 bytes longer, then renamed".into()
+            }
             (_, PathProblem::ReadOnlyFolder(_)) => {
                 "run as a user who may write there, or choose another folder".into()
             }

@@ -9,7 +9,7 @@ use super::settings::{Loaded, PlanSettings, View};
 use super::{Exit, logging};
 use crate::metrics::RunMetrics;
 use crate::portal::Portal;
-use crate::rotation::{self, Interruption, Outcome, StopReason};
+use crate::rotation::{self, Earlier, Interruption, Outcome, StopReason};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::time::SystemTime;
@@ -86,7 +86,7 @@ pub fn exit_code(o: &Outcome) -> Exit {
     });
     // 2 is the promise that no phone was cut off: no Confirmer sent.
     match &o.stopped {
-        Some(StopReason::Interrupted(_)) => Exit::Aborted,
+        Some(StopReason::Interrupted(_) | StopReason::PasswordShown(_)) => Exit::Aborted,
         Some(_) if o.confirmations == 0 => Exit::NothingDone,
         Some(_) => Exit::Aborted,
         None if all_reset && o.problems.is_empty() && o.passwords.lost == 0 => Exit::AllDone,
@@ -157,6 +157,9 @@ fn write_metrics(
         exit_code: exit as u8,
         rows: outcome.map(|o| o.rows.clone()).unwrap_or_default(),
         requests: outcome.map(|o| o.requests).unwrap_or_default(),
+        uncounted_earlier: outcome
+            .and_then(|o| o.passwords.earlier.as_ref())
+            .map_or(0, Earlier::never_counted) as u64,
     };
     if let Err(e) = crate::metrics::write(path, &run) {
         render::error(format, &e.to_string(), None);
@@ -229,7 +232,7 @@ async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Resul
         .iter()
         .any(|r| r.status == crate::report::Status::Unresolved);
     Ok(match &plan.stopped {
-        Some(StopReason::Interrupted(_)) => Exit::Aborted,
+        Some(StopReason::Interrupted(_) | StopReason::PasswordShown(_)) => Exit::Aborted,
         Some(_) => Exit::NothingDone,
         None if unresolved || !plan.problems.is_empty() => Exit::Partial,
         None => Exit::AllDone,

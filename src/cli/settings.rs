@@ -9,7 +9,7 @@ use crate::portal::{Credentials, PortalSettings};
 use crate::rotation::{self, Guard, ReportFile};
 use crate::vault::Recipients;
 use anyhow::{Context, Result, bail};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -31,8 +31,21 @@ pub const DEFAULT_MAX_RESETS: u32 = 5;
 
 /// `--portal` must be https, except on loopback (the simulator).
 pub fn portal_url(text: &str) -> Result<Url> {
-    let url = Url::parse(text)
-        .with_context(|| format!("--portal '{text}' is not a URL; give it as https://host/path"))?;
+    let url = Url::parse(text).with_context(|| {
+        format!(
+            "--portal '{}' is not a URL; give it as https://host/path",
+            crate::scrub::message(text)
+        )
+    })?;
+    // A user or password in the address would be shown wherever the address
+    // is, and sent with every request: the login goes in --login, the
+    // password in a file or a credential.
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!(
+            "--portal {} carries a user or a password: give the address alone, the login with --login and the password as MYOPENIP_PASSWORD, a password file or a credential",
+            crate::scrub::url(&url)
+        );
+    }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -87,6 +100,50 @@ pub struct ConfigFile {
     pub metrics_file: Option<PathBuf>,
 }
 
+/// A key whose value is a secret, or leads to one: its line is never shown.
+fn secret_key(key: &str) -> bool {
+    let key = key.trim().trim_matches('"').to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "password" | "pass" | "passwd" | "pwd" | "secret" | "token"
+    ) || key.ends_with("_command")
+        || key.ends_with("_file")
+        || key.contains("password")
+}
+
+/// A config file's TOML error: where, and what, with the line it is on
+/// unless that line holds a secret (then its value is masked, in the
+/// message too).
+fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let Some(span) = e.span() else {
+        return anyhow::anyhow!("config file {}: {}", path.display(), e.message().trim());
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |n| n + 1);
+    let column = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let mut message = e.message().trim().to_string();
+    let shown = match line.split_once('=') {
+        Some((key, value)) if secret_key(key) => {
+            let value = value.trim();
+            for v in [value, value.trim_matches(|c| c == '"' || c == '\'')] {
+                if !v.is_empty() {
+                    message = message.replace(v, "[removed]");
+                }
+            }
+            format!("{} = [removed]", key.trim())
+        }
+        _ => line.to_string(),
+    };
+    anyhow::anyhow!(
+        "config file {}, line {line_no}, column {column}: {}\n  {line_no} | {}",
+        path.display(),
+        crate::scrub::message(&message),
+        crate::scrub::message(&shown)
+    )
+}
+
 /// A loaded `--config` file, or nothing.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -101,9 +158,7 @@ impl Loaded {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("config file {}: {}", path.display(), e.to_string().trim())
-        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| config_error(path, &text, &e))?;
         Ok(Loaded {
             file,
             path: Some(path.to_path_buf()),
@@ -299,13 +354,14 @@ fn portal_password(
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .output()
-            .with_context(|| format!("cannot run the password_command '{command}'"))?;
+            .context("cannot run the config file's password_command")?;
         let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
         if !out.status.success() {
-            bail!("the password_command '{command}' failed ({})", out.status);
+            // Its text is not shown: it may carry the password itself.
+            bail!("the config file's password_command failed ({})", out.status);
         }
         let password = first_line(&text)
-            .ok_or_else(|| anyhow::anyhow!("the password_command '{command}' printed nothing"))?;
+            .ok_or_else(|| anyhow::anyhow!("the config file's password_command printed nothing"))?;
         return Ok((password, None));
     }
     bail!(
@@ -399,7 +455,7 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     }
     let capture = match &args.capture {
         Some(dir) => Some(std::sync::Arc::new(
-            crate::portal::capture::Capture::create(dir, password.expose_secret())
+            crate::portal::capture::Capture::create(dir)
                 .with_context(|| format!("cannot make the capture folder {}", dir.display()))?,
         )),
         None => None,
@@ -684,6 +740,8 @@ mod tests {
         assert!(portal_url("http://myopenip.example/").is_err());
         assert!(portal_url("http://10.0.0.1/").is_err());
         assert!(portal_url("ftp://127.0.0.1/").is_err());
+        let e = portal_url("http://acme:TOPSECRET-9@127.0.0.1:8080/").unwrap_err();
+        assert!(!format!("{e:#}").contains("TOPSECRET-9"), "{e:#}");
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
             home_page_mib: args.hostile_home_page_mib,
             first_user_name: args.hostile_user_name.clone(),
         },
+        shapes: args.shape.clone(),
     })
 }
 

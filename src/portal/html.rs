@@ -147,6 +147,23 @@ static ROWS: LazyLock<Selector> = LazyLock::new(|| sel("tr"));
 static ALL: LazyLock<Selector> = LazyLock::new(|| sel("body *"));
 static BODY: LazyLock<Selector> = LazyLock::new(|| sel("body"));
 static META: LazyLock<Selector> = LazyLock::new(|| sel("meta"));
+static TOKEN_HOLDERS: LazyLock<Selector> =
+    LazyLock::new(|| sel("input[type=hidden i][value], meta[content]"));
+
+/// Tells the scrubber the page's tokens (hidden values and `<meta>`
+/// contents that look like one: a long run without spaces), so that no
+/// message or capture shows them, wherever on a page they come back.
+pub fn learn_tokens(doc: &Html) {
+    for el in doc.select(&TOKEN_HOLDERS) {
+        let value = el.attr("value").or_else(|| el.attr("content"));
+        if let Some(v) = value.map(str::trim)
+            && v.len() >= 16
+            && !v.contains(char::is_whitespace)
+        {
+            crate::scrub::remember(v, crate::scrub::Secret::Token);
+        }
+    }
+}
 
 /// What kind of element a label names, for messages and candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

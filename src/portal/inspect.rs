@@ -4,6 +4,7 @@
 //! `Confirmer`, which is never sent. Réinitialiser only shows the
 //! confirmation page; nothing changes on the portal.
 
+use super::gate::{Press, Step};
 use super::html::{self, Form, Kind, Missing, Want};
 use super::transport::{Fetched, Phase, Req, Retry};
 use super::{Browser, Portal, PortalError, Priority};
@@ -226,7 +227,15 @@ async fn get(
     kind: &'static str,
 ) -> Result<Fetched, PortalError> {
     let fetched = b.transport.fetch(phase, req, Retry::Yes).await?;
-    b.capture(&fetched, kind, &[], false);
+    let doc = Html::parse_document(&fetched.body);
+    b.arrived(&fetched, kind, &doc)?;
+    // The login page where another page was expected: the session ended
+    // (the login's own pages are judged by the walk).
+    if !matches!(kind, "login" | "home")
+        && html::is_login_page(&doc, &b.shared.labels.password_field)
+    {
+        return Err(PortalError::SessionEnded);
+    }
     Ok(fetched)
 }
 
@@ -315,28 +324,26 @@ async fn walk(
     checks.at("login");
     let start = b.shared.start.clone();
     let page = get(b, Phase::Login, Req::Get(start), "login").await?;
-    let form = {
+    let req = {
         let doc = Html::parse_document(&page.body);
         if !html::is_login_page(&doc, w("password_field").words) {
             checks.missing(html::missing(&doc, w("password_field")));
             return Ok(());
         }
-        Form::with_field(&doc, &page.url, w("password_field").words)
-            .expect("a login page has the field")
+        let form = Form::with_field(&doc, &page.url, w("password_field").words)
+            .expect("a login page has the field");
+        let login_wants = [
+            "password_field",
+            "login_field",
+            profile_key(b),
+            "login_button",
+        ]
+        .map(w);
+        if !controls(&form, &login_wants, checks) {
+            return Ok(());
+        }
+        b.login_request(&doc, form)?
     };
-    let login_wants = [
-        "password_field",
-        "login_field",
-        profile_key(b),
-        "login_button",
-    ]
-    .map(w);
-    if !controls(&form, &login_wants, checks) {
-        return Ok(());
-    }
-    let req = b
-        .login_request(form)
-        .map_err(|m| super::problem("login", m.into()))?;
     let home = get(b, Phase::Login, req, "home").await?;
     // Home, then Mes Services.
     checks.at("home");
@@ -391,10 +398,14 @@ async fn walk(
     let mut form = form;
     let _ = form.fill(w("search_client_ref").words, &target.client_ref);
     let _ = form.select(w("search_service_type").words, w("metacentrex").words);
-    let pairs = form
-        .submission(w("search_button").words)
-        .map_err(|_| super::problem("search", form.missing(w("search_button")).into()))?;
-    let mut req = Req::form(form.method_post, form.action.clone(), pairs);
+    let mut req = Press::of(
+        None,
+        &form,
+        w("search_button"),
+        Step::Search,
+        &b.shared.labels,
+    )?
+    .harmless()?;
     // The results, over their pages, to the client's MetaCentrex service.
     checks.at("search results");
     let service_page = loop {
@@ -567,8 +578,9 @@ async fn walk(
     };
     // The detail page: the licence, its number, the reset button.
     checks.at("detail");
+    b.walking = Some(licence.clone());
     let page = get(b, Phase::Reset, Req::Get(detail), "detail").await?;
-    let form = {
+    let press = {
         let doc = Html::parse_document(&page.body);
         match html::field_value(&doc, w("field_licence").words) {
             Some(shown) if shown.split(' ').next() == Some(licence.as_str()) => {
@@ -607,7 +619,13 @@ async fn walk(
         match html::need_form_with_button(&doc, &page.url, w("reset_button")) {
             Ok(form) => {
                 checks.found(w("reset_button"), "");
-                form
+                Press::of(
+                    Some(&doc),
+                    &form,
+                    w("reset_button"),
+                    Step::Detail,
+                    &b.shared.labels,
+                )?
             }
             Err(m) => {
                 checks.missing(m);
@@ -615,11 +633,9 @@ async fn walk(
             }
         }
     };
-    // Réinitialiser: only the confirmation page comes back.
-    let pairs = form
-        .submission(w("reset_button").words)
-        .map_err(|_| super::problem("detail", form.missing(w("reset_button")).into()))?;
-    let req = Req::form(form.method_post, form.action.clone(), pairs);
+    // Réinitialiser: only the confirmation page comes back. A press that
+    // could commit a reset is refused by the gate: check never commits.
+    let req = press.harmless()?;
     checks.at("confirmation");
     let page = get(b, Phase::Reset, req, "confirmation").await?;
     let doc = Html::parse_document(&page.body);

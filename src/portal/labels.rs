@@ -102,7 +102,77 @@ pub enum LabelsError {
     },
     #[error("labels file {path}: {message}")]
     Parse { path: String, message: String },
+    /// Two labels the walk may look for on one page read alike: a press
+    /// meant for one could land on the other (`reset_button` equal to
+    /// `confirm_button` would commit a reset where the walk expects none).
+    #[error(
+        "labels file {path}: {first} and {second} both read '{words}', and the walk looks for both {step}: one could be taken for the other. Give each the words the portal shows for it"
+    )]
+    Clash {
+        path: String,
+        first: &'static str,
+        second: &'static str,
+        words: String,
+        step: &'static str,
+    },
 }
+
+/// The labels the walk may look for on one page, by step. The detail page
+/// and the confirmation are one step: the confirmation may be a dialog of
+/// the detail page.
+const SAME_PAGE: &[(&str, &[&str])] = &[
+    (
+        "on the login page",
+        &[
+            "login_field",
+            "password_field",
+            "profile_reseller",
+            "profile_operator",
+            "login_button",
+        ],
+    ),
+    (
+        "on the search page",
+        &["search_client_ref", "search_service_type", "search_button"],
+    ),
+    (
+        "on the search results",
+        &[
+            "column_service_ref",
+            "column_client_ref",
+            "column_service_type",
+            "column_action",
+            "configure",
+            "next",
+        ],
+    ),
+    (
+        "on the users table",
+        &[
+            "column_licence",
+            "column_sda",
+            "column_name",
+            "column_state",
+            "column_action",
+            "detail",
+            "next",
+            "state_connected",
+            "state_disconnected",
+        ],
+    ),
+    (
+        "on the detail page and its confirmation",
+        &[
+            "field_accountcode",
+            "field_licence",
+            "field_sda",
+            "reset_button",
+            "associated_number",
+            "confirm_button",
+            "new_password",
+        ],
+    ),
+];
 
 impl Labels {
     /// Words one label differently; an unknown key is an error.
@@ -127,10 +197,44 @@ impl Labels {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| LabelsError::Parse {
+        let labels: Labels = toml::from_str(&text).map_err(|e| LabelsError::Parse {
             path: path.display().to_string(),
             message: e.to_string().trim().to_string(),
-        })
+        })?;
+        match labels.clash() {
+            Some((first, second, words, step)) => Err(LabelsError::Clash {
+                path: path.display().to_string(),
+                first,
+                second,
+                words,
+                step,
+            }),
+            None => Ok(labels),
+        }
+    }
+
+    /// The words of a label, by key.
+    fn words(&self, key: &str) -> String {
+        toml::Value::try_from(self)
+            .ok()
+            .and_then(|t| t.get(key).and_then(|v| v.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Two labels of one page that read alike, if any: their keys, their
+    /// words and the step.
+    pub fn clash(&self) -> Option<(&'static str, &'static str, String, &'static str)> {
+        for (step, keys) in SAME_PAGE {
+            for (i, first) in keys.iter().enumerate() {
+                let words = self.words(first);
+                for second in &keys[i + 1..] {
+                    if super::html::is_label(&self.words(second), &words) {
+                        return Some((first, second, words, step));
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -149,5 +253,21 @@ mod tests {
         std::fs::write(&p, "confirm_buton = \"x\"\n").unwrap();
         let e = Labels::from_file(&p).unwrap_err().to_string();
         assert!(e.contains("confirm_buton"), "{e}");
+    }
+
+    #[test]
+    fn the_guide_has_no_clash_and_a_reset_button_worded_like_confirm_is_refused() {
+        assert!(Labels::default().clash().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("labels.toml");
+        for file in [
+            "reset_button = \"Confirmer\"\n",
+            "reset_button = \"✓ confirmer :\"\n",
+            "field_licence = \"Confirmer\"\n",
+        ] {
+            std::fs::write(&p, file).unwrap();
+            let e = Labels::from_file(&p).unwrap_err();
+            assert!(matches!(e, LabelsError::Clash { .. }), "{file}: {e}");
+        }
     }
 }

@@ -24,12 +24,15 @@ macro_rules! want {
 }
 
 pub mod capture;
+pub mod gate;
 pub mod html;
 pub mod inspect;
 pub mod labels;
 pub mod transport;
 
 use crate::phone;
+use crate::scrub::Secret;
+use gate::{Answer, CommitPermit, Press, Step};
 use html::{Form, Missing, find_link, is_label};
 use labels::Labels;
 use scraper::Html;
@@ -137,10 +140,22 @@ impl LicenceRow {
     }
 }
 
+/// A new password a page showed where none was expected.
+pub struct Stray {
+    /// The page it was on.
+    pub page: &'static str,
+    /// The licence being walked to then, if any.
+    pub licence: Option<String>,
+    pub password: SecretString,
+}
+
 /// What a confirmed reset gave back.
 pub struct NewPassword {
     pub password: SecretString,
     pub accountcode: String,
+    /// Shown late, for a `Confirmer` sent earlier whose answer was lost:
+    /// this call sent none.
+    pub earlier: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +178,28 @@ pub enum PortalError {
     /// The portal showed its login page or refused a form token: log in again.
     #[error("the portal session ended")]
     SessionEnded,
+    /// A press that may commit a reset, where the walk expects none (or in
+    /// a command that never commits): refused by the gate, nothing sent.
+    #[error(
+        "pressing '{button}' on the {step} page may commit a reset (the button reads like confirm_button, or the page shows the confirmation): not pressed"
+    )]
+    WouldCommit { step: &'static str, button: String },
+    /// A page of this session showed the password of the `Confirmer` whose
+    /// answer was lost, on the way to reset the same licence again: that
+    /// reset is done, and the walk stops before pressing anything.
+    #[error("the portal showed the new password of the last Confirmer on a later page")]
+    EarlierPasswordShown,
+    /// A page showed a new password where none was expected: the portal
+    /// committed a reset earlier than the walk thought, or shows an earlier
+    /// one again. The password is kept (`Portal::take_stray`).
+    #[error(
+        "the portal showed a new password on the {page} page{}, where none was expected: a phone may have been cut off",
+        licence.as_deref().map(|l| format!(" while walking to licence {l}")).unwrap_or_default()
+    )]
+    PasswordShown {
+        page: &'static str,
+        licence: Option<String>,
+    },
 }
 
 impl PortalError {
@@ -172,6 +209,8 @@ impl PortalError {
             self,
             PortalError::LoginRefused
                 | PortalError::SessionLoop(_)
+                | PortalError::WouldCommit { .. }
+                | PortalError::PasswordShown { .. }
                 | PortalError::Transport(TransportError::ForeignOrigin { .. })
         )
     }
@@ -258,6 +297,9 @@ struct Shared {
     /// Set once a login was refused: no browser tries again.
     login_refused: AtomicBool,
     interruptions: Interruptions,
+    /// New passwords pages showed where none was expected, until the run
+    /// takes them to its journal.
+    stray: Mutex<Vec<Stray>>,
     capture: Option<Arc<capture::Capture>>,
 }
 
@@ -337,6 +379,10 @@ impl Portal {
     /// requests per second, their requests cut short by `interruptions`.
     pub fn new(settings: PortalSettings, interruptions: Interruptions) -> Portal {
         let concurrency = settings.concurrency.max(1);
+        // From here on nothing written shows them.
+        let credentials = &settings.credentials;
+        crate::scrub::remember(credentials.password.expose_secret(), Secret::Credential);
+        crate::scrub::remember(&credentials.login, Secret::Credential);
         Portal {
             shared: Arc::new(Shared {
                 labels: settings.labels,
@@ -346,6 +392,7 @@ impl Portal {
                 throttle: Arc::new(Throttle::new(settings.rate, concurrency)),
                 login_refused: AtomicBool::new(false),
                 interruptions,
+                stray: Mutex::new(Vec::new()),
                 capture: settings.capture,
             }),
             concurrency,
@@ -358,6 +405,11 @@ impl Portal {
             }),
             watch_free: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The new passwords pages showed where none was expected, taken once.
+    pub fn take_stray(&self) -> Vec<Stray> {
+        std::mem::take(&mut *self.shared.stray.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The words looked for on the portal's pages.
@@ -471,6 +523,9 @@ impl Portal {
                 search: None,
                 login_number: 0,
                 confirmed_in: AtomicU64::new(0),
+                walking: None,
+                unsettled: Mutex::new(None),
+                recovered: Mutex::new(None),
             }),
             Err(e) => {
                 self.pool.lock().unwrap().unborn += 1;
@@ -526,6 +581,16 @@ pub struct Browser {
     /// The login number of the session that sent this browser's last
     /// `Confirmer`; 0 before any.
     confirmed_in: AtomicU64,
+    /// The licence this browser is walking to, for a message naming the
+    /// phone a stray password may belong to.
+    walking: Option<String>,
+    /// A `Confirmer` this session sent whose answer could not be read: its
+    /// licence and account code. The portal keeps one notification per
+    /// session, so a new password a later page of this session shows is
+    /// that reset's.
+    unsettled: Mutex<Option<(String, String)>>,
+    /// That password, once a page showed it.
+    recovered: Mutex<Option<SecretString>>,
 }
 
 impl Browser {
@@ -567,12 +632,72 @@ impl Browser {
         name: &'static str,
         parse: impl FnOnce(&Html, &Url) -> Result<T, Problem>,
     ) -> Result<T, PortalError> {
-        self.capture(fetched, name, &[], false);
         let doc = Html::parse_document(&fetched.body);
+        self.arrived(fetched, name, &doc)?;
         if html::is_login_page(&doc, &self.shared.labels.password_field) {
             return Err(PortalError::SessionEnded);
         }
         parse(&doc, &fetched.url).map_err(|p| problem(name, p))
+    }
+
+    /// What every page read goes through, in any command, before it is
+    /// used: its tokens are learnt by the scrubber, it is captured (through
+    /// the scrubber), and a new password on it that this process has not
+    /// read yet is kept for the journal and stops the walk: a page that
+    /// shows one where none was expected means a phone may be cut off. (The
+    /// page that answers a `Confirmer` is read by `reset_once`.)
+    pub(crate) fn arrived(
+        &self,
+        fetched: &Fetched,
+        name: &'static str,
+        doc: &Html,
+    ) -> Result<(), PortalError> {
+        html::learn_tokens(doc);
+        let stray = html::text_after(doc, &self.shared.labels.new_password)
+            .map(zeroize::Zeroizing::new)
+            .and_then(|after| {
+                after
+                    .split(' ')
+                    .next()
+                    .filter(|p| !p.is_empty() && !crate::scrub::is_known_password(p))
+                    .map(|p| SecretString::from(p.to_string()))
+            });
+        if let Some(password) = &stray {
+            crate::scrub::remember(password.expose_secret(), Secret::NewPassword);
+        }
+        self.capture(fetched, name, &[], false);
+        let unsettled = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match stray {
+            None => Ok(()),
+            // The answer of this licence's last Confirmer, shown late.
+            Some(password)
+                if unsettled
+                    .as_ref()
+                    .is_some_and(|(licence, _)| Some(licence) == self.walking.as_ref()) =>
+            {
+                *self.recovered.lock().unwrap_or_else(|e| e.into_inner()) = Some(password);
+                Err(PortalError::EarlierPasswordShown)
+            }
+            Some(password) => {
+                self.shared
+                    .stray
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Stray {
+                        page: name,
+                        licence: self.walking.clone(),
+                        password,
+                    });
+                Err(PortalError::PasswordShown {
+                    page: name,
+                    licence: self.walking.clone(),
+                })
+            }
+        }
     }
 
     /// Writes the page to the capture folder, if there is one.
@@ -610,25 +735,21 @@ impl Browser {
                 Retry::Yes,
             )
             .await?;
-        let login_form = {
+        let login_request = {
             let doc = Html::parse_document(&fetched.body);
             if html::is_login_page(&doc, &l.password_field) {
-                self.capture(&fetched, "login", &[], false);
+                self.arrived(&fetched, "login", &doc)?;
                 let want = want!(l, password_field, Field);
-                Some(
-                    Form::with_field(&doc, &fetched.url, want.words)
-                        .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?,
-                )
+                let form = Form::with_field(&doc, &fetched.url, want.words)
+                    .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?;
+                Some(self.login_request(&doc, form)?)
             } else {
                 None
             }
         };
         let my_services = want!(l, my_services, Link);
-        let home = match login_form {
-            Some(form) => {
-                let req = self
-                    .login_request(form)
-                    .map_err(|m| problem("login", m.into()))?;
+        let home = match login_request {
+            Some(req) => {
                 let answer = self.transport.fetch(Phase::Login, req, Retry::Yes).await?;
                 match self.read(&answer, "home", |doc, url| {
                     Ok(html::need_link(doc, url, my_services)?)
@@ -645,8 +766,24 @@ impl Browser {
         Ok(home)
     }
 
-    /// The login form, filled in and pressed.
-    pub(crate) fn login_request(&self, mut form: Form) -> Result<Req, Missing> {
+    /// The login form, filled in and pressed (through the gate).
+    pub(crate) fn login_request(&self, doc: &Html, form: Form) -> Result<Req, PortalError> {
+        let l = &self.shared.labels;
+        let form = self
+            .login_form(form)
+            .map_err(|m| problem("login", m.into()))?;
+        Press::of(
+            Some(doc),
+            &form,
+            want!(l, login_button, Button),
+            Step::Login,
+            l,
+        )?
+        .harmless()
+    }
+
+    /// The login form, filled in.
+    fn login_form(&self, mut form: Form) -> Result<Form, Missing> {
         let l = &self.shared.labels;
         let credentials = &self.shared.credentials;
         let profile = match credentials.profile {
@@ -664,10 +801,10 @@ impl Browser {
             .map_err(|_| form.missing(password))?;
         form.choose(profile.words)
             .map_err(|_| form.missing(profile))?;
-        let pairs = form
-            .submission(button.words)
-            .map_err(|_| form.missing(button))?;
-        Ok(Req::form(form.method_post, form.action.clone(), pairs))
+        if !form.has(button) {
+            return Err(form.missing(button));
+        }
+        Ok(form)
     }
 
     /// Walks from home to the search page of this session; returns its form.
@@ -741,6 +878,8 @@ impl Browser {
         tracing::info!("the portal session ended: logging in again");
         self.my_services = None;
         self.search = None;
+        // The portal's notification belonged to the session that ended.
+        *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if attempt + 1 >= MAX_SESSION_ATTEMPTS {
             return Err(PortalError::SessionLoop(MAX_SESSION_ATTEMPTS));
         }
@@ -831,10 +970,7 @@ impl Browser {
                     html::FormError::NoChoice { .. } => missing(form.missing(metacentrex)),
                     _ => missing(form.missing(service_type)),
                 })?;
-            let pairs = form
-                .submission(button.words)
-                .map_err(|_| missing(form.missing(button)))?;
-            Ok(Req::form(form.method_post, form.action.clone(), pairs))
+            Press::of(None, &form, button, Step::Search, l)?.harmless()
         };
 
         let parse = |doc: &Html, url: &Url| {
@@ -943,7 +1079,8 @@ impl Browser {
     }
 
     /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.
-    /// `Confirmer` is sent only when the pages show this licence and `sda`.
+    /// `Confirmer` is sent only when the pages show this licence and `sda`,
+    /// and only with the `permit` of a run whose journal is open.
     /// `already`: the account codes of phones an earlier run reset that show
     /// the same licence and number; if the detail page shows one of them,
     /// nothing is reset (`AlreadyReset`).
@@ -952,12 +1089,45 @@ impl Browser {
         licence: &LicenceRow,
         sda: &str,
         already: &[String],
+        permit: &CommitPermit,
+    ) -> Result<NewPassword, ResetError> {
+        self.walking = Some(licence.licence.clone());
+        let result = self.reset_walk(licence, sda, already, permit).await;
+        self.walking = None;
+        result
+    }
+
+    async fn reset_walk(
+        &mut self,
+        licence: &LicenceRow,
+        sda: &str,
+        already: &[String],
+        permit: &CommitPermit,
     ) -> Result<NewPassword, ResetError> {
         for attempt in 0.. {
             self.session().await.map_err(ResetError::NotDone)?;
-            match self.reset_once(licence, sda, already).await {
+            match self.reset_once(licence, sda, already, permit).await {
                 Err(ResetError::NotDone(PortalError::SessionEnded)) => {
                     self.session_ended(attempt).map_err(ResetError::NotDone)?
+                }
+                Err(ResetError::NotDone(PortalError::EarlierPasswordShown)) => {
+                    let (_, accountcode) = self
+                        .unsettled
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .expect("set with the password");
+                    let password = self
+                        .recovered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                        .expect("set with the error");
+                    return Ok(NewPassword {
+                        password,
+                        accountcode,
+                        earlier: true,
+                    });
                 }
                 other => return other,
             }
@@ -966,16 +1136,16 @@ impl Browser {
     }
 
     /// Détail then Réinitialiser: checks the pages show this licence and SDA,
-    /// and returns the account code and the `Confirmer` request. Nothing has
-    /// changed on the portal yet.
+    /// and returns the account code and the `Confirmer` press. Nothing has
+    /// changed on the portal yet: every press on the way is harmless.
     async fn prepare(
         &self,
         licence: &LicenceRow,
         sda: &str,
         already: &[String],
-    ) -> Result<(String, Req), ResetError> {
+    ) -> Result<(String, Press), ResetError> {
         let l = &self.shared.labels;
-        let (accountcode, form) = self
+        let (accountcode, reset) = self
             .page(
                 Phase::Reset,
                 Req::Get(licence.detail.clone()),
@@ -1000,12 +1170,18 @@ impl Browser {
                     }
                     let accountcode =
                         html::field_value(doc, &l.field_accountcode).unwrap_or_default();
-                    let form =
-                        html::need_form_with_button(doc, url, want!(l, reset_button, Button))?;
-                    Ok((accountcode, form))
+                    let want = want!(l, reset_button, Button);
+                    let form = html::need_form_with_button(doc, url, want)?;
+                    Ok((
+                        accountcode,
+                        Press::of(Some(doc), &form, want, Step::Detail, l),
+                    ))
                 },
             )
             .await
+            .map_err(ResetError::NotDone)?;
+        let reset = reset
+            .and_then(Press::harmless)
             .map_err(ResetError::NotDone)?;
         if !already.is_empty() {
             if accountcode.is_empty() {
@@ -1021,14 +1197,10 @@ impl Browser {
                 return Err(ResetError::AlreadyReset { accountcode });
             }
         }
-        let reset = want!(l, reset_button, Button);
-        let pairs = form
-            .submission(reset.words)
-            .map_err(|_| ResetError::NotDone(problem("detail", form.missing(reset).into())))?;
         let confirm = self
             .page(
                 Phase::Reset,
-                Req::form(form.method_post, form.action.clone(), pairs),
+                reset,
                 Retry::Yes,
                 "confirmation",
                 |doc, url| {
@@ -1042,23 +1214,15 @@ impl Browser {
                         )
                         .into());
                     }
-                    Ok(html::need_form_with_button(
-                        doc,
-                        url,
-                        want!(l, confirm_button, Button),
-                    )?)
+                    let want = want!(l, confirm_button, Button);
+                    let form = html::need_form_with_button(doc, url, want)?;
+                    Ok(Press::of(Some(doc), &form, want, Step::Confirmation, l))
                 },
             )
             .await
+            .and_then(|press| press)
             .map_err(ResetError::NotDone)?;
-        let button = want!(l, confirm_button, Button);
-        let pairs = confirm.submission(button.words).map_err(|_| {
-            ResetError::NotDone(problem("confirmation", confirm.missing(button).into()))
-        })?;
-        Ok((
-            accountcode,
-            Req::form(confirm.method_post, confirm.action.clone(), pairs),
-        ))
+        Ok((accountcode, confirm))
     }
 
     async fn reset_once(
@@ -1066,70 +1230,104 @@ impl Browser {
         licence: &LicenceRow,
         sda: &str,
         already: &[String],
+        permit: &CommitPermit,
     ) -> Result<NewPassword, ResetError> {
         let l = &self.shared.labels;
         let (accountcode, confirm) = self.prepare(licence, sda, already).await?;
         // From here on the password may have changed: no failure is "not
-        // done", unless nothing was sent.
+        // done", unless nothing was sent or the portal did not take it
+        // (the gate's rule).
         let before = self.transport.sent();
         self.confirmed_in
             .store(self.login_number, Ordering::Relaxed);
-        let fetched = self
-            .transport
-            .fetch(Phase::Reset, confirm, Retry::FirstHopOnce)
-            .await
-            .map_err(|e| match e {
-                TransportError::Interrupted if self.transport.sent() == before => {
-                    ResetError::NotDone(PortalError::Transport(e))
+        let unknown = |answer: Answer, reason: String| match answer {
+            Answer::NotTaken => unreachable!("handled before"),
+            Answer::NotReadable => {
+                // A later page of this session may still show its password.
+                *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((licence.licence.clone(), accountcode.clone()));
+                ResetError::Unknown {
+                    reason,
+                    next: AfterUnknown::ResetAgain,
                 }
-                TransportError::Interrupted => ResetError::Unknown {
+            }
+            Answer::ReadWithoutPassword => ResetError::Unknown {
+                reason,
+                next: AfterUnknown::GiveUp,
+            },
+            Answer::LeadsElsewhere => ResetError::Unknown {
+                reason,
+                next: AfterUnknown::StopRun,
+            },
+        };
+        let fetched = match self
+            .transport
+            .fetch(Phase::Reset, confirm.commit(permit), Retry::FirstHopOnce)
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(e) if self.transport.sent() == before => {
+                // Nothing went out (interrupted while waiting its turn).
+                return Err(ResetError::NotDone(PortalError::Transport(e)));
+            }
+            Err(TransportError::Interrupted) => {
+                return Err(ResetError::Unknown {
                     reason: "interrupted after Confirmer was sent".into(),
                     next: AfterUnknown::GiveUp,
-                },
-                TransportError::ForeignOrigin { .. } => ResetError::Unknown {
-                    reason: e.to_string(),
-                    next: AfterUnknown::StopRun,
-                },
-                e => ResetError::Unknown {
-                    reason: e.to_string(),
-                    next: AfterUnknown::ResetAgain,
-                },
-            })?;
+                });
+            }
+            Err(e) => {
+                return Err(match gate::answer_of_error(&e) {
+                    Answer::NotTaken => ResetError::NotDone(match e {
+                        TransportError::Forbidden => PortalError::SessionEnded,
+                        e => PortalError::Transport(e),
+                    }),
+                    answer => unknown(answer, format!("Confirmer answered: {e}")),
+                });
+            }
+        };
         let doc = Html::parse_document(&fetched.body);
+        html::learn_tokens(&doc);
         // The page text from the password on: wiped when dropped, like the body.
         let after = html::text_after(&doc, &l.new_password).map(zeroize::Zeroizing::new);
         let found = after
             .as_ref()
             .and_then(|a| a.split(' ').next())
             .filter(|p| !p.is_empty());
+        if let Some(password) = found {
+            // Known to the scrubber before anything can write the page.
+            crate::scrub::remember(password, Secret::NewPassword);
+        }
         self.capture(&fetched, "result", found.as_slice(), true);
-        let give_up = |reason: String| ResetError::Unknown {
-            reason,
-            next: AfterUnknown::GiveUp,
-        };
         // A result page that names a licence must name this one: a password
         // shown beside another licence is not this licence's.
         if let Some(shown) = html::field_value(&doc, &l.field_licence)
             && shown.split(' ').next() != Some(licence.licence.as_str())
         {
-            return Err(give_up(format!(
-                "the result page shows licence '{shown}', not {}",
-                licence.licence
-            )));
+            return Err(unknown(
+                Answer::ReadWithoutPassword,
+                format!(
+                    "the result page shows licence '{shown}', not {}",
+                    licence.licence
+                ),
+            ));
         }
-        match &after {
-            Some(_) => match found {
-                Some(password) => Ok(NewPassword {
+        match (found, gate::answer_of_page(&doc, l)) {
+            (Some(password), _) => {
+                *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(NewPassword {
                     password: SecretString::from(password.to_string()),
                     accountcode,
-                }),
-                None => Err(give_up("the result page shows no password".into())),
-            },
-            None if html::is_login_page(&doc, &l.password_field) => Err(ResetError::Unknown {
-                reason: "the session ended before the result page".into(),
-                next: AfterUnknown::ResetAgain,
-            }),
-            None => Err(give_up(
+                    earlier: false,
+                })
+            }
+            // The session had ended: the portal did not take the press.
+            (None, Answer::NotTaken) => Err(ResetError::NotDone(PortalError::SessionEnded)),
+            (None, answer) if after.is_some() => {
+                Err(unknown(answer, "the result page shows no password".into()))
+            }
+            (None, answer) => Err(unknown(
+                answer,
                 html::missing(&doc, want!(l, new_password, Text)).to_string(),
             )),
         }

@@ -503,23 +503,21 @@ impl Transport {
             let once = || self.send(phase, &current, waiting);
             let answer = if hop == 0 && retry == Retry::FirstHopOnce {
                 once().await?
+            } else if retry == Retry::FirstHopOnce {
+                // On the way to the page of a press the portal took: only
+                // the press's own answer can say it was not taken (see
+                // `gate`), so a refusal here is an answer read.
+                self.retried(phase, &current, waiting)
+                    .await
+                    .map_err(|e| match e {
+                        TransportError::Forbidden => TransportError::Status(StatusCode::FORBIDDEN),
+                        TransportError::RateLimited(n) => {
+                            TransportError::Transient(format!("asked to slow down {n} times"))
+                        }
+                        e => e,
+                    })?
             } else {
-                once.retry(
-                    ExponentialBuilder::new()
-                        .with_min_delay(Duration::from_millis(250))
-                        .with_max_delay(Duration::from_secs(8))
-                        .with_max_times(5)
-                        .with_jitter(),
-                )
-                .when(TransportError::is_transient)
-                .notify(|e, wait| {
-                    self.throttle.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    // The backoff is no part of the session's cycle.
-                    self.rest();
-                    self.throttle.troubled();
-                    tracing::debug!("retrying in {wait:?} after: {e}");
-                })
-                .await?
+                self.retried(phase, &current, waiting).await?
             };
             match answer {
                 Answer::Redirect(to) => current = Req::Get(to),
@@ -527,6 +525,33 @@ impl Transport {
             }
         }
         Err(TransportError::TooManyRedirects)
+    }
+
+    /// One request, sent again with backoff while it fails transiently:
+    /// the one rule of what is retried for a request that changes nothing.
+    async fn retried(
+        &self,
+        phase: Phase,
+        req: &Req,
+        waiting: &CancellationToken,
+    ) -> Result<Answer, TransportError> {
+        let once = || self.send(phase, req, waiting);
+        once.retry(
+            ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(8))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .when(TransportError::is_transient)
+        .notify(|e, wait| {
+            self.throttle.stats.retries.fetch_add(1, Ordering::Relaxed);
+            // The backoff is no part of the session's cycle.
+            self.rest();
+            self.throttle.troubled();
+            tracing::debug!("retrying in {wait:?} after: {e}");
+        })
+        .await
     }
 
     /// One request, with the 429 pauses it takes to be heard.
@@ -574,6 +599,10 @@ impl Transport {
             drop(asked);
             let response = response?;
             throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
+            // A session cookie is a secret: nothing written shows it.
+            for cookie in response.cookies() {
+                crate::scrub::remember(cookie.value(), crate::scrub::Secret::Token);
+            }
             let status = response.status();
             tracing::debug!(
                 target: "sip_rotate::http",

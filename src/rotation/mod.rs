@@ -204,6 +204,9 @@ pub enum StopReason {
     Portal(String),
     /// The journal or the output could not take the new passwords.
     WriteFailed(String),
+    /// A page showed a new password where none was expected: a phone may
+    /// be cut off, whether or not a `Confirmer` was sent.
+    PasswordShown(String),
 }
 
 /// Where a run was when it stopped.
@@ -247,6 +250,7 @@ impl fmt::Display for StopReason {
             }
             StopReason::Portal(why) => f.write_str(why),
             StopReason::WriteFailed(why) => write!(f, "cannot write the new passwords: {why}"),
+            StopReason::PasswordShown(why) => f.write_str(why),
         }
     }
 }
@@ -329,6 +333,17 @@ pub struct Earlier {
     pub per_client: bool,
     /// Part files the earlier runs wrote, as the journal records them.
     pub parts: Vec<HeldIn>,
+}
+
+impl Earlier {
+    /// Entries of runs that ended without a word (killed): a run that
+    /// stopped wrote its passwords to a part file, which the journal
+    /// records, and counted them in its metrics; the others were never
+    /// counted.
+    pub fn never_counted(&self) -> usize {
+        let in_parts: usize = self.parts.iter().map(|p| p.passwords).sum();
+        self.in_journal.saturating_sub(in_parts)
+    }
 }
 
 /// A failure after the resets that hides nothing: the passwords are where
@@ -654,6 +669,10 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
     }
     check_files(settings, &clients)?;
     let lock = RunLock::acquire(&settings.lock, holder)?;
+    // A killed run's temporaries, of every file this run may write.
+    for result in result_files(settings, &clients) {
+        vault::clear_stale(&result);
+    }
     let journal_path = journal_of(&settings.output);
     // Held from now on: a second run on this output stops here, before asking
     // the portal anything.
@@ -1017,7 +1036,7 @@ impl Run<'_> {
             }),
             stranded: None,
         };
-        let (journal, outputs, stranded) = match sink {
+        let (mut journal, outputs, stranded) = match sink {
             Some(Sink {
                 journal,
                 outputs,
@@ -1033,6 +1052,26 @@ impl Run<'_> {
                 Stranded::default(),
             ),
         };
+        if let Some(journal) = journal.as_mut().filter(|_| outputs.is_none()) {
+            // Stopped before the resets: a new password a page showed goes
+            // to the journal, which then stays (the resets keep theirs).
+            for stray in self.portal.take_stray() {
+                let record = vault::ResetRecord {
+                    client_ref: String::new(),
+                    service_ref: String::new(),
+                    licence: String::new(),
+                    licence_type: String::new(),
+                    sda: String::new(),
+                    name: format!("(seen on the {} page: its phone is not known)", stray.page),
+                    accountcode: String::new(),
+                    password: stray.password,
+                    reset_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                if journal.append(&self.settings.recipients, &record).is_err() {
+                    passwords.lost += 1;
+                }
+            }
+        }
         if let Some(mut journal) = journal {
             let journal_path = journal.path().to_path_buf();
             let this_run = journal.appended();
@@ -1173,6 +1212,7 @@ struct ResetsDone {
 fn stop_reason_of(e: &PortalError) -> StopReason {
     match e {
         PortalError::LoginRefused => StopReason::LoginRefused,
+        e @ PortalError::PasswordShown { .. } => StopReason::PasswordShown(e.to_string()),
         e => StopReason::Portal(e.to_string()),
     }
 }

@@ -5,6 +5,7 @@
 
 use super::resolve::Target;
 use super::{Event, Guard, Observer, StopReason, Stranded};
+use crate::portal::gate::CommitPermit;
 use crate::portal::{
     AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
     TransportError,
@@ -108,6 +109,8 @@ pub(super) async fn reset_all(
     // Counted by the workers, so that the stop comes before the next licence
     // is taken, not when the collector catches up.
     let failures = Arc::new(AtomicUsize::new(0));
+    // The journal is open: what a Confirmer brings back has a place to go.
+    let permit = CommitPermit::journaled(&sink.journal);
     let batches = [(1, Some(guard.canary)), (workers.max(1), None)];
     for (workers, limit) in batches {
         if limit == Some(0) || stop.is_cancelled() {
@@ -125,6 +128,7 @@ pub(super) async fn reset_all(
                 limit,
                 max_tries: guard.max_resets,
                 max_failures: guard.max_failures,
+                permit: permit.clone(),
             };
             pool.spawn(worker.run());
         }
@@ -178,42 +182,9 @@ pub(super) async fn reset_all(
                         name: t.licence.name.clone(),
                         accountcode: password.accountcode,
                         password: password.password,
-                        reset_at: chrono::Utc::now()
-                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        reset_at: now(),
                     };
-                    // On disk, encrypted, before it counts as done. The fsync blocks:
-                    // let the runtime move the workers' tasks to another thread meanwhile.
-                    let journaled = tokio::task::block_in_place(|| {
-                        sink.journal.append(sink.recipients, &record)
-                    });
-                    // Kept, encrypted, in case no file can take it either.
-                    let stranded = match &journaled {
-                        Ok(()) => false,
-                        Err(_) => match Journal::entry(sink.recipients, &record) {
-                            Ok(entry) => {
-                                sink.stranded.count += 1;
-                                sink.stranded
-                                    .journal_text
-                                    .push_str(&String::from_utf8_lossy(&entry));
-                                true
-                            }
-                            Err(_) => false,
-                        },
-                    };
-                    let added = sink.outputs.add(&record);
-                    if journaled.is_err() && added.is_err() && stranded {
-                        sink.stranded.in_no_file += 1;
-                    }
-                    // A write that fails stops the run, but never aborts a worker: one
-                    // that already sent Confirmer still brings its password back, to
-                    // whichever of the files (or the summary) can still take it.
-                    let kept = journaled.is_ok() || added.is_ok() || stranded;
-                    if let Some(e) = journaled.err().or(added.err()) {
-                        done.stopped
-                            .get_or_insert(StopReason::WriteFailed(e.to_string()));
-                        stop.cancel();
-                    }
-                    if kept {
+                    if keep(sink, &record, &mut done, stop) {
                         let mut row =
                             t.report(Status::Reset, String::new(), confirmations, requests);
                         row.accountcode = record.accountcode.clone();
@@ -246,8 +217,10 @@ pub(super) async fn reset_all(
             }
             observer.event(Event::Done(&row));
             done.rows.push(row);
+            keep_strays(portal, Some(&t), sink, &mut done, stop);
         }
         while pool.join_next().await.is_some() {}
+        keep_strays(portal, None, sink, &mut done, stop);
         if limit.is_some() && batch_failed && done.stopped.is_none() && !stop.is_cancelled() {
             done.stopped = Some(StopReason::Canary {
                 canaries: guard.canary,
@@ -266,6 +239,95 @@ pub(super) async fn reset_all(
     done
 }
 
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Journals `record` (on disk, encrypted, flushed) and adds it to the
+/// result; whether it is kept anywhere (the journal, the result, or the
+/// summary's encrypted entries). A write that fails stops the run, but never
+/// aborts a worker: one that already sent Confirmer still brings its
+/// password back, to whichever of the files (or the summary) can still
+/// take it.
+fn keep(
+    sink: &mut Sink<'_>,
+    record: &ResetRecord,
+    done: &mut Resets,
+    stop: &CancellationToken,
+) -> bool {
+    // The fsync blocks: let the runtime move the workers' tasks to another
+    // thread meanwhile.
+    let journaled = tokio::task::block_in_place(|| sink.journal.append(sink.recipients, record));
+    // Kept, encrypted, in case no file can take it either.
+    let stranded = match &journaled {
+        Ok(()) => false,
+        Err(_) => match Journal::entry(sink.recipients, record) {
+            Ok(entry) => {
+                sink.stranded.count += 1;
+                sink.stranded
+                    .journal_text
+                    .push_str(&String::from_utf8_lossy(&entry));
+                true
+            }
+            Err(_) => false,
+        },
+    };
+    let added = sink.outputs.add(record);
+    if journaled.is_err() && added.is_err() && stranded {
+        sink.stranded.in_no_file += 1;
+    }
+    let kept = journaled.is_ok() || added.is_ok() || stranded;
+    if let Some(e) = journaled.err().or(added.err()) {
+        done.stopped
+            .get_or_insert(StopReason::WriteFailed(e.to_string()));
+        stop.cancel();
+    }
+    kept
+}
+
+/// Journals the new passwords pages showed where none was expected, before
+/// anything else, and stops the run: the portal commits where the walk
+/// did not expect it, or shows an earlier password again. Which phone such
+/// a password belongs to is not sure: its row says where it was seen.
+fn keep_strays(
+    portal: &Portal,
+    during: Option<&Target>,
+    sink: &mut Sink<'_>,
+    done: &mut Resets,
+    stop: &CancellationToken,
+) {
+    for stray in portal.take_stray() {
+        let walked = stray.licence.as_deref().unwrap_or("no licence");
+        let why = format!(
+            "the portal showed a new password on the {} page while walking to {walked}, where none was expected: it is journaled, in a row of its own; a phone may have been cut off (decrypt the result, then run sip-rotate check)",
+            stray.page
+        );
+        done.stopped.get_or_insert(StopReason::PasswordShown(why));
+        stop.cancel();
+        let client_ref = during
+            .filter(|t| Some(&t.licence.licence) == stray.licence.as_ref())
+            .map(|t| t.client_ref.clone())
+            .unwrap_or_default();
+        let record = ResetRecord {
+            client_ref,
+            service_ref: String::new(),
+            licence: String::new(),
+            licence_type: String::new(),
+            sda: String::new(),
+            name: format!(
+                "(seen on the {} page while walking to {walked}: its phone is not known for sure)",
+                stray.page
+            ),
+            accountcode: String::new(),
+            password: stray.password,
+            reset_at: now(),
+        };
+        if !keep(sink, &record, done, stop) {
+            done.lost += 1;
+        }
+    }
+}
+
 /// One of the workers of a batch: takes targets from the queue until it is
 /// empty and closed, the run stops, or its `limit` is reached.
 struct Worker {
@@ -277,6 +339,7 @@ struct Worker {
     limit: Option<usize>,
     max_tries: u32,
     max_failures: usize,
+    permit: CommitPermit,
 }
 
 impl Worker {
@@ -300,7 +363,7 @@ impl Worker {
             let attempt = match browser.as_mut() {
                 Some(b) => {
                     let before = b.reset_requests();
-                    let tries = reset_one(b, &target, self.max_tries).await;
+                    let tries = reset_one(b, &target, self.max_tries, &self.permit).await;
                     let requests = b.reset_requests() - before;
                     match tries {
                         Tries::Interrupted => Attempt::NotTried(target, requests),
@@ -386,15 +449,28 @@ enum Tries {
 
 /// Resets one licence, again after an unknown outcome, up to `max_tries`
 /// confirmations.
-async fn reset_one(browser: &mut Browser, target: &Target, max_tries: u32) -> Tries {
+async fn reset_one(
+    browser: &mut Browser,
+    target: &Target,
+    max_tries: u32,
+    permit: &CommitPermit,
+) -> Tries {
     let mut confirmations = 0;
     let mut last_unknown = String::new();
     while confirmations < max_tries {
         match browser
-            .reset(&target.licence, &target.licence.sda, &target.already)
+            .reset(
+                &target.licence,
+                &target.licence.sda,
+                &target.already,
+                permit,
+            )
             .await
         {
-            Ok(password) => return Tries::Done(confirmations + 1, Ok(password)),
+            Ok(password) => {
+                let sent_now = u32::from(!password.earlier);
+                return Tries::Done(confirmations + sent_now, Ok(password));
+            }
             Err(ResetError::AlreadyReset { accountcode }) => {
                 return Tries::AlreadyReset(accountcode);
             }
@@ -433,11 +509,7 @@ async fn reset_one(browser: &mut Browser, target: &Target, max_tries: u32) -> Tr
                 return Tries::Done(confirmations, Err(failure));
             }
             Err(ResetError::NotDone(e)) => {
-                let stops_the_run = match &e {
-                    PortalError::LoginRefused => Some(StopReason::LoginRefused),
-                    e if e.is_fatal() => Some(StopReason::Portal(e.to_string())),
-                    _ => None,
-                };
+                let stops_the_run = e.is_fatal().then(|| super::stop_reason_of(&e));
                 let failure = Failure {
                     reason: e.to_string(),
                     stops_the_run,

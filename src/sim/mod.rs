@@ -70,6 +70,25 @@ pub struct SimConfig {
     pub identical_twins: bool,
     /// The words of the portal's labels: the guide's, or another wording.
     pub labels: crate::portal::labels::Labels,
+    /// How the portal is built, beyond its variant's markup.
+    pub shapes: Vec<Shape>,
+}
+
+/// Ways a portal may be built that a browser handles, and that the portal
+/// contract allows ("As a browser shows it"): `sim --shape`, any number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    // (Plain comments: a doc comment here would change `sim --help`'s layout.)
+    // The confirmation is a dialog already in the detail page: the reset
+    // button only opens it (`type="button"`), the dialog holds the number
+    // and the form with `Confirmer`.
+    Dialog,
+    // The notification of a reset is shown again on the session's next
+    // page, whatever it is.
+    FlashAgain,
+    // Every page carries a token in `<meta name="csrf-token">`, and the
+    // `Suivant` links carry one in their query.
+    LinkTokens,
 }
 
 /// Misbehaviours of a hostile or compromised portal, for the tests of what
@@ -115,6 +134,7 @@ impl SimConfig {
             identical_twins: false,
             labels: crate::portal::labels::Labels::default(),
             reconnect_after: None,
+            shapes: Vec::new(),
         }
     }
 }
@@ -153,6 +173,9 @@ impl std::fmt::Display for Counters {
 struct Session {
     requests: u32,
     flash: Option<(usize, String)>,
+    /// The notification shown last, to show again on the next page
+    /// (`Shape::FlashAgain`).
+    again: Option<String>,
 }
 
 struct Token {
@@ -505,13 +528,37 @@ impl Shared {
     fn take_flash(&self, session: &str, shown_for: impl Fn(usize) -> bool) -> Option<String> {
         let mut st = self.state.lock().unwrap();
         let s = st.sessions.get_mut(session)?;
-        match &s.flash {
+        let shown = match &s.flash {
             Some((l, _)) if shown_for(*l) => s
                 .flash
                 .take()
                 .map(|(_, pw)| pages::notification(self.style(), &pw)),
             _ => None,
+        };
+        if self.has(Shape::FlashAgain) && shown.is_some() {
+            s.again = shown.clone();
         }
+        shown
+    }
+
+    /// A link as the portal writes it: with a token in its query under
+    /// `Shape::LinkTokens` (never checked, but a secret all the same).
+    fn link_token(&self, session: &str, url: String) -> String {
+        if self.has(Shape::LinkTokens) {
+            pages::with_param(&url, "_jt", &self.new_token(Some(session), None))
+        } else {
+            url
+        }
+    }
+
+    fn has(&self, shape: Shape) -> bool {
+        self.cfg.shapes.contains(&shape)
+    }
+
+    /// The notification to show again on this page, taken.
+    fn take_again(&self, session: Option<&str>) -> Option<String> {
+        let mut st = self.state.lock().unwrap();
+        st.sessions.get_mut(session?)?.again.take()
     }
 }
 
@@ -561,7 +608,53 @@ fn page_of<T: Clone>(items: &[T], page: usize, size: usize) -> (Vec<T>, bool) {
     (slice, items.len() > start + size)
 }
 
+/// A page as served, with what the shapes add to every page: a token in
+/// `<meta>`, a notification shown again.
 async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<Body> {
+    if !sh.has(Shape::FlashAgain) && !sh.has(Shape::LinkTokens) {
+        return serve_page(sh, req).await;
+    }
+    let sid = cookie(req.headers(), sh.cfg.variant.names().cookie);
+    let again = sh.take_again(sid.as_deref());
+    let response = serve_page(sh.clone(), req).await;
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.to_str().unwrap_or("").starts_with("text/html"));
+    if response.status() != StatusCode::OK || !is_html {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let v = sh.cfg.variant;
+    let mut page = match v {
+        Variant::Classic => String::from_utf8_lossy(&bytes).into_owned(),
+        Variant::Modern => encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned(),
+    };
+    if sh.has(Shape::LinkTokens)
+        && let Some(at) = page.find("<head>")
+    {
+        let token = sh.new_token(sid.as_deref(), None);
+        page.insert_str(
+            at + "<head>".len(),
+            &format!("<meta name=\"csrf-token\" content=\"{token}\">"),
+        );
+    }
+    if let Some(notice) = again
+        && let Some(at) = page.find("<body>")
+    {
+        page.insert_str(at + "<body>".len(), &notice);
+    }
+    let mut response = html(v, StatusCode::OK, page);
+    let mut headers = parts.headers;
+    headers.remove(header::CONTENT_LENGTH);
+    *response.headers_mut() = headers;
+    response
+}
+
+async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let v = sh.cfg.variant;
     let mut params: HashMap<String, String> =
@@ -705,7 +798,8 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
                         url = pages::with_param(&url, names.search[i], value);
                     }
                 }
-                pages::with_param(&url, names.page, &(page + 1).to_string())
+                let url = pages::with_param(&url, names.page, &(page + 1).to_string());
+                sh.link_token(&sid, url)
             });
             let token = sh.new_token(Some(&sid), None);
             html(
@@ -730,11 +824,12 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
                 .max(1);
             let (shown, more) = page_of(all, page, sh.cfg.page_size);
             let next = more.then(|| {
-                pages::with_param(
+                let url = pages::with_param(
                     &v.url(&Route::Users(s.clone())),
                     names.page,
                     &(page + 1).to_string(),
-                )
+                );
+                sh.link_token(&sid, url)
             });
             let notice = match v {
                 Variant::Modern => sh.take_flash(&sid, |l| sh.ds.licences[l].service == i),
@@ -765,10 +860,23 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
                 Variant::Modern => None,
             };
             let token = sh.new_token(Some(&sid), None);
+            // The confirmation as a dialog of this page: its form holds
+            // the token that confirms this licence.
+            let dialog = sh.has(Shape::Dialog).then(|| {
+                pages::confirmation(sh.style(), &sh.ds, i, &sh.new_token(Some(&sid), Some(i)))
+            });
             html(
                 v,
                 StatusCode::OK,
-                pages::detail(sh.style(), &sh.ds, i, sh.state_text(i), &token, notice),
+                pages::detail(
+                    sh.style(),
+                    &sh.ds,
+                    i,
+                    sh.state_text(i),
+                    &token,
+                    notice,
+                    dialog,
+                ),
             )
         }
         Route::Reset(l) => {
@@ -867,6 +975,7 @@ fn dispatch_anonymous(
             Session {
                 requests: 0,
                 flash: None,
+                again: None,
             },
         );
         sid

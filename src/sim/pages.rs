@@ -512,6 +512,7 @@ pub fn detail(
     state: &str,
     token: &str,
     notice: Option<String>,
+    dialog: Option<String>,
 ) -> String {
     let (v, words) = (style.variant, style.labels);
     let l = &ds.licences[i];
@@ -552,19 +553,41 @@ pub fn detail(
     } else {
         String::new()
     };
+    let reset_words = esc(&decorated(v, "🔄 ", &words.reset_button, ""));
+    let reset = match &dialog {
+        // The button opens the dialog below; it sends nothing.
+        Some(content) => format!(
+            "<button type=\"button\" data-target=\"#confirm-reset\" aria-controls=\"confirm-reset\">{reset_words}</button>\
+             <dialog id=\"confirm-reset\">{content}</dialog>"
+        ),
+        None => format!(
+            "<form method=\"post\" action=\"{}\">{}{licence_field}{}</form>",
+            esc(&v.url(&Route::Reset(l.key.clone()))),
+            hidden(n.token, token),
+            button(v, &decorated(v, "🔄 ", &words.reset_button, ""), "reset"),
+        ),
+    };
     let body = format!(
         "{}<h1>Détails de l'utilisateur</h1><h3>Informations</h3>{infos}<h3>Options</h3><p>Option standardiste Non</p>\
-         <form method=\"post\" action=\"{}\">{}{licence_field}{}</form><a href=\"{}\">Fermer</a>",
+         {reset}<a href=\"{}\">Fermer</a>",
         notice.unwrap_or_default(),
-        esc(&v.url(&Route::Reset(l.key.clone()))),
-        hidden(n.token, token),
-        button(v, &decorated(v, "🔄 ", &words.reset_button, ""), "reset"),
         esc(&v.url(&Route::Users(svc.reference.clone())))
     );
     layout(v, "Détails de l'utilisateur", true, &body)
 }
 
 pub fn confirm(style: Style, ds: &Dataset, i: usize, token: &str) -> String {
+    layout(
+        style.variant,
+        "Confirmation",
+        true,
+        &confirmation(style, ds, i, token),
+    )
+}
+
+/// The confirmation: the licence's number, the warning, and `Confirmer`
+/// with a token that confirms this licence (a page, or a dialog's content).
+pub fn confirmation(style: Style, ds: &Dataset, i: usize, token: &str) -> String {
     let (v, words) = (style.variant, style.labels);
     let l = &ds.licences[i];
     let n = v.names();
@@ -581,7 +604,7 @@ pub fn confirm(style: Style, ds: &Dataset, i: usize, token: &str) -> String {
     } else {
         String::new()
     };
-    let body = format!(
+    format!(
         "<h1>Réinitialiser mot de passe SIP</h1>{number}<p class=\"warning\">Si vous validez votre choix, votre service sera interrompu. Vous devrez re-configurer votre poste avant de pouvoir le ré-utiliser.</p>\
          <form method=\"post\" action=\"{}\">{}{licence_field}{}</form><a href=\"{}\">Annuler</a>",
         esc(&v.url(&Route::Confirm(l.key.clone()))),
@@ -592,8 +615,7 @@ pub fn confirm(style: Style, ds: &Dataset, i: usize, token: &str) -> String {
             "confirmer"
         ),
         esc(&v.url(&Route::Detail(l.key.clone())))
-    );
-    layout(v, "Confirmation", true, &body)
+    )
 }
 
 pub fn message(v: Variant, title: &str, text: &str) -> String {

@@ -9,7 +9,7 @@ mod output;
 
 pub use identities::read_identities;
 pub use journal::{Journal, JournalContents, journal_path, read_journal};
-pub use output::Output;
+pub use output::{Output, clear_stale};
 
 use crate::dialect::{Dialect, ExcelRows};
 use age::armor::ArmoredReader;

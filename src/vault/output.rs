@@ -114,6 +114,18 @@ impl Output {
     }
 }
 
+/// Removes the temporaries a killed run left for `path` (see
+/// `remove_stale_temporaries`): called for every result file a run may
+/// write, also those it will not write this time (a resumed run with
+/// nothing new for one client).
+pub fn clear_stale(path: &Path) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    remove_stale_temporaries(files::folder_of(path), &name);
+}
+
 /// Random characters in a temporary output's name.
 const TEMP_RANDOM: usize = 6;
 
