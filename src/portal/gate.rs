@@ -16,11 +16,14 @@
 //!
 //! **The rule.** Every answer to a press that may have committed falls in
 //! one of three classes, and only the first is sent again as it is:
-//! - *not taken*: the login page (the session had ended), a `429` the
-//!   pauses could not get past, or a form token refused (`403` to the press
+//! - *not taken*: the login page as the press's own answer, or where the
+//!   press was sent straight to (the session had ended), a `429` the pauses
+//!   could not get past, or a form token refused (`403` to the press
 //!   itself). Nothing was reset: log in again if needed, and press again.
-//! - *not readable*: a `5xx`, a timeout, a cut connection. The reset may
-//!   have happened, and only a new reset makes its password known.
+//! - *not readable*: a `5xx`, a timeout, a cut connection, or the login page
+//!   on the way to the result page (the session ended after the press was
+//!   taken). The reset may have happened, and only a new reset makes its
+//!   password known.
 //! - *read, and showing no password*: any other `4xx`, a page without the
 //!   password, a redirect to a missing page. The outcome is unknown: it is
 //!   reported, never repeated (a new reset would cut the phone off again
@@ -28,7 +31,7 @@
 
 use super::html::{self, Form, Want};
 use super::labels::Labels;
-use super::transport::{Req, TransportError};
+use super::transport::{Fetched, Req, TransportError};
 use super::{PortalError, problem};
 use scraper::Html;
 
@@ -173,11 +176,24 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
     }
 }
 
-/// The class of a page that answered and shows no password.
-pub fn answer_of_page(doc: &Html, labels: &Labels) -> Answer {
-    if html::is_login_page(doc, &labels.password_field) {
-        Answer::NotTaken
-    } else {
-        Answer::ReadWithoutPassword
+/// The class of a page that answered and shows no password. The login
+/// page means the press was not taken only when it answers the press itself,
+/// or when the press was sent straight to it (`login_path`: where this run
+/// found the login page). Reached otherwise (the press redirected to its
+/// result page, which then showed the login page), the press was taken and
+/// its result lost with the session: not readable.
+pub fn answer_of_page(
+    doc: &Html,
+    labels: &Labels,
+    fetched: &Fetched,
+    login_path: Option<&str>,
+) -> Answer {
+    if !html::is_login_page(doc, &labels.password_field) {
+        return Answer::ReadWithoutPassword;
+    }
+    match fetched.hops {
+        0 => Answer::NotTaken,
+        1 if login_path == Some(fetched.path.as_str()) => Answer::NotTaken,
+        _ => Answer::NotReadable,
     }
 }

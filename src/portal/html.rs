@@ -150,6 +150,27 @@ static META: LazyLock<Selector> = LazyLock::new(|| sel("meta"));
 static TOKEN_HOLDERS: LazyLock<Selector> =
     LazyLock::new(|| sel("input[type=hidden i][value], meta[content]"));
 
+/// The address a page's links and form actions resolve against, as a
+/// browser resolves them: its first `<base href>` (itself resolved against
+/// the page's address), else the page's address. (A base on another
+/// origin leads there: the transport refuses it like any other link.)
+pub fn document_base(body: &str, url: Url) -> Url {
+    // Most pages have none: only those that do are parsed for it here.
+    let has_base = body
+        .as_bytes()
+        .windows(5)
+        .any(|w| w.eq_ignore_ascii_case(b"<base"));
+    if !has_base {
+        return url;
+    }
+    static BASE: LazyLock<Selector> = LazyLock::new(|| sel("base[href]"));
+    let doc = Html::parse_document(body);
+    doc.select(&BASE)
+        .next()
+        .and_then(|b| url.join(b.attr("href")?.trim()).ok())
+        .unwrap_or(url)
+}
+
 /// Tells the scrubber the page's tokens (hidden values and `<meta>`
 /// contents that look like one: a long run without spaces), so that no
 /// message or capture shows them, wherever on a page they come back.
@@ -388,6 +409,94 @@ pub fn missing(doc: &Html, want: Want) -> Missing {
 pub fn need_link(doc: &Html, base: &Url, want: Want) -> Result<Url, Missing> {
     find_link(doc, base, want.words).ok_or_else(|| missing(doc, want))
 }
+
+/// What pressing a button or link labelled `want` does, as a browser does
+/// it without running the page's scripts.
+pub enum Opens {
+    /// It submits its form.
+    Form(Form),
+    /// It shows an element of the same page (a dialog hidden until then):
+    /// that element's HTML, read as the next page.
+    InPage(String),
+    /// It opens a dialog whose content is loaded from this address.
+    Remote(Url),
+}
+
+static PRESSABLE: LazyLock<Selector> =
+    LazyLock::new(|| sel("button, input[type=button i], input[type=submit i], a"));
+
+/// The control labelled `want` and what pressing it does: a form's button,
+/// or a button or link that opens an element of the page (`data-target`,
+/// `data-bs-target`, `aria-controls`, `popovertarget`, `commandfor`,
+/// `href="#id"`) or a dialog loaded from an address it names (a `href`
+/// with `data-toggle="modal"`, `data-remote`, `data-url`, `hx-get`). A
+/// control that only runs a script is not one: what the page has instead
+/// is returned, saying so.
+pub fn need_control(doc: &Html, base: &Url, want: Want) -> Result<Opens, Missing> {
+    if let Ok(form) = need_form_with_button(doc, base, want) {
+        return Ok(Opens::Form(form));
+    }
+    for c in doc.select(&PRESSABLE) {
+        // What a person reads on it: a link's or a button's text, an
+        // input's value.
+        let label = match c.value().name() {
+            "input" => c.attr("value").unwrap_or("").to_string(),
+            _ => text_of(c),
+        };
+        if !is_label(&label, want.words) {
+            continue;
+        }
+        // A remote dialog names its target too: the content it loads
+        // goes there.
+        if let Some(url) = remote_dialog(c).and_then(|href| base.join(href.trim()).ok()) {
+            return Ok(Opens::Remote(url));
+        }
+        if let Some(shown) = opened_element(doc, c) {
+            return Ok(Opens::InPage(shown.html()));
+        }
+    }
+    Err(missing(doc, want))
+}
+
+/// The element of the page a control shows, by the id it names.
+fn opened_element<'a>(doc: &'a Html, control: ElementRef<'a>) -> Option<ElementRef<'a>> {
+    let id = [
+        "data-target",
+        "data-bs-target",
+        "aria-controls",
+        "popovertarget",
+        "commandfor",
+    ]
+    .iter()
+    .find_map(|a| control.attr(a))
+    .or_else(|| {
+        control
+            .attr("href")
+            .filter(|h| h.trim().starts_with('#') && h.trim().len() > 1)
+    })?
+    .trim()
+    .trim_start_matches('#');
+    doc.select(&ALL_ELEMENTS).find(|e| e.attr("id") == Some(id))
+}
+
+/// The address a control loads a dialog's content from, if it names one.
+fn remote_dialog(control: ElementRef<'_>) -> Option<&str> {
+    let modal = ["data-toggle", "data-bs-toggle"].iter().any(|a| {
+        control
+            .attr(a)
+            .is_some_and(|v| v.eq_ignore_ascii_case("modal"))
+    });
+    ["data-remote", "data-url", "hx-get"]
+        .iter()
+        .find_map(|a| control.attr(a))
+        .or_else(|| control.attr("href").filter(|_| modal))
+        .filter(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            !h.is_empty() && !h.starts_with('#') && !h.starts_with("javascript:")
+        })
+}
+
+static ALL_ELEMENTS: LazyLock<Selector> = LazyLock::new(|| sel("*"));
 
 /// The form with the button `want`, or what the page has instead.
 pub fn need_form_with_button(doc: &Html, base: &Url, want: Want) -> Result<Form, Missing> {

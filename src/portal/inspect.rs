@@ -5,9 +5,10 @@
 //! confirmation page; nothing changes on the portal.
 
 use super::gate::{Press, Step};
+
 use super::html::{self, Form, Kind, Missing, Want};
 use super::transport::{Fetched, Phase, Req, Retry};
-use super::{Browser, Portal, PortalError, Priority};
+use super::{Browser, Portal, PortalError, Priority, ToConfirmation};
 use crate::phone;
 use scraper::Html;
 use std::sync::Arc;
@@ -580,7 +581,7 @@ async fn walk(
     checks.at("detail");
     b.walking = Some(licence.clone());
     let page = get(b, Phase::Reset, Req::Get(detail), "detail").await?;
-    let press = {
+    let to_confirm = {
         let doc = Html::parse_document(&page.body);
         match html::field_value(&doc, w("field_licence").words) {
             Some(shown) if shown.split(' ').next() == Some(licence.as_str()) => {
@@ -616,28 +617,39 @@ async fn walk(
                 ),
             ),
         }
-        match html::need_form_with_button(&doc, &page.url, w("reset_button")) {
-            Ok(form) => {
-                checks.found(w("reset_button"), "");
-                Press::of(
-                    Some(&doc),
-                    &form,
-                    w("reset_button"),
-                    Step::Detail,
-                    &b.shared.labels,
-                )?
+        match super::to_confirmation(&doc, &page.url, &b.shared.labels) {
+            Ok(to) => {
+                let note = match &to {
+                    ToConfirmation::Shown(_) => "opens a dialog of the page",
+                    ToConfirmation::Request(Req::Get(_)) => "loads a dialog from the portal",
+                    ToConfirmation::Request(_) => "",
+                };
+                checks.found(w("reset_button"), note);
+                (to, page.url.clone())
             }
-            Err(m) => {
-                checks.missing(m);
+            Err(PortalError::Missing { missing, .. }) => {
+                checks.missing(*missing);
                 return Ok(());
             }
+            // A press that could commit a reset: refused by the gate, and
+            // check never commits.
+            Err(e) => return Err(e),
         }
     };
-    // Réinitialiser: only the confirmation page comes back. A press that
-    // could commit a reset is refused by the gate: check never commits.
-    let req = press.harmless()?;
     checks.at("confirmation");
-    let page = get(b, Phase::Reset, req, "confirmation").await?;
+    let page = match to_confirm {
+        // Réinitialiser: only the confirmation comes back.
+        (ToConfirmation::Request(req), _) => get(b, Phase::Reset, req, "confirmation").await?,
+        // A dialog of the detail page: read there, nothing fetched.
+        (ToConfirmation::Shown(dialog), url) => Fetched {
+            url,
+            body: zeroize::Zeroizing::new(dialog),
+            method: "GET",
+            path: String::new(),
+            status: 200,
+            hops: 0,
+        },
+    };
     let doc = Html::parse_document(&page.body);
     match html::text_after(&doc, w("associated_number").words) {
         Some(after) => {

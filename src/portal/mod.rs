@@ -140,6 +140,32 @@ impl LicenceRow {
     }
 }
 
+/// How a licence's confirmation is reached from its detail page.
+pub(crate) enum ToConfirmation {
+    /// A request: the reset button's form pressed (a harmless press), or
+    /// the content of a dialog loaded from the address the button names.
+    Request(Req),
+    /// A dialog already in the detail page, shown by the button: its HTML.
+    Shown(String),
+}
+
+/// The reset button of a detail page, and where pressing it leads. A press
+/// that may commit a reset is refused by the gate.
+pub(crate) fn to_confirmation(
+    doc: &Html,
+    url: &Url,
+    l: &Labels,
+) -> Result<ToConfirmation, PortalError> {
+    let want = want!(l, reset_button, Button);
+    match html::need_control(doc, url, want).map_err(|m| problem("detail", m.into()))? {
+        html::Opens::Form(form) => Ok(ToConfirmation::Request(
+            Press::of(Some(doc), &form, want, Step::Detail, l)?.harmless()?,
+        )),
+        html::Opens::Remote(url) => Ok(ToConfirmation::Request(Req::Get(url))),
+        html::Opens::InPage(dialog) => Ok(ToConfirmation::Shown(dialog)),
+    }
+}
+
 /// A new password a page showed where none was expected.
 pub struct Stray {
     /// The page it was on.
@@ -300,6 +326,9 @@ struct Shared {
     /// New passwords pages showed where none was expected, until the run
     /// takes them to its journal.
     stray: Mutex<Vec<Stray>>,
+    /// The path where the login page was found: a press sent straight
+    /// there was not taken.
+    login_path: Mutex<Option<String>>,
     capture: Option<Arc<capture::Capture>>,
 }
 
@@ -393,6 +422,7 @@ impl Portal {
                 login_refused: AtomicBool::new(false),
                 interruptions,
                 stray: Mutex::new(Vec::new()),
+                login_path: Mutex::new(None),
                 capture: settings.capture,
             }),
             concurrency,
@@ -739,6 +769,11 @@ impl Browser {
             let doc = Html::parse_document(&fetched.body);
             if html::is_login_page(&doc, &l.password_field) {
                 self.arrived(&fetched, "login", &doc)?;
+                *self
+                    .shared
+                    .login_path
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(fetched.path.clone());
                 let want = want!(l, password_field, Field);
                 let form = Form::with_field(&doc, &fetched.url, want.words)
                     .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?;
@@ -1145,7 +1180,7 @@ impl Browser {
         already: &[String],
     ) -> Result<(String, Press), ResetError> {
         let l = &self.shared.labels;
-        let (accountcode, reset) = self
+        let reset = self
             .page(
                 Phase::Reset,
                 Req::Get(licence.detail.clone()),
@@ -1170,19 +1205,13 @@ impl Browser {
                     }
                     let accountcode =
                         html::field_value(doc, &l.field_accountcode).unwrap_or_default();
-                    let want = want!(l, reset_button, Button);
-                    let form = html::need_form_with_button(doc, url, want)?;
-                    Ok((
-                        accountcode,
-                        Press::of(Some(doc), &form, want, Step::Detail, l),
-                    ))
+                    Ok((accountcode, to_confirmation(doc, url, l), url.clone()))
                 },
             )
             .await
             .map_err(ResetError::NotDone)?;
-        let reset = reset
-            .and_then(Press::harmless)
-            .map_err(ResetError::NotDone)?;
+        let (accountcode, to_confirm, detail_url) = reset;
+        let to_confirm = to_confirm.map_err(ResetError::NotDone)?;
         if !already.is_empty() {
             if accountcode.is_empty() {
                 return Err(ResetError::NotDone(PortalError::Contract {
@@ -1197,31 +1226,40 @@ impl Browser {
                 return Err(ResetError::AlreadyReset { accountcode });
             }
         }
-        let confirm = self
-            .page(
-                Phase::Reset,
-                reset,
-                Retry::Yes,
-                "confirmation",
-                |doc, url| {
-                    let after = html::text_after(doc, &l.associated_number)
-                        .ok_or_else(|| html::missing(doc, want!(l, associated_number, Text)))?;
-                    let shown = phone::leading_number(&after);
-                    if !phone::same_number(&shown, sda) {
-                        return Err(format!(
-                            "associated number '{shown}' is not '{sda}' of {}",
-                            licence.licence
-                        )
-                        .into());
-                    }
-                    let want = want!(l, confirm_button, Button);
-                    let form = html::need_form_with_button(doc, url, want)?;
-                    Ok(Press::of(Some(doc), &form, want, Step::Confirmation, l))
-                },
-            )
-            .await
-            .and_then(|press| press)
-            .map_err(ResetError::NotDone)?;
+        let read_confirmation = |doc: &Html, url: &Url| -> Result<_, Problem> {
+            let after = html::text_after(doc, &l.associated_number)
+                .ok_or_else(|| html::missing(doc, want!(l, associated_number, Text)))?;
+            let shown = phone::leading_number(&after);
+            if !phone::same_number(&shown, sda) {
+                return Err(format!(
+                    "associated number '{shown}' is not '{sda}' of {}",
+                    licence.licence
+                )
+                .into());
+            }
+            let want = want!(l, confirm_button, Button);
+            let form = html::need_form_with_button(doc, url, want)?;
+            Ok(Press::of(Some(doc), &form, want, Step::Confirmation, l))
+        };
+        let confirm = match to_confirm {
+            ToConfirmation::Request(req) => {
+                self.page(
+                    Phase::Reset,
+                    req,
+                    Retry::Yes,
+                    "confirmation",
+                    read_confirmation,
+                )
+                .await
+            }
+            // A dialog of the detail page: read there, nothing fetched.
+            ToConfirmation::Shown(dialog) => {
+                read_confirmation(&Html::parse_document(&dialog), &detail_url)
+                    .map_err(|p| problem("confirmation", p))
+            }
+        }
+        .and_then(|press| press)
+        .map_err(ResetError::NotDone)?;
         Ok((accountcode, confirm))
     }
 
@@ -1312,7 +1350,16 @@ impl Browser {
                 ),
             ));
         }
-        match (found, gate::answer_of_page(&doc, l)) {
+        let login_path = self
+            .shared
+            .login_path
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match (
+            found,
+            gate::answer_of_page(&doc, l, &fetched, login_path.as_deref()),
+        ) {
             (Some(password), _) => {
                 *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(NewPassword {
@@ -1323,6 +1370,10 @@ impl Browser {
             }
             // The session had ended: the portal did not take the press.
             (None, Answer::NotTaken) => Err(ResetError::NotDone(PortalError::SessionEnded)),
+            (None, Answer::NotReadable) => Err(unknown(
+                Answer::NotReadable,
+                "the session ended after Confirmer, before its result page".into(),
+            )),
             (None, answer) if after.is_some() => {
                 Err(unknown(answer, "the result page shows no password".into()))
             }

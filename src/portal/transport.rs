@@ -87,14 +87,19 @@ impl Req {
     }
 }
 
-/// A page received: the URL it came from (after redirects) and its decoded text.
+/// A page received: the address its links resolve against, and its decoded text.
 pub struct Fetched {
+    /// Where links and form actions of the page lead from, as a browser
+    /// resolves them: its `<base href>` where it has one, else the address
+    /// it came from (after redirects).
     pub url: Url,
     pub body: Zeroizing<String>,
     /// The request that got it (the last hop), for a capture's index.
     pub method: &'static str,
     pub path: String,
     pub status: u16,
+    /// Redirects followed to reach it.
+    pub hops: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -521,7 +526,7 @@ impl Transport {
             };
             match answer {
                 Answer::Redirect(to) => current = Req::Get(to),
-                Answer::Page(page) => return Ok(page),
+                Answer::Page(page) => return Ok(Fetched { hops: hop, ..page }),
             }
         }
         Err(TransportError::TooManyRedirects)
@@ -658,12 +663,14 @@ impl Transport {
                 .map(str::to_string);
             let bytes = read_body(response).await?;
             let body = Zeroizing::new(super::html::decode(&bytes, content_type.as_deref()));
+            let url = super::html::document_base(&body, url);
             return Ok(Answer::Page(Fetched {
                 url,
                 body,
                 method: req.method(),
                 path: req.path(),
                 status: status.as_u16(),
+                hops: 0,
             }));
         }
         Err(TransportError::RateLimited(MAX_PAUSES))

@@ -89,7 +89,16 @@ pub enum Shape {
     // Every page carries a token in `<meta name="csrf-token">`, and the
     // `Suivant` links carry one in their query.
     LinkTokens,
+    // Every page has `<base href="/espace/">` and links relative to it;
+    // the portal is served under /espace/.
+    BaseHref,
+    // The reset button is a link that loads the confirmation into a dialog
+    // (`data-toggle="modal"`): the confirmation comes from a GET.
+    RemoteDialog,
 }
+
+/// Where `Shape::BaseHref` serves the portal.
+const BASE: &str = "/espace";
 
 /// Misbehaviours of a hostile or compromised portal, for the tests of what
 /// the client refuses: addresses outside the portal's own origin.
@@ -611,12 +620,32 @@ fn page_of<T: Clone>(items: &[T], page: usize, size: usize) -> (Vec<T>, bool) {
 /// A page as served, with what the shapes add to every page: a token in
 /// `<meta>`, a notification shown again.
 async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<Body> {
-    if !sh.has(Shape::FlashAgain) && !sh.has(Shape::LinkTokens) {
+    if !sh.has(Shape::FlashAgain) && !sh.has(Shape::LinkTokens) && !sh.has(Shape::BaseHref) {
         return serve_page(sh, req).await;
+    }
+    let mut req = req;
+    if sh.has(Shape::BaseHref)
+        && let Some(inner) = req.uri().path().strip_prefix(BASE)
+    {
+        let inner = match req.uri().query() {
+            Some(q) => format!("{inner}?{q}"),
+            None => inner.to_string(),
+        };
+        if let Ok(uri) = inner.parse() {
+            *req.uri_mut() = uri;
+        }
     }
     let sid = cookie(req.headers(), sh.cfg.variant.names().cookie);
     let again = sh.take_again(sid.as_deref());
-    let response = serve_page(sh.clone(), req).await;
+    let mut response = serve_page(sh.clone(), req).await;
+    if sh.has(Shape::BaseHref)
+        && let Some(to) = response.headers().get(header::LOCATION)
+        && let Ok(to) = to.to_str()
+        && to.starts_with('/')
+        && let Ok(moved) = HeaderValue::from_str(&format!("{BASE}{to}"))
+    {
+        response.headers_mut().insert(header::LOCATION, moved);
+    }
     let is_html = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -646,6 +675,17 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<B
         && let Some(at) = page.find("<body>")
     {
         page.insert_str(at + "<body>".len(), &notice);
+    }
+    if sh.has(Shape::BaseHref) {
+        // Every address relative to the base, as a browser would resolve it.
+        page = page
+            .replace("href=\"/", "href=\"")
+            .replace("action=\"/", "action=\"");
+        if let Some(at) = page.find("<head>") {
+            page.insert_str(at + "<head>".len(), &format!("<base href=\"{BASE}/\">"));
+        } else {
+            page.insert_str(0, &format!("<base href=\"{BASE}/\">"));
+        }
     }
     let mut response = html(v, StatusCode::OK, page);
     let mut headers = parts.headers;
@@ -862,9 +902,22 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
             let token = sh.new_token(Some(&sid), None);
             // The confirmation as a dialog of this page: its form holds
             // the token that confirms this licence.
-            let dialog = sh.has(Shape::Dialog).then(|| {
-                pages::confirmation(sh.style(), &sh.ds, i, &sh.new_token(Some(&sid), Some(i)))
-            });
+            let dialog = if sh.has(Shape::Dialog) {
+                Some(pages::Dialog::InPage(pages::confirmation(
+                    sh.style(),
+                    &sh.ds,
+                    i,
+                    &sh.new_token(Some(&sid), Some(i)),
+                )))
+            } else if sh.has(Shape::RemoteDialog) {
+                let mut url = v.url(&Route::Reset(l.clone()));
+                if v == Variant::Modern {
+                    url = pages::with_param(&url, v.names().licence, &l);
+                }
+                Some(pages::Dialog::Remote(url))
+            } else {
+                None
+            };
             html(
                 v,
                 StatusCode::OK,
@@ -883,6 +936,23 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
             let Some(i) = sh.ds.licence_index(&l) else {
                 return sh.not_found();
             };
+            if sh.has(Shape::RemoteDialog) && parts.method == Method::GET {
+                // The dialog's content alone, as a modal loads it: without a
+                // <meta>, so its charset goes in the header.
+                let token = sh.new_token(Some(&sid), Some(i));
+                let mut r = html(
+                    v,
+                    StatusCode::OK,
+                    pages::confirmation(sh.style(), &sh.ds, i, &token),
+                );
+                if v == Variant::Modern {
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/html; charset=windows-1252"),
+                    );
+                }
+                return r;
+            }
             if parts.method != Method::POST || !sh.check_token(&params, Some(&sid), None) {
                 return sh.refused();
             }

@@ -505,6 +505,14 @@ pub fn users(
     layout(v, "Utilisateurs", true, &body)
 }
 
+/// The confirmation as a dialog of the detail page.
+pub enum Dialog {
+    /// Already in the page, hidden until the reset button opens it.
+    InPage(String),
+    /// Loaded from this address when the reset button is pressed.
+    Remote(String),
+}
+
 pub fn detail(
     style: Style,
     ds: &Dataset,
@@ -512,7 +520,7 @@ pub fn detail(
     state: &str,
     token: &str,
     notice: Option<String>,
-    dialog: Option<String>,
+    dialog: Option<Dialog>,
 ) -> String {
     let (v, words) = (style.variant, style.labels);
     let l = &ds.licences[i];
@@ -556,9 +564,15 @@ pub fn detail(
     let reset_words = esc(&decorated(v, "🔄 ", &words.reset_button, ""));
     let reset = match &dialog {
         // The button opens the dialog below; it sends nothing.
-        Some(content) => format!(
+        Some(Dialog::InPage(content)) => format!(
             "<button type=\"button\" data-target=\"#confirm-reset\" aria-controls=\"confirm-reset\">{reset_words}</button>\
              <dialog id=\"confirm-reset\">{content}</dialog>"
+        ),
+        // The link loads the dialog's content from the portal.
+        Some(Dialog::Remote(url)) => format!(
+            "<a href=\"{}\" data-toggle=\"modal\" data-target=\"#confirm-reset\">{reset_words}</a>\
+             <div class=\"modal\" id=\"confirm-reset\"></div>",
+            esc(url)
         ),
         None => format!(
             "<form method=\"post\" action=\"{}\">{}{licence_field}{}</form>",

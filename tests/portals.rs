@@ -1,0 +1,108 @@
+//! Portals built in the other ways a browser handles ("As a browser shows
+//! it" in the portal contract): links relative to a `<base href>`, the
+//! confirmation as a dialog already in the detail page, the confirmation
+//! loaded into a dialog. The unchanged `run` resets every licence exactly
+//! once with the right password, and `check` walks them, on both markups
+//! and when sessions expire.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::process::Command;
+
+/// Runs check then run on a portal of `shape`; with `expiring`, sessions
+/// end often, and a session that ends between a `Confirmer` and its result
+/// page takes the password with it: that licence is reset again, and the
+/// report counts both.
+fn run_on(shape: &str, variant: &str, more: &[&str]) {
+    let expiring = more.contains(&"--expire-after");
+    let mut args = vec!["--shape", shape, "--variant", variant];
+    args.extend_from_slice(more);
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&args);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--input")
+        .arg(&input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{shape} {variant}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(sim.resets().is_empty(), "check confirmed");
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--report"])
+            .arg(&report),
+        0,
+    );
+    let truth = sim.resets();
+    let mut per_licence: HashMap<&str, usize> = HashMap::new();
+    for t in &truth {
+        *per_licence.entry(t.licence.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_licence.len(), 16, "{shape} {variant}: {stderr}");
+    if !expiring {
+        assert!(
+            per_licence.values().all(|&n| n == 1),
+            "{shape} {variant}: a licence reset twice: {per_licence:?}"
+        );
+    }
+    // The report counts every Confirmer the portal took.
+    for row in parse_csv(&std::fs::read(&report).unwrap()) {
+        assert_eq!(
+            row["confirmations"],
+            per_licence[row["licence"].as_str()].to_string(),
+            "{shape} {variant}: {row:?}"
+        );
+    }
+    let rows = decrypt(&identity, &output);
+    let last = last_passwords(&truth);
+    assert_eq!(rows.len(), 16);
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+}
+
+#[test]
+fn links_relative_to_a_base_href() {
+    for variant in ["0", "1"] {
+        run_on("base-href", variant, &[]);
+    }
+}
+
+#[test]
+fn a_confirmation_in_a_dialog_of_the_detail_page() {
+    for variant in ["0", "1"] {
+        run_on("dialog", variant, &[]);
+    }
+}
+
+#[test]
+fn a_confirmation_loaded_into_a_dialog() {
+    for variant in ["0", "1"] {
+        run_on("remote-dialog", variant, &[]);
+    }
+}
+
+#[test]
+fn every_shape_when_sessions_expire() {
+    for shape in ["base-href", "dialog", "remote-dialog"] {
+        run_on(shape, "1", &["--expire-after", "9"]);
+    }
+}
