@@ -114,8 +114,45 @@ pub fn is_known_password(password: &str) -> bool {
     known().new_passwords.contains(&Wiped(password.to_string()))
 }
 
-/// `text` without any secret this process knows.
+/// `text` without any secret this process knows, nor the user and password
+/// of an address written in it (`scheme://user:password@host`).
 pub fn secrets(text: &str) -> Cow<'_, str> {
+    match userinfo(text) {
+        Cow::Borrowed(_) => known_secrets(text),
+        Cow::Owned(masked) => Cow::Owned(known_secrets(&masked).into_owned()),
+    }
+}
+
+/// `text` with the user and password of every address in it removed: what
+/// stands between `://` and an `@` before the address's next `/`.
+fn userinfo(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") || !text.contains('@') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '\'' || c == '"'
+            })
+            .unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(user_end) => {
+                out.push_str(REMOVED);
+                out.push_str(&after[user_end..authority_end]);
+            }
+            None => out.push_str(&after[..authority_end]),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+fn known_secrets(text: &str) -> Cow<'_, str> {
     let mut k = known();
     if k.all.is_empty() {
         return Cow::Borrowed(text);
@@ -131,7 +168,10 @@ pub fn secrets(text: &str) -> Cow<'_, str> {
             patterns.push(&s.0);
             kinds.push(Secret::Token);
         }
+        // Case aside: a login is one account whatever its case, and
+        // removing a look-alike is the safe side.
         let matcher = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .build(&patterns)
             .expect("plain strings make an automaton");
@@ -215,6 +255,15 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_and_line_ends_kept() {
         assert_eq!(message("a\u{0}b\u{1b}[2Jc\nd"), "a\\u{0}b\\u{1b}[2Jc\nd");
+    }
+
+    #[test]
+    fn an_address_in_any_text_loses_its_user_and_password() {
+        assert_eq!(
+            secrets("--portal 'https://ops:Top@Secret123@portal.example:99999/' is not a URL"),
+            "--portal 'https://[removed]@portal.example:99999/' is not a URL"
+        );
+        assert_eq!(secrets("mail me@example.org"), "mail me@example.org");
     }
 
     #[test]

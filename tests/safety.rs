@@ -400,3 +400,171 @@ fn after_a_kill_and_a_resume_the_metrics_count_every_reset_and_no_temporary_is_l
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_new_password_label_worded_otherwise_never_records_a_word_as_the_password() {
+    // The portal says "Votre nouveau mot de passe SIP :"; the labels say
+    // "Votre nouveau mot de passe :". "SIP" is not a password.
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--label", "new_password=Votre nouveau mot de passe SIP :"]);
+    let input = input(dir.path(), "4054,*\n");
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--report"])
+            .arg(&report),
+        3,
+    );
+    assert_eq!(sim.resets().len(), 1, "the canary alone: {stderr}");
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    assert!(rows.iter().all(|r| r["status"] != "reset"), "{rows:?}");
+    for file in [output.clone(), dir.path().join("out.age.part1")] {
+        if file.exists() {
+            assert!(decrypt(&identity, &file).is_empty(), "{}", file.display());
+        }
+    }
+}
+
+#[test]
+fn a_session_that_ends_after_confirmer_is_counted_and_never_loses_the_last_password() {
+    for expire in ["4", "5", "8", "9"] {
+        let Setup {
+            dir,
+            sim,
+            public,
+            identity,
+        } = Setup::new(&["--expire-after", expire]);
+        let input = input(dir.path(), "4054,*\n");
+        let output = dir.path().join("out.age");
+        let report = dir.path().join("report.csv");
+        let out = run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "200", "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let truth = sim.resets();
+        let rows = parse_csv(&std::fs::read(&report).unwrap());
+        let mut commits: std::collections::HashMap<&str, usize> = Default::default();
+        for t in &truth {
+            *commits.entry(t.licence.as_str()).or_default() += 1;
+        }
+        for r in &rows {
+            let n = commits.get(r["licence"].as_str()).copied().unwrap_or(0);
+            assert_eq!(
+                r["confirmations"],
+                n.to_string(),
+                "{expire}: {r:?}\n{stderr}"
+            );
+        }
+        // Exit 2 only when no Confirmer went out.
+        if !truth.is_empty() {
+            assert_ne!(out.status.code(), Some(2), "{expire}: {stderr}");
+        }
+        if out.status.code() == Some(0) {
+            let last = last_passwords(&truth);
+            for row in decrypt(&identity, &output) {
+                assert_eq!(Some(&row["password"]), last.get(&row["licence"]));
+            }
+        }
+    }
+}
+
+#[test]
+fn check_never_presses_a_button_of_a_dialog_whatever_the_labels_say() {
+    // The portal words its confirmation otherwise; check's hint named the
+    // dialog's button, and the operator took it for the reset button.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(
+        dir.path(),
+        &[
+            "--shape",
+            "dialog",
+            "--label",
+            "associated_number=Ligne concernée :",
+            "--label",
+            "confirm_button=Valider",
+            "--label",
+            "reset_button=Réinitialiser",
+        ],
+    );
+    let labels = labels(dir.path(), "reset_button = \"Valider\"\n");
+    let input = input(dir.path(), "4054,*\n");
+    let stderr = exits_with(check_cmd(&sim, &input).arg("--labels").arg(&labels), 2);
+    assert!(stderr.contains("may commit a reset"), "{stderr}");
+    assert!(sim.resets().is_empty(), "{:?}", sim.resets());
+}
+
+#[test]
+fn a_capture_after_a_confirmer_whose_password_was_not_found_shows_no_password() {
+    // The portal words the notification otherwise and shows it again on
+    // the next page: the client finds no password, and writes none.
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[
+        "--label",
+        "new_password=Mot de passe SIP attribué :",
+        "--shape",
+        "flash-again",
+    ]);
+    let input = input(dir.path(), "4054,FPC172910\n4054,FPC172911\n");
+    let capture = dir.path().join("capture");
+    let _ = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+        .args(["--yes", "--canary", "0", "--concurrency", "1", "--capture"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let truth = sim.resets();
+    assert!(!truth.is_empty());
+    assert_no_clear_password(&truth, &files_under(&capture), &sim.truth);
+}
+
+#[test]
+fn a_password_in_an_address_or_a_misspelt_key_is_never_echoed() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = input(dir.path(), "4054,*\n");
+    let out = Command::new(bin())
+        .args(["plan", "--input"])
+        .arg(&input)
+        .args([
+            "--portal",
+            "https://ops:TOPSECRET-5@portal.example:99999/",
+            "--login",
+            LOGIN,
+        ])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(!text.contains("TOPSECRET-5"), "{text}");
+    let config = dir.path().join("rotation.toml");
+    let output = dir.path().join("out.age");
+    for (i, case) in [
+        "pasword = \"TOPSECRET-6\"\n",
+        "portal = \"https://ops:TOPSECRET-7@portal.example/\n",
+        "password_command = \"\"\"echo\nTOPSECRET-8\\q\"\"\"\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(&config, case).unwrap();
+        let stderr = exits_with(
+            run_cmd(&sim, &input, &output, &public)
+                .args(["--yes", "--config"])
+                .arg(&config),
+            2,
+        );
+        assert!(
+            !stderr.contains(&format!("TOPSECRET-{}", i + 6)),
+            "{stderr}"
+        );
+    }
+}

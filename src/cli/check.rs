@@ -99,6 +99,7 @@ fn found_text(found: &Found) -> String {
         Found::NotReached => "not reached".into(),
         Found::NotChecked(why) => format!("not checked: {why}"),
         Found::Wrong(what) => format!("WRONG: {what}"),
+        Found::NeedsScript(what) => format!("SCRIPT: {what}"),
     }
 }
 

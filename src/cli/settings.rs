@@ -100,41 +100,24 @@ pub struct ConfigFile {
     pub metrics_file: Option<PathBuf>,
 }
 
-/// A key whose value is a secret, or leads to one: its line is never shown.
-fn secret_key(key: &str) -> bool {
-    let key = key.trim().trim_matches('"').to_ascii_lowercase();
-    matches!(
-        key.as_str(),
-        "password" | "pass" | "passwd" | "pwd" | "secret" | "token"
-    ) || key.ends_with("_command")
-        || key.ends_with("_file")
-        || key.contains("password")
-}
-
-/// A config file's TOML error: where, and what, with the line it is on
-/// unless that line holds a secret (then its value is masked, in the
-/// message too).
+/// A config file's TOML error: where, and what, with the key of the line
+/// it is on but never a value (a misspelt key, an unterminated string or a
+/// multi-line one may hold the password itself); quoted text in the
+/// parser's message is masked too.
 fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let message = mask_quoted(e.message().trim());
     let Some(span) = e.span() else {
-        return anyhow::anyhow!("config file {}: {}", path.display(), e.message().trim());
+        return anyhow::anyhow!("config file {}: {message}", path.display());
     };
     let start = span.start.min(text.len());
     let line_no = text[..start].matches('\n').count() + 1;
     let line_start = text[..start].rfind('\n').map_or(0, |n| n + 1);
     let column = text[line_start..start].chars().count() + 1;
     let line = text[line_start..].lines().next().unwrap_or("");
-    let mut message = e.message().trim().to_string();
     let shown = match line.split_once('=') {
-        Some((key, value)) if secret_key(key) => {
-            let value = value.trim();
-            for v in [value, value.trim_matches(|c| c == '"' || c == '\'')] {
-                if !v.is_empty() {
-                    message = message.replace(v, "[removed]");
-                }
-            }
-            format!("{} = [removed]", key.trim())
-        }
-        _ => line.to_string(),
+        Some((key, _)) => format!("{} = (value not shown)", key.trim()),
+        None if line.trim_start().starts_with('[') => line.trim().to_string(),
+        None => "(not shown)".to_string(),
     };
     anyhow::anyhow!(
         "config file {}, line {line_no}, column {column}: {}\n  {line_no} | {}",
@@ -142,6 +125,32 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
         crate::scrub::message(&message),
         crate::scrub::message(&shown)
     )
+}
+
+/// `text` with what stands between quotes replaced by `…`.
+fn mask_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// A loaded `--config` file, or nothing.

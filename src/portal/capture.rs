@@ -57,6 +57,16 @@ pub struct Page<'a> {
 impl Capture {
     /// Makes `dir` (mode 0700); it must not exist, or be an empty folder.
     pub fn create(dir: &Path) -> io::Result<Capture> {
+        // Never through a link: the pages go where the operator named.
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is a symbolic link: name a new folder, never a link",
+                    dir.display()
+                ),
+            ));
+        }
         match std::fs::read_dir(dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -115,7 +125,7 @@ impl Capture {
             page.status,
             page.kind.replace(' ', "-"),
             if file == "-" {
-                "(not written: it answers Confirmer, and no password was found on it to remove)"
+                "(not written: it answers a Confirmer, or follows one, and may show a new password the client did not find)"
                     .to_string()
             } else {
                 file
@@ -344,6 +354,28 @@ impl Sanitized {
             }
             return Some(i);
         }
+        // Any words about a password, then a colon: a label the client was
+        // not told of (`Mot de passe SIP attribué :`). Removing a word too
+        // many is the safe side.
+        for generic in ["mot de passe", "password"] {
+            let g: Vec<char> = generic.chars().collect();
+            let matches = chars.len() >= at + g.len()
+                && chars[at..at + g.len()]
+                    .iter()
+                    .zip(&g)
+                    .all(|(c, w)| c.to_lowercase().eq(w.to_lowercase()));
+            if !matches {
+                continue;
+            }
+            let colon = chars[at + g.len()..]
+                .iter()
+                .take(40)
+                .position(|c| *c == ':')
+                .map(|n| at + g.len() + n + 1);
+            if colon.is_some() {
+                return colon;
+            }
+        }
         None
     }
 }
@@ -463,6 +495,7 @@ mod tests {
             </form>
             <div class="notification">Votre nouveau mot de passe&nbsp;: <strong>Xy7pQ2mN9a</strong><br>Attention</div>
             <p>✓ Votre nouveau mot de passe<span class="pw"><code>Qq1Ww2Ee3</code></span></p>
+            <p>Mot de passe SIP attribué : <b>Rr4Tt5Yy6</b></p>
             <a href="/users?id=SRV1&amp;session_id=S3CR3T">Suivant</a>
             <a href="suivi?_jt=xLCwTOKEN&amp;f3=4021">Suivant</a>
             <p>portal-secret</p></body></html>"#;
@@ -478,6 +511,7 @@ mod tests {
             "portal-secret",
             "Xy7pQ2mN9a",
             "Qq1Ww2Ee3",
+            "Rr4Tt5Yy6",
             "S3CR3T",
             "ABCDEF123",
             "revendeur",

@@ -8,7 +8,10 @@
 //! confirmation (`associated_number`): a portal may word its buttons
 //! otherwise, or show the confirmation as a dialog of the detail page. (The
 //! login page's `Valider` may read like a portal's confirm button: a login
-//! commits nothing, and its page shows no confirmation.) Such
+//! commits nothing, and its page shows no confirmation.) On the way to a
+//! reset, a button that stands in a dialog, or in an element hidden until
+//! shown, may commit too, whatever its words: when the labels are not the
+//! portal's, nothing else tells a confirmation. Such
 //! a press is sent only with a `CommitPermit`, which only an open journal
 //! gives: `check`, `plan` and `status` hold none, so they stop before it
 //! whatever the labels file says, and `run` sends it only once the journal
@@ -72,10 +75,16 @@ impl Step {
 }
 
 /// What a press of the control worded `button` on `doc` may do (`None`: a
-/// form kept from an earlier page).
+/// form kept from an earlier page). On the way to a reset, a button that
+/// stands in a dialog (or an element hidden until shown) is a confirmation's
+/// too, whatever its words: the labels may not be the portal's.
 pub fn press_kind(step: Step, doc: Option<&Html>, button: &str, labels: &Labels) -> PressKind {
-    if (step.on_the_way_to_a_reset() && html::is_label(button, &labels.confirm_button))
-        || doc.is_some_and(|doc| html::text_after(doc, &labels.associated_number).is_some())
+    let reset_step = step.on_the_way_to_a_reset();
+    if (reset_step && html::is_label(button, &labels.confirm_button))
+        || doc.is_some_and(|doc| {
+            html::text_after(doc, &labels.associated_number).is_some()
+                || (reset_step && html::button_in_dialog(doc, button))
+        })
     {
         PressKind::MayCommit
     } else {

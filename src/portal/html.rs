@@ -420,6 +420,55 @@ pub enum Opens {
     InPage(String),
     /// It opens a dialog whose content is loaded from this address.
     Remote(Url),
+    /// It runs a script of the page and leads nowhere in HTML: only a
+    /// browser can press it. Where it is (`css_path`) and what it reads.
+    Script { path: String, label: String },
+}
+
+/// Whether a button labelled `button` of one of the page's forms stands in
+/// a dialog, or in an element hidden until something shows it: a
+/// confirmation, whatever its words.
+pub fn button_in_dialog(doc: &Html, button: &str) -> bool {
+    doc.select(&CONTROLS).any(|c| {
+        let control = read_control(doc, c);
+        control.is_button
+            && is_label(&control.label, button)
+            && c.ancestors().filter_map(ElementRef::wrap).any(dialog_like)
+    })
+}
+
+/// A dialog, or an element hidden until a script or a button shows it.
+fn dialog_like(e: ElementRef<'_>) -> bool {
+    let el = e.value();
+    el.name() == "dialog"
+        || el.attr("role").is_some_and(|r| {
+            r.eq_ignore_ascii_case("dialog") || r.eq_ignore_ascii_case("alertdialog")
+        })
+        || el
+            .attr("aria-modal")
+            .is_some_and(|m| m.eq_ignore_ascii_case("true"))
+        || el.attr("popover").is_some()
+        || el.attr("hidden").is_some()
+        || el.attr("style").is_some_and(|st| {
+            st.to_ascii_lowercase()
+                .replace(' ', "")
+                .contains("display:none")
+        })
+}
+
+/// A CSS selector that names `el` alone in its page: the element's place
+/// among its parent's children, up from the root. Valid for the page as it
+/// was read; what acts on the live page reads it right before.
+pub fn css_path(el: ElementRef<'_>) -> String {
+    let mut parts = Vec::new();
+    let mut node = Some(el);
+    while let Some(e) = node {
+        let index = e.prev_siblings().filter(|n| n.value().is_element()).count() + 1;
+        parts.push(format!("{}:nth-child({index})", e.value().name()));
+        node = e.parent().and_then(ElementRef::wrap);
+    }
+    parts.reverse();
+    parts.join(" > ")
 }
 
 static PRESSABLE: LazyLock<Selector> =
@@ -453,6 +502,21 @@ pub fn need_control(doc: &Html, base: &Url, want: Want) -> Result<Opens, Missing
         }
         if let Some(shown) = opened_element(doc, c) {
             return Ok(Opens::InPage(shown.html()));
+        }
+        // There, and worded so, but only a script makes it do anything: a
+        // button of no form, a link to `#` or `javascript:`.
+        let leads_nowhere = match c.value().name() {
+            "a" => c.attr("href").is_none_or(|h| {
+                let h = h.trim().to_ascii_lowercase();
+                h.is_empty() || h.starts_with('#') || h.starts_with("javascript:")
+            }),
+            _ => true,
+        };
+        if leads_nowhere {
+            return Ok(Opens::Script {
+                path: css_path(c),
+                label,
+            });
         }
     }
     Err(missing(doc, want))
@@ -575,8 +639,17 @@ pub fn page_text(doc: &Html) -> String {
 }
 
 /// The text that follows `marker` (compared like a label, ignoring case) in
-/// the page text, up to the end of the page.
+/// the page text, up to the end of the page: at its first place.
 pub fn text_after(doc: &Html, marker: &str) -> Option<String> {
+    texts_after(doc, marker).into_iter().next()
+}
+
+/// The text that follows each place of `marker` in the page text. The
+/// marker must stand as a whole: a word ends where it ends (`mot de passe`
+/// is not `mot de passes`), and a marker written with a colon is followed
+/// by one (`mot de passe :` is not `mot de passe SIP :`), spaces of any
+/// kind between.
+pub fn texts_after(doc: &Html, marker: &str) -> Vec<String> {
     let text = page_text(doc);
     let chars: Vec<char> = text.chars().collect();
     let lower: Vec<char> = chars
@@ -585,16 +658,39 @@ pub fn text_after(doc: &Html, marker: &str) -> Option<String> {
         .collect();
     let wanted: Vec<char> = label_key(marker).chars().collect();
     if wanted.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let at = lower
-        .windows(wanted.len())
-        .position(|w| w == wanted.as_slice())?;
-    let rest: String = chars[at + wanted.len()..].iter().collect();
-    Some(
-        rest.trim_start_matches(|c: char| c.is_whitespace() || c == ':')
-            .to_string(),
-    )
+    let with_colon = collapse(marker).trim_end().ends_with(':');
+    let space = |c: char| c.is_whitespace() || c == '\u{a0}';
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = lower
+        .get(from..)
+        .and_then(|rest| {
+            rest.windows(wanted.len())
+                .position(|w| w == wanted.as_slice())
+        })
+        .map(|n| from + n)
+    {
+        from = at + 1;
+        let end = at + wanted.len();
+        if chars.get(end).is_some_and(|c| c.is_alphanumeric()) {
+            continue;
+        }
+        let mut next = end;
+        while chars.get(next).is_some_and(|c| space(*c)) {
+            next += 1;
+        }
+        if with_colon && chars.get(next) != Some(&':') {
+            continue;
+        }
+        let rest: String = chars[next..].iter().collect();
+        found.push(
+            rest.trim_start_matches(|c: char| space(c) || c == ':')
+                .to_string(),
+        );
+    }
+    found
 }
 
 /// The value of a label/value field: the deepest element whose whole text is

@@ -36,6 +36,8 @@ pub enum Found {
     NotChecked(&'static str),
     /// On the page, but it does not show what the run expects.
     Wrong(String),
+    /// On the page, but pressing it runs a script: the HTTP engine cannot.
+    NeedsScript(String),
 }
 
 /// One label of one step.
@@ -629,6 +631,15 @@ async fn walk(
             }
             Err(PortalError::Missing { missing, .. }) => {
                 checks.missing(*missing);
+                return Ok(());
+            }
+            Err(PortalError::NeedsScript { control, .. }) => {
+                checks.set(
+                    "reset_button",
+                    Found::NeedsScript(format!(
+                        "'{control}' runs a script of the page: the step needs the browser engine"
+                    )),
+                );
                 return Ok(());
             }
             // A press that could commit a reset: refused by the gate, and

@@ -140,6 +140,22 @@ impl LicenceRow {
     }
 }
 
+/// The first word after each place of the new password's label on a page:
+/// the passwords it shows, in buffers wiped when dropped.
+fn new_passwords_on(doc: &Html, l: &Labels) -> Vec<zeroize::Zeroizing<String>> {
+    html::texts_after(doc, &l.new_password)
+        .into_iter()
+        .map(zeroize::Zeroizing::new)
+        .filter_map(|after| {
+            after
+                .split(' ')
+                .next()
+                .filter(|p| !p.is_empty())
+                .map(|p| zeroize::Zeroizing::new(p.to_string()))
+        })
+        .collect()
+}
+
 /// How a licence's confirmation is reached from its detail page.
 pub(crate) enum ToConfirmation {
     /// A request: the reset button's form pressed (a harmless press), or
@@ -163,6 +179,10 @@ pub(crate) fn to_confirmation(
         )),
         html::Opens::Remote(url) => Ok(ToConfirmation::Request(Req::Get(url))),
         html::Opens::InPage(dialog) => Ok(ToConfirmation::Shown(dialog)),
+        html::Opens::Script { label, .. } => Err(PortalError::NeedsScript {
+            page: "detail",
+            control: label,
+        }),
     }
 }
 
@@ -210,6 +230,12 @@ pub enum PortalError {
         "pressing '{button}' on the {step} page may commit a reset (the button reads like confirm_button, or the page shows the confirmation): not pressed"
     )]
     WouldCommit { step: &'static str, button: String },
+    /// A step the run needs is a control that runs a script of the page
+    /// and leads nowhere in HTML: only a browser can press it.
+    #[error(
+        "the button '{control}' on the {page} page runs a script of the page (no form, no address, no dialog in the page): the HTTP engine does not run scripts"
+    )]
+    NeedsScript { page: &'static str, control: String },
     /// A page of this session showed the password of the `Confirmer` whose
     /// answer was lost, on the way to reset the same licence again: that
     /// reset is done, and the walk stops before pressing anything.
@@ -237,6 +263,7 @@ impl PortalError {
                 | PortalError::SessionLoop(_)
                 | PortalError::WouldCommit { .. }
                 | PortalError::PasswordShown { .. }
+                | PortalError::NeedsScript { .. }
                 | PortalError::Transport(TransportError::ForeignOrigin { .. })
         )
     }
@@ -556,6 +583,7 @@ impl Portal {
                 walking: None,
                 unsettled: Mutex::new(None),
                 recovered: Mutex::new(None),
+                unread_confirmer: AtomicBool::new(false),
             }),
             Err(e) => {
                 self.pool.lock().unwrap().unborn += 1;
@@ -621,6 +649,9 @@ pub struct Browser {
     unsettled: Mutex<Option<(String, String)>>,
     /// That password, once a page showed it.
     recovered: Mutex<Option<SecretString>>,
+    /// A `Confirmer` of this session got an answer without a password: the
+    /// pages after it are captured only where a known password was found.
+    unread_confirmer: AtomicBool,
 }
 
 impl Browser {
@@ -683,15 +714,10 @@ impl Browser {
         doc: &Html,
     ) -> Result<(), PortalError> {
         html::learn_tokens(doc);
-        let stray = html::text_after(doc, &self.shared.labels.new_password)
-            .map(zeroize::Zeroizing::new)
-            .and_then(|after| {
-                after
-                    .split(' ')
-                    .next()
-                    .filter(|p| !p.is_empty() && !crate::scrub::is_known_password(p))
-                    .map(|p| SecretString::from(p.to_string()))
-            });
+        let stray = new_passwords_on(doc, &self.shared.labels)
+            .into_iter()
+            .find(|p| !crate::scrub::is_known_password(p))
+            .map(|p| SecretString::from(p.to_string()));
         if let Some(password) = &stray {
             crate::scrub::remember(password.expose_secret(), Secret::NewPassword);
         }
@@ -739,6 +765,9 @@ impl Browser {
         after_confirm: bool,
     ) {
         if let Some(capture) = &self.shared.capture {
+            // After a Confirmer whose password was not found, any later page
+            // of the session may show it under words the client missed.
+            let suspect = after_confirm || self.unread_confirmer.load(Ordering::Relaxed);
             capture.page(
                 capture::Page {
                     method: fetched.method,
@@ -747,7 +776,7 @@ impl Browser {
                     kind,
                     body: &fetched.body,
                     passwords,
-                    after_confirm,
+                    after_confirm: suspect,
                 },
                 &self.shared.labels,
             );
@@ -915,6 +944,7 @@ impl Browser {
         self.search = None;
         // The portal's notification belonged to the session that ended.
         *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.unread_confirmer.store(false, Ordering::Relaxed);
         if attempt + 1 >= MAX_SESSION_ATTEMPTS {
             return Err(PortalError::SessionLoop(MAX_SESSION_ATTEMPTS));
         }
@@ -1278,25 +1308,28 @@ impl Browser {
         let before = self.transport.sent();
         self.confirmed_in
             .store(self.login_number, Ordering::Relaxed);
-        let unknown = |answer: Answer, reason: String| match answer {
-            Answer::NotTaken => unreachable!("handled before"),
-            Answer::NotReadable => {
-                // A later page of this session may still show its password.
-                *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((licence.licence.clone(), accountcode.clone()));
-                ResetError::Unknown {
-                    reason,
-                    next: AfterUnknown::ResetAgain,
+        let unknown = |answer: Answer, reason: String| {
+            self.unread_confirmer.store(true, Ordering::Relaxed);
+            match answer {
+                Answer::NotTaken => unreachable!("handled before"),
+                Answer::NotReadable => {
+                    // A later page of this session may still show its password.
+                    *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((licence.licence.clone(), accountcode.clone()));
+                    ResetError::Unknown {
+                        reason,
+                        next: AfterUnknown::ResetAgain,
+                    }
                 }
+                Answer::ReadWithoutPassword => ResetError::Unknown {
+                    reason,
+                    next: AfterUnknown::GiveUp,
+                },
+                Answer::LeadsElsewhere => ResetError::Unknown {
+                    reason,
+                    next: AfterUnknown::StopRun,
+                },
             }
-            Answer::ReadWithoutPassword => ResetError::Unknown {
-                reason,
-                next: AfterUnknown::GiveUp,
-            },
-            Answer::LeadsElsewhere => ResetError::Unknown {
-                reason,
-                next: AfterUnknown::StopRun,
-            },
         };
         let fetched = match self
             .transport
@@ -1326,12 +1359,14 @@ impl Browser {
         };
         let doc = Html::parse_document(&fetched.body);
         html::learn_tokens(&doc);
-        // The page text from the password on: wiped when dropped, like the body.
-        let after = html::text_after(&doc, &l.new_password).map(zeroize::Zeroizing::new);
-        let found = after
-            .as_ref()
-            .and_then(|a| a.split(' ').next())
-            .filter(|p| !p.is_empty());
+        // Every password the page shows, wiped when dropped like the body;
+        // this reset's is the first this run has not read already (a
+        // notification of an earlier reset may be shown again beside it).
+        let shown = new_passwords_on(&doc, l);
+        let found = shown
+            .iter()
+            .map(|p| p.as_str())
+            .find(|p| !crate::scrub::is_known_password(p));
         if let Some(password) = found {
             // Known to the scrubber before anything can write the page.
             crate::scrub::remember(password, Secret::NewPassword);
@@ -1374,9 +1409,12 @@ impl Browser {
                 Answer::NotReadable,
                 "the session ended after Confirmer, before its result page".into(),
             )),
-            (None, answer) if after.is_some() => {
-                Err(unknown(answer, "the result page shows no password".into()))
-            }
+            // Only passwords read for other licences: the label may name
+            // something else than this reset's password.
+            (None, answer) if !shown.is_empty() => Err(unknown(
+                answer,
+                "the result page shows no password this run has not read already".into(),
+            )),
             (None, answer) => Err(unknown(
                 answer,
                 html::missing(&doc, want!(l, new_password, Text)).to_string(),

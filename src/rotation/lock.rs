@@ -59,7 +59,9 @@ pub fn lock_name(portal: &Url, login: &str) -> String {
     // A login is one account whatever its case.
     let login = login.to_lowercase();
     let login = login.as_str();
-    let readable: String = format!("{origin}-{login}")
+    // The login is a credential: the name carries only its hash, so that
+    // no message naming the lock, and no listing of the folder, shows it.
+    let readable: String = origin
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -187,7 +189,8 @@ mod tests {
         assert_eq!(a, lock_name(&url("https://PORTAL.example:443/x"), "me"));
         assert_ne!(a, lock_name(&url("https://portal.example"), "me2"));
         assert_ne!(a, lock_name(&url("https://portal.example:8443"), "me"));
-        assert!(a.starts_with("https___portal.example_443-me-"), "{a}");
+        assert!(a.starts_with("https___portal.example_443-"), "{a}");
+        assert!(!a.contains("-me-"), "the login is not in the name: {a}");
     }
 
     #[test]

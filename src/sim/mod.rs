@@ -95,6 +95,11 @@ pub enum Shape {
     // The reset button is a link that loads the confirmation into a dialog
     // (`data-toggle="modal"`): the confirmation comes from a GET.
     RemoteDialog,
+    // The reset is driven by script: the button fetches the number as
+    // JSON, shows it in a dialog whose Confirmer posts to a JSON API with
+    // the page's CSRF token (from a <meta>) in a header, and writes the new
+    // password into a notification. Without running the script, no reset.
+    Scripted,
 }
 
 /// Where `Shape::BaseHref` serves the portal.
@@ -325,6 +330,14 @@ fn html(v: Variant, status: StatusCode, page: String) -> Response<Body> {
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(bytes))
+        .unwrap()
+}
+
+fn json_answer(value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(value.to_string()))
         .unwrap()
 }
 
@@ -909,6 +922,12 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
                     i,
                     &sh.new_token(Some(&sid), Some(i)),
                 )))
+            } else if sh.has(Shape::Scripted) {
+                Some(pages::Dialog::Scripted {
+                    info: v.url(&Route::ApiInfo(l.clone())),
+                    confirm: v.url(&Route::ApiConfirm(l.clone())),
+                    page_token: sh.new_token(Some(&sid), None),
+                })
             } else if sh.has(Shape::RemoteDialog) {
                 let mut url = v.url(&Route::Reset(l.clone()));
                 if v == Variant::Modern {
@@ -962,6 +981,56 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
                 StatusCode::OK,
                 pages::confirm(sh.style(), &sh.ds, i, &token),
             )
+        }
+        Route::ApiInfo(l) => {
+            let Some(i) = sh.ds.licence_index(&l).filter(|_| sh.has(Shape::Scripted)) else {
+                return sh.not_found();
+            };
+            let token = sh.new_token(Some(&sid), Some(i));
+            json_answer(serde_json::json!({
+                "sda": sh.ds.licences[i].sda,
+                "token": token,
+            }))
+        }
+        Route::ApiConfirm(l) => {
+            let Some(i) = sh.ds.licence_index(&l).filter(|_| sh.has(Shape::Scripted)) else {
+                return sh.not_found();
+            };
+            // The page's token in the header, the confirmation's in the body.
+            let header_token = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|t| t.to_str().ok())
+                .unwrap_or("");
+            let page = HashMap::from([(v.names().token.to_string(), header_token.to_string())]);
+            let body = HashMap::from([(
+                v.names().token.to_string(),
+                params.get("token").cloned().unwrap_or_default(),
+            )]);
+            if parts.method != Method::POST
+                || !sh.check_token(&page, Some(&sid), None)
+                || !sh.check_token(&body, Some(&sid), Some(i))
+            {
+                return sh.refused();
+            }
+            if let Err(e) = sh.commit_reset(&sid, i) {
+                eprintln!("sim: cannot write the truth file: {e}");
+                return html(
+                    v,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    pages::message(v, "Erreur", "Erreur interne."),
+                );
+            }
+            // The script writes the password itself: no notification waits.
+            let password = {
+                let mut st = sh.state.lock().unwrap();
+                st.sessions
+                    .get_mut(&sid)
+                    .and_then(|s| s.flash.take())
+                    .map(|(_, pw)| pw)
+                    .unwrap_or_default()
+            };
+            json_answer(serde_json::json!({ "password": password }))
         }
         Route::Confirm(l) => {
             let Some(i) = sh.ds.licence_index(&l) else {

@@ -511,6 +511,62 @@ pub enum Dialog {
     InPage(String),
     /// Loaded from this address when the reset button is pressed.
     Remote(String),
+    /// Built by the page's script from a JSON API: `info` gives the number
+    /// and a confirmation token, `confirm` takes the reset (POST, the page
+    /// token in an `X-CSRF-Token` header) and answers the new password.
+    Scripted {
+        info: String,
+        confirm: String,
+        page_token: String,
+    },
+}
+
+/// The script of a scripted reset: it asks the API, fills the dialog, and
+/// writes the password into the page. A session that ended answers with the
+/// login page, not JSON: the page is then reloaded, as portals do.
+fn reset_script(style: Style, info: &str, confirm: &str) -> String {
+    let words = style.labels;
+    let js = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    format!(
+        r#"<script>
+(function () {{
+  var info = {info}, confirm = {confirm};
+  var dialog = document.getElementById('confirm-reset');
+  async function json(r) {{
+    var type = r.headers.get('content-type') || '';
+    if (!r.ok || type.indexOf('application/json') < 0) {{ location.reload(); throw new Error('session'); }}
+    return r.json();
+  }}
+  document.getElementById('reset-button').addEventListener('click', async function () {{
+    var data = await json(await fetch(info, {{ credentials: 'same-origin', headers: {{ 'Accept': 'application/json' }} }}));
+    dialog.innerHTML = '<h2>' + {title} + '</h2><p><span>' + {associated} + '</span> <strong id="number"></strong></p>'
+      + '<p class="warning">Si vous validez votre choix, votre service sera interrompu.</p>'
+      + '<button type="button" id="confirm-button">✓ ' + {confirm_words} + '</button>';
+    document.getElementById('number').textContent = data.sda;
+    dialog.setAttribute('open', '');
+    document.getElementById('confirm-button').addEventListener('click', async function () {{
+      var token = document.querySelector('meta[name="csrf-token"]').getAttribute('content');
+      var answer = await json(await fetch(confirm, {{
+        method: 'POST', credentials: 'same-origin',
+        headers: {{ 'X-CSRF-Token': token, 'Content-Type': 'application/x-www-form-urlencoded' }},
+        body: 'token=' + encodeURIComponent(data.token)
+      }}));
+      dialog.removeAttribute('open');
+      dialog.innerHTML = '';
+      var notice = document.getElementById('notice');
+      notice.innerHTML = '<div class="notification"><span>' + {new_password} + '</span> <strong id="password"></strong><br>Attention : notez bien le mot de passe.</div>';
+      document.getElementById('password').textContent = answer.password;
+    }});
+  }});
+}})();
+</script>"#,
+        info = js(info),
+        confirm = js(confirm),
+        title = js("Réinitialiser mot de passe SIP"),
+        associated = js(&esc(&words.associated_number)),
+        confirm_words = js(&esc(&words.confirm_button)),
+        new_password = js(&esc(&words.new_password)),
+    )
 }
 
 pub fn detail(
@@ -567,6 +623,18 @@ pub fn detail(
         Some(Dialog::InPage(content)) => format!(
             "<button type=\"button\" data-target=\"#confirm-reset\" aria-controls=\"confirm-reset\">{reset_words}</button>\
              <dialog id=\"confirm-reset\">{content}</dialog>"
+        ),
+        // The button runs a script; nothing in the HTML leads anywhere.
+        Some(Dialog::Scripted {
+            info,
+            confirm,
+            page_token,
+        }) => format!(
+            "<meta name=\"csrf-token\" content=\"{}\"><div id=\"notice\"></div>\
+             <button type=\"button\" id=\"reset-button\">{reset_words}</button>\
+             <dialog id=\"confirm-reset\"></dialog>{}",
+            esc(page_token),
+            reset_script(style, info, confirm)
         ),
         // The link loads the dialog's content from the portal.
         Some(Dialog::Remote(url)) => format!(

@@ -26,6 +26,12 @@ pub enum Route {
     Detail(String),
     Reset(String),
     Confirm(String),
+    /// The scripted portal's JSON API: a licence's number and a token that
+    /// confirms it.
+    ApiInfo(String),
+    /// The scripted portal's JSON API: confirms a reset (POST, with the
+    /// page's token in a header).
+    ApiConfirm(String),
 }
 
 impl Route {
@@ -36,7 +42,9 @@ impl Route {
             | Route::Users(k)
             | Route::Detail(k)
             | Route::Reset(k)
-            | Route::Confirm(k) => Some(k),
+            | Route::Confirm(k)
+            | Route::ApiInfo(k)
+            | Route::ApiConfirm(k) => Some(k),
             _ => None,
         }
     }
@@ -55,6 +63,8 @@ impl Route {
             Route::Detail(_) => "detail",
             Route::Reset(_) => "reset",
             Route::Confirm(_) => "confirm",
+            Route::ApiInfo(_) => "api-info",
+            Route::ApiConfirm(_) => "api-confirm",
         }
     }
 }
@@ -129,6 +139,8 @@ impl Variant {
             (Variant::Classic, Detail(l)) => format!("/licences/{l}"),
             (Variant::Classic, Reset(l)) => format!("/licences/{l}/reinitialiser"),
             (Variant::Classic, Confirm(l)) => format!("/licences/{l}/confirmer"),
+            (Variant::Classic, ApiInfo(l)) => format!("/api/licences/{l}"),
+            (Variant::Classic, ApiConfirm(l)) => format!("/api/licences/{l}/reinitialisation"),
             (Variant::Modern, Root) => "/portail/".into(),
             (Variant::Modern, Login) => "/portail/auth".into(),
             (Variant::Modern, Home) => "/portail/dashboard".into(),
@@ -141,6 +153,8 @@ impl Variant {
             // The licence travels in a hidden field of the form.
             (Variant::Modern, Reset(_)) => "/portail/user/pwd".into(),
             (Variant::Modern, Confirm(_)) => "/portail/user/pwd/ok".into(),
+            (Variant::Modern, ApiInfo(l)) => format!("/portail/xhr/user?lic={l}"),
+            (Variant::Modern, ApiConfirm(l)) => format!("/portail/xhr/user/pwd?lic={l}"),
         }
     }
 
@@ -162,6 +176,8 @@ impl Variant {
                     ["licences", l] => Route::Detail(l.to_string()),
                     ["licences", l, "reinitialiser"] => Route::Reset(l.to_string()),
                     ["licences", l, "confirmer"] => Route::Confirm(l.to_string()),
+                    ["api", "licences", l] => Route::ApiInfo(l.to_string()),
+                    ["api", "licences", l, "reinitialisation"] => Route::ApiConfirm(l.to_string()),
                     _ => return None,
                 })
             }
@@ -177,6 +193,8 @@ impl Variant {
                 "/portail/user" => Route::Detail(param("lic")?),
                 "/portail/user/pwd" => Route::Reset(param("lic")?),
                 "/portail/user/pwd/ok" => Route::Confirm(param("lic")?),
+                "/portail/xhr/user" => Route::ApiInfo(param("lic")?),
+                "/portail/xhr/user/pwd" => Route::ApiConfirm(param("lic")?),
                 _ => return None,
             }),
         }
@@ -199,6 +217,8 @@ mod tests {
             Route::Service("SRV1".into()),
             Route::Users("SRV1".into()),
             Route::Detail("FPC1".into()),
+            Route::ApiInfo("FPC1".into()),
+            Route::ApiConfirm("FPC1".into()),
         ];
         for v in [Variant::Classic, Variant::Modern] {
             for r in &routes {
