@@ -325,6 +325,7 @@ mod tests {
             uncounted_earlier: 0,
             requests: Requests {
                 login: 4,
+                browser: false,
                 ..Default::default()
             },
         }

@@ -134,10 +134,11 @@ fn userinfo(text: &str) -> Cow<'_, str> {
     while let Some(at) = rest.find("://") {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
+        // The address ends at a space or a quote; its user and password end
+        // at its last `@` (a password may hold `/`, `?` or `#`): masking a
+        // path's `@` too is the safe side.
         let authority_end = after
-            .find(|c: char| {
-                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '\'' || c == '"'
-            })
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '<' | '>'))
             .unwrap_or(after.len());
         match after[..authority_end].rfind('@') {
             Some(user_end) => {
@@ -264,6 +265,10 @@ mod tests {
             "--portal 'https://[removed]@portal.example:99999/' is not a URL"
         );
         assert_eq!(secrets("mail me@example.org"), "mail me@example.org");
+        assert_eq!(
+            secrets("'https://ops:S3cr#et/9?9@portal.example/' no"),
+            "'https://[removed]@portal.example/' no"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Runs check then run on a portal of `shape`; with `expiring`, sessions
@@ -105,4 +106,157 @@ fn every_shape_when_sessions_expire() {
     for shape in ["base-href", "dialog", "remote-dialog"] {
         run_on(shape, "1", &["--expire-after", "9"]);
     }
+}
+
+/// Processes of a browser whose profile is under `tmp` (its folder is on
+/// their command line).
+fn browsers_running(tmp: &std::path::Path) -> usize {
+    let tmp = tmp.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmd| String::from_utf8_lossy(cmd).contains(&tmp))
+        .count()
+}
+
+/// Runs `check` then `run` on a portal whose reset is driven by script,
+/// with a TMPDIR of its own; fails if a browser outlived them or anything
+/// is left in that TMPDIR.
+fn scripted_run(more: &[&str]) {
+    let mut args = vec!["--shape", "scripted"];
+    args.extend_from_slice(more);
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&args);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--input")
+        .arg(&input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("runs a script of the page"), "{text}");
+    assert!(sim.resets().is_empty(), "check confirmed");
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--report"])
+            .arg(&report)
+            .env("TMPDIR", &tmp),
+        0,
+    );
+    assert!(stderr.contains("in the browser"), "{stderr}");
+    let truth = sim.resets();
+    let mut per_licence: HashMap<&str, usize> = HashMap::new();
+    for t in &truth {
+        *per_licence.entry(t.licence.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_licence.len(), 16, "{stderr}");
+    for row in parse_csv(&std::fs::read(&report).unwrap()) {
+        assert_eq!(
+            row["confirmations"],
+            per_licence[row["licence"].as_str()].to_string(),
+            "{row:?}"
+        );
+    }
+    let last = last_passwords(&truth);
+    let rows = decrypt(&identity, &output);
+    assert_eq!(rows.len(), 16);
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+    if !more.contains(&"--expire-after") {
+        assert!(per_licence.values().all(|&n| n == 1), "{per_licence:?}");
+    }
+    assert_eq!(browsers_running(&tmp), 0, "a browser outlived the run");
+    let left: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert_no_clear_password(&truth, &files_under(dir.path()), &sim.truth);
+}
+
+#[test]
+fn a_reset_driven_by_script_runs_in_the_browser_and_leaves_nothing_behind() {
+    if !have("chromium") {
+        return;
+    }
+    scripted_run(&[]);
+}
+
+#[test]
+fn a_reset_driven_by_script_when_sessions_expire() {
+    if !have("chromium") {
+        return;
+    }
+    scripted_run(&["--variant", "1", "--expire-after", "9"]);
+}
+
+#[test]
+fn the_http_engine_names_the_step_that_needs_a_script_and_a_plain_portal_starts_no_browser() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--shape", "scripted"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--engine", "http"]),
+        2,
+    );
+    assert!(stderr.contains("runs a script of the page"), "{stderr}");
+    assert!(sim.resets().is_empty());
+    // A portal that needs no script: no browser, whatever --engine auto could do.
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args([
+                "--yes",
+                "--rate",
+                "100",
+                "--browser",
+                "/nonexistent/chromium",
+            ])
+            .env("TMPDIR", &tmp),
+        0,
+    );
+    assert!(!stderr.contains("browser"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--shape", "scripted"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public).args([
+            "--yes",
+            "--browser",
+            "/nonexistent/chromium",
+        ]),
+        2,
+    );
+    assert!(stderr.contains("apt-get install chromium"), "{stderr}");
+    assert!(sim.resets().is_empty());
 }

@@ -568,3 +568,54 @@ fn a_password_in_an_address_or_a_misspelt_key_is_never_echoed() {
         );
     }
 }
+
+#[test]
+fn a_label_without_its_colon_never_takes_the_next_word_for_the_password() {
+    // The portal: "Votre nouveau mot de passe est : …"; the operator's
+    // labels drop the colon. "est" is not a password.
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--label", "new_password=Votre nouveau mot de passe est :"]);
+    let labels = labels(
+        dir.path(),
+        "new_password = \"Votre nouveau mot de passe\"\n",
+    );
+    let input = input(dir.path(), "4054,FPC172910\n4054,FPC172911\n");
+    let capture = dir.path().join("capture");
+    let report = dir.path().join("report.csv");
+    exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--labels"])
+            .arg(&labels)
+            .arg("--capture")
+            .arg(&capture)
+            .arg("--report")
+            .arg(&report),
+        3,
+    );
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    assert!(rows.iter().all(|r| r["status"] != "reset"), "{rows:?}");
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 1, "the canary alone");
+    assert_no_clear_password(&truth, &files_under(&capture), &sim.truth);
+}
+
+#[test]
+fn a_refused_run_leaves_no_capture_folder() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = input(dir.path(), "4054,*\n");
+    let output = dir.path().join("out.age");
+    std::fs::write(&output, "already here").unwrap();
+    let capture = dir.path().join("capture");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .arg("--yes")
+            .arg("--capture")
+            .arg(&capture),
+        2,
+    );
+    assert!(!capture.exists());
+    assert!(sim.pages_served().is_empty());
+}

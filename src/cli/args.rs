@@ -128,6 +128,15 @@ pub struct PortalArgs {
     /// Write every page fetched to this new folder, secrets removed, for whoever maintains the labels.
     #[arg(long, value_name = "DIR")]
     pub capture: Option<PathBuf>,
+    /// What performs the steps: http, a headless browser, or auto (http, and the browser once a step needs a script) [default: auto].
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<crate::portal::EngineChoice>,
+    /// The Chromium binary of the browser engine [default: chromium].
+    #[arg(long, value_name = "PATH", env = "SIP_ROTATE_BROWSER")]
+    pub browser: Option<PathBuf>,
+    /// Let the browser load scripts and styles from this other origin too (never a page, a form or an XHR); repeatable.
+    #[arg(long, value_name = "URL")]
+    pub allow_origin: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,9 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             concurrency: 4,
             timeout: Duration::from_secs(30),
             capture: None,
+            engine: crate::portal::EngineChoice::Http,
+            browser: crate::portal::chromium::executable(None),
+            allow_origins: Vec::new(),
         },
         view: View {
             quiet: false,

@@ -109,6 +109,8 @@ pub fn main() -> ExitCode {
     });
     // Leave tasks still waiting on the portal behind rather than waiting for them.
     runtime.shutdown_background();
+    // No browser outlives the command, nor its profile.
+    crate::portal::chromium::end_all();
     exit.into()
 }
 

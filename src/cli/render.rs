@@ -246,13 +246,14 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
     let achieved = r.achieved_rate.unwrap_or(0.0);
     [
         format!(
-            "portal requests: {} (login {}, resolve {}, reset {}), {} session{}{}",
+            "portal requests: {} (login {}, resolve {}, reset {}), {} session{}{}{}",
             r.total(),
             r.login,
             r.resolve,
             r.reset,
             r.sessions,
             if r.sessions == 1 { "" } else { "s" },
+            if r.browser { " in the browser" } else { "" },
             faults.iter().map(|f| format!(", {f}")).collect::<String>()
         ),
         format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)"),
@@ -515,6 +516,7 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
             "answered_429": o.requests.too_many,
             "retried": o.requests.retries,
             "sessions": o.requests.sessions,
+            "engine": o.requests.engine(),
         },
         "confirmations": o.confirmations,
         "input_report_left_out": {
@@ -645,6 +647,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
                     "login": plan.requests.login,
                     "resolve": plan.requests.resolve,
                     "sessions": plan.requests.sessions,
+                    "engine": plan.requests.engine(),
                 },
                 "elapsed_seconds": plan.elapsed.as_secs_f64(),
                 "stopped": plan.stopped.as_ref().map(stop_text),

@@ -60,7 +60,10 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat, work: Work)
                         "abandoning the Confirmer requests in flight: their passwords will be unknown",
                     );
                 }
-                _ => std::process::exit(Exit::Aborted as i32),
+                _ => {
+                    crate::portal::chromium::end_all();
+                    std::process::exit(Exit::Aborted as i32)
+                }
             }
         }
     });

@@ -79,6 +79,11 @@ pub struct ConfigFile {
     pub rate: Option<f64>,
     pub concurrency: Option<usize>,
     pub timeout: Option<u64>,
+    /// `auto`, `http` or `browser`.
+    pub engine: Option<crate::portal::EngineChoice>,
+    pub browser: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
     pub labels: Option<PathBuf>,
     pub input: Option<PathBuf>,
     /// The result file, with strftime fields: `rotation-%Y%m%d.csv.age`.
@@ -98,6 +103,29 @@ pub struct ConfigFile {
     pub client_recipients: Option<PathBuf>,
     /// Prometheus metrics, replaced at the end of every run.
     pub metrics_file: Option<PathBuf>,
+}
+
+/// The origins `--allow-origin` (and `allow_origins`) name.
+fn allow_origins(flags: &[String], file: &[String]) -> Result<Vec<url::Origin>> {
+    flags
+        .iter()
+        .chain(file)
+        .map(|text| {
+            let url = Url::parse(text).with_context(|| {
+                format!(
+                    "--allow-origin '{}' is not an address; give it as https://host",
+                    crate::scrub::message(text)
+                )
+            })?;
+            if url.scheme() != "https" {
+                bail!(
+                    "--allow-origin {}: only https origins may serve the portal's scripts",
+                    crate::scrub::url(&url)
+                );
+            }
+            Ok(url.origin())
+        })
+        .collect()
 }
 
 /// A config file's TOML error: where, and what, with the key of the line
@@ -492,6 +520,11 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
             concurrency,
             timeout: Duration::from_secs(timeout),
             capture,
+            engine: args.engine.or(f.engine).unwrap_or_default(),
+            browser: crate::portal::chromium::executable(
+                args.browser.as_deref().or(f.browser.as_deref()),
+            ),
+            allow_origins: allow_origins(&args.allow_origin, &f.allow_origins)?,
         },
         read_files,
     })

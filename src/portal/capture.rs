@@ -30,7 +30,8 @@ pub const PASSWORD_REMOVED: &str = "[NEW PASSWORD REMOVED]";
 /// The capture folder of a run.
 pub struct Capture {
     dir: PathBuf,
-    state: Mutex<State>,
+    /// The folder's index once the first page made it.
+    state: Mutex<Option<State>>,
 }
 
 struct State {
@@ -55,7 +56,9 @@ pub struct Page<'a> {
 }
 
 impl Capture {
-    /// Makes `dir` (mode 0700); it must not exist, or be an empty folder.
+    /// Checks `dir`, which must not exist or be an empty folder, and never
+    /// a link; the folder (mode 0700) is made at the first page written, so
+    /// that a run refused before its first request leaves none behind.
     pub fn create(dir: &Path) -> io::Result<Capture> {
         // Never through a link: the pages go where the operator named.
         if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -75,22 +78,35 @@ impl Capture {
                         format!("{} is not empty", dir.display()),
                     ));
                 }
-                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)?;
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let mut index = files::create_private(&dir.join("index.txt"))?;
-        writeln!(index, "# page method path status kind")?;
         Ok(Capture {
             dir: dir.to_path_buf(),
-            state: Mutex::new(State { pages: 0, index }),
+            state: Mutex::new(None),
         })
+    }
+
+    /// The folder and its index, made at the first page.
+    fn open(&self) -> io::Result<State> {
+        if std::fs::symlink_metadata(&self.dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "it became a symbolic link",
+            ));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        std::fs::set_permissions(
+            &self.dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let mut index = files::create_private(&self.dir.join("index.txt"))?;
+        writeln!(index, "# page method path status kind")?;
+        Ok(State { pages: 0, index })
     }
 
     /// Writes one page, its secrets removed. A failure is logged, never fatal.
@@ -102,6 +118,10 @@ impl Capture {
 
     fn write(&self, page: Page, labels: &Labels) -> io::Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.is_none() {
+            *state = Some(self.open()?);
+        }
+        let state = state.as_mut().expect("just opened");
         state.pages += 1;
         let n = state.pages;
         let shown = page.passwords.iter().any(|p| page.body.contains(p));
@@ -352,7 +372,14 @@ impl Sanitized {
                     _ => continue 'markers,
                 }
             }
-            return Some(i);
+            // The page's label may go on to a colon of its own: the
+            // password follows that colon.
+            let colon = chars[i..]
+                .iter()
+                .take(40)
+                .position(|c| *c == ':')
+                .map(|n| i + n + 1);
+            return Some(colon.unwrap_or(i));
         }
         // Any words about a password, then a colon: a label the client was
         // not told of (`Mot de passe SIP attribué :`). Removing a word too

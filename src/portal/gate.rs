@@ -92,9 +92,16 @@ pub fn press_kind(step: Step, doc: Option<&Html>, button: &str, labels: &Labels)
     }
 }
 
-/// A form pressed: the request it sends, and whether it may commit a reset.
+/// What a press does: send a form's request, or press a control of the
+/// live page (the browser engine) that runs a script.
+pub enum Action {
+    Send(Req),
+    Click(String),
+}
+
+/// A control pressed: what it does, and whether it may commit a reset.
 pub struct Press {
-    req: Req,
+    action: Action,
     kind: PressKind,
     step: Step,
     button: String,
@@ -114,22 +121,39 @@ impl Press {
             .submission(want.words)
             .map_err(|_| problem(step.page(), form.missing(want).into()))?;
         Ok(Press {
-            req: Req::form(form.method_post, form.action.clone(), pairs),
+            action: Action::Send(Req::form(form.method_post, form.action.clone(), pairs)),
             kind: press_kind(step, doc, want.words, labels),
             step,
             button: want.words.to_string(),
         })
     }
 
+    /// Presses the control at `path` of `doc` (the live page's snapshot),
+    /// which runs a script of the page: only the browser engine can.
+    pub(super) fn click(
+        doc: &Html,
+        path: String,
+        want: Want,
+        step: Step,
+        labels: &Labels,
+    ) -> Press {
+        Press {
+            action: Action::Click(path),
+            kind: press_kind(step, Some(doc), want.words, labels),
+            step,
+            button: want.words.to_string(),
+        }
+    }
+
     pub fn kind(&self) -> PressKind {
         self.kind
     }
 
-    /// The request of a press that commits nothing. A press that may
-    /// commit is refused, and nothing is sent.
-    pub(super) fn harmless(self) -> Result<Req, PortalError> {
+    /// What a press that commits nothing does. A press that may commit is
+    /// refused, and nothing is sent.
+    pub(super) fn harmless(self) -> Result<Action, PortalError> {
         match self.kind {
-            PressKind::Harmless => Ok(self.req),
+            PressKind::Harmless => Ok(self.action),
             PressKind::MayCommit => Err(PortalError::WouldCommit {
                 step: self.step.page(),
                 button: self.button,
@@ -137,9 +161,17 @@ impl Press {
         }
     }
 
-    /// The request of a press that may commit, for the holder of a permit.
-    pub(super) fn commit(self, _permit: &CommitPermit) -> Req {
-        self.req
+    /// The request of a harmless press of a form's button.
+    pub(super) fn harmless_request(self) -> Result<Req, PortalError> {
+        match self.harmless()? {
+            Action::Send(req) => Ok(req),
+            Action::Click(_) => unreachable!("a form's press is a request"),
+        }
+    }
+
+    /// What a press that may commit does, for the holder of a permit.
+    pub(super) fn commit(self, _permit: &CommitPermit) -> Action {
+        self.action
     }
 }
 
@@ -176,7 +208,9 @@ pub enum Answer {
 pub fn answer_of_error(e: &TransportError) -> Answer {
     match e {
         TransportError::Forbidden | TransportError::RateLimited(_) => Answer::NotTaken,
-        TransportError::Transient(_) | TransportError::Interrupted => Answer::NotReadable,
+        TransportError::Transient(_) | TransportError::Interrupted | TransportError::Engine(_) => {
+            Answer::NotReadable
+        }
         TransportError::ForeignOrigin { .. } => Answer::LeadsElsewhere,
         TransportError::Status(_)
         | TransportError::TooManyRedirects
@@ -185,24 +219,102 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
     }
 }
 
+/// The class of what the page's own requests were answered, when a press
+/// ran a script: a `5xx` is not readable (the request may have been
+/// taken), a `403` or a `429` not taken; `None` when they say nothing (the
+/// page then tells).
+pub fn answer_of_scripts(answers: &[super::chromium::Answer]) -> Option<Answer> {
+    use super::chromium::Answered;
+    let status = answers
+        .iter()
+        .filter(|a| a.kind == Answered::Script)
+        .map(|a| a.status)
+        .find(|s| *s >= 400)?;
+    Some(match status {
+        403 | 429 => Answer::NotTaken,
+        500.. => Answer::NotReadable,
+        _ => Answer::ReadWithoutPassword,
+    })
+}
+
 /// The class of a page that answered and shows no password. The login
 /// page means the press was not taken only when it answers the press itself,
-/// or when the press was sent straight to it (`login_path`: where this run
-/// found the login page). Reached otherwise (the press redirected to its
-/// result page, which then showed the login page), the press was taken and
-/// its result lost with the session: not readable.
+/// or when the press's own answer redirected straight to it
+/// (`login_address`: where this run found the login page, query included).
+/// Reached otherwise (the press redirected to its result page, which then
+/// showed the login page), the press was taken and its result lost with the
+/// session: not readable.
 pub fn answer_of_page(
     doc: &Html,
     labels: &Labels,
     fetched: &Fetched,
-    login_path: Option<&str>,
+    login_address: Option<&url::Url>,
 ) -> Answer {
     if !html::is_login_page(doc, &labels.password_field) {
         return Answer::ReadWithoutPassword;
     }
     match fetched.hops {
         0 => Answer::NotTaken,
-        1 if login_path == Some(fetched.path.as_str()) => Answer::NotTaken,
+        1 if login_address.is_some() && fetched.first_redirect.as_ref() == login_address => {
+            Answer::NotTaken
+        }
         _ => Answer::NotReadable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(hops: usize, first_redirect: Option<&str>) -> Fetched {
+        let url = url::Url::parse("https://portal.example/index.php?page=result").unwrap();
+        Fetched {
+            url: url.clone(),
+            address: url,
+            body: zeroize::Zeroizing::new(String::new()),
+            method: "GET",
+            path: "/index.php".into(),
+            status: 200,
+            hops,
+            first_redirect: first_redirect.map(|u| url::Url::parse(u).unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_login_page_means_not_taken_only_as_the_press_s_own_answer() {
+        let labels = Labels::default();
+        let login = Html::parse_document(
+            "<form><label for=p>Mot de passe</label><input id=p type=password></form>",
+        );
+        let address = url::Url::parse("https://portal.example/index.php?page=login").unwrap();
+        let answer = |f: &Fetched| answer_of_page(&login, &labels, f, Some(&address));
+        assert_eq!(answer(&fetched(0, None)), Answer::NotTaken);
+        assert_eq!(
+            answer(&fetched(
+                1,
+                Some("https://portal.example/index.php?page=login")
+            )),
+            Answer::NotTaken
+        );
+        // Same path, another query: the press went to its result page.
+        assert_eq!(
+            answer(&fetched(
+                1,
+                Some("https://portal.example/index.php?page=result")
+            )),
+            Answer::NotReadable
+        );
+        assert_eq!(
+            answer(&fetched(
+                2,
+                Some("https://portal.example/index.php?page=login")
+            )),
+            Answer::NotReadable
+        );
+        let page = Html::parse_document("<p>Bonjour</p>");
+        assert_eq!(
+            answer_of_page(&page, &labels, &fetched(0, None), Some(&address)),
+            Answer::ReadWithoutPassword
+        );
     }
 }

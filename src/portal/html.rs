@@ -303,12 +303,33 @@ pub fn closest(words: &str, candidates: impl IntoIterator<Item = String>) -> Vec
 fn elements_of(doc: &Html, kind: Kind) -> Vec<String> {
     match kind {
         Kind::Link => doc.select(&ANCHORS).map(text_of).collect(),
-        Kind::Button => doc
-            .select(&CONTROLS)
-            .map(|c| read_control(doc, c))
-            .filter(|c| c.is_button || c.kind == "button")
-            .map(|c| c.label)
-            .collect(),
+        // What a person reads on each button; one in a dialog (or an element
+        // hidden until shown) is said to be there: it may be a
+        // confirmation's, not the step's.
+        Kind::Button => {
+            let opened = opened_ids(doc);
+            doc.select(&CONTROLS)
+                .filter_map(|c| {
+                    let control = read_control(doc, c);
+                    let label = match c.value().name() {
+                        "button" => text_of(c),
+                        _ if control.is_button || control.kind == "button" => {
+                            c.attr("value").unwrap_or("").to_string()
+                        }
+                        _ => return None,
+                    };
+                    let in_dialog = c
+                        .ancestors()
+                        .filter_map(ElementRef::wrap)
+                        .any(|a| dialog_like(a, &opened));
+                    Some(if in_dialog {
+                        format!("{label} (in a dialog: maybe a confirmation's)")
+                    } else {
+                        label
+                    })
+                })
+                .collect()
+        }
         Kind::Field => doc
             .select(&CONTROLS)
             .map(|c| read_control(doc, c))
@@ -429,30 +450,75 @@ pub enum Opens {
 /// a dialog, or in an element hidden until something shows it: a
 /// confirmation, whatever its words.
 pub fn button_in_dialog(doc: &Html, button: &str) -> bool {
+    let opened = opened_ids(doc);
     doc.select(&CONTROLS).any(|c| {
         let control = read_control(doc, c);
         control.is_button
             && is_label(&control.label, button)
-            && c.ancestors().filter_map(ElementRef::wrap).any(dialog_like)
+            && c.ancestors()
+                .filter_map(ElementRef::wrap)
+                .any(|a| dialog_like(a, &opened))
     })
 }
 
-/// A dialog, or an element hidden until a script or a button shows it.
-fn dialog_like(e: ElementRef<'_>) -> bool {
-    let el = e.value();
-    el.name() == "dialog"
-        || el.attr("role").is_some_and(|r| {
-            r.eq_ignore_ascii_case("dialog") || r.eq_ignore_ascii_case("alertdialog")
+/// The ids of the elements the page's controls open (`data-target`,
+/// `aria-controls`, `href="#id"`...): dialogs, whatever their markup.
+fn opened_ids(doc: &Html) -> std::collections::HashSet<String> {
+    doc.select(&PRESSABLE)
+        .filter_map(|c| {
+            let toggle = c.attr("data-toggle").or_else(|| c.attr("data-bs-toggle"));
+            // Tabs and menus show parts of a page, not a confirmation.
+            if toggle.is_some_and(|t| {
+                ["tab", "pill", "dropdown"]
+                    .iter()
+                    .any(|k| t.trim().eq_ignore_ascii_case(k))
+            }) {
+                return None;
+            }
+            [
+                "data-target",
+                "data-bs-target",
+                "aria-controls",
+                "popovertarget",
+                "commandfor",
+            ]
+            .iter()
+            .find_map(|a| c.attr(a))
+            // A link to a part of the page opens it only when it says
+            // it toggles something (a skip link does not).
+            .or_else(|| {
+                c.attr("href")
+                    .filter(|h| h.trim().starts_with('#') && toggle.is_some())
+            })
+            .map(|id| id.trim().trim_start_matches('#').to_string())
         })
-        || el
-            .attr("aria-modal")
-            .is_some_and(|m| m.eq_ignore_ascii_case("true"))
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+/// A dialog, or an element hidden until a script or a button shows it.
+fn dialog_like(e: ElementRef<'_>, opened: &std::collections::HashSet<String>) -> bool {
+    let el = e.value();
+    let is = |name: &str, value: &str| {
+        el.attr(name)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
+    };
+    matches!(el.name(), "dialog" | "template")
+        || (el.name() == "details" && el.attr("open").is_none())
+        || is("role", "dialog")
+        || is("role", "alertdialog")
+        || is("aria-modal", "true")
+        || is("aria-hidden", "true")
         || el.attr("popover").is_some()
         || el.attr("hidden").is_some()
+        || el.attr("id").is_some_and(|id| opened.contains(id))
         || el.attr("style").is_some_and(|st| {
-            st.to_ascii_lowercase()
-                .replace(' ', "")
-                .contains("display:none")
+            let st: String = st
+                .to_ascii_lowercase()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            st.contains("display:none") || st.contains("visibility:hidden")
         })
 }
 
@@ -683,6 +749,20 @@ pub fn texts_after(doc: &Html, marker: &str) -> Vec<String> {
         }
         if with_colon && chars.get(next) != Some(&':') {
             continue;
+        }
+        // Without a colon of its own, the label must not go on: a word then
+        // a colon (`mot de passe est :`) means the page's label is longer.
+        if !with_colon && chars.get(next) != Some(&':') {
+            let mut after_word = next;
+            while chars.get(after_word).is_some_and(|c| !space(*c)) {
+                after_word += 1;
+            }
+            while chars.get(after_word).is_some_and(|c| space(*c)) {
+                after_word += 1;
+            }
+            if chars.get(after_word) == Some(&':') {
+                continue;
+            }
         }
         let rest: String = chars[next..].iter().collect();
         found.push(
@@ -1149,6 +1229,43 @@ fn meta_charset(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_button_in_a_dialog_whatever_its_markup_is_a_dialog_s() {
+        let modal = Html::parse_document(
+            r##"<button type="button" data-bs-toggle="modal" data-bs-target="#m">Réinitialiser mot de passe SIP</button>
+               <div class="modal fade" id="m" tabindex="-1"><form method="post" action="/x"><button>Réinitialiser</button></form></div>"##,
+        );
+        assert!(button_in_dialog(&modal, "Réinitialiser"));
+        for wrapper in [
+            r#"<div aria-hidden="true">"#,
+            r#"<div style="display:&#10; none">"#,
+            r#"<div style="visibility: hidden">"#,
+            "<details>",
+            "<template>",
+        ] {
+            let doc = Html::parse_document(&format!(
+                "{wrapper}<form method=post action=/x><button>Valider</button></form>"
+            ));
+            assert!(button_in_dialog(&doc, "Valider"), "{wrapper}");
+        }
+        let plain = Html::parse_document(
+            r##"<a href="#main">Aller au contenu</a><main id="main"><form method=post action=/x><button>Réinitialiser</button></form></main>"##,
+        );
+        assert!(!button_in_dialog(&plain, "Réinitialiser"));
+    }
+
+    #[test]
+    fn a_label_that_goes_on_to_its_own_colon_is_not_the_one_wanted() {
+        let doc = Html::parse_document("<p>Votre nouveau mot de passe est : <b>Xy7pQ2mN9a</b></p>");
+        assert!(texts_after(&doc, "Votre nouveau mot de passe").is_empty());
+        assert!(texts_after(&doc, "Votre nouveau mot de passe :").is_empty());
+        let doc = Html::parse_document("<p>Votre nouveau mot de passe : <b>Xy7pQ2mN9a</b></p>");
+        assert_eq!(
+            texts_after(&doc, "Votre nouveau mot de passe"),
+            ["Xy7pQ2mN9a"]
+        );
+    }
 
     fn base() -> Url {
         Url::parse("https://portal.example/a/b").unwrap()

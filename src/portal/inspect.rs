@@ -188,27 +188,46 @@ impl Portal {
         let shared = self.shared.clone();
         let l = &shared.labels;
         let steps = plan(l, shared.credentials.profile);
-        let mut checks = Checks {
-            all: steps
-                .iter()
-                .flat_map(|(step, wants)| {
-                    wants.iter().map(|w| Check {
-                        step,
-                        key: w.key,
-                        words: w.words.to_string(),
-                        kind: w.kind,
-                        found: Found::NotReached,
+        let fresh = || {
+            let mut checks = Checks {
+                all: steps
+                    .iter()
+                    .flat_map(|(step, wants)| {
+                        wants.iter().map(|w| Check {
+                            step,
+                            key: w.key,
+                            words: w.words.to_string(),
+                            kind: w.kind,
+                            found: Found::NotReached,
+                        })
                     })
-                })
-                .collect(),
-            step: "result",
+                    .collect(),
+                step: "result",
+            };
+            checks.set(
+                "new_password",
+                Found::NotChecked("shown only after Confirmer, which check never sends"),
+            );
+            checks
         };
-        checks.set(
-            "new_password",
-            Found::NotChecked("shown only after Confirmer, which check never sends"),
-        );
+        let mut checks = fresh();
         let mut browser = self.lease(Priority::Resolve).await?;
         walk(&mut browser, target, &steps, &mut checks).await?;
+        // A step needs a script: with `--engine auto`, the walk is made
+        // again with the browser, as a run would make it.
+        let needs_script = checks.all.iter().find_map(|c| match &c.found {
+            Found::NeedsScript(why) => Some(PortalError::NeedsScript {
+                page: c.step,
+                control: why.clone(),
+            }),
+            _ => None,
+        });
+        if let Some(e) = needs_script
+            && browser.move_to_the_browser(&e)
+        {
+            checks = fresh();
+            walk(&mut browser, target, &steps, &mut checks).await?;
+        }
         Ok(checks.all)
     }
 }
@@ -408,7 +427,7 @@ async fn walk(
         Step::Search,
         &b.shared.labels,
     )?
-    .harmless()?;
+    .harmless_request()?;
     // The results, over their pages, to the client's MetaCentrex service.
     checks.at("search results");
     let service_page = loop {
@@ -619,10 +638,16 @@ async fn walk(
                 ),
             ),
         }
-        match super::to_confirmation(&doc, &page.url, &b.shared.labels) {
+        match super::to_confirmation(
+            &doc,
+            &page.url,
+            &b.shared.labels,
+            b.transport.runs_scripts(),
+        ) {
             Ok(to) => {
                 let note = match &to {
                     ToConfirmation::Shown(_) => "opens a dialog of the page",
+                    ToConfirmation::Click(_) => "runs a script of the page (browser engine)",
                     ToConfirmation::Request(Req::Get(_)) => "loads a dialog from the portal",
                     ToConfirmation::Request(_) => "",
                 };
@@ -651,8 +676,18 @@ async fn walk(
     let page = match to_confirm {
         // Réinitialiser: only the confirmation comes back.
         (ToConfirmation::Request(req), _) => get(b, Phase::Reset, req, "confirmation").await?,
+        // A script of the page shows it: pressed in the browser (the gate
+        // found the press harmless).
+        (ToConfirmation::Click(path), _) => {
+            let settled = b.transport.click(Phase::Reset, &path, false).await?;
+            let doc = Html::parse_document(&settled.page.body);
+            b.arrived(&settled.page, "confirmation", &doc)?;
+            settled.page
+        }
         // A dialog of the detail page: read there, nothing fetched.
         (ToConfirmation::Shown(dialog), url) => Fetched {
+            address: url.clone(),
+            first_redirect: None,
             url,
             body: zeroize::Zeroizing::new(dialog),
             method: "GET",
@@ -677,8 +712,19 @@ async fn walk(
         None => checks.missing(html::missing(&doc, w("associated_number"))),
     }
     // The button is looked for, never pressed.
-    match html::need_form_with_button(&doc, &page.url, w("confirm_button")) {
-        Ok(_) => checks.found(w("confirm_button"), "not pressed"),
+    match html::need_control(&doc, &page.url, w("confirm_button")) {
+        Ok(html::Opens::Form(_)) => checks.found(w("confirm_button"), "not pressed"),
+        Ok(html::Opens::Script { .. }) if b.transport.runs_scripts() => checks.found(
+            w("confirm_button"),
+            "runs a script of the page (browser engine); not pressed",
+        ),
+        Ok(html::Opens::Script { label, .. }) => checks.set(
+            "confirm_button",
+            Found::NeedsScript(format!(
+                "'{label}' runs a script of the page: the step needs the browser engine"
+            )),
+        ),
+        Ok(_) => checks.missing(html::missing(&doc, w("confirm_button"))),
         Err(m) => checks.missing(m),
     }
     Ok(())

@@ -24,6 +24,7 @@ macro_rules! want {
 }
 
 pub mod capture;
+pub mod chromium;
 pub mod gate;
 pub mod html;
 pub mod inspect;
@@ -32,7 +33,7 @@ pub mod transport;
 
 use crate::phone;
 use crate::scrub::Secret;
-use gate::{Answer, CommitPermit, Press, Step};
+use gate::{Action, Answer, CommitPermit, Press, Step};
 use html::{Form, Missing, find_link, is_label};
 use labels::Labels;
 use scraper::Html;
@@ -77,6 +78,25 @@ pub struct PortalSettings {
     pub timeout: Duration,
     /// Where every page fetched is written, its secrets removed (`--capture`).
     pub capture: Option<Arc<capture::Capture>>,
+    /// What performs the steps.
+    pub engine: EngineChoice,
+    /// The browser of the browser engine.
+    pub browser: std::path::PathBuf,
+    /// Other origins the browser may load scripts and styles from.
+    pub allow_origins: Vec<url::Origin>,
+}
+
+/// What performs the walk's steps (`--engine`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// HTTP, and the browser from the first step that needs a script.
+    #[default]
+    Auto,
+    /// HTTP alone: a step that needs a script fails, naming it.
+    Http,
+    /// The browser for every step.
+    Browser,
 }
 
 /// What cuts requests short. `reads` cancels every request that changes
@@ -150,10 +170,23 @@ fn new_passwords_on(doc: &Html, l: &Labels) -> Vec<zeroize::Zeroizing<String>> {
             after
                 .split(' ')
                 .next()
-                .filter(|p| !p.is_empty())
+                .filter(|p| looks_like_a_password(p))
                 .map(|p| zeroize::Zeroizing::new(p.to_string()))
         })
         .collect()
+}
+
+/// Whether a word read where the new password stands may be one: six
+/// characters at least, and a digit, a sign or a capital past the first
+/// letter. A word of the page's own (`est`, `Attention`) is not: taken for
+/// the password it would lose the real one while reporting it kept; left
+/// out, the outcome is reported unknown, and the canary stops the run.
+fn looks_like_a_password(word: &str) -> bool {
+    word.chars().count() >= 6
+        && (word
+            .chars()
+            .any(|c| c.is_ascii_digit() || (!c.is_alphanumeric()))
+            || word.chars().skip(1).any(char::is_uppercase))
 }
 
 /// How a licence's confirmation is reached from its detail page.
@@ -163,6 +196,8 @@ pub(crate) enum ToConfirmation {
     Request(Req),
     /// A dialog already in the detail page, shown by the button: its HTML.
     Shown(String),
+    /// The button runs a script: the browser presses it on the live page.
+    Click(String),
 }
 
 /// The reset button of a detail page, and where pressing it leads. A press
@@ -171,19 +206,27 @@ pub(crate) fn to_confirmation(
     doc: &Html,
     url: &Url,
     l: &Labels,
+    runs_scripts: bool,
 ) -> Result<ToConfirmation, PortalError> {
     let want = want!(l, reset_button, Button);
-    match html::need_control(doc, url, want).map_err(|m| problem("detail", m.into()))? {
-        html::Opens::Form(form) => Ok(ToConfirmation::Request(
-            Press::of(Some(doc), &form, want, Step::Detail, l)?.harmless()?,
-        )),
-        html::Opens::Remote(url) => Ok(ToConfirmation::Request(Req::Get(url))),
-        html::Opens::InPage(dialog) => Ok(ToConfirmation::Shown(dialog)),
-        html::Opens::Script { label, .. } => Err(PortalError::NeedsScript {
-            page: "detail",
-            control: label,
-        }),
-    }
+    let press = match html::need_control(doc, url, want).map_err(|m| problem("detail", m.into()))? {
+        html::Opens::Form(form) => Press::of(Some(doc), &form, want, Step::Detail, l)?,
+        html::Opens::Remote(url) => return Ok(ToConfirmation::Request(Req::Get(url))),
+        html::Opens::InPage(dialog) => return Ok(ToConfirmation::Shown(dialog)),
+        html::Opens::Script { path, .. } if runs_scripts => {
+            Press::click(doc, path, want, Step::Detail, l)
+        }
+        html::Opens::Script { label, .. } => {
+            return Err(PortalError::NeedsScript {
+                page: "detail",
+                control: label,
+            });
+        }
+    };
+    Ok(match press.harmless()? {
+        Action::Send(req) => ToConfirmation::Request(req),
+        Action::Click(path) => ToConfirmation::Click(path),
+    })
 }
 
 /// A new password a page showed where none was expected.
@@ -265,6 +308,7 @@ impl PortalError {
                 | PortalError::PasswordShown { .. }
                 | PortalError::NeedsScript { .. }
                 | PortalError::Transport(TransportError::ForeignOrigin { .. })
+                | PortalError::Transport(TransportError::Engine(_))
         )
     }
 }
@@ -340,6 +384,27 @@ enum WalkStart<'a> {
     Search(&'a (dyn Fn(Form) -> Result<Req, PortalError> + Send + Sync)),
 }
 
+impl Shared {
+    /// A new session's transport: in the browser once the run uses it.
+    fn transport(&self) -> Result<Transport, TransportError> {
+        if self.in_browser.load(Ordering::SeqCst) {
+            Ok(Transport::in_browser(
+                self.engine.clone(),
+                self.throttle.clone(),
+                self.start.origin(),
+                self.interruptions.clone(),
+            ))
+        } else {
+            Transport::new(
+                self.throttle.clone(),
+                self.timeout,
+                self.start.origin(),
+                self.interruptions.clone(),
+            )
+        }
+    }
+}
+
 /// What every browser of a run shares.
 struct Shared {
     labels: Labels,
@@ -353,9 +418,15 @@ struct Shared {
     /// New passwords pages showed where none was expected, until the run
     /// takes them to its journal.
     stray: Mutex<Vec<Stray>>,
-    /// The path where the login page was found: a press sent straight
+    /// The address where the login page was found: a press sent straight
     /// there was not taken.
-    login_path: Mutex<Option<String>>,
+    login_address: Mutex<Option<Url>>,
+    engine_choice: EngineChoice,
+    /// The browser engine, started at its first session.
+    engine: Arc<chromium::Engine>,
+    /// New sessions open in the browser (`--engine browser`, or `auto`
+    /// once a step needed a script).
+    in_browser: AtomicBool,
     capture: Option<Arc<capture::Capture>>,
 }
 
@@ -449,7 +520,14 @@ impl Portal {
                 login_refused: AtomicBool::new(false),
                 interruptions,
                 stray: Mutex::new(Vec::new()),
-                login_path: Mutex::new(None),
+                login_address: Mutex::new(None),
+                engine_choice: settings.engine,
+                engine: Arc::new(chromium::Engine::new(
+                    settings.browser,
+                    settings.timeout,
+                    settings.allow_origins,
+                )),
+                in_browser: AtomicBool::new(settings.engine == EngineChoice::Browser),
                 capture: settings.capture,
             }),
             concurrency,
@@ -467,6 +545,15 @@ impl Portal {
     /// The new passwords pages showed where none was expected, taken once.
     pub fn take_stray(&self) -> Vec<Stray> {
         std::mem::take(&mut *self.shared.stray.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Which engine ran: `http`, or `browser` once a session used it.
+    pub fn engine_used(&self) -> &'static str {
+        if self.shared.in_browser.load(Ordering::SeqCst) {
+            "browser"
+        } else {
+            "http"
+        }
     }
 
     /// The words looked for on the portal's pages.
@@ -567,12 +654,7 @@ impl Portal {
 
     /// A new browser, its place in the pool already reserved.
     fn open(&self) -> Result<Browser, PortalError> {
-        match Transport::new(
-            self.shared.throttle.clone(),
-            self.shared.timeout,
-            self.shared.start.origin(),
-            self.shared.interruptions.clone(),
-        ) {
+        match self.shared.transport() {
             Ok(transport) => Ok(Browser {
                 shared: self.shared.clone(),
                 transport,
@@ -800,9 +882,9 @@ impl Browser {
                 self.arrived(&fetched, "login", &doc)?;
                 *self
                     .shared
-                    .login_path
+                    .login_address
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(fetched.path.clone());
+                    .unwrap_or_else(|e| e.into_inner()) = Some(fetched.address.clone());
                 let want = want!(l, password_field, Field);
                 let form = Form::with_field(&doc, &fetched.url, want.words)
                     .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?;
@@ -843,7 +925,7 @@ impl Browser {
             Step::Login,
             l,
         )?
-        .harmless()
+        .harmless_request()
     }
 
     /// The login form, filled in.
@@ -935,6 +1017,30 @@ impl Browser {
             self.search = Some(self.open_search(my_services).await?);
         }
         Ok(self.search.clone().expect("just set"))
+    }
+
+    /// With `--engine auto`, a step that needs a script moves the run to the
+    /// browser: this session starts again in it (a new login), and so do
+    /// the sessions opened from now on. Whether it did.
+    fn move_to_the_browser(&mut self, e: &PortalError) -> bool {
+        if !matches!(e, PortalError::NeedsScript { .. })
+            || self.shared.engine_choice != EngineChoice::Auto
+            || self.transport.runs_scripts()
+        {
+            return false;
+        }
+        tracing::info!("{e}: going on with the browser engine");
+        self.shared.in_browser.store(true, Ordering::SeqCst);
+        match self.shared.transport() {
+            Ok(transport) => {
+                self.transport = transport;
+                self.my_services = None;
+                self.search = None;
+                *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The session ended: the next step logs in again, up to a bound.
@@ -1035,7 +1141,7 @@ impl Browser {
                     html::FormError::NoChoice { .. } => missing(form.missing(metacentrex)),
                     _ => missing(form.missing(service_type)),
                 })?;
-            Press::of(None, &form, button, Step::Search, l)?.harmless()
+            Press::of(None, &form, button, Step::Search, l)?.harmless_request()
         };
 
         let parse = |doc: &Html, url: &Url| {
@@ -1175,6 +1281,8 @@ impl Browser {
                 Err(ResetError::NotDone(PortalError::SessionEnded)) => {
                     self.session_ended(attempt).map_err(ResetError::NotDone)?
                 }
+                // Before any Confirmer: the step needs a script.
+                Err(ResetError::NotDone(e)) if self.move_to_the_browser(&e) => {}
                 Err(ResetError::NotDone(PortalError::EarlierPasswordShown)) => {
                     let (_, accountcode) = self
                         .unsettled
@@ -1235,7 +1343,11 @@ impl Browser {
                     }
                     let accountcode =
                         html::field_value(doc, &l.field_accountcode).unwrap_or_default();
-                    Ok((accountcode, to_confirmation(doc, url, l), url.clone()))
+                    Ok((
+                        accountcode,
+                        to_confirmation(doc, url, l, self.transport.runs_scripts()),
+                        url.clone(),
+                    ))
                 },
             )
             .await
@@ -1268,8 +1380,19 @@ impl Browser {
                 .into());
             }
             let want = want!(l, confirm_button, Button);
-            let form = html::need_form_with_button(doc, url, want)?;
-            Ok(Press::of(Some(doc), &form, want, Step::Confirmation, l))
+            Ok(match html::need_control(doc, url, want)? {
+                html::Opens::Form(form) => Press::of(Some(doc), &form, want, Step::Confirmation, l),
+                html::Opens::Script { path, .. } if self.transport.runs_scripts() => {
+                    Ok(Press::click(doc, path, want, Step::Confirmation, l))
+                }
+                html::Opens::Script { label, .. } => Err(PortalError::NeedsScript {
+                    page: "confirmation",
+                    control: label,
+                }),
+                // A confirmation that opens yet another dialog: not a
+                // confirmation the walk knows.
+                _ => Err(problem("confirmation", html::missing(doc, want).into())),
+            })
         };
         let confirm = match to_confirm {
             ToConfirmation::Request(req) => {
@@ -1286,6 +1409,13 @@ impl Browser {
             ToConfirmation::Shown(dialog) => {
                 read_confirmation(&Html::parse_document(&dialog), &detail_url)
                     .map_err(|p| problem("confirmation", p))
+            }
+            // A script of the page shows it: pressed in the browser.
+            ToConfirmation::Click(path) => {
+                match self.transport.click(Phase::Reset, &path, false).await {
+                    Ok(settled) => self.read(&settled.page, "confirmation", read_confirmation),
+                    Err(e) => Err(PortalError::Transport(e)),
+                }
             }
         }
         .and_then(|press| press)
@@ -1331,12 +1461,20 @@ impl Browser {
                 },
             }
         };
-        let fetched = match self
-            .transport
-            .fetch(Phase::Reset, confirm.commit(permit), Retry::FirstHopOnce)
-            .await
-        {
-            Ok(fetched) => fetched,
+        let sent = match confirm.commit(permit) {
+            Action::Send(req) => self
+                .transport
+                .fetch(Phase::Reset, req, Retry::FirstHopOnce)
+                .await
+                .map(|fetched| (fetched, Vec::new())),
+            Action::Click(path) => self
+                .transport
+                .click(Phase::Reset, &path, true)
+                .await
+                .map(|settled| (settled.page, settled.answers)),
+        };
+        let (fetched, script_answers) = match sent {
+            Ok(answered) => answered,
             Err(e) if self.transport.sent() == before => {
                 // Nothing went out (interrupted while waiting its turn).
                 return Err(ResetError::NotDone(PortalError::Transport(e)));
@@ -1385,16 +1523,15 @@ impl Browser {
                 ),
             ));
         }
-        let login_path = self
+        let login_address = self
             .shared
-            .login_path
+            .login_address
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        match (
-            found,
-            gate::answer_of_page(&doc, l, &fetched, login_path.as_deref()),
-        ) {
+        let answer = gate::answer_of_scripts(&script_answers)
+            .unwrap_or_else(|| gate::answer_of_page(&doc, l, &fetched, login_address.as_ref()));
+        match (found, answer) {
             (Some(password), _) => {
                 *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(NewPassword {
@@ -1441,6 +1578,9 @@ mod tests {
                 concurrency,
                 timeout: Duration::from_secs(1),
                 capture: None,
+                engine: EngineChoice::Http,
+                browser: "chromium".into(),
+                allow_origins: Vec::new(),
             },
             Interruptions::default(),
         ))

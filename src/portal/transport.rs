@@ -100,6 +100,10 @@ pub struct Fetched {
     pub status: u16,
     /// Redirects followed to reach it.
     pub hops: usize,
+    /// The page's own address (its `url` is where its links lead from).
+    pub address: Url,
+    /// Where the request's own answer redirected to, if it did.
+    pub first_redirect: Option<Url>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,9 @@ pub enum TransportError {
     /// Cut short by Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
+    /// The browser engine could not be started or driven.
+    #[error("{0}")]
+    Engine(String),
     #[error("the portal's answer is larger than {0} MiB: refused")]
     TooLarge(usize),
     /// A redirect, a link or a form leads outside the portal's origin: the
@@ -145,6 +152,16 @@ pub enum Phase {
     Reset = 2,
 }
 
+impl Phase {
+    pub fn from_index(i: u8) -> Phase {
+        match i {
+            0 => Phase::Login,
+            1 => Phase::Resolve,
+            _ => Phase::Reset,
+        }
+    }
+}
+
 /// Requests made, by phase, and how often the portal asked to slow down.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -153,6 +170,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Sessions opened (successful logins).
     pub sessions: AtomicU64,
+    /// Whether a session ran in the browser.
+    pub browser: std::sync::atomic::AtomicBool,
     /// When the first and the last request were sent: n requests at the
     /// full rate take n - 1 periods, which the rate shown is measured over.
     sent_between: Mutex<Option<(Instant, Instant)>>,
@@ -277,13 +296,25 @@ impl Drop for Held<'_> {
     }
 }
 
-/// One browser session's HTTP client (its own cookie jar) behind the shared throttle.
+/// What carries a session's requests.
+enum Carrier {
+    /// An HTTP client with its own cookie jar.
+    Http(reqwest::Client),
+    /// A browser context of the run's browser, opened at the first request.
+    Browser {
+        engine: Arc<super::chromium::Engine>,
+        tab: tokio::sync::OnceCell<super::chromium::Tab>,
+    },
+}
+
+/// One session (its own cookies) behind the shared throttle: an HTTP
+/// client, or a context of the browser.
 pub struct Transport {
-    client: reqwest::Client,
+    carrier: Carrier,
     throttle: Arc<Throttle>,
     /// Requests this session sent, by phase: the report counts a licence's
     /// reset requests, not the logins its session needed.
-    sent: [AtomicU64; 3],
+    sent: Arc<[AtomicU64; 3]>,
     /// When this session sent its last request, while it is at work: the
     /// start of its cycle. Cleared while it is idle or backs off.
     last_sent: Mutex<Option<Instant>>,
@@ -393,6 +424,22 @@ impl Throttle {
         d.last_held_us.fetch_max(d.now_us(), Ordering::Relaxed);
     }
 
+    /// A request of the browser engine: its turn at the limiter, counted
+    /// like any other. `waiting` drops it before it is sent.
+    pub async fn admit(
+        &self,
+        phase: Phase,
+        waiting: &CancellationToken,
+    ) -> Result<(), TransportError> {
+        tokio::select! {
+            _ = waiting.cancelled() => return Err(TransportError::Interrupted),
+            _ = self.turn() => {}
+        }
+        self.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
+        self.stats.sent_now();
+        Ok(())
+    }
+
     /// Waits for this request's turn: any `Retry-After` pause, then the limiter.
     async fn turn(&self) {
         let paused = self
@@ -445,13 +492,140 @@ impl Transport {
             .build()
             .map_err(|e| TransportError::Connect(e.to_string()))?;
         Ok(Transport {
-            client,
+            carrier: Carrier::Http(client),
             throttle,
             sent: Default::default(),
             last_sent: Mutex::new(None),
             origin,
             interruptions,
         })
+    }
+
+    /// A session in a context of the run's browser.
+    pub fn in_browser(
+        engine: Arc<super::chromium::Engine>,
+        throttle: Arc<Throttle>,
+        origin: url::Origin,
+        interruptions: super::Interruptions,
+    ) -> Transport {
+        Transport {
+            carrier: Carrier::Browser {
+                engine,
+                tab: tokio::sync::OnceCell::new(),
+            },
+            throttle,
+            sent: Default::default(),
+            last_sent: Mutex::new(None),
+            origin,
+            interruptions,
+        }
+    }
+
+    /// Whether this session can press a control that runs a script.
+    pub fn runs_scripts(&self) -> bool {
+        matches!(self.carrier, Carrier::Browser { .. })
+    }
+
+    /// The browser page of this session, opened at its first use.
+    async fn tab(&self) -> Result<&super::chromium::Tab, TransportError> {
+        let Carrier::Browser { engine, tab } = &self.carrier else {
+            unreachable!("asked of a browser session only")
+        };
+        self.throttle.stats.browser.store(true, Ordering::Relaxed);
+        tab.get_or_try_init(|| {
+            engine.session(
+                self.throttle.clone(),
+                self.origin.clone(),
+                self.sent.clone(),
+                self.interruptions.reads.clone(),
+            )
+        })
+        .await
+        .map_err(|e| TransportError::Engine(e.to_string()))
+    }
+
+    /// Presses the control at `path` of the session's page (browser only),
+    /// and reads the page once it settled; with the answers to the requests
+    /// the press made. `commit`: the press may commit a reset, so it is cut
+    /// short only by a second interruption.
+    pub async fn click(
+        &self,
+        phase: Phase,
+        path: &str,
+        commit: bool,
+    ) -> Result<super::chromium::Settled, TransportError> {
+        let cancel = if commit {
+            &self.interruptions.confirmations
+        } else {
+            &self.interruptions.reads
+        };
+        let tab = self.tab().await?;
+        let timeout = self.engine_timeout();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(TransportError::Interrupted),
+            settled = tab.click(phase, path, timeout) => settled,
+        }
+    }
+
+    fn engine_timeout(&self) -> Duration {
+        match &self.carrier {
+            Carrier::Browser { engine, .. } => engine.timeout(),
+            Carrier::Http(_) => Duration::from_secs(30),
+        }
+    }
+
+    /// One step of the browser: loads a page or sends a form as the page
+    /// would, with the pauses a 429 asks for; the browser follows redirects
+    /// (each request through the throttle).
+    async fn in_browser_once(&self, phase: Phase, req: &Req) -> Result<Fetched, TransportError> {
+        let tab = self.tab().await?;
+        let timeout = self.engine_timeout();
+        for _ in 0..MAX_PAUSES {
+            let settled = match req {
+                Req::Get(url) => tab.load(phase, url, "GET", None, timeout).await?,
+                Req::Post(url, pairs) => tab.load(phase, url, "POST", Some(pairs), timeout).await?,
+            };
+            self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
+            let page = settled.page;
+            let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK);
+            tracing::debug!(
+                target: "sip_rotate::http",
+                "{} {} -> {} (browser)",
+                req.method(),
+                req.path(),
+                status.as_u16()
+            );
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let wait = settled
+                    .answers
+                    .iter()
+                    .rev()
+                    .find_map(|a| a.retry_after)
+                    .unwrap_or(1);
+                self.throttle
+                    .stats
+                    .too_many_requests
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("the portal asked to slow down: pausing every request for {wait} s");
+                self.throttle.pause(Duration::from_secs(wait));
+                continue;
+            }
+            if status.is_server_error() {
+                return Err(TransportError::Transient(status.to_string()));
+            }
+            if status == StatusCode::FORBIDDEN {
+                return Err(TransportError::Forbidden);
+            }
+            if !status.is_success() {
+                return Err(TransportError::Status(status));
+            }
+            return Ok(Fetched {
+                method: req.method(),
+                ..page
+            });
+        }
+        Err(TransportError::RateLimited(MAX_PAUSES))
     }
 
     /// The session goes idle: the time until its next request is no part
@@ -484,6 +658,30 @@ impl Transport {
             Retry::Yes => &self.interruptions.reads,
             Retry::FirstHopOnce => &self.interruptions.confirmations,
         };
+        if self.runs_scripts() {
+            let once = || self.in_browser_once(phase, &req);
+            let stepped = async {
+                match retry {
+                    Retry::FirstHopOnce => once().await,
+                    Retry::Yes => {
+                        once.retry(
+                            ExponentialBuilder::new()
+                                .with_min_delay(Duration::from_millis(250))
+                                .with_max_delay(Duration::from_secs(8))
+                                .with_max_times(5)
+                                .with_jitter(),
+                        )
+                        .when(TransportError::is_transient)
+                        .await
+                    }
+                }
+            };
+            return tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Err(TransportError::Interrupted),
+                fetched = stepped => fetched,
+            };
+        }
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(TransportError::Interrupted),
@@ -498,6 +696,7 @@ impl Transport {
         retry: Retry,
     ) -> Result<Fetched, TransportError> {
         let mut current = req;
+        let mut first_redirect = None;
         for hop in 0..MAX_REDIRECTS {
             // A `Confirmer` still waiting for its turn is dropped on the first
             // interruption like any request: nothing was sent yet.
@@ -525,8 +724,17 @@ impl Transport {
                 self.retried(phase, &current, waiting).await?
             };
             match answer {
-                Answer::Redirect(to) => current = Req::Get(to),
-                Answer::Page(page) => return Ok(Fetched { hops: hop, ..page }),
+                Answer::Redirect(to) => {
+                    first_redirect.get_or_insert_with(|| to.clone());
+                    current = Req::Get(to)
+                }
+                Answer::Page(page) => {
+                    return Ok(Fetched {
+                        hops: hop,
+                        first_redirect,
+                        ..*page
+                    });
+                }
             }
         }
         Err(TransportError::TooManyRedirects)
@@ -590,9 +798,12 @@ impl Transport {
                 _ = waiting.cancelled() => return Err(TransportError::Interrupted),
                 _ = throttle.turn() => {}
             }
+            let Carrier::Http(client) = &self.carrier else {
+                unreachable!("a browser session sends through the browser")
+            };
             let builder = match req {
-                Req::Get(url) => self.client.get(url.clone()),
-                Req::Post(url, pairs) => self.client.post(url.clone()).form(pairs),
+                Req::Get(url) => client.get(url.clone()),
+                Req::Post(url, pairs) => client.post(url.clone()).form(pairs),
             };
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
             throttle.stats.sent_now();
@@ -663,15 +874,18 @@ impl Transport {
                 .map(str::to_string);
             let bytes = read_body(response).await?;
             let body = Zeroizing::new(super::html::decode(&bytes, content_type.as_deref()));
+            let address = url.clone();
             let url = super::html::document_base(&body, url);
-            return Ok(Answer::Page(Fetched {
+            return Ok(Answer::Page(Box::new(Fetched {
+                address,
+                first_redirect: None,
                 url,
                 body,
                 method: req.method(),
                 path: req.path(),
                 status: status.as_u16(),
                 hops: 0,
-            }));
+            })));
         }
         Err(TransportError::RateLimited(MAX_PAUSES))
     }
@@ -710,7 +924,7 @@ async fn read_body(mut response: reqwest::Response) -> Result<Zeroizing<Vec<u8>>
 
 enum Answer {
     Redirect(Url),
-    Page(Fetched),
+    Page(Box<Fetched>),
 }
 
 fn classify(e: reqwest::Error) -> TransportError {

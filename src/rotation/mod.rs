@@ -373,9 +373,16 @@ pub struct Requests {
     pub sessions: u64,
     /// Requests per second from the first sent to the last (`None` under two).
     pub achieved_rate: Option<f64>,
+    /// Whether sessions ran in the browser (the browser engine).
+    pub browser: bool,
 }
 
 impl Requests {
+    /// Which engine performed the steps.
+    pub fn engine(&self) -> &'static str {
+        if self.browser { "browser" } else { "http" }
+    }
+
     pub fn of(stats: &Stats) -> Requests {
         Requests {
             login: stats.requests(Phase::Login),
@@ -385,6 +392,7 @@ impl Requests {
             retries: stats.retries.load(Ordering::Relaxed),
             sessions: stats.sessions.load(Ordering::Relaxed),
             achieved_rate: stats.achieved_rate(),
+            browser: stats.browser.load(Ordering::Relaxed),
         }
     }
 

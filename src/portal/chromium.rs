@@ -1,0 +1,728 @@
+//! The browser engine: headless Chromium driven over the DevTools protocol
+//! (`chromiumoxide`), for portals whose steps run scripts. The walk is the
+//! same as with the HTTP engine: a page is read from a snapshot of the live
+//! DOM with the same label rules, and the engine acts on the live page where
+//! the snapshot found the element (`css_path`). An engine only performs a
+//! step: it loads an address, sends a form as the page would, or presses a
+//! control and waits for the page to settle.
+//!
+//! What the run promises holds here too, by construction:
+//! - every request Chromium makes (documents, scripts, XHR and fetch)
+//!   pauses in the `Fetch` domain and goes on only through the run's one
+//!   throttle (rate limit, `Retry-After`), counted like any other; images,
+//!   fonts, media and the favicon are never sent;
+//! - a request to another origin is refused; `--allow-origin` lets a script
+//!   or a style through, never a document, a form or an XHR;
+//! - the browser gets a fresh profile in a 0700 temporary folder, no disk
+//!   cache, no crash reports; it runs in a process group of its own, which
+//!   is killed when the engine is dropped (and by the kernel if sip-rotate
+//!   dies first), then the profile is removed;
+//! - what the browser prints goes nowhere: its standard error is read for
+//!   the DevTools address, then drained unread.
+
+use super::transport::{Fetched, Phase, Throttle, TransportError};
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    ContinueRequestParams, EventRequestPaused, FailRequestParams,
+};
+use chromiumoxide::cdp::browser_protocol::network::{
+    ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent,
+    EventResponseReceived, ResourceType,
+};
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
+use chromiumoxide::handler::HandlerConfig;
+use futures::StreamExt;
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use zeroize::Zeroizing;
+
+/// Why the browser could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "no browser at {0}: the portal needs one for a step that runs a script; install Chromium (apt-get install chromium) or name another with --browser PATH"
+    )]
+    NotInstalled(PathBuf),
+    #[error("the browser {path} did not start: {why}")]
+    Start { path: PathBuf, why: String },
+    #[error("the browser failed: {0}")]
+    Protocol(String),
+}
+
+/// Every browser this process started, by process group, with its profile:
+/// whatever path the process leaves by (the end of a command, a signal that
+/// exits at once), `end_all` ends them and removes their profiles.
+static STARTED: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Ends the browser of process group `group` (all its processes), waits
+/// until none is left, and removes its profile.
+fn end(group: i32, profile: &Path) {
+    // SAFETY: signals to a group this process made for the browser.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    // SAFETY: signal 0 only asks whether the group still has a process.
+    while unsafe { libc::kill(-group, 0) } == 0 && std::time::Instant::now() < deadline {
+        // Reap the group's leader if it is ours; the others are the init's.
+        // SAFETY: a non-blocking wait on a child of this process.
+        unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_dir_all(profile);
+}
+
+/// Ends every browser this process started and removes their profiles:
+/// called on every way out of the process.
+pub fn end_all() {
+    let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|e| e.into_inner()));
+    for (group, profile) in started {
+        end(group, &profile);
+    }
+}
+
+/// The browser engine of a run: the browser, started at the first session
+/// that needs it, and what every session of it shares.
+pub struct Engine {
+    executable: PathBuf,
+    timeout: Duration,
+    allowed: Arc<Vec<url::Origin>>,
+    browser: tokio::sync::OnceCell<Chromium>,
+}
+
+impl Engine {
+    pub fn new(executable: PathBuf, timeout: Duration, allowed: Vec<url::Origin>) -> Engine {
+        Engine {
+            executable,
+            timeout,
+            allowed: Arc::new(allowed),
+            browser: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// How long one step may take to settle.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether the browser was started.
+    pub fn started(&self) -> bool {
+        self.browser.initialized()
+    }
+
+    /// A new session (a browser context), the browser started first if need be.
+    pub async fn session(
+        &self,
+        throttle: Arc<Throttle>,
+        origin: url::Origin,
+        sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
+        waiting: CancellationToken,
+    ) -> Result<Tab, EngineError> {
+        let browser = self
+            .browser
+            .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout))
+            .await?;
+        browser
+            .session(throttle, origin, self.allowed.clone(), sent, waiting)
+            .await
+    }
+}
+
+/// The browser of a run: one process (and its children), one profile.
+pub struct Chromium {
+    cdp: chromiumoxide::Browser,
+    handler: tokio::task::JoinHandle<()>,
+    child: std::process::Child,
+    profile: Option<tempfile::TempDir>,
+}
+
+/// The browser to use: `--browser`, else `SIP_ROTATE_BROWSER`, else the
+/// distribution's.
+pub fn executable(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SIP_ROTATE_BROWSER").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("chromium"))
+}
+
+/// Whether `program` can be run: a path to an executable, or a name on PATH.
+pub fn installed(program: &Path) -> bool {
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    };
+    if program.components().count() > 1 {
+        return runnable(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
+}
+
+impl Chromium {
+    /// Starts `executable` headless with a fresh profile, and connects.
+    pub async fn launch(executable: &Path, timeout: Duration) -> Result<Chromium, EngineError> {
+        if !installed(executable) {
+            return Err(EngineError::NotInstalled(executable.to_path_buf()));
+        }
+        let start = |why: String| EngineError::Start {
+            path: executable.to_path_buf(),
+            why,
+        };
+        // 0700, removed when dropped.
+        let profile = tempfile::Builder::new()
+            .prefix("sip-rotate-browser-")
+            .tempdir()
+            .map_err(|e| start(format!("cannot make its profile folder: {e}")))?;
+        let mut command = std::process::Command::new(executable);
+        command
+            .args([
+                "--headless=new",
+                "--disable-gpu",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--disable-default-apps",
+                "--disable-quic",
+                "--disable-breakpad",
+                "--disable-crash-reporter",
+                "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+                "--disk-cache-size=1",
+                "--media-cache-size=1",
+                "--password-store=basic",
+                "--use-mock-keychain",
+                "--mute-audio",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
+            .arg("about:blank")
+            // Whatever the browser writes outside its profile (its singleton
+            // socket, a crash handler's database, config) goes inside it too.
+            .env("TMPDIR", profile.path())
+            .env("HOME", profile.path())
+            .env("XDG_CONFIG_HOME", profile.path().join("config"))
+            .env("XDG_CACHE_HOME", profile.path().join("cache"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            // A group of its own: killed whole, children included.
+            .process_group(0);
+        // As root there is no sandbox to drop into: Chromium refuses to
+        // start without this flag then.
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--no-sandbox");
+        }
+        // SAFETY: prctl with constant arguments, in the child before exec;
+        // the browser dies with sip-rotate, whatever kills it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| start(e.to_string()))?;
+        STARTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((child.id() as i32, profile.path().to_path_buf()));
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("ws://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line[at..].trim().to_string());
+                }
+                // Everything else it says is drained unread.
+            }
+        });
+        let kill = |child: std::process::Child| forget(child.id() as i32);
+        let ws = match tokio::time::timeout(timeout.max(Duration::from_secs(20)), rx).await {
+            Ok(Ok(ws)) => ws,
+            _ => {
+                kill(child);
+                return Err(start("it gave no DevTools address".into()));
+            }
+        };
+        let config = HandlerConfig {
+            // The portal's certificate is checked as the HTTP engine checks it.
+            ignore_https_errors: false,
+            request_intercept: true,
+            cache_enabled: false,
+            request_timeout: timeout,
+            ..HandlerConfig::default()
+        };
+        let (cdp, mut handler) = match chromiumoxide::Browser::connect_with_config(ws, config).await
+        {
+            Ok(connected) => connected,
+            Err(e) => {
+                kill(child);
+                return Err(start(e.to_string()));
+            }
+        };
+        let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        Ok(Chromium {
+            cdp,
+            handler,
+            child,
+            profile: Some(profile),
+        })
+    }
+
+    /// A new session: a browser context of its own (its own cookies) with
+    /// one page, every request of which goes through `throttle`.
+    pub async fn session(
+        &self,
+        throttle: Arc<Throttle>,
+        origin: url::Origin,
+        allowed: Arc<Vec<url::Origin>>,
+        sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
+        waiting: CancellationToken,
+    ) -> Result<Tab, EngineError> {
+        let protocol = |e: chromiumoxide::error::CdpError| EngineError::Protocol(e.to_string());
+        let context = self
+            .cdp
+            .create_browser_context(CreateBrowserContextParams::default())
+            .await
+            .map_err(protocol)?;
+        let page = self
+            .cdp
+            .new_page(
+                CreateTargetParams::builder()
+                    .url("about:blank")
+                    .browser_context_id(context)
+                    .build()
+                    .map_err(EngineError::Protocol)?,
+            )
+            .await
+            .map_err(protocol)?;
+        let page = Arc::new(page);
+        let watch = Arc::new(Watch::default());
+        let mut tasks = Vec::new();
+        // Every request waits for its turn at the run's throttle.
+        let mut paused = page
+            .event_listener::<EventRequestPaused>()
+            .await
+            .map_err(protocol)?;
+        {
+            let (page, watch) = (page.clone(), watch.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(event) = paused.next().await {
+                    let (page, watch, throttle, origin, allowed, sent, waiting) = (
+                        page.clone(),
+                        watch.clone(),
+                        throttle.clone(),
+                        origin.clone(),
+                        allowed.clone(),
+                        sent.clone(),
+                        waiting.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let verdict =
+                            admit(&event, &throttle, &origin, &allowed, &watch, &waiting).await;
+                        if verdict.is_ok() {
+                            let phase = watch.phase.load(Ordering::Relaxed) as usize;
+                            sent[phase.min(2)].fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = match verdict {
+                            Ok(()) => page
+                                .execute(ContinueRequestParams::new(event.request_id.clone()))
+                                .await
+                                .map(|_| ()),
+                            Err(reason) => page
+                                .execute(FailRequestParams::new(event.request_id.clone(), reason))
+                                .await
+                                .map(|_| ()),
+                        };
+                    });
+                }
+            }));
+        }
+        // Requests in flight, and the answers to the page's own requests.
+        let mut sent = page
+            .event_listener::<EventRequestWillBeSent>()
+            .await
+            .map_err(protocol)?;
+        {
+            let watch = watch.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(e) = sent.next().await {
+                    watch.stirred();
+                    // A redirect reuses the request: it is still one in flight.
+                    if e.redirect_response.is_none() {
+                        watch.in_flight.fetch_add(1, Ordering::SeqCst);
+                    } else if e.r#type == Some(ResourceType::Document) {
+                        watch.redirects.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+        let mut finished = page
+            .event_listener::<EventLoadingFinished>()
+            .await
+            .map_err(protocol)?;
+        {
+            let watch = watch.clone();
+            tasks.push(tokio::spawn(async move {
+                while finished.next().await.is_some() {
+                    watch.stirred();
+                    watch.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        let mut failed = page
+            .event_listener::<EventLoadingFailed>()
+            .await
+            .map_err(protocol)?;
+        {
+            let watch = watch.clone();
+            tasks.push(tokio::spawn(async move {
+                while failed.next().await.is_some() {
+                    watch.stirred();
+                    watch.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        let mut answered = page
+            .event_listener::<EventResponseReceived>()
+            .await
+            .map_err(protocol)?;
+        {
+            let watch = watch.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(e) = answered.next().await {
+                    watch.stirred();
+                    let kind = match e.r#type {
+                        ResourceType::Document => Answered::Document,
+                        ResourceType::Xhr | ResourceType::Fetch => Answered::Script,
+                        _ => continue,
+                    };
+                    let retry_after = e.response.headers.inner().as_object().and_then(|h| {
+                        h.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                            .and_then(|(_, v)| v.as_str()?.trim().parse::<u64>().ok())
+                    });
+                    watch.answers.lock().unwrap().push(Answer {
+                        kind,
+                        status: e.response.status as u16,
+                        retry_after,
+                    });
+                }
+            }));
+        }
+        Ok(Tab { page, watch, tasks })
+    }
+}
+
+/// Ends the browser of `group` and takes it off the list.
+fn forget(group: i32) {
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = started.iter().position(|(g, _)| *g == group) {
+        let (group, profile) = started.swap_remove(i);
+        drop(started);
+        end(group, &profile);
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        self.handler.abort();
+        forget(self.child.id() as i32);
+        let _ = self.child.try_wait();
+        // The profile went with the browser; the folder's guard is spent.
+        if let Some(profile) = self.profile.take() {
+            let _ = profile.keep();
+        }
+    }
+}
+
+/// What a request paused in the `Fetch` domain may do: go on after its turn
+/// at the throttle, or fail without being sent.
+async fn admit(
+    event: &EventRequestPaused,
+    throttle: &Throttle,
+    origin: &url::Origin,
+    allowed: &[url::Origin],
+    watch: &Watch,
+    waiting: &CancellationToken,
+) -> Result<(), ErrorReason> {
+    use ResourceType as R;
+    if matches!(
+        event.resource_type,
+        R::Image | R::Media | R::Font | R::TextTrack | R::Manifest | R::Ping | R::Prefetch
+    ) {
+        return Err(ErrorReason::BlockedByClient);
+    }
+    let Ok(url) = Url::parse(&event.request.url) else {
+        return Err(ErrorReason::BlockedByClient);
+    };
+    if url.path() == "/favicon.ico" {
+        return Err(ErrorReason::BlockedByClient);
+    }
+    if url.scheme() == "data" || url.scheme() == "about" {
+        return Ok(());
+    }
+    let here = url.origin();
+    if &here != origin {
+        let sub_resource = matches!(event.resource_type, R::Script | R::Stylesheet)
+            && event.request.method.eq_ignore_ascii_case("GET");
+        if !(sub_resource && allowed.contains(&here)) {
+            watch.foreign.lock().unwrap().get_or_insert_with(|| {
+                format!(
+                    "{}{} ({})",
+                    here.ascii_serialization(),
+                    url.path(),
+                    event.resource_type.as_ref()
+                )
+            });
+            return Err(ErrorReason::BlockedByClient);
+        }
+    }
+    let phase = Phase::from_index(watch.phase.load(Ordering::Relaxed));
+    throttle
+        .admit(phase, waiting)
+        .await
+        .map_err(|_| ErrorReason::Aborted)
+}
+
+/// A request of the page that was answered, as the walk's rule reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// A page (or a frame) the browser loaded.
+    Document,
+    /// A request of the page's scripts (XHR, fetch).
+    Script,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Answer {
+    pub kind: Answered,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+}
+
+impl Watch {
+    fn stirred(&self) {
+        *self.last_event.lock().unwrap() = Some(std::time::Instant::now());
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.last_event
+            .lock()
+            .unwrap()
+            .map_or(Duration::MAX, |t| t.elapsed())
+    }
+}
+
+#[derive(Default)]
+struct Watch {
+    /// Requests sent and not yet finished or failed.
+    in_flight: AtomicI64,
+    /// The phase the session's requests count in.
+    phase: AtomicU8,
+    /// Redirects the page's documents went through.
+    redirects: AtomicUsize,
+    /// When the network last did anything for the page.
+    last_event: Mutex<Option<std::time::Instant>>,
+    answers: Mutex<Vec<Answer>>,
+    /// A request refused because it led elsewhere, first one.
+    foreign: Mutex<Option<String>>,
+}
+
+/// One session of the browser engine: its own browser context, one page.
+pub struct Tab {
+    page: Arc<Page>,
+    watch: Arc<Watch>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Tab {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// What a step in the browser came to: the page after it settled, and the
+/// answers to the requests it made.
+pub struct Settled {
+    pub page: Fetched,
+    pub answers: Vec<Answer>,
+}
+
+/// How often a page is looked at while it settles, and for how long it
+/// must stay quiet.
+const LOOK_EVERY: Duration = Duration::from_millis(25);
+const QUIET_LOOKS: u32 = 3;
+const QUIET: Duration = Duration::from_millis(50);
+const STILL: Duration = Duration::from_secs(1);
+
+impl Tab {
+    fn step_error(e: chromiumoxide::error::CdpError) -> TransportError {
+        TransportError::Transient(format!("the browser: {e}"))
+    }
+
+    /// Loads `url` as a browser follows a link, and waits for it to settle.
+    pub async fn load(
+        &self,
+        phase: Phase,
+        url: &Url,
+        method: &'static str,
+        form: Option<&[(String, String)]>,
+        timeout: Duration,
+    ) -> Result<Settled, TransportError> {
+        self.watch.phase.store(phase as u8, Ordering::Relaxed);
+        let from = self.mark();
+        match form {
+            None => {
+                self.page
+                    .goto(url.as_str())
+                    .await
+                    .map_err(Self::step_error)?;
+            }
+            // A form sent as the page's own form would send it.
+            Some(pairs) => {
+                let fields: Vec<serde_json::Value> = pairs
+                    .iter()
+                    .map(|(n, v)| serde_json::json!([n, v]))
+                    .collect();
+                let script = Zeroizing::new(format!(
+                    "(() => {{ const f = document.createElement('form'); f.method = {}; f.action = {}; \
+                     for (const [n, v] of {}) {{ const i = document.createElement('input'); i.type = 'hidden'; i.name = n; i.value = v; f.appendChild(i); }} \
+                     document.body.appendChild(f); f.submit(); }})()",
+                    serde_json::Value::String(method.to_ascii_lowercase()),
+                    serde_json::Value::String(url.to_string()),
+                    serde_json::Value::Array(fields)
+                ));
+                let navigation = self.page.wait_for_navigation();
+                self.page
+                    .evaluate(script.as_str())
+                    .await
+                    .map_err(Self::step_error)?;
+                navigation.await.map_err(Self::step_error)?;
+            }
+        }
+        self.settle(from, timeout).await
+    }
+
+    /// Presses the element at `path` (a `css_path` of the page as it is),
+    /// and waits for the page to settle.
+    pub async fn click(
+        &self,
+        phase: Phase,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Settled, TransportError> {
+        self.watch.phase.store(phase as u8, Ordering::Relaxed);
+        let from = self.mark();
+        let element = self
+            .page
+            .find_element(path)
+            .await
+            .map_err(Self::step_error)?;
+        element.click().await.map_err(Self::step_error)?;
+        self.settle(from, timeout).await
+    }
+
+    /// Where the answers and redirects of the step about to be taken begin.
+    /// The last step settled: what it left counted in flight (a request a
+    /// reload cut short, whose end the browser does not report) is none.
+    fn mark(&self) -> (usize, usize) {
+        self.watch.in_flight.store(0, Ordering::SeqCst);
+        (
+            self.watch.answers.lock().unwrap().len(),
+            self.watch.redirects.load(Ordering::SeqCst),
+        )
+    }
+
+    /// Waits until no request is in flight and the document is complete,
+    /// a few looks in a row (a script that answers one request with another
+    /// keeps it busy), then reads the page.
+    async fn settle(
+        &self,
+        (from, redirects): (usize, usize),
+        timeout: Duration,
+    ) -> Result<Settled, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut quiet = 0;
+        while quiet < QUIET_LOOKS {
+            if tokio::time::Instant::now() > deadline {
+                return Err(TransportError::Transient(
+                    "the page did not settle in time".into(),
+                ));
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+            let complete = self
+                .page
+                .evaluate("document.readyState")
+                .await
+                .ok()
+                .and_then(|r| r.into_value::<String>().ok())
+                .is_some_and(|s| s == "complete");
+            // Quiet: the document complete, nothing in flight and the
+            // network still a moment; or, should a request's end go
+            // unreported, the network still for a second.
+            let still = self.watch.quiet_for();
+            let idle = (self.watch.in_flight.load(Ordering::SeqCst) <= 0 && still >= QUIET)
+                || still >= STILL;
+            if complete && idle {
+                quiet += 1;
+            } else {
+                quiet = 0;
+            }
+        }
+        if let Some(to) = self.watch.foreign.lock().unwrap().take() {
+            return Err(TransportError::ForeignOrigin {
+                to,
+                origin: String::new(),
+            });
+        }
+        let body = Zeroizing::new(self.page.content().await.map_err(Self::step_error)?);
+        let at = self
+            .page
+            .url()
+            .await
+            .map_err(Self::step_error)?
+            .and_then(|u| Url::parse(&u).ok())
+            .ok_or_else(|| TransportError::Transient("the browser shows no page".into()))?;
+        let answers: Vec<Answer> = self.watch.answers.lock().unwrap()[from..].to_vec();
+        let documents: Vec<&Answer> = answers
+            .iter()
+            .filter(|a| a.kind == Answered::Document)
+            .collect();
+        let status = documents.last().map_or(200, |a| a.status);
+        let hops = self.watch.redirects.load(Ordering::SeqCst) - redirects;
+        let path = at.path().to_string();
+        let address = at.clone();
+        let url = super::html::document_base(&body, at);
+        Ok(Settled {
+            page: Fetched {
+                address,
+                first_redirect: None,
+                url,
+                body,
+                method: "GET",
+                path,
+                status,
+                hops,
+            },
+            answers,
+        })
+    }
+}
