@@ -568,9 +568,9 @@ pub struct Settled {
 
 /// How often a page is looked at while it settles, and for how long it
 /// must stay quiet.
-const LOOK_EVERY: Duration = Duration::from_millis(25);
+const LOOK_EVERY: Duration = Duration::from_millis(15);
 const QUIET_LOOKS: u32 = 3;
-const QUIET: Duration = Duration::from_millis(50);
+const QUIET: Duration = Duration::from_millis(30);
 const STILL: Duration = Duration::from_secs(1);
 
 impl Tab {

@@ -212,7 +212,7 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
             Answer::NotReadable
         }
         TransportError::ForeignOrigin { .. } => Answer::LeadsElsewhere,
-        TransportError::Status(_)
+        TransportError::Status(..)
         | TransportError::TooManyRedirects
         | TransportError::TooLarge(_)
         | TransportError::Connect(_) => Answer::ReadWithoutPassword,

@@ -114,8 +114,10 @@ pub enum TransportError {
     /// The portal refused a form (403): typically a token of an ended session.
     #[error("the portal refused the request (403 Forbidden)")]
     Forbidden,
-    #[error("the portal answered {0}")]
-    Status(StatusCode),
+    /// An answer that is neither a page nor a redirect, to a request for
+    /// the path named (no query: it may hold a form's values).
+    #[error("the portal answered {0} to {1}")]
+    Status(StatusCode, String),
     #[error("the portal kept asking to slow down (429) after {0} pauses")]
     RateLimited(usize),
     #[error("too many redirects")]
@@ -559,13 +561,18 @@ impl Transport {
         } else {
             &self.interruptions.reads
         };
+        let _asked = self.browser_step();
         let tab = self.tab().await?;
         let timeout = self.engine_timeout();
-        tokio::select! {
+        let settled = tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(TransportError::Interrupted),
             settled = tab.click(phase, path, timeout) => settled,
+        };
+        if settled.is_ok() {
+            self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
         }
+        settled
     }
 
     fn engine_timeout(&self) -> Duration {
@@ -575,10 +582,24 @@ impl Transport {
         }
     }
 
+    /// A step of the browser begins: the end of this session's cycle, as
+    /// `send` measures it for HTTP, so that sessions open as the rate needs
+    /// them with either engine; the step counts as waiting for its answer
+    /// until the guard is dropped.
+    fn browser_step(&self) -> Asked<'_> {
+        let throttle = &*self.throttle;
+        let now = Instant::now();
+        if let Some(last) = self.last_sent.lock().unwrap().replace(now) {
+            Demand::average_in(&throttle.demand.cycle_us, last.elapsed());
+        }
+        throttle.ask()
+    }
+
     /// One step of the browser: loads a page or sends a form as the page
     /// would, with the pauses a 429 asks for; the browser follows redirects
     /// (each request through the throttle).
     async fn in_browser_once(&self, phase: Phase, req: &Req) -> Result<Fetched, TransportError> {
+        let _asked = self.browser_step();
         let tab = self.tab().await?;
         let timeout = self.engine_timeout();
         for _ in 0..MAX_PAUSES {
@@ -618,7 +639,7 @@ impl Transport {
                 return Err(TransportError::Forbidden);
             }
             if !status.is_success() {
-                return Err(TransportError::Status(status));
+                return Err(TransportError::Status(status, req.path()));
             }
             return Ok(Fetched {
                 method: req.method(),
@@ -714,7 +735,9 @@ impl Transport {
                 self.retried(phase, &current, waiting)
                     .await
                     .map_err(|e| match e {
-                        TransportError::Forbidden => TransportError::Status(StatusCode::FORBIDDEN),
+                        TransportError::Forbidden => {
+                            TransportError::Status(StatusCode::FORBIDDEN, current.path())
+                        }
                         TransportError::RateLimited(n) => {
                             TransportError::Transient(format!("asked to slow down {n} times"))
                         }
@@ -853,7 +876,7 @@ impl Transport {
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|l| url.join(l).ok())
-                    .ok_or(TransportError::Status(status))?;
+                    .ok_or_else(|| TransportError::Status(status, req.path()))?;
                 // Read the (empty) body so that the connection can be reused.
                 response.bytes().await.map_err(classify)?;
                 return Ok(Answer::Redirect(to));
@@ -865,7 +888,7 @@ impl Transport {
                 return Err(TransportError::Forbidden);
             }
             if !status.is_success() {
-                return Err(TransportError::Status(status));
+                return Err(TransportError::Status(status, req.path()));
             }
             let content_type = response
                 .headers()
