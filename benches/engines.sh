@@ -101,4 +101,4 @@ measure() {
 echo "| case | licences | resets | requests a licence | logins | elapsed | of --rate | peak PSS (tree) | CPU |"
 echo "|---|---|---|---|---|---|---|---|---|"
 measure "plain portal, http" "" auto
-measure "scripted portal, browser" scripted auto
+measure "scripted portal, browser" scripted browser

@@ -144,6 +144,20 @@ fn scripted_run(more: &[&str]) {
         .env("TMPDIR", &tmp)
         .output()
         .unwrap();
+    // With the HTTP engine (and auto, for now), the step is named.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("SCRIPT"), "{text}");
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--input")
+        .arg(&input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .args(["--engine", "browser"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("runs a script of the page"), "{text}");
@@ -152,7 +166,7 @@ fn scripted_run(more: &[&str]) {
     let report = dir.path().join("report.csv");
     let stderr = exits_with(
         run_cmd(&sim, &input, &output, &public)
-            .args(["--yes", "--rate", "100", "--report"])
+            .args(["--yes", "--rate", "100", "--engine", "browser", "--report"])
             .arg(&report)
             .env("TMPDIR", &tmp),
         0,
@@ -252,6 +266,8 @@ fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
     let stderr = exits_with(
         run_cmd(&sim, &input, &dir.path().join("out.age"), &public).args([
             "--yes",
+            "--engine",
+            "browser",
             "--browser",
             "/nonexistent/chromium",
         ]),

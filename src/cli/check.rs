@@ -208,8 +208,18 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
             for l in render::requests_line(&requests, started.elapsed(), rate) {
                 logging::say(&l);
             }
+            let scripted: Vec<&str> = missing
+                .iter()
+                .filter(|c| matches!(c.found, Found::NeedsScript(_)))
+                .map(|c| c.key)
+                .collect();
             if missing.is_empty() {
                 logging::say("every label run, plan and status look for is there");
+            } else if !scripted.is_empty() {
+                logging::say(&format!(
+                    "{} runs a script of the page: check again, and run, with --engine browser (see the README's two engines)",
+                    scripted.join(", ")
+                ));
             } else {
                 logging::say(&format!(
                     "{} label{} not as the run needs {}: set {} in a labels file (sip-rotate labels > labels.toml, then edit it), and check again with --labels labels.toml",

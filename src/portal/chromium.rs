@@ -26,7 +26,7 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EventRequestPaused, FailRequestParams,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent,
+    BlockPattern, ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent,
     EventResponseReceived, ResourceType,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
@@ -37,7 +37,7 @@ use futures::StreamExt;
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -122,14 +122,14 @@ impl Engine {
         throttle: Arc<Throttle>,
         origin: url::Origin,
         sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
-        waiting: CancellationToken,
+        interruptions: super::Interruptions,
     ) -> Result<Tab, EngineError> {
         let browser = self
             .browser
             .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout))
             .await?;
         browser
-            .session(throttle, origin, self.allowed.clone(), sent, waiting)
+            .session(throttle, origin, self.allowed.clone(), sent, interruptions)
             .await
     }
 }
@@ -175,11 +175,17 @@ impl Chromium {
             path: executable.to_path_buf(),
             why,
         };
-        // 0700, removed when dropped.
+        // 0700 (set here: the builder follows the umask), removed at the end.
         let profile = tempfile::Builder::new()
             .prefix("sip-rotate-browser-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| start(format!("cannot make its profile folder: {e}")))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(profile.path(), std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| start(format!("cannot make its profile folder private: {e}")))?;
+        }
         let mut command = std::process::Command::new(executable);
         command
             .args([
@@ -292,7 +298,7 @@ impl Chromium {
         origin: url::Origin,
         allowed: Arc<Vec<url::Origin>>,
         sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
-        waiting: CancellationToken,
+        interruptions: super::Interruptions,
     ) -> Result<Tab, EngineError> {
         let protocol = |e: chromiumoxide::error::CdpError| EngineError::Protocol(e.to_string());
         let context = self
@@ -311,6 +317,15 @@ impl Chromium {
             )
             .await
             .map_err(protocol)?;
+        // WebSockets are not paused in the Fetch domain: none is opened.
+        page.execute(
+            chromiumoxide::cdp::browser_protocol::network::SetBlockedUrLsParams::builder()
+                .url_pattern(BlockPattern::new("ws://*:*/*", true))
+                .url_pattern(BlockPattern::new("wss://*:*/*", true))
+                .build(),
+        )
+        .await
+        .map_err(protocol)?;
         let page = Arc::new(page);
         let watch = Arc::new(Watch::default());
         let mut tasks = Vec::new();
@@ -323,14 +338,20 @@ impl Chromium {
             let (page, watch) = (page.clone(), watch.clone());
             tasks.push(tokio::spawn(async move {
                 while let Some(event) = paused.next().await {
-                    let (page, watch, throttle, origin, allowed, sent, waiting) = (
+                    // A step that may commit is cut short by the second
+                    // interruption only: its result page must come back.
+                    let waiting = if watch.committing.load(Ordering::SeqCst) {
+                        interruptions.confirmations.clone()
+                    } else {
+                        interruptions.reads.clone()
+                    };
+                    let (page, watch, throttle, origin, allowed, sent) = (
                         page.clone(),
                         watch.clone(),
                         throttle.clone(),
                         origin.clone(),
                         allowed.clone(),
                         sent.clone(),
-                        waiting.clone(),
                     );
                     tokio::spawn(async move {
                         let verdict =
@@ -363,12 +384,27 @@ impl Chromium {
             tasks.push(tokio::spawn(async move {
                 while let Some(e) = sent.next().await {
                     watch.stirred();
+                    let document = e.r#type == Some(ResourceType::Document);
+                    let mut pending = watch.pending.lock().unwrap();
                     // A redirect reuses the request: it is still one in flight.
-                    if e.redirect_response.is_none() {
-                        watch.in_flight.fetch_add(1, Ordering::SeqCst);
-                    } else if e.r#type == Some(ResourceType::Document) {
-                        watch.redirects.fetch_add(1, Ordering::SeqCst);
+                    if e.redirect_response.is_some() {
+                        if document {
+                            watch.redirects.fetch_add(1, Ordering::SeqCst);
+                            watch
+                                .first_redirect
+                                .lock()
+                                .unwrap()
+                                .get_or_insert_with(|| e.request.url.clone());
+                        }
+                        continue;
                     }
+                    if document
+                        && e.frame_id.is_some()
+                        && e.loader_id.inner() == e.request_id.inner()
+                    {
+                        pending.clear();
+                    }
+                    pending.insert(e.request_id.inner().clone());
                 }
             }));
         }
@@ -379,9 +415,9 @@ impl Chromium {
         {
             let watch = watch.clone();
             tasks.push(tokio::spawn(async move {
-                while finished.next().await.is_some() {
+                while let Some(e) = finished.next().await {
                     watch.stirred();
-                    watch.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    watch.pending.lock().unwrap().remove(e.request_id.inner());
                 }
             }));
         }
@@ -392,9 +428,9 @@ impl Chromium {
         {
             let watch = watch.clone();
             tasks.push(tokio::spawn(async move {
-                while failed.next().await.is_some() {
+                while let Some(e) = failed.next().await {
                     watch.stirred();
-                    watch.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    watch.pending.lock().unwrap().remove(e.request_id.inner());
                 }
             }));
         }
@@ -474,6 +510,17 @@ async fn admit(
     if url.path() == "/favicon.ico" {
         return Err(ErrorReason::BlockedByClient);
     }
+    // A service worker's own requests would not pass here: none is
+    // registered (its script is fetched with this header).
+    let registers_a_worker = event
+        .request
+        .headers
+        .inner()
+        .as_object()
+        .is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case("service-worker")));
+    if registers_a_worker {
+        return Err(ErrorReason::BlockedByClient);
+    }
     if url.scheme() == "data" || url.scheme() == "about" {
         return Ok(());
     }
@@ -531,12 +578,19 @@ impl Watch {
 
 #[derive(Default)]
 struct Watch {
-    /// Requests sent and not yet finished or failed.
-    in_flight: AtomicI64,
+    /// Requests sent and not yet finished or failed, by id. A new document
+    /// drops those of the one it replaces: the browser cancels them
+    /// without always saying so.
+    pending: Mutex<std::collections::HashSet<String>>,
     /// The phase the session's requests count in.
     phase: AtomicU8,
     /// Redirects the page's documents went through.
     redirects: AtomicUsize,
+    /// Where the first of a step's document redirects led.
+    first_redirect: Mutex<Option<String>>,
+    /// The step may commit a reset: its requests are cut short only by a
+    /// second interruption, as the HTTP engine's `Confirmer`.
+    committing: std::sync::atomic::AtomicBool,
     /// When the network last did anything for the page.
     last_event: Mutex<Option<std::time::Instant>>,
     answers: Mutex<Vec<Answer>>,
@@ -571,7 +625,6 @@ pub struct Settled {
 const LOOK_EVERY: Duration = Duration::from_millis(15);
 const QUIET_LOOKS: u32 = 3;
 const QUIET: Duration = Duration::from_millis(30);
-const STILL: Duration = Duration::from_secs(1);
 
 impl Tab {
     fn step_error(e: chromiumoxide::error::CdpError) -> TransportError {
@@ -586,7 +639,9 @@ impl Tab {
         method: &'static str,
         form: Option<&[(String, String)]>,
         timeout: Duration,
+        commit: bool,
     ) -> Result<Settled, TransportError> {
+        self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
         let from = self.mark();
         match form {
@@ -628,7 +683,9 @@ impl Tab {
         phase: Phase,
         path: &str,
         timeout: Duration,
+        commit: bool,
     ) -> Result<Settled, TransportError> {
+        self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
         let from = self.mark();
         let element = self
@@ -644,7 +701,8 @@ impl Tab {
     /// The last step settled: what it left counted in flight (a request a
     /// reload cut short, whose end the browser does not report) is none.
     fn mark(&self) -> (usize, usize) {
-        self.watch.in_flight.store(0, Ordering::SeqCst);
+        self.watch.pending.lock().unwrap().clear();
+        *self.watch.first_redirect.lock().unwrap() = None;
         (
             self.watch.answers.lock().unwrap().len(),
             self.watch.redirects.load(Ordering::SeqCst),
@@ -676,11 +734,10 @@ impl Tab {
                 .and_then(|r| r.into_value::<String>().ok())
                 .is_some_and(|s| s == "complete");
             // Quiet: the document complete, nothing in flight and the
-            // network still a moment; or, should a request's end go
-            // unreported, the network still for a second.
-            let still = self.watch.quiet_for();
-            let idle = (self.watch.in_flight.load(Ordering::SeqCst) <= 0 && still >= QUIET)
-                || still >= STILL;
+            // network still a moment. A slow answer is waited for, up to
+            // the step's timeout.
+            let idle =
+                self.watch.pending.lock().unwrap().is_empty() && self.watch.quiet_for() >= QUIET;
             if complete && idle {
                 quiet += 1;
             } else {
@@ -714,7 +771,13 @@ impl Tab {
         Ok(Settled {
             page: Fetched {
                 address,
-                first_redirect: None,
+                first_redirect: self
+                    .watch
+                    .first_redirect
+                    .lock()
+                    .unwrap()
+                    .as_deref()
+                    .and_then(|u| Url::parse(u).ok()),
                 url,
                 body,
                 method: "GET",

@@ -276,7 +276,7 @@ pub enum PortalError {
     /// A step the run needs is a control that runs a script of the page
     /// and leads nowhere in HTML: only a browser can press it.
     #[error(
-        "the button '{control}' on the {page} page runs a script of the page (no form, no address, no dialog in the page): the HTTP engine does not run scripts"
+        "the button '{control}' on the {page} page runs a script of the page (no form, no address, no dialog in the page): the HTTP engine does not run scripts; run with --engine browser (see the README's two engines)"
     )]
     NeedsScript { page: &'static str, control: String },
     /// A page of this session showed the password of the `Confirmer` whose
@@ -371,6 +371,11 @@ pub(crate) fn problem(page: &'static str, p: Problem) -> PortalError {
 }
 
 const MAX_SESSION_ATTEMPTS: usize = 4;
+/// Whether `--engine auto` moves a run to the browser by itself. Not yet:
+/// while the browser runs, its DevTools port is open to every local user
+/// (chromiumoxide speaks to it over a WebSocket, not a pipe), so the
+/// browser is used only when the operator asks for it (`--engine browser`).
+const AUTO_MOVES_TO_THE_BROWSER: bool = false;
 /// The shortest wait for a busy browser before asking whether to open one more.
 const MIN_PATIENCE: Duration = Duration::from_millis(10);
 /// How long after a 429 no session is opened: the portal's own limit is
@@ -1023,7 +1028,8 @@ impl Browser {
     /// browser: this session starts again in it (a new login), and so do
     /// the sessions opened from now on. Whether it did.
     fn move_to_the_browser(&mut self, e: &PortalError) -> bool {
-        if !matches!(e, PortalError::NeedsScript { .. })
+        if !AUTO_MOVES_TO_THE_BROWSER
+            || !matches!(e, PortalError::NeedsScript { .. })
             || self.shared.engine_choice != EngineChoice::Auto
             || self.transport.runs_scripts()
         {
@@ -1474,6 +1480,21 @@ impl Browser {
                 .map(|settled| (settled.page, settled.answers)),
         };
         let (fetched, script_answers) = match sent {
+            // A script control pressed, and no request left the browser:
+            // nothing was confirmed (interrupted while it waited its turn,
+            // or a page that did nothing).
+            Ok(_) if self.transport.sent() == before => {
+                return Err(ResetError::NotDone(
+                    if self.shared.interruptions.reads.is_cancelled() {
+                        PortalError::Transport(TransportError::Interrupted)
+                    } else {
+                        PortalError::Contract {
+                            page: "confirmation",
+                            what: "pressing Confirmer sent nothing to the portal".into(),
+                        }
+                    },
+                ));
+            }
             Ok(answered) => answered,
             Err(e) if self.transport.sent() == before => {
                 // Nothing went out (interrupted while waiting its turn).

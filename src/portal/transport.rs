@@ -539,7 +539,7 @@ impl Transport {
                 self.throttle.clone(),
                 self.origin.clone(),
                 self.sent.clone(),
-                self.interruptions.reads.clone(),
+                self.interruptions.clone(),
             )
         })
         .await
@@ -567,7 +567,7 @@ impl Transport {
         let settled = tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(TransportError::Interrupted),
-            settled = tab.click(phase, path, timeout) => settled,
+            settled = tab.click(phase, path, timeout, commit) => settled,
         };
         if settled.is_ok() {
             self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
@@ -598,14 +598,22 @@ impl Transport {
     /// One step of the browser: loads a page or sends a form as the page
     /// would, with the pauses a 429 asks for; the browser follows redirects
     /// (each request through the throttle).
-    async fn in_browser_once(&self, phase: Phase, req: &Req) -> Result<Fetched, TransportError> {
+    async fn in_browser_once(
+        &self,
+        phase: Phase,
+        req: &Req,
+        commit: bool,
+    ) -> Result<Fetched, TransportError> {
         let _asked = self.browser_step();
         let tab = self.tab().await?;
         let timeout = self.engine_timeout();
         for _ in 0..MAX_PAUSES {
             let settled = match req {
-                Req::Get(url) => tab.load(phase, url, "GET", None, timeout).await?,
-                Req::Post(url, pairs) => tab.load(phase, url, "POST", Some(pairs), timeout).await?,
+                Req::Get(url) => tab.load(phase, url, "GET", None, timeout, commit).await?,
+                Req::Post(url, pairs) => {
+                    tab.load(phase, url, "POST", Some(pairs), timeout, commit)
+                        .await?
+                }
             };
             self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
             let page = settled.page;
@@ -680,7 +688,8 @@ impl Transport {
             Retry::FirstHopOnce => &self.interruptions.confirmations,
         };
         if self.runs_scripts() {
-            let once = || self.in_browser_once(phase, &req);
+            let commit = retry == Retry::FirstHopOnce;
+            let once = || self.in_browser_once(phase, &req, commit);
             let stepped = async {
                 match retry {
                     Retry::FirstHopOnce => once().await,
