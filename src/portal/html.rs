@@ -475,22 +475,14 @@ fn opened_ids(doc: &Html) -> std::collections::HashSet<String> {
             }) {
                 return None;
             }
-            [
-                "data-target",
-                "data-bs-target",
-                "aria-controls",
-                "popovertarget",
-                "commandfor",
-            ]
-            .iter()
-            .find_map(|a| c.attr(a))
-            // A link to a part of the page opens it only when it says
-            // it toggles something (a skip link does not).
-            .or_else(|| {
-                c.attr("href")
-                    .filter(|h| h.trim().starts_with('#') && toggle.is_some())
-            })
-            .map(|id| id.trim().trim_start_matches('#').to_string())
+            target_of(c)
+                // A link to a part of the page opens it only when it says
+                // it toggles something (a skip link does not).
+                .or_else(|| {
+                    c.attr("href")
+                        .filter(|h| h.trim().starts_with('#') && toggle.is_some())
+                })
+                .map(|id| id.trim().trim_start_matches('#').to_string())
         })
         .filter(|id| !id.is_empty())
         .collect()
@@ -588,24 +580,30 @@ pub fn need_control(doc: &Html, base: &Url, want: Want) -> Result<Opens, Missing
     Err(missing(doc, want))
 }
 
+/// The attributes by which a control names the element it opens.
+const TARGETS: [&str; 5] = [
+    "data-target",
+    "data-bs-target",
+    "aria-controls",
+    "popovertarget",
+    "commandfor",
+];
+
+/// The element id (or `#id`) a control names as the one it opens.
+fn target_of<'a>(control: ElementRef<'a>) -> Option<&'a str> {
+    TARGETS.iter().find_map(|a| control.value().attr(a))
+}
+
 /// The element of the page a control shows, by the id it names.
 fn opened_element<'a>(doc: &'a Html, control: ElementRef<'a>) -> Option<ElementRef<'a>> {
-    let id = [
-        "data-target",
-        "data-bs-target",
-        "aria-controls",
-        "popovertarget",
-        "commandfor",
-    ]
-    .iter()
-    .find_map(|a| control.attr(a))
-    .or_else(|| {
-        control
-            .attr("href")
-            .filter(|h| h.trim().starts_with('#') && h.trim().len() > 1)
-    })?
-    .trim()
-    .trim_start_matches('#');
+    let id = target_of(control)
+        .or_else(|| {
+            control
+                .attr("href")
+                .filter(|h| h.trim().starts_with('#') && h.trim().len() > 1)
+        })?
+        .trim()
+        .trim_start_matches('#');
     doc.select(&ALL_ELEMENTS).find(|e| e.attr("id") == Some(id))
 }
 
