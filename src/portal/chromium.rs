@@ -375,92 +375,66 @@ impl Chromium {
             }));
         }
         // Requests in flight, and the answers to the page's own requests.
-        let mut sent = page
-            .event_listener::<EventRequestWillBeSent>()
-            .await
-            .map_err(protocol)?;
-        {
-            let watch = watch.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(e) = sent.next().await {
-                    watch.stirred();
-                    let document = e.r#type == Some(ResourceType::Document);
-                    let mut pending = watch.pending.lock().unwrap();
-                    // A redirect reuses the request: it is still one in flight.
-                    if e.redirect_response.is_some() {
-                        if document {
-                            watch.redirects.fetch_add(1, Ordering::SeqCst);
-                            watch
-                                .first_redirect
-                                .lock()
-                                .unwrap()
-                                .get_or_insert_with(|| e.request.url.clone());
-                        }
-                        continue;
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventRequestWillBeSent| {
+                let document = e.r#type == Some(ResourceType::Document);
+                let mut pending = watch.pending.lock().unwrap();
+                // A redirect reuses the request: it is still one in flight.
+                if e.redirect_response.is_some() {
+                    if document {
+                        watch.redirects.fetch_add(1, Ordering::SeqCst);
+                        watch
+                            .first_redirect
+                            .lock()
+                            .unwrap()
+                            .get_or_insert_with(|| e.request.url.clone());
                     }
-                    if document
-                        && e.frame_id.is_some()
-                        && e.loader_id.inner() == e.request_id.inner()
-                    {
-                        pending.clear();
-                    }
-                    pending.insert(e.request_id.inner().clone());
+                    return;
                 }
-            }));
-        }
-        let mut finished = page
-            .event_listener::<EventLoadingFinished>()
+                // A new document: the requests of the one it replaces end.
+                if document && e.loader_id.inner() == e.request_id.inner() {
+                    pending.clear();
+                }
+                pending.insert(e.request_id.inner().clone());
+            })
             .await
-            .map_err(protocol)?;
-        {
-            let watch = watch.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(e) = finished.next().await {
-                    watch.stirred();
-                    watch.pending.lock().unwrap().remove(e.request_id.inner());
-                }
-            }));
-        }
-        let mut failed = page
-            .event_listener::<EventLoadingFailed>()
+            .map_err(protocol)?,
+        );
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventLoadingFinished| {
+                watch.pending.lock().unwrap().remove(e.request_id.inner());
+            })
             .await
-            .map_err(protocol)?;
-        {
-            let watch = watch.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(e) = failed.next().await {
-                    watch.stirred();
-                    watch.pending.lock().unwrap().remove(e.request_id.inner());
-                }
-            }));
-        }
-        let mut answered = page
-            .event_listener::<EventResponseReceived>()
+            .map_err(protocol)?,
+        );
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventLoadingFailed| {
+                watch.pending.lock().unwrap().remove(e.request_id.inner());
+            })
             .await
-            .map_err(protocol)?;
-        {
-            let watch = watch.clone();
-            tasks.push(tokio::spawn(async move {
-                while let Some(e) = answered.next().await {
-                    watch.stirred();
-                    let kind = match e.r#type {
-                        ResourceType::Document => Answered::Document,
-                        ResourceType::Xhr | ResourceType::Fetch => Answered::Script,
-                        _ => continue,
-                    };
-                    let retry_after = e.response.headers.inner().as_object().and_then(|h| {
-                        h.iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                            .and_then(|(_, v)| v.as_str()?.trim().parse::<u64>().ok())
-                    });
-                    watch.answers.lock().unwrap().push(Answer {
-                        kind,
-                        status: e.response.status as u16,
-                        retry_after,
-                    });
-                }
-            }));
-        }
+            .map_err(protocol)?,
+        );
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventResponseReceived| {
+                let kind = match e.r#type {
+                    ResourceType::Document => Answered::Document,
+                    ResourceType::Xhr | ResourceType::Fetch => Answered::Script,
+                    _ => return,
+                };
+                let retry_after = e.response.headers.inner().as_object().and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                        .and_then(|(_, v)| v.as_str()?.trim().parse::<u64>().ok())
+                });
+                watch.answers.lock().unwrap().push(Answer {
+                    kind,
+                    status: e.response.status as u16,
+                    retry_after,
+                });
+            })
+            .await
+            .map_err(protocol)?,
+        );
         Ok(Tab { page, watch, tasks })
     }
 }
@@ -485,6 +459,26 @@ impl Drop for Chromium {
             let _ = profile.keep();
         }
     }
+}
+
+/// A task that hands each event `E` of `page` to `on`, the network marked
+/// as stirring first.
+async fn follow<E>(
+    page: &Page,
+    watch: &Arc<Watch>,
+    on: impl Fn(&Watch, &E) + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, chromiumoxide::error::CdpError>
+where
+    E: chromiumoxide::cdp::IntoEventKind + Unpin + Send + Sync + 'static,
+{
+    let mut events = page.event_listener::<E>().await?;
+    let watch = watch.clone();
+    Ok(tokio::spawn(async move {
+        while let Some(e) = events.next().await {
+            watch.stirred();
+            on(&watch, &e);
+        }
+    }))
 }
 
 /// What a request paused in the `Fetch` domain may do: go on after its turn

@@ -468,6 +468,17 @@ impl Throttle {
         }
     }
 
+    /// The portal answered 429 (to either engine): every request pauses
+    /// `wait` seconds, and no session opens for a while.
+    fn slowed_down(&self, wait: u64) {
+        self.stats.too_many_requests.fetch_add(1, Ordering::Relaxed);
+        let d = &self.demand;
+        d.last_429_us
+            .fetch_max(d.now_us().max(1), Ordering::Relaxed);
+        tracing::warn!("the portal asked to slow down: pausing every request for {wait} s");
+        self.pause(Duration::from_secs(wait));
+    }
+
     fn pause(&self, retry_after: Duration) {
         let until = Instant::now() + retry_after.min(LONGEST_PAUSE);
         let mut p = self.paused_until.lock().unwrap();
@@ -632,22 +643,11 @@ impl Transport {
                     .rev()
                     .find_map(|a| a.retry_after)
                     .unwrap_or(1);
-                self.throttle
-                    .stats
-                    .too_many_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("the portal asked to slow down: pausing every request for {wait} s");
-                self.throttle.pause(Duration::from_secs(wait));
+                self.throttle.slowed_down(wait);
                 continue;
             }
-            if status.is_server_error() {
-                return Err(TransportError::Transient(status.to_string()));
-            }
-            if status == StatusCode::FORBIDDEN {
-                return Err(TransportError::Forbidden);
-            }
-            if !status.is_success() {
-                return Err(TransportError::Status(status, req.path()));
+            if let Some(e) = refusal(status, req) {
+                return Err(e);
             }
             return Ok(Fetched {
                 method: req.method(),
@@ -861,21 +861,13 @@ impl Transport {
                 sent_at.elapsed().as_millis()
             );
             if status == StatusCode::TOO_MANY_REQUESTS {
-                throttle
-                    .stats
-                    .too_many_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                let d = &throttle.demand;
-                d.last_429_us
-                    .fetch_max(d.now_us().max(1), Ordering::Relaxed);
                 let wait = response
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .unwrap_or(1);
-                tracing::warn!("the portal asked to slow down: pausing every request for {wait} s");
-                throttle.pause(Duration::from_secs(wait));
+                throttle.slowed_down(wait);
                 continue;
             }
             let url = response.url().clone();
@@ -890,14 +882,8 @@ impl Transport {
                 response.bytes().await.map_err(classify)?;
                 return Ok(Answer::Redirect(to));
             }
-            if status.is_server_error() {
-                return Err(TransportError::Transient(status.to_string()));
-            }
-            if status == StatusCode::FORBIDDEN {
-                return Err(TransportError::Forbidden);
-            }
-            if !status.is_success() {
-                return Err(TransportError::Status(status, req.path()));
+            if let Some(e) = refusal(status, req) {
+                return Err(e);
             }
             let content_type = response
                 .headers()
@@ -920,6 +906,21 @@ impl Transport {
             })));
         }
         Err(TransportError::RateLimited(MAX_PAUSES))
+    }
+}
+
+/// What an answer that is no page and no redirect means, by its status
+/// (both engines): a 5xx is transient, a 403 a refused form token, any
+/// other failure an answer read.
+fn refusal(status: StatusCode, req: &Req) -> Option<TransportError> {
+    if status.is_server_error() {
+        Some(TransportError::Transient(status.to_string()))
+    } else if status == StatusCode::FORBIDDEN {
+        Some(TransportError::Forbidden)
+    } else if !status.is_success() {
+        Some(TransportError::Status(status, req.path()))
+    } else {
+        None
     }
 }
 

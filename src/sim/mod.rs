@@ -499,6 +499,17 @@ impl Shared {
         )
     }
 
+    /// The truth file could not take a reset: the portal fails as a
+    /// server would.
+    fn cannot_commit(&self, e: std::io::Error) -> Response<Body> {
+        eprintln!("sim: cannot write the truth file: {e}");
+        html(
+            self.cfg.variant,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            pages::message(self.cfg.variant, "Erreur", "Erreur interne."),
+        )
+    }
+
     fn not_found(&self) -> Response<Body> {
         html(
             self.cfg.variant,
@@ -1014,12 +1025,7 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
                 return sh.refused();
             }
             if let Err(e) = sh.commit_reset(&sid, i) {
-                eprintln!("sim: cannot write the truth file: {e}");
-                return html(
-                    v,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    pages::message(v, "Erreur", "Erreur interne."),
-                );
+                return sh.cannot_commit(e);
             }
             // The script writes the password itself: no notification waits.
             let password = {
@@ -1040,12 +1046,7 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
                 return sh.refused();
             }
             if let Err(e) = sh.commit_reset(&sid, i) {
-                eprintln!("sim: cannot write the truth file: {e}");
-                return html(
-                    v,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    pages::message(v, "Erreur", "Erreur interne."),
-                );
+                return sh.cannot_commit(e);
             }
             if sh.roll(sh.cfg.drop_rate) {
                 sh.counters.lock().unwrap().dropped_confirmations += 1;
