@@ -6,6 +6,8 @@
 //!
 //! cargo bench --bench throughput                      # the table of BENCHMARKS.md
 //! cargo bench --bench throughput -- --sizes 100,1000  # fewer sizes
+//! cargo bench --bench throughput -- --repeat 10      # the small run, ten times at 20 ms
+//!                                                     # and three at 200 ms: the spread
 //! SIP_ROTATE_BENCH_RUN=/path/to/older/sip-rotate cargo bench --bench throughput
 //!                                   # the runs made by another build (before/after)
 //!
@@ -68,6 +70,12 @@ fn main() {
         .position(|a| a == "--baseline")
         .map(|i| args[i + 1].parse().unwrap())
         .unwrap_or(50);
+
+    if let Some(i) = args.iter().position(|a| a == "--repeat") {
+        let times: usize = args[i + 1].parse().expect("--repeat N");
+        repeated(times);
+        return;
+    }
 
     let mut rows = Vec::new();
     // A small run on a portal faster than the rate: one or two sessions
@@ -140,6 +148,57 @@ fn main() {
         sequential.elapsed.as_secs_f64() / sequential.licences as f64,
         sequential.elapsed.as_secs_f64() / sequential.licences as f64 * 1000.0
     );
+}
+
+/// The small run repeated: `times` runs on a 20 ms portal and three on a
+/// 200 ms one, each 60 licences at `--rate 20 --concurrency 8`; the spread
+/// of the rate used (over the whole process), logins, requests a licence.
+fn repeated(times: usize) {
+    for (latency_ms, times) in [(20, times), (200, 3)] {
+        let scenario = Scenario {
+            name: "small",
+            licences: 60,
+            licences_per_client: 20,
+            latency_ms,
+            rate: 20.0,
+            concurrency: 8,
+            overlapped: false,
+        };
+        let rows: Vec<Row> = (0..times).map(|_| run(&scenario)).collect();
+        let mut fractions: Vec<f64> = rows
+            .iter()
+            .map(|r| r.requests as f64 / r.elapsed.as_secs_f64() / r.rate)
+            .collect();
+        let mut logins: Vec<u64> = rows.iter().map(|r| r.logins).collect();
+        let mut per_licence: Vec<f64> = rows
+            .iter()
+            .map(|r| r.requests as f64 / r.licences as f64)
+            .collect();
+        fractions.sort_by(f64::total_cmp);
+        logins.sort();
+        per_licence.sort_by(f64::total_cmp);
+        let each: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:.2}",
+                    r.requests as f64 / r.elapsed.as_secs_f64() / r.rate
+                )
+            })
+            .collect();
+        println!(
+            "| {latency_ms} ms | {times} | {:.2} / {:.2} / {:.2} | {} / {} / {} | {:.2} / {:.2} | {} |",
+            fractions[0],
+            fractions[times / 2],
+            fractions[times - 1],
+            logins[0],
+            logins[times / 2],
+            logins[times - 1],
+            per_licence[0],
+            per_licence[times - 1],
+            each.join(" ")
+        );
+    }
 }
 
 struct Sim {

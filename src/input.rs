@@ -120,7 +120,7 @@ fn column_of(header: &str) -> Option<Column> {
         "accountcode" => Column::AccountCode,
         "confirmations" => Column::Confirmations,
         "name" | "nom" | "etat" | "état" | "state" => Column::Informative,
-        "line" | "requests" | "session" | "detail" => Column::ReportOnly,
+        "line" | "requests" | "session" | "engine" | "detail" => Column::ReportOnly,
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@
 //! the last success when this run was not one.
 
 use crate::files;
+use crate::portal::EngineRan;
 use crate::report::{Origin, ReportRow, Status};
 use crate::rotation::Requests;
 use std::collections::BTreeMap;
@@ -234,6 +235,20 @@ pub fn render(run: &RunMetrics, before: &BTreeMap<String, f64>) -> String {
         &one(run.requests.sessions as f64),
     );
     family(
+        "sip_rotate_last_run_engine",
+        "gauge",
+        "The engine that performed the last run's steps (1 for the one that ran).",
+        &[EngineRan::Http, EngineRan::Browser]
+            .iter()
+            .map(|&e| {
+                (
+                    format!("{{engine=\"{}\"}}", e.name()),
+                    f64::from(u8::from(run.requests.engine == e)),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
         "sip_rotate_runs_total",
         "counter",
         "Runs, by exit code.",
@@ -325,7 +340,7 @@ mod tests {
             uncounted_earlier: 0,
             requests: Requests {
                 login: 4,
-                browser: false,
+                engine: crate::portal::EngineRan::Http,
                 ..Default::default()
             },
         }

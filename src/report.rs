@@ -68,7 +68,7 @@ pub enum Origin {
     EarlierRun,
 }
 
-pub const REPORT_HEADER: [&str; 12] = [
+pub const REPORT_HEADER: [&str; 13] = [
     "line",
     "client_ref",
     "service_ref",
@@ -80,6 +80,7 @@ pub const REPORT_HEADER: [&str; 12] = [
     "confirmations",
     "requests",
     "session",
+    "engine",
     "detail",
 ];
 
@@ -168,6 +169,7 @@ pub fn is_report(path: &Path) -> bool {
 pub fn write(
     path: &Path,
     rows: &[ReportRow],
+    engine: crate::portal::EngineRan,
     replace: bool,
     dialect: Dialect,
 ) -> std::io::Result<PathBuf> {
@@ -190,6 +192,11 @@ pub fn write(
                 &r.confirmations.to_string(),
                 &r.requests.to_string(),
                 &r.session.map(|n| n.to_string()).unwrap_or_default(),
+                // The engine of this run; an earlier run's row says none.
+                match r.origin {
+                    Origin::ThisRun => engine.name(),
+                    Origin::EarlierRun => "",
+                },
                 // Portal text may stand in it: through the one scrubber.
                 &crate::scrub::message(&r.detail),
             ],

@@ -111,18 +111,24 @@ fn every_shape_when_sessions_expire() {
 /// Processes of a browser whose profile is under `tmp` (its folder is on
 /// their command line).
 fn browsers_running(tmp: &std::path::Path) -> usize {
+    browser_command_lines(tmp).len()
+}
+
+/// The command lines (arguments joined by spaces) of those processes.
+fn browser_command_lines(tmp: &std::path::Path) -> Vec<String> {
     let tmp = tmp.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|cmd| String::from_utf8_lossy(cmd).contains(&tmp))
-        .count()
+        .map(|cmd| String::from_utf8_lossy(&cmd).replace('\0', " "))
+        .filter(|cmd| cmd.contains(&tmp))
+        .collect()
 }
 
 /// Runs `check` then `run` on a portal whose reset is driven by script,
 /// with a TMPDIR of its own; fails if a browser outlived them or anything
 /// is left in that TMPDIR.
-fn scripted_run(more: &[&str]) {
+fn scripted_run(more: &[&str], more_of_run: &[&str]) {
     let mut args = vec!["--shape", "scripted"];
     args.extend_from_slice(more);
     let Setup {
@@ -135,43 +141,60 @@ fn scripted_run(more: &[&str]) {
     std::fs::create_dir(&tmp).unwrap();
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    // Unchanged commands (no engine flag) find that the step needs a
+    // script, and go on in the browser; `more` may name the engine.
     let out = Command::new(bin())
         .arg("check")
         .arg("--input")
         .arg(&input)
         .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .env("MYOPENIP_PASSWORD", PASSWORD)
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
-    // With the HTTP engine (and auto, for now), the step is named.
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("SCRIPT"), "{text}");
-    let out = Command::new(bin())
-        .arg("check")
-        .arg("--input")
-        .arg(&input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .args(["--engine", "browser"])
+        .args(more_of_run)
         .env("MYOPENIP_PASSWORD", PASSWORD)
         .env("TMPDIR", &tmp)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}{said}");
     assert!(text.contains("runs a script of the page"), "{text}");
+    assert!(said.contains("walked with the browser engine"), "{said}");
     assert!(sim.resets().is_empty(), "check confirmed");
     let output = dir.path().join("out.age");
     let report = dir.path().join("report.csv");
-    let stderr = exits_with(
-        run_cmd(&sim, &input, &output, &public)
-            .args(["--yes", "--rate", "100", "--engine", "browser", "--report"])
-            .arg(&report)
-            .env("TMPDIR", &tmp),
-        0,
-    );
+    let mut run = run_cmd(&sim, &input, &output, &public);
+    run.args(["--yes", "--rate", "100", "--report"])
+        .arg(&report)
+        .args(more_of_run)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = run.spawn().unwrap();
+    // While it runs: the browser speaks DevTools over pipes, never a port
+    // another local user could reach.
+    let mut seen = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        seen.extend(browser_command_lines(&tmp));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The browser's own process (its helpers carry a --type).
+    let main: Vec<&String> = seen
+        .iter()
+        .filter(|c| c.contains("--user-data-dir") && !c.contains("--type="))
+        .collect();
+    assert!(!main.is_empty(), "no browser seen running: {seen:?}");
+    for cmd in main {
+        assert!(cmd.contains("--remote-debugging-pipe"), "{cmd}");
+        assert!(!cmd.contains("--remote-debugging-port"), "{cmd}");
+    }
     assert!(stderr.contains("in the browser"), "{stderr}");
+    let reported = parse_csv(&std::fs::read(&report).unwrap());
+    assert!(
+        reported.iter().all(|r| r["engine"] == "browser"),
+        "{reported:?}"
+    );
     let truth = sim.resets();
     let mut per_licence: HashMap<&str, usize> = HashMap::new();
     for t in &truth {
@@ -179,7 +202,7 @@ fn scripted_run(more: &[&str]) {
     }
     assert_eq!(per_licence.len(), 16, "{stderr}");
     let expiring = more.contains(&"--expire-after");
-    for row in parse_csv(&std::fs::read(&report).unwrap()) {
+    for row in reported {
         let commits = per_licence[row["licence"].as_str()];
         let counted: usize = row["confirmations"].parse().unwrap();
         if expiring {
@@ -214,7 +237,7 @@ fn a_reset_driven_by_script_runs_in_the_browser_and_leaves_nothing_behind() {
     if !have("chromium") {
         return;
     }
-    scripted_run(&[]);
+    scripted_run(&[], &[]);
 }
 
 #[test]
@@ -222,7 +245,10 @@ fn a_reset_driven_by_script_when_sessions_expire() {
     if !have("chromium") {
         return;
     }
-    scripted_run(&["--variant", "1", "--expire-after", "9"]);
+    scripted_run(
+        &["--variant", "1", "--expire-after", "9"],
+        &["--engine", "browser"],
+    );
 }
 
 #[test]
@@ -238,6 +264,18 @@ fn the_http_engine_names_the_step_that_needs_a_script_and_a_plain_portal_starts_
         2,
     );
     assert!(stderr.contains("runs a script of the page"), "{stderr}");
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--input")
+        .arg(&input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .args(["--engine", "http"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("SCRIPT"), "{text}");
     assert!(sim.resets().is_empty());
     // A portal that needs no script: no browser, whatever --engine auto could do.
     let Setup {
@@ -269,16 +307,22 @@ fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
     } = Setup::new(&["--shape", "scripted"]);
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
-    let stderr = exits_with(
-        run_cmd(&sim, &input, &dir.path().join("out.age"), &public).args([
-            "--yes",
-            "--engine",
-            "browser",
-            "--browser",
-            "/nonexistent/chromium",
-        ]),
-        2,
-    );
-    assert!(stderr.contains("apt-get install chromium"), "{stderr}");
-    assert!(sim.resets().is_empty());
+    for engine in ["auto", "browser"] {
+        let stderr = exits_with(
+            run_cmd(&sim, &input, &dir.path().join("out.age"), &public).args([
+                "--yes",
+                "--engine",
+                engine,
+                "--browser",
+                "/nonexistent/chromium",
+            ]),
+            2,
+        );
+        assert!(
+            stderr.contains("apt-get install chromium"),
+            "{engine}: {stderr}"
+        );
+        assert!(!stderr.contains("in the browser"), "{engine}: {stderr}");
+        assert!(sim.resets().is_empty());
+    }
 }

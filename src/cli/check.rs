@@ -11,7 +11,7 @@ use crate::input::{self, LicenceSelector};
 use crate::portal::html::Kind;
 use crate::portal::inspect::{self, Check, Found, Target};
 use crate::portal::labels::Labels;
-use crate::portal::{Portal, PortalError};
+use crate::portal::{EngineRan, Portal, PortalError};
 use crate::rotation::{Interruption, Requests};
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -213,6 +213,15 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 .filter(|c| matches!(c.found, Found::NeedsScript(_)))
                 .map(|c| c.key)
                 .collect();
+            match requests.engine {
+                EngineRan::Browser => logging::say(
+                    "walked with the browser engine: a step runs a script of the page (a run uses the browser too)",
+                ),
+                EngineRan::Http if scripted.is_empty() => logging::say(
+                    "walked with the HTTP engine: no step it reached needs a script (a run starts no browser)",
+                ),
+                EngineRan::Http => {}
+            }
             if missing.is_empty() {
                 logging::say("every label run, plan and status look for is there");
             } else if !scripted.is_empty() {
@@ -247,6 +256,7 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 "level": if missing.is_empty() { "INFO" } else { "WARN" },
                 "event": "summary",
                 "walked_to": walked_to,
+                "engine": requests.engine.name(),
                 "missing": missing.iter().map(|c| c.key).collect::<Vec<_>>(),
                 "requests": requests.total(),
             }));

@@ -7,6 +7,7 @@ use super::Exit;
 use super::args::LogFormat;
 use super::logging;
 use super::settings::View;
+use crate::portal::EngineRan;
 use crate::report::{ReportRow, Status};
 use crate::rotation::{
     Event, HeldIn, JournalFate, KeptBecause, LateProblem, Observer, Outcome, Plan, Question,
@@ -253,7 +254,10 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
             r.reset,
             r.sessions,
             if r.sessions == 1 { "" } else { "s" },
-            if r.browser { " in the browser" } else { "" },
+            match r.engine {
+                EngineRan::Browser => " in the browser",
+                EngineRan::Http => "",
+            },
             faults.iter().map(|f| format!(", {f}")).collect::<String>()
         ),
         format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)"),
@@ -516,7 +520,7 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
             "answered_429": o.requests.too_many,
             "retried": o.requests.retries,
             "sessions": o.requests.sessions,
-            "engine": o.requests.engine(),
+            "engine": o.requests.engine.name(),
         },
         "confirmations": o.confirmations,
         "input_report_left_out": {
@@ -647,7 +651,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
                     "login": plan.requests.login,
                     "resolve": plan.requests.resolve,
                     "sessions": plan.requests.sessions,
-                    "engine": plan.requests.engine(),
+                    "engine": plan.requests.engine.name(),
                 },
                 "elapsed_seconds": plan.elapsed.as_secs_f64(),
                 "stopped": plan.stopped.as_ref().map(stop_text),

@@ -99,6 +99,24 @@ pub enum EngineChoice {
     Browser,
 }
 
+/// The engine that performed a run's steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EngineRan {
+    #[default]
+    Http,
+    /// At least one session ran in the browser.
+    Browser,
+}
+
+impl EngineRan {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineRan::Http => "http",
+            EngineRan::Browser => "browser",
+        }
+    }
+}
+
 /// What cuts requests short. `reads` cancels every request that changes
 /// nothing on the portal (pages read, Détail, Réinitialiser, logins): they
 /// are dropped at once, waiting ones included. `confirmations` also cancels
@@ -371,11 +389,6 @@ pub(crate) fn problem(page: &'static str, p: Problem) -> PortalError {
 }
 
 const MAX_SESSION_ATTEMPTS: usize = 4;
-/// Whether `--engine auto` moves a run to the browser by itself. Not yet:
-/// while the browser runs, its DevTools port is open to every local user
-/// (chromiumoxide speaks to it over a WebSocket, not a pipe), so the
-/// browser is used only when the operator asks for it (`--engine browser`).
-const AUTO_MOVES_TO_THE_BROWSER: bool = false;
 /// The shortest wait for a busy browser before asking whether to open one more.
 const MIN_PATIENCE: Duration = Duration::from_millis(10);
 /// How long after a 429 no session is opened: the portal's own limit is
@@ -553,14 +566,6 @@ impl Portal {
     }
 
     /// Which engine ran: `http`, or `browser` once a session used it.
-    pub fn engine_used(&self) -> &'static str {
-        if self.shared.in_browser.load(Ordering::SeqCst) {
-            "browser"
-        } else {
-            "http"
-        }
-    }
-
     /// The words looked for on the portal's pages.
     pub fn labels(&self) -> &Labels {
         &self.shared.labels
@@ -1028,8 +1033,7 @@ impl Browser {
     /// browser: this session starts again in it (a new login), and so do
     /// the sessions opened from now on. Whether it did.
     fn move_to_the_browser(&mut self, e: &PortalError) -> bool {
-        if !AUTO_MOVES_TO_THE_BROWSER
-            || !matches!(e, PortalError::NeedsScript { .. })
+        if !matches!(e, PortalError::NeedsScript { .. })
             || self.shared.engine_choice != EngineChoice::Auto
             || self.transport.runs_scripts()
         {

@@ -183,6 +183,15 @@ impl Stats {
     pub fn requests(&self, phase: Phase) -> u64 {
         self.by_phase[phase as usize].load(Ordering::Relaxed)
     }
+    /// The engine that ran: the browser once one of its sessions started.
+    pub fn engine(&self) -> super::EngineRan {
+        if self.browser.load(Ordering::Relaxed) {
+            super::EngineRan::Browser
+        } else {
+            super::EngineRan::Http
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.by_phase
             .iter()
@@ -544,17 +553,20 @@ impl Transport {
         let Carrier::Browser { engine, tab } = &self.carrier else {
             unreachable!("asked of a browser session only")
         };
+        let tab = tab
+            .get_or_try_init(|| {
+                engine.session(
+                    self.throttle.clone(),
+                    self.origin.clone(),
+                    self.sent.clone(),
+                    self.interruptions.clone(),
+                )
+            })
+            .await
+            .map_err(|e| TransportError::Engine(e.to_string()))?;
+        // Only a browser that started counts as the engine that ran.
         self.throttle.stats.browser.store(true, Ordering::Relaxed);
-        tab.get_or_try_init(|| {
-            engine.session(
-                self.throttle.clone(),
-                self.origin.clone(),
-                self.sent.clone(),
-                self.interruptions.clone(),
-            )
-        })
-        .await
-        .map_err(|e| TransportError::Engine(e.to_string()))
+        Ok(tab)
     }
 
     /// Presses the control at `path` of the session's page (browser only),

@@ -373,16 +373,11 @@ pub struct Requests {
     pub sessions: u64,
     /// Requests per second from the first sent to the last (`None` under two).
     pub achieved_rate: Option<f64>,
-    /// Whether sessions ran in the browser (the browser engine).
-    pub browser: bool,
+    /// Which engine performed the steps.
+    pub engine: crate::portal::EngineRan,
 }
 
 impl Requests {
-    /// Which engine performed the steps.
-    pub fn engine(&self) -> &'static str {
-        if self.browser { "browser" } else { "http" }
-    }
-
     pub fn of(stats: &Stats) -> Requests {
         Requests {
             login: stats.requests(Phase::Login),
@@ -392,7 +387,7 @@ impl Requests {
             retries: stats.retries.load(Ordering::Relaxed),
             sessions: stats.sessions.load(Ordering::Relaxed),
             achieved_rate: stats.achieved_rate(),
-            browser: stats.browser.load(Ordering::Relaxed),
+            engine: stats.engine(),
         }
     }
 
@@ -1185,7 +1180,8 @@ impl Run<'_> {
         if let Some(file) = &self.settings.report {
             let mut all = rows.clone();
             all.extend(self.carried.iter().cloned());
-            match report::write(&file.path, &all, file.replace, file.dialect) {
+            let engine = self.portal.stats().engine();
+            match report::write(&file.path, &all, engine, file.replace, file.dialect) {
                 Ok(path) => report = Some(path),
                 Err(e) => problems.push(LateProblem::Report {
                     path: file.path.clone(),
@@ -1303,7 +1299,8 @@ pub async fn plan(
     let mut problems = Vec::new();
     let mut written = None;
     if let Some(file) = report {
-        match report::write(&file.path, &plan_rows, file.replace, file.dialect) {
+        let engine = portal.stats().engine();
+        match report::write(&file.path, &plan_rows, engine, file.replace, file.dialect) {
             Ok(path) => written = Some(path),
             Err(e) => problems.push(LateProblem::Report {
                 path: file.path.clone(),

@@ -17,8 +17,12 @@
 //!   cache, no crash reports; it runs in a process group of its own, which
 //!   is killed when the engine is dropped (and by the kernel if sip-rotate
 //!   dies first), then the profile is removed;
-//! - what the browser prints goes nowhere: its standard error is read for
-//!   the DevTools address, then drained unread.
+//! - no other local user can reach the browser: DevTools runs over pipes,
+//!   never a port (`pipe`);
+//! - what the browser prints goes nowhere: its standard error is drained
+//!   unread.
+
+mod pipe;
 
 use super::transport::{Fetched, Phase, Throttle, TransportError};
 use chromiumoxide::Page;
@@ -34,7 +38,6 @@ use chromiumoxide::cdp::browser_protocol::target::{
 };
 use chromiumoxide::handler::HandlerConfig;
 use futures::StreamExt;
-use std::io::BufRead;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -208,7 +211,6 @@ impl Chromium {
                 "--use-mock-keychain",
                 "--mute-audio",
                 "--hide-scrollbars",
-                "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
@@ -238,31 +240,22 @@ impl Chromium {
                 Ok(())
             });
         }
+        let pipes = pipe::Pipes::new().map_err(|e| start(format!("cannot open its pipes: {e}")))?;
+        pipes.give_to(&mut command);
         let mut child = command.spawn().map_err(|e| start(e.to_string()))?;
         STARTED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((child.id() as i32, profile.path().to_path_buf()));
         let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(at) = line.find("ws://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line[at..].trim().to_string());
-                }
-                // Everything else it says is drained unread.
-            }
-        });
+        // What it says is drained unread: never in our output or logs.
+        std::thread::spawn(move || std::io::copy(&mut { stderr }, &mut std::io::sink()));
         let kill = |child: std::process::Child| forget(child.id() as i32);
-        let ws = match tokio::time::timeout(timeout.max(Duration::from_secs(20)), rx).await {
-            Ok(Ok(ws)) => ws,
-            _ => {
+        let ws = match pipes.bridge().await {
+            Ok(ws) => ws,
+            Err(e) => {
                 kill(child);
-                return Err(start("it gave no DevTools address".into()));
+                return Err(start(format!("cannot reach its DevTools pipe: {e}")));
             }
         };
         let config = HandlerConfig {
@@ -282,6 +275,14 @@ impl Chromium {
             }
         };
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        // Its first answer says it started (a browser that cannot start
+        // closes the pipe, and this fails).
+        let ready = tokio::time::timeout(timeout.max(Duration::from_secs(20)), cdp.version());
+        if !matches!(ready.await, Ok(Ok(_))) {
+            handler.abort();
+            kill(child);
+            return Err(start("it gave no answer over DevTools".into()));
+        }
         Ok(Chromium {
             cdp,
             handler,
@@ -391,25 +392,24 @@ impl Chromium {
                     }
                     return;
                 }
-                // A new document: the requests of the one it replaces end.
-                if document && e.loader_id.inner() == e.request_id.inner() {
-                    pending.clear();
-                }
-                pending.insert(e.request_id.inner().clone());
+                let path = Url::parse(&e.request.url)
+                    .map(|u| u.path().to_string())
+                    .unwrap_or_default();
+                pending.started(e.request_id.inner(), e.loader_id.inner(), document, path);
             })
             .await
             .map_err(protocol)?,
         );
         tasks.push(
             follow(&page, &watch, |watch, e: &EventLoadingFinished| {
-                watch.pending.lock().unwrap().remove(e.request_id.inner());
+                watch.pending.lock().unwrap().ended(e.request_id.inner());
             })
             .await
             .map_err(protocol)?,
         );
         tasks.push(
             follow(&page, &watch, |watch, e: &EventLoadingFailed| {
-                watch.pending.lock().unwrap().remove(e.request_id.inner());
+                watch.pending.lock().unwrap().ended(e.request_id.inner());
             })
             .await
             .map_err(protocol)?,
@@ -570,12 +570,63 @@ impl Watch {
     }
 }
 
+/// The requests of a page in flight. Each kind of event comes through a
+/// listener of its own, so their order is not kept: a request may be seen
+/// to end before it is seen to start, or to start after the document that
+/// replaced its own (the browser cancels those without always saying so).
+#[derive(Default)]
+struct Pending {
+    /// By id: the loader (document) that made it, and its path (no query),
+    /// to name what a step waited for.
+    flying: std::collections::HashMap<String, (String, String)>,
+    /// Ended before they were seen to start.
+    ended_early: std::collections::HashSet<String>,
+    /// The loader of the latest document.
+    document: Option<String>,
+}
+
+impl Pending {
+    fn started(&mut self, id: &str, loader: &str, document: bool, path: String) {
+        if self.ended_early.remove(id) {
+            return;
+        }
+        if document && loader == id {
+            // A new document: the requests of the one it replaces end.
+            self.document = Some(loader.to_string());
+            self.flying.retain(|_, (l, _)| l == loader);
+        } else if self.document.as_deref().is_some_and(|d| d != loader) {
+            // Made by a document already replaced.
+            return;
+        }
+        self.flying
+            .insert(id.to_string(), (loader.to_string(), path));
+    }
+
+    fn ended(&mut self, id: &str) {
+        if self.flying.remove(id).is_none() {
+            self.ended_early.insert(id.to_string());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.flying.is_empty()
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.flying.values().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// A step begins: what the last one left is none of its business.
+    fn clear(&mut self) {
+        self.flying.clear();
+        self.ended_early.clear();
+    }
+}
+
 #[derive(Default)]
 struct Watch {
-    /// Requests sent and not yet finished or failed, by id. A new document
-    /// drops those of the one it replaces: the browser cancels them
-    /// without always saying so.
-    pending: Mutex<std::collections::HashSet<String>>,
+    /// Requests sent and not yet finished or failed.
+    pending: Mutex<Pending>,
     /// The phase the session's requests count in.
     phase: AtomicU8,
     /// Redirects the page's documents went through.
@@ -715,9 +766,16 @@ impl Tab {
         let mut quiet = 0;
         while quiet < QUIET_LOOKS {
             if tokio::time::Instant::now() > deadline {
-                return Err(TransportError::Transient(
-                    "the page did not settle in time".into(),
-                ));
+                let waited = self.watch.pending.lock().unwrap().paths();
+                let why = if waited.is_empty() {
+                    "the page did not settle in time".to_string()
+                } else {
+                    format!(
+                        "the page did not settle in time (waiting for {})",
+                        waited.join(", ")
+                    )
+                };
+                return Err(TransportError::Transient(why));
             }
             tokio::time::sleep(LOOK_EVERY).await;
             let complete = self
