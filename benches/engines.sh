@@ -7,6 +7,8 @@
 #
 # Defaults: 53 licences, 20 ms, --rate 20, --concurrency 8. Not a test:
 # nothing here is run by CI. Needs chromium (apt-get install chromium).
+# ONLY_BROWSER=1 measures the browser alone; SIP_ROTATE_BENCH_FLAGS adds
+# flags to the run (e.g. "--browser /path/to/wrapper").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SIP_ROTATE_BENCH_RUN:-target/release/sip-rotate}
@@ -70,7 +72,7 @@ measure() {
   start=$(date +%s.%N)
   MYOPENIP_PASSWORD=bench-pw XDG_STATE_HOME=$dir/state "$bin" run --input "$dir/in.csv" \
     --portal "$url/" --login bench -r "$key" -o "$dir/out.age" --yes --quiet \
-    --rate "$rate" --concurrency "$concurrency" --engine "$engine" --report "$dir/report.csv" \
+    --rate "$rate" --concurrency "$concurrency" --engine "$engine" ${SIP_ROTATE_BENCH_FLAGS:-} --report "$dir/report.csv" \
     >"$dir/run.out" 2>"$dir/run.err" &
   local run=$!
   while kill -0 "$run" 2>/dev/null; do
@@ -100,5 +102,5 @@ measure() {
 
 echo "| case | licences | resets | requests a licence | logins | elapsed | of --rate | peak PSS (tree) | CPU |"
 echo "|---|---|---|---|---|---|---|---|---|"
-measure "plain portal, http" "" auto
+if [ -z "${ONLY_BROWSER:-}" ]; then measure "plain portal, http" "" auto; fi
 measure "scripted portal, browser" scripted browser

@@ -43,22 +43,24 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat, work: Work)
                 // The terminal may be gone: nothing may be drawn on it.
                 logging::forget_terminal();
             }
-            // Stop first: whatever happens to the message, the run stops.
+            // The message first: once stopped, the command may end (and the
+            // process with it) before this task is polled again. A terminal
+            // that hung up was forgotten above, so saying it cannot block.
             match n {
                 1 => {
-                    interruption.stop.cancel();
                     say(match work {
                         Work::Resets => {
                             "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (press again to abandon it)"
                         }
                         Work::Reads => "stopping: waiting requests are dropped (nothing is reset)",
                     });
+                    interruption.stop.cancel();
                 }
                 2 => {
-                    interruption.abort.cancel();
                     say(
                         "abandoning the Confirmer requests in flight: their passwords will be unknown",
                     );
+                    interruption.abort.cancel();
                 }
                 _ => {
                     crate::portal::chromium::end_all();

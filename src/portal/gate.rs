@@ -37,6 +37,7 @@ use super::labels::Labels;
 use super::transport::{Fetched, Req, TransportError};
 use super::{PortalError, problem};
 use scraper::Html;
+use std::sync::Arc;
 
 /// Whether a press may commit a reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,9 +170,26 @@ impl Press {
         }
     }
 
-    /// What a press that may commit does, for the holder of a permit.
-    pub(super) fn commit(self, _permit: &CommitPermit) -> Action {
-        self.action
+    /// What a press that may commit does, for the holder of a permit: at
+    /// once, or, for a permit held by the canary, once the canary succeeded.
+    /// `Interrupted` when the canary failed or `cancel` came first: nothing
+    /// was pressed.
+    pub(super) async fn commit(
+        self,
+        permit: &CommitPermit,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<Action, TransportError> {
+        if let Some(canary) = &permit.after {
+            let mut state = canary.0.subscribe();
+            let decided = tokio::select! {
+                _ = cancel.cancelled() => return Err(TransportError::Interrupted),
+                decided = state.wait_for(|s| *s != CanaryState::Running) => decided,
+            };
+            if !decided.is_ok_and(|s| *s == CanaryState::Succeeded) {
+                return Err(TransportError::Interrupted);
+            }
+        }
+        Ok(self.action)
     }
 }
 
@@ -179,15 +197,55 @@ impl Press {
 /// one (`Journal::permit`), so a command without a journal cannot commit.
 #[derive(Debug, Clone)]
 pub struct CommitPermit {
-    _only_from_a_journal: (),
+    /// The canary these presses wait for, if any.
+    after: Option<Arc<Canary>>,
 }
 
 impl CommitPermit {
     /// The permit of a run whose journal is open and takes entries.
     pub(crate) fn journaled(_journal: &crate::vault::Journal) -> CommitPermit {
+        CommitPermit { after: None }
+    }
+
+    /// The same permit, whose presses wait until `canary` succeeded: the
+    /// resets after the canary walk up to their `Confirmer` while it runs,
+    /// and press it only then.
+    pub fn after(&self, canary: &Arc<Canary>) -> CommitPermit {
         CommitPermit {
-            _only_from_a_journal: (),
+            after: Some(canary.clone()),
         }
+    }
+}
+
+/// The canary's outcome, as the presses held for it see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryState {
+    Running,
+    Succeeded,
+    /// Failed, or the run stopped: the presses held are never made.
+    Failed,
+}
+
+/// The canary the other resets' presses wait for.
+#[derive(Debug)]
+pub struct Canary(tokio::sync::watch::Sender<CanaryState>);
+
+impl Canary {
+    pub fn running() -> Arc<Canary> {
+        Arc::new(Canary(tokio::sync::watch::Sender::new(
+            CanaryState::Running,
+        )))
+    }
+
+    /// Settles it, once: a later call changes nothing.
+    pub fn settle(&self, state: CanaryState) {
+        self.0.send_if_modified(|s| {
+            let first = *s == CanaryState::Running;
+            if first {
+                *s = state;
+            }
+            first
+        });
     }
 }
 
@@ -211,7 +269,9 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         TransportError::Transient(_) | TransportError::Interrupted | TransportError::Engine(_) => {
             Answer::NotReadable
         }
-        TransportError::ForeignOrigin { .. } => Answer::LeadsElsewhere,
+        TransportError::ForeignOrigin { .. } | TransportError::ForeignResource { .. } => {
+            Answer::LeadsElsewhere
+        }
         TransportError::Status(..)
         | TransportError::TooManyRedirects
         | TransportError::TooLarge(_)

@@ -326,6 +326,7 @@ impl PortalError {
                 | PortalError::PasswordShown { .. }
                 | PortalError::NeedsScript { .. }
                 | PortalError::Transport(TransportError::ForeignOrigin { .. })
+                | PortalError::Transport(TransportError::ForeignResource { .. })
                 | PortalError::Transport(TransportError::Engine(_))
         )
     }
@@ -394,6 +395,14 @@ const MIN_PATIENCE: Duration = Duration::from_millis(10);
 /// How long after a 429 no session is opened: the portal's own limit is
 /// below `--rate`, and the sessions open already reach it.
 const SLOWED_DOWN_MEMORY: Duration = Duration::from_secs(60);
+/// The most sessions the browser engine opens: two a core.
+fn browser_sessions_at_most() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How many periods of the rate the limiter must have held nothing back
+/// before one more session opens whatever a session's cycle says.
+const ROOM_PERIODS: u32 = 4;
 const MAX_PAGES: usize = 10_000;
 
 /// Where a table walk starts: a link, or a search form filled in the live session.
@@ -470,6 +479,8 @@ struct Pool {
     watched: bool,
     /// The portal's answers counted when the last browser was opened.
     answers_at_last_opening: u64,
+    /// When the last browser was opened.
+    last_opening: Option<std::time::Instant>,
 }
 
 /// The portal as a run sees it: a source of browsers, logged in as needed.
@@ -555,6 +566,7 @@ impl Portal {
                 waiting: Default::default(),
                 watched: false,
                 answers_at_last_opening: 0,
+                last_opening: None,
             }),
             watch_free: tokio::sync::Notify::new(),
         }
@@ -617,9 +629,10 @@ impl Portal {
                 _ = tokio::time::sleep(patience) => {}
             }
             if self.may_open_another(patience) {
-                // To the first in line, which may be this waiter.
-                let browser = self.open()?;
-                self.give_back(browser);
+                // It logs in on its own, then goes to the first in line:
+                // this waiter takes whichever browser is ready first, this
+                // one or one given back meanwhile.
+                self.open_in_background(self.open()?);
             }
         }
     }
@@ -635,31 +648,61 @@ impl Portal {
     }
 
     /// Whether one more browser is worth a login: fewer than `concurrency`
-    /// exist, the limiter held nothing back lately, the portal did not ask
-    /// to slow down in the last minute and answered since the last one was
-    /// opened, and a session's cycle says the rate needs more sessions than
-    /// are open. Reserves its place.
+    /// exist, the portal answered since the last one was opened and did not
+    /// ask to slow down (429) in the last minute, and the rate has room the
+    /// open ones leave unused. That is so when a session's cycle says the
+    /// rate needs more sessions than are open while the limiter holds
+    /// nothing back (the ramp), or, whatever the cycle says, when the
+    /// limiter has held nothing back for `ROOM_PERIODS` periods since the
+    /// last one was opened (an estimate a little short, time a session
+    /// spends between two licences, would otherwise leave the rate unused
+    /// for the whole run). A waiter asks only when every open browser is
+    /// busy. Reserves its place.
     fn may_open_another(&self, patience: Duration) -> bool {
         let throttle = &self.shared.throttle;
         let mut pool = self.pool.lock().unwrap();
         if pool.unborn == 0
-            || throttle.saturated(patience)
             || throttle.slowed_down_within(SLOWED_DOWN_MEMORY)
             || throttle.answers() <= pool.answers_at_last_opening
         {
             return false;
         }
-        // Sessions the rate keeps busy: one cycle over the time between two
-        // requests. A session still logging in counts, so that waiters do
-        // not open more than the rate can use while it does.
-        let needed =
-            (throttle.cycle().as_secs_f64() / throttle.period().as_secs_f64()).ceil() as usize;
-        if self.concurrency - pool.unborn >= needed.max(1) {
+        // A session still logging in counts as open, so that waiters do not
+        // open more than the rate can use while it does.
+        let open = self.concurrency - pool.unborn;
+        // A browser context costs a renderer (about 120 MiB) and CPU: past
+        // two a core, more only compete for the machine.
+        if self.shared.in_browser.load(Ordering::SeqCst) && open >= browser_sessions_at_most() {
+            return false;
+        }
+        let ramp = open < self.sessions_needed() && !throttle.saturated(patience);
+        let long_room = ROOM_PERIODS * throttle.period();
+        let unused = throttle.room_for() >= long_room
+            && pool.last_opening.is_none_or(|t| t.elapsed() >= long_room);
+        if !(ramp || unused) {
             return false;
         }
         pool.unborn -= 1;
         pool.answers_at_last_opening = throttle.answers();
+        pool.last_opening = Some(std::time::Instant::now());
         true
+    }
+
+    /// Sessions the rate keeps busy: one cycle over the time between two
+    /// requests (at least one).
+    fn sessions_needed(&self) -> usize {
+        let throttle = &self.shared.throttle;
+        ((throttle.cycle().as_secs_f64() / throttle.period().as_secs_f64()).ceil() as usize).max(1)
+    }
+
+    /// Logs `browser` in, then gives it to the first in line (or idle). A
+    /// login that fails here is tried again by its first lease.
+    fn open_in_background(self: &Arc<Self>, mut browser: Browser) {
+        let portal = self.clone();
+        tokio::spawn(async move {
+            let _ = browser.session().await;
+            portal.give_back(browser);
+        });
     }
 
     /// A new browser, its place in the pool already reserved.
@@ -1442,6 +1485,11 @@ impl Browser {
     ) -> Result<NewPassword, ResetError> {
         let l = &self.shared.labels;
         let (accountcode, confirm) = self.prepare(licence, sda, already).await?;
+        // Held here while the canary runs; never pressed if it failed.
+        let action = confirm
+            .commit(permit, &self.shared.interruptions.reads)
+            .await
+            .map_err(|e| ResetError::NotDone(e.into()))?;
         // From here on the password may have changed: no failure is "not
         // done", unless nothing was sent or the portal did not take it
         // (the gate's rule).
@@ -1471,7 +1519,7 @@ impl Browser {
                 },
             }
         };
-        let sent = match confirm.commit(permit) {
+        let sent = match action {
             Action::Send(req) => self
                 .transport
                 .fetch(Phase::Reset, req, Retry::FirstHopOnce)

@@ -138,6 +138,28 @@ pub enum TransportError {
         "the portal's page leads to {to}, outside the portal's own address {origin}: refused, nothing was sent there"
     )]
     ForeignOrigin { to: String, origin: String },
+    /// The browser refused a request of the page to another origin: a
+    /// script or a style may be let through (`--allow-origin`), nothing else.
+    #[error("{}", foreign_resource(to, kind, allowable))]
+    ForeignResource {
+        /// Its origin and path (no query).
+        to: String,
+        /// What the browser asked it for (Script, Stylesheet, XHR, …).
+        kind: String,
+        /// A script or a style, which `--allow-origin` may let through.
+        allowable: Option<String>,
+    },
+}
+
+fn foreign_resource(to: &str, kind: &str, allowable: &Option<String>) -> String {
+    match allowable {
+        Some(origin) => format!(
+            "the portal's page loads {to} ({kind}) from another origin: refused; if that is the portal's own (a CDN), let its scripts and styles through with --allow-origin {origin}"
+        ),
+        None => format!(
+            "the portal's page asks {to} ({kind}), outside the portal's own origin: refused, nothing was sent there"
+        ),
+    }
 }
 
 impl TransportError {
@@ -383,6 +405,17 @@ impl Throttle {
         }
         let last = d.last_held_us.load(Ordering::Relaxed);
         last > 0 && d.now_us() <= last + window.as_micros() as u64
+    }
+
+    /// How long the limiter has held nothing back (nor the portal failed a
+    /// request worth a retry): since this throttle was made if never.
+    pub fn room_for(&self) -> Duration {
+        let d = &self.demand;
+        if d.held.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = d.last_held_us.load(Ordering::Relaxed);
+        Duration::from_micros(d.now_us().saturating_sub(last))
     }
 
     /// How long a session takes from one request to its next: on average

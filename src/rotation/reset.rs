@@ -5,7 +5,7 @@
 
 use super::resolve::Target;
 use super::{Event, Guard, Observer, StopReason, Stranded};
-use crate::portal::gate::CommitPermit;
+use crate::portal::gate::{Canary, CanaryState, CommitPermit};
 use crate::portal::{
     AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
     TransportError,
@@ -89,16 +89,22 @@ pub(super) struct Resets {
 
 /// Second phase: resets every target of the queue, the canary first. A
 /// reason to stop cancels `stop`, which also stops resolution.
+///
+/// The canary's licences (the first resolved) are reset alone, by one
+/// worker. Meanwhile the other workers walk their licences up to
+/// `Confirmer` and wait there, at the gate (`CommitPermit::after`): they
+/// press it only once the canary succeeded, and never if it failed. The
+/// portal's rate is not left unused while the canary runs, and nothing
+/// else is reset before it ends.
 pub(super) async fn reset_all(
     portal: &Arc<Portal>,
-    queue: Queue,
+    mut queue: Queue,
     guard: &Guard,
     workers: usize,
     sink: &mut Sink<'_>,
     stop: &CancellationToken,
     observer: &dyn Observer,
 ) -> Resets {
-    let queue = Arc::new(tokio::sync::Mutex::new(queue));
     let mut done = Resets {
         rows: Vec::new(),
         stopped: None,
@@ -111,132 +117,188 @@ pub(super) async fn reset_all(
     let failures = Arc::new(AtomicUsize::new(0));
     // The journal is open: what a Confirmer brings back has a place to go.
     let permit = CommitPermit::journaled(&sink.journal);
-    let batches = [(1, Some(guard.canary)), (workers.max(1), None)];
-    for (workers, limit) in batches {
-        if limit == Some(0) || stop.is_cancelled() {
-            continue;
+    let mut canaries = Vec::new();
+    while canaries.len() < guard.canary {
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            target = queue.recv() => target,
+        };
+        match next {
+            Some(target) => canaries.push(target),
+            None => break,
         }
-        let (tx, mut rx) = mpsc::channel::<Attempt>(64);
-        let mut pool = JoinSet::new();
+    }
+    let mut canaries_left = canaries.len();
+    let canary = (canaries_left > 0).then(Canary::running);
+    let queues = [
+        Arc::new(tokio::sync::Mutex::new(queue_of(canaries))),
+        Arc::new(tokio::sync::Mutex::new(queue)),
+    ];
+    let (tx, mut rx) = mpsc::channel::<(Role, Attempt)>(64);
+    let mut pool = JoinSet::new();
+    for (role, workers) in [(Role::Canary, 1), (Role::After, workers.max(1))] {
+        let permit = match (&canary, role) {
+            (Some(canary), Role::After) => permit.after(canary),
+            _ => permit.clone(),
+        };
+        // The canary's worker takes its session first: the others, held at
+        // the gate with theirs, must not leave it none.
+        let (leased, has_lease) = tokio::sync::oneshot::channel();
+        let mut leased = (role == Role::Canary).then_some(leased);
         for _ in 0..workers {
             let worker = Worker {
                 portal: portal.clone(),
-                queue: queue.clone(),
+                queue: queues[role as usize].clone(),
                 results: tx.clone(),
                 stop: stop.clone(),
                 failures: failures.clone(),
-                limit,
+                role,
                 max_tries: guard.max_resets,
                 max_failures: guard.max_failures,
                 permit: permit.clone(),
+                leased: leased.take(),
             };
             pool.spawn(worker.run());
         }
-        drop(tx);
-        let mut batch_failed = false;
-        while let Some(attempt) = rx.recv().await {
-            let (t, confirmations, requests, session, result) = match attempt {
-                Attempt::NotTried(t, requests) => {
-                    let detail = if requests == 0 {
-                        "not tried: the run stopped"
-                    } else {
-                        "the run stopped before its Confirmer: not reset"
-                    };
-                    let row = t.report(Status::Skipped, detail.into(), 0, requests);
-                    observer.event(Event::Done(&row));
-                    done.rows.push(row);
-                    continue;
-                }
-                Attempt::AlreadyReset {
-                    target: t,
-                    accountcode,
-                    requests,
-                } => {
-                    let detail =
-                        format!("reset by an earlier run (account code {accountcode}), not again");
-                    let mut row = t.report(Status::Reset, detail, 0, requests);
-                    row.accountcode = accountcode;
-                    row.origin = Origin::EarlierRun;
-                    observer.event(Event::Done(&row));
-                    done.rows.push(row);
-                    continue;
-                }
-                Attempt::Tried {
-                    target,
-                    confirmations,
-                    requests,
-                    session,
-                    result,
-                } => (target, confirmations, requests, session, result),
-            };
-            done.began = true;
-            done.confirmations += u64::from(confirmations);
-            let mut row = match result {
-                Ok(password) => {
-                    let record = ResetRecord {
-                        client_ref: t.client_ref.clone(),
-                        service_ref: t.service_ref.clone(),
-                        licence: t.licence.licence.clone(),
-                        licence_type: t.licence.licence_type.clone(),
-                        sda: t.licence.sda.clone(),
-                        name: t.licence.name.clone(),
-                        accountcode: password.accountcode,
-                        password: password.password,
-                        reset_at: now(),
-                    };
-                    if keep(sink, &record, &mut done, stop) {
-                        let mut row =
-                            t.report(Status::Reset, String::new(), confirmations, requests);
-                        row.accountcode = record.accountcode.clone();
-                        row
-                    } else {
-                        done.lost += 1;
-                        let detail = "reset, but its new password could not be written anywhere: reset it again".into();
-                        t.report(Status::Failed, detail, confirmations, requests)
-                    }
-                }
-                Err(Failure {
-                    reason,
-                    stops_the_run,
-                }) => {
-                    batch_failed = true;
-                    let failed = failures.load(Ordering::SeqCst);
-                    if let Some(why) = stops_the_run {
-                        done.stopped = Some(why);
-                    } else if failed >= guard.max_failures && done.stopped.is_none() {
-                        done.stopped = Some(StopReason::MaxFailures {
-                            failed,
-                            limit: guard.max_failures,
-                        });
-                    }
-                    t.report(Status::Failed, reason, confirmations, requests)
-                }
-            };
-            if confirmations > 0 && session > 0 {
-                row.session = Some(session);
-            }
-            observer.event(Event::Done(&row));
-            done.rows.push(row);
-            keep_strays(portal, Some(&t), sink, &mut done, stop);
-        }
-        while pool.join_next().await.is_some() {}
-        keep_strays(portal, None, sink, &mut done, stop);
-        if limit.is_some() && batch_failed && done.stopped.is_none() && !stop.is_cancelled() {
-            done.stopped = Some(StopReason::Canary {
-                canaries: guard.canary,
-            });
-            stop.cancel();
-        }
+        // Until it has one, or ended without (no canary: at once).
+        let _ = has_lease.await;
     }
-    // Resolved but not tried. When the run stopped, resolution stops too and
-    // closes the queue soon.
-    let mut queue = queue.lock().await;
-    while let Some(t) = queue.recv().await {
-        let row = t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0);
+    drop(tx);
+    while let Some((role, attempt)) = rx.recv().await {
+        let canary_done = role == Role::Canary;
+        let (t, confirmations, requests, session, result) = match attempt {
+            Attempt::NotTried(t, requests) => {
+                let detail = if requests == 0 {
+                    "not tried: the run stopped"
+                } else {
+                    "the run stopped before its Confirmer: not reset"
+                };
+                let row = t.report(Status::Skipped, detail.into(), 0, requests);
+                observer.event(Event::Done(&row));
+                done.rows.push(row);
+                if canary_done && let Some(canary) = &canary {
+                    canary.settle(CanaryState::Failed);
+                }
+                continue;
+            }
+            Attempt::AlreadyReset {
+                target: t,
+                accountcode,
+                requests,
+            } => {
+                let detail =
+                    format!("reset by an earlier run (account code {accountcode}), not again");
+                let mut row = t.report(Status::Reset, detail, 0, requests);
+                row.accountcode = accountcode;
+                row.origin = Origin::EarlierRun;
+                observer.event(Event::Done(&row));
+                done.rows.push(row);
+                if canary_done {
+                    canaries_left -= 1;
+                    if canaries_left == 0
+                        && let Some(canary) = &canary
+                    {
+                        canary.settle(CanaryState::Succeeded);
+                    }
+                }
+                continue;
+            }
+            Attempt::Tried {
+                target,
+                confirmations,
+                requests,
+                session,
+                result,
+            } => (target, confirmations, requests, session, result),
+        };
+        done.began = true;
+        done.confirmations += u64::from(confirmations);
+        let succeeded = result.is_ok();
+        let mut row = match result {
+            Ok(password) => {
+                let record = ResetRecord {
+                    client_ref: t.client_ref.clone(),
+                    service_ref: t.service_ref.clone(),
+                    licence: t.licence.licence.clone(),
+                    licence_type: t.licence.licence_type.clone(),
+                    sda: t.licence.sda.clone(),
+                    name: t.licence.name.clone(),
+                    accountcode: password.accountcode,
+                    password: password.password,
+                    reset_at: now(),
+                };
+                if keep(sink, &record, &mut done, stop) {
+                    let mut row = t.report(Status::Reset, String::new(), confirmations, requests);
+                    row.accountcode = record.accountcode.clone();
+                    row
+                } else {
+                    done.lost += 1;
+                    let detail =
+                        "reset, but its new password could not be written anywhere: reset it again"
+                            .into();
+                    t.report(Status::Failed, detail, confirmations, requests)
+                }
+            }
+            Err(Failure {
+                reason,
+                stops_the_run,
+            }) => {
+                let failed = failures.load(Ordering::SeqCst);
+                if let Some(why) = stops_the_run {
+                    done.stopped = Some(why);
+                } else if failed >= guard.max_failures && done.stopped.is_none() {
+                    done.stopped = Some(StopReason::MaxFailures {
+                        failed,
+                        limit: guard.max_failures,
+                    });
+                }
+                t.report(Status::Failed, reason, confirmations, requests)
+            }
+        };
+        if confirmations > 0 && session > 0 {
+            row.session = Some(session);
+        }
         observer.event(Event::Done(&row));
         done.rows.push(row);
+        keep_strays(portal, Some(&t), sink, &mut done, stop);
+        if canary_done && let Some(canary) = &canary {
+            // Its password journaled (or the run stopped): the resets held
+            // at the gate go on, or never press.
+            canaries_left -= 1;
+            if !succeeded || stop.is_cancelled() {
+                if done.stopped.is_none() && !stop.is_cancelled() {
+                    done.stopped = Some(StopReason::Canary {
+                        canaries: guard.canary,
+                    });
+                }
+                canary.settle(CanaryState::Failed);
+                stop.cancel();
+            } else if canaries_left == 0 {
+                canary.settle(CanaryState::Succeeded);
+            }
+        }
+    }
+    while pool.join_next().await.is_some() {}
+    keep_strays(portal, None, sink, &mut done, stop);
+    // Resolved but not tried. When the run stopped, resolution stops too and
+    // closes the queue soon.
+    for queue in &queues {
+        let mut queue = queue.lock().await;
+        while let Some(t) = queue.recv().await {
+            let row = t.report(Status::Skipped, "not tried: the run stopped".into(), 0, 0);
+            observer.event(Event::Done(&row));
+            done.rows.push(row);
+        }
     }
     done
+}
+
+/// Which workers a worker is among: the canary's, or those after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Canary = 0,
+    After = 1,
 }
 
 fn now() -> String {
@@ -328,37 +390,43 @@ fn keep_strays(
     }
 }
 
-/// One of the workers of a batch: takes targets from the queue until it is
-/// empty and closed, the run stops, or its `limit` is reached.
+/// One of the workers: takes targets from its queue until it is empty and
+/// closed, or the run stops (a canary, at its first failure).
 struct Worker {
     portal: Arc<Portal>,
     queue: Arc<tokio::sync::Mutex<Queue>>,
-    results: mpsc::Sender<Attempt>,
+    results: mpsc::Sender<(Role, Attempt)>,
     stop: CancellationToken,
     failures: Arc<AtomicUsize>,
-    limit: Option<usize>,
+    role: Role,
+    /// Told once this worker has its session (the canary's worker).
+    leased: Option<tokio::sync::oneshot::Sender<()>>,
     max_tries: u32,
     max_failures: usize,
     permit: CommitPermit,
 }
 
 impl Worker {
-    async fn run(self) {
+    async fn run(mut self) {
         // One browser (one portal session) for its resets, given back while
         // it waits for resolution to bring more.
         let mut browser: Option<Lease> = None;
-        let mut taken = 0;
-        while self.limit.is_none_or(|l| taken < l) && !self.stop.is_cancelled() {
+        while !self.stop.is_cancelled() {
             let Some(target) = self.next(&mut browser).await else {
                 return;
             };
-            taken += 1;
             if self.stop.is_cancelled() {
-                let _ = self.results.send(Attempt::NotTried(target, 0)).await;
+                let _ = self
+                    .results
+                    .send((self.role, Attempt::NotTried(target, 0)))
+                    .await;
                 return;
             }
             if browser.is_none() {
                 browser = self.portal.lease(Priority::Reset).await.ok();
+                if let Some(leased) = self.leased.take() {
+                    let _ = leased.send(());
+                }
             }
             let attempt = match browser.as_mut() {
                 Some(b) => {
@@ -405,8 +473,8 @@ impl Worker {
                 self.stop.cancel();
             }
             // A canary that failed: the canaries after it are not reset.
-            let canary_failed = failed && self.limit.is_some();
-            if self.results.send(attempt).await.is_err() || canary_failed {
+            let canary_failed = failed && self.role == Role::Canary;
+            if self.results.send((self.role, attempt)).await.is_err() || canary_failed {
                 return;
             }
         }

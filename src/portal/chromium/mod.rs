@@ -524,12 +524,13 @@ async fn admit(
             && event.request.method.eq_ignore_ascii_case("GET");
         if !(sub_resource && allowed.contains(&here)) {
             watch.foreign.lock().unwrap().get_or_insert_with(|| {
-                format!(
-                    "{}{} ({})",
-                    here.ascii_serialization(),
-                    url.path(),
-                    event.resource_type.as_ref()
-                )
+                let kind = event.resource_type.as_ref().to_string();
+                TransportError::ForeignResource {
+                    to: format!("{}{}", here.ascii_serialization(), url.path()),
+                    allowable: matches!(event.resource_type, R::Script | R::Stylesheet)
+                        .then(|| here.ascii_serialization()),
+                    kind,
+                }
             });
             return Err(ErrorReason::BlockedByClient);
         }
@@ -640,7 +641,7 @@ struct Watch {
     last_event: Mutex<Option<std::time::Instant>>,
     answers: Mutex<Vec<Answer>>,
     /// A request refused because it led elsewhere, first one.
-    foreign: Mutex<Option<String>>,
+    foreign: Mutex<Option<TransportError>>,
 }
 
 /// One session of the browser engine: its own browser context, one page.
@@ -689,6 +690,7 @@ impl Tab {
         self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
         let from = self.mark();
+        let began = std::time::Instant::now();
         match form {
             None => {
                 self.page
@@ -718,7 +720,10 @@ impl Tab {
                 navigation.await.map_err(Self::step_error)?;
             }
         }
-        self.settle(from, timeout).await
+        let loaded = began.elapsed();
+        let settled = self.settle(from, timeout).await;
+        tracing::debug!(target: "sip_rotate::browser", "load: loaded in {loaded:?}, settled in {:?}", began.elapsed());
+        settled
     }
 
     /// Presses the element at `path` (a `css_path` of the page as it is),
@@ -733,13 +738,18 @@ impl Tab {
         self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
         let from = self.mark();
+        let began = std::time::Instant::now();
         let element = self
             .page
             .find_element(path)
             .await
             .map_err(Self::step_error)?;
+        let found = began.elapsed();
         element.click().await.map_err(Self::step_error)?;
-        self.settle(from, timeout).await
+        let clicked = began.elapsed();
+        let settled = self.settle(from, timeout).await;
+        tracing::debug!(target: "sip_rotate::browser", "click: found in {found:?}, clicked in {clicked:?}, settled in {:?}", began.elapsed());
+        settled
     }
 
     /// Where the answers and redirects of the step about to be taken begin.
@@ -778,29 +788,28 @@ impl Tab {
                 return Err(TransportError::Transient(why));
             }
             tokio::time::sleep(LOOK_EVERY).await;
-            let complete = self
-                .page
-                .evaluate("document.readyState")
-                .await
-                .ok()
-                .and_then(|r| r.into_value::<String>().ok())
-                .is_some_and(|s| s == "complete");
-            // Quiet: the document complete, nothing in flight and the
-            // network still a moment. A slow answer is waited for, up to
-            // the step's timeout.
+            // Quiet: nothing in flight, the network still a moment, and the
+            // document complete. A slow answer is waited for, up to the
+            // step's timeout. The page is asked only once the network is
+            // quiet: each question is a round trip through the browser.
             let idle =
                 self.watch.pending.lock().unwrap().is_empty() && self.watch.quiet_for() >= QUIET;
-            if complete && idle {
+            let complete = idle
+                && self
+                    .page
+                    .evaluate("document.readyState")
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_value::<String>().ok())
+                    .is_some_and(|s| s == "complete");
+            if complete {
                 quiet += 1;
             } else {
                 quiet = 0;
             }
         }
-        if let Some(to) = self.watch.foreign.lock().unwrap().take() {
-            return Err(TransportError::ForeignOrigin {
-                to,
-                origin: String::new(),
-            });
+        if let Some(refused) = self.watch.foreign.lock().unwrap().take() {
+            return Err(refused);
         }
         let body = Zeroizing::new(self.page.content().await.map_err(Self::step_error)?);
         let at = self

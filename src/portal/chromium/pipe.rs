@@ -113,6 +113,9 @@ async fn serve(
             Some(socket) = ours.recv() => break socket,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Small messages both ways, each awaited: never held back
+                // for a delayed acknowledgement.
+                let _ = stream.set_nodelay(true);
                 let path = path.clone();
                 let found = found.clone();
                 // Each handshake on its own, in bounded time: a local user
