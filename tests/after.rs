@@ -436,13 +436,13 @@ fn status_follows_what_a_run_may_have_cut_off_and_lists_what_it_cannot_find() {
         stdout.contains("client 4054: not found: line 3: FPC999999"),
         "{stdout}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("0 of 1 phones back, 1 not found"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 of 1 phone back, 1 not found"));
 
     // plan tells the truth about a run that would reset nothing.
     let stderr =
         String::from_utf8_lossy(&plan_cmd(&sim, &mixed).output().unwrap().stderr).into_owned();
     assert!(
-        stderr.contains("run would reset nothing: 1 row did not resolve; with --skip-unresolved, run would reset 1 licences"),
+        stderr.contains("run would reset nothing: 1 row did not resolve; with --skip-unresolved, run would reset 1 licence:"),
         "{stderr}"
     );
 }

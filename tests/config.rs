@@ -211,7 +211,7 @@ fn every_run_setting_can_live_in_the_config_file() {
     let summary = lines.last().unwrap();
     // max_failures = 1 stopped the first of the two canaries.
     assert_eq!(
-        summary["stopped"], "1 licences failed (--max-failures 1)",
+        summary["stopped"], "1 licence failed (--max-failures 1)",
         "{stderr}"
     );
     assert_eq!(summary["licences"]["failed"], 1, "{stderr}");

@@ -441,7 +441,14 @@ fn decrypt_reads_every_entry_it_can_and_names_the_others() {
     assert!(rows.iter().all(|r| r["client_ref"] == "4054"));
     let b = complete_entries(&journal_of(&dir.path().join("b.age")));
     assert!(
-        stderr.contains(&format!("{b} journal entries could not be decrypted")),
+        stderr.contains(&format!(
+            "{b} {} could not be decrypted",
+            if b == 1 {
+                "journal entry"
+            } else {
+                "journal entries"
+            }
+        )),
         "{stderr}"
     );
 }

@@ -326,3 +326,40 @@ fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
         assert!(sim.resets().is_empty());
     }
 }
+
+#[test]
+fn three_quick_signals_leave_no_browser_and_no_profile() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--shape", "scripted", "--latency-ms", "300"]);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let child = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+        .args(["--yes", "--rate", "10"])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // In the midst of the resets, three signals in quick succession.
+    wait_for_resets(&sim, 1);
+    for _ in 0..3 {
+        signal(&child, "-INT");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    // 2 when the run ended on the first before any Confirmer, 3 when the
+    // third made it exit at once: either way nothing is left.
+    assert!(matches!(out.status.code(), Some(2 | 3)), "{:?}", out.status);
+    assert_eq!(browsers_running(&tmp), 0, "a browser outlived the run");
+    let left: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}

@@ -14,7 +14,7 @@ use std::path::PathBuf;
     // A fixed width keeps --help identical to the README's copy on any terminal.
     term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
-    after_help = "Exit codes: 0 every requested reset done; 1 the run went to its end, not all well (failures, unresolved rows, the report); 2 no Confirmer sent, no phone cut off (usage, input, files, lock, login refused, unresolved, not confirmed); 3 stopped after a Confirmer was sent, or interrupted."
+    after_help = "Exit codes: 0 every requested reset done; 1 the run went to its end, not all well (failures, unresolved rows, the report); 2 no Confirmer sent, no phone cut off (usage, input, files, lock, login refused, unresolved, not confirmed, interrupted before any Confirmer); 3 stopped or interrupted after a Confirmer was sent, or a page showed a password nobody asked for."
 )]
 pub struct Cli {
     #[command(subcommand)]

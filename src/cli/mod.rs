@@ -31,7 +31,8 @@ pub enum Exit {
     Partial = 1,
     /// No `Confirmer` was sent: no phone was cut off.
     NothingDone = 2,
-    /// Stopped after a `Confirmer` was sent, or interrupted at any phase.
+    /// Stopped or interrupted after a `Confirmer` was sent, or a page showed
+    /// a password nobody asked for.
     Aborted = 3,
 }
 

@@ -225,6 +225,11 @@ fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
 
 /// How many of the phones a run cuts off are in use: "12 phones in use",
 /// "3 phones in use and 5 of unknown État".
+/// `n` and the noun, singular for one: "1 licence", "2 licences".
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 fn phones_in_use(in_use: usize, unknown: usize) -> String {
     let s = if in_use == 1 { "" } else { "s" };
     match unknown {
@@ -298,10 +303,10 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         };
         match journal {
             Some((j, _, this_run, _)) if this_run < passwords => lines.push(format!(
-                "the {passwords} new passwords of this run are in {files}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} licences missing from the journal",
+                "the {passwords} new passwords of this run are in {files}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} missing from the journal",
                 j.display(),
                 if p.part.len() == 1 { "it" } else { "them" },
-                passwords - this_run
+                count(passwords - this_run, "licence", "licences")
             )),
             Some((j, ..)) => lines.push(format!(
                 "the {passwords} new passwords of this run are in {files} and in {}; run the same command with --resume to finish",
@@ -388,7 +393,10 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
 fn stop_text(why: &StopReason) -> String {
     match why {
         StopReason::MaxFailures { failed, limit } => {
-            format!("{failed} licences failed (--max-failures {limit})")
+            format!(
+                "{} failed (--max-failures {limit})",
+                count(*failed, "licence", "licences")
+            )
         }
         StopReason::Canary { canaries } => format!("{why} (--canary {canaries})"),
         StopReason::LoginRefused => {
@@ -599,8 +607,8 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
         .filter(|r| r.status == Status::Unresolved)
         .count();
     let would = format!(
-        "run would reset {} licences: {} would be cut off until reconfigured",
-        plan.targets.len(),
+        "run would reset {}: {} would be cut off until reconfigured",
+        count(plan.targets.len(), "licence", "licences"),
         phones_in_use(plan.in_use, plan.state_unknown)
     );
     // A run resets nothing unless every row resolves.

@@ -89,10 +89,20 @@ pub fn exit_code(o: &Outcome) -> Exit {
             crate::report::Status::Reset | crate::report::Status::Duplicate
         )
     });
-    // 2 is the promise that no phone was cut off: no Confirmer sent.
+    // 2 is the promise that no phone was cut off: no Confirmer sent, by
+    // this run or by an earlier one it resumes.
+    let earlier_passwords_wait = o
+        .passwords
+        .earlier
+        .as_ref()
+        .is_some_and(|e| e.in_journal > 0);
     match &o.stopped {
-        Some(StopReason::Interrupted(_) | StopReason::PasswordShown(_)) => Exit::Aborted,
-        Some(_) if o.confirmations == 0 => Exit::NothingDone,
+        // A page showed a password nobody asked for: a phone may be cut off.
+        Some(StopReason::PasswordShown(_)) => Exit::Aborted,
+        // Interrupted, or stopped for a reason of its own, before any
+        // Confirmer, and no earlier run's password waiting in the journal:
+        // nothing is cut off, whatever stopped it.
+        Some(_) if o.confirmations == 0 && !earlier_passwords_wait => Exit::NothingDone,
         Some(_) => Exit::Aborted,
         None if all_reset && o.problems.is_empty() && o.passwords.lost == 0 => Exit::AllDone,
         None if o.confirmations == 0 => Exit::NothingDone,
@@ -237,7 +247,9 @@ async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Resul
         .iter()
         .any(|r| r.status == crate::report::Status::Unresolved);
     Ok(match &plan.stopped {
-        Some(StopReason::Interrupted(_) | StopReason::PasswordShown(_)) => Exit::Aborted,
+        // plan never presses Confirmer: only a page that showed a password
+        // nobody asked for may have cut a phone off.
+        Some(StopReason::PasswordShown(_)) => Exit::Aborted,
         Some(_) => Exit::NothingDone,
         None if unresolved || !plan.problems.is_empty() => Exit::Partial,
         None => Exit::AllDone,
@@ -348,8 +360,8 @@ mod tests {
                     false,
                     0,
                 ),
-                Exit::Aborted,
-                "a signal, even before any reset",
+                Exit::NothingDone,
+                "a signal before any Confirmer: no phone cut off",
             ),
             (
                 outcome(&[Failed, Skipped], Some(Canary { canaries: 1 }), true, 0),

@@ -32,11 +32,11 @@ pub async fn status(args: StatusArgs) -> (Exit, LogFormat) {
 
 fn round_line(round: &Round) -> String {
     format!(
-        "round {} at {}: {} of {} phones back",
+        "round {} at {}: {} of {} back",
         round.number,
         chrono::Local::now().format("%H:%M:%S"),
         round.back(),
-        round.phones.len()
+        super::render::count(round.phones.len(), "phone", "phones")
     )
 }
 
@@ -156,9 +156,9 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
                 n => format!(", {n} not found"),
             };
             logging::say(&format!(
-                "{} of {} phones back{not_found}{}",
+                "{} of {} back{not_found}{}",
                 outcome.last.back(),
-                outcome.last.phones.len(),
+                super::render::count(outcome.last.phones.len(), "phone", "phones"),
                 match &outcome.ended {
                     Ended::AllBack | Ended::OneRound => String::new(),
                     Ended::Until => " when --until passed".into(),

@@ -96,14 +96,14 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
         )?,
     };
     super::logging::say(&format!(
-        "{} rows decrypted from {}",
-        done.rows,
+        "{} decrypted from {}",
+        super::render::count(done.rows, "row", "rows"),
         name.display()
     ));
     if !done.unreadable.is_empty() {
         super::logging::say(&format!(
-            "{} journal entries could not be decrypted with these identities (licences {}): they were encrypted to other recipients; add their identities with -i",
-            done.unreadable.len(),
+            "{} could not be decrypted with these identities (licences {}): they were encrypted to other recipients; add their identities with -i",
+            super::render::count(done.unreadable.len(), "journal entry", "journal entries"),
             done.unreadable.join(", ")
         ));
         return Ok(Exit::Partial);

@@ -246,7 +246,8 @@ impl fmt::Display for StopReason {
                 if *canaries > 1 { "s" } else { "" }
             ),
             StopReason::MaxFailures { failed, limit } => {
-                write!(f, "{failed} licences failed (the limit is {limit})")
+                let noun = if *failed == 1 { "licence" } else { "licences" };
+                write!(f, "{failed} {noun} failed (the limit is {limit})")
             }
             StopReason::Portal(why) => f.write_str(why),
             StopReason::WriteFailed(why) => write!(f, "cannot write the new passwords: {why}"),

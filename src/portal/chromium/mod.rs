@@ -84,10 +84,13 @@ fn end(group: i32, profile: &Path) {
 /// Ends every browser this process started and removes their profiles:
 /// called on every way out of the process.
 pub fn end_all() {
-    let started = std::mem::take(&mut *STARTED.lock().unwrap_or_else(|e| e.into_inner()));
-    for (group, profile) in started {
-        end(group, &profile);
+    // Ended under the lock: a way out taken meanwhile (a third signal while
+    // a command ends) waits until the profiles are gone, not just listed.
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    for (group, profile) in started.iter() {
+        end(*group, profile);
     }
+    started.clear();
 }
 
 /// The browser engine of a run: the browser, started at the first session
@@ -127,9 +130,18 @@ impl Engine {
         sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
         interruptions: super::Interruptions,
     ) -> Result<Tab, EngineError> {
+        // The only names the browser may look up: the portal's, and those
+        // of the origins whose scripts and styles it may load.
+        let hosts: Vec<String> = std::iter::once(&origin)
+            .chain(self.allowed.iter())
+            .filter_map(|o| match o {
+                url::Origin::Tuple(_, host, _) => Some(host.to_string()),
+                url::Origin::Opaque(_) => None,
+            })
+            .collect();
         let browser = self
             .browser
-            .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout))
+            .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout, &hosts))
             .await?;
         browser
             .session(throttle, origin, self.allowed.clone(), sent, interruptions)
@@ -170,7 +182,11 @@ pub fn installed(program: &Path) -> bool {
 
 impl Chromium {
     /// Starts `executable` headless with a fresh profile, and connects.
-    pub async fn launch(executable: &Path, timeout: Duration) -> Result<Chromium, EngineError> {
+    pub async fn launch(
+        executable: &Path,
+        timeout: Duration,
+        hosts: &[String],
+    ) -> Result<Chromium, EngineError> {
         if !installed(executable) {
             return Err(EngineError::NotInstalled(executable.to_path_buf()));
         }
@@ -212,6 +228,17 @@ impl Chromium {
                 "--mute-audio",
                 "--hide-scrollbars",
             ])
+            // Every other name fails to resolve: the browser's own
+            // background lookups, and any request that would not pass the
+            // origin check, never leave the machine as a DNS query.
+            .arg(format!(
+                "--host-resolver-rules=MAP * ~NOTFOUND{}",
+                hosts
+                    .iter()
+                    .map(|h| format!(", EXCLUDE {h}"))
+                    .collect::<String>()
+            ))
+            .arg("--dns-prefetch-disable")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
             .arg("about:blank")
@@ -443,9 +470,9 @@ impl Chromium {
 fn forget(group: i32) {
     let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(i) = started.iter().position(|(g, _)| *g == group) {
-        let (group, profile) = started.swap_remove(i);
-        drop(started);
-        end(group, &profile);
+        // Off the list only once its profile is gone (see `end_all`).
+        end(group, &started[i].1);
+        started.swap_remove(i);
     }
 }
 
