@@ -261,6 +261,16 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
             "an input names licences, a few dozen bytes each: is this the right file?",
         )
     })?;
+    // A workbook saved as it is, not exported: a zip (xlsx, ods) or an
+    // OLE file (xls) begins so.
+    if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"\xD0\xCF\x11\xE0") {
+        return Err(err(
+            None,
+            None,
+            "the file is a spreadsheet workbook (Excel or LibreOffice), not CSV".into(),
+            "save it as CSV (File > Save As > CSV UTF-8, or Text CSV) and give that file",
+        ));
+    }
     if let Some(line) = bytes
         .split(|&b| b == b'\n')
         .position(|l| l.len() > MAX_LINE)
@@ -532,6 +542,18 @@ mod tests {
         let p = dir.path().join("in.csv");
         std::fs::write(&p, bytes).unwrap();
         read(&p).map(|i| i.rows)
+    }
+
+    #[test]
+    fn a_workbook_is_refused_with_the_way_to_csv() {
+        for start in [
+            &b"PK\x03\x04\x14\x00rest"[..],
+            &b"\xD0\xCF\x11\xE0\xA1\xB1rest"[..],
+        ] {
+            let e = read_bytes(start).unwrap_err();
+            assert!(e.to_string().contains("spreadsheet workbook"), "{e}");
+            assert!(e.hint.contains("save it as CSV"), "{}", e.hint);
+        }
     }
 
     #[test]

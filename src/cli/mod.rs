@@ -121,12 +121,41 @@ fn text_refusal(e: anyhow::Error) -> Exit {
 
 /// Shows an error that stopped a command before it did anything (exit 2).
 pub fn refused(format: LogFormat, e: &anyhow::Error) -> Exit {
-    render::error(format, &format!("{e:#}"), hint(e).as_deref());
+    render::error(format, &described(e), hint(e).as_deref());
     Exit::NothingDone
+}
+
+/// An error and its causes, each said once: a message that already quotes
+/// its cause (`cannot read FILE: No such file…`) does not get it again.
+fn described(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
+/// A refusal of the command line and what to do about it, kept apart so
+/// that the JSON error's `hint` holds the advice, not its `message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct Advised {
+    pub what: String,
+    pub hint: String,
 }
 
 /// What to do about an error, where the library's message alone does not say.
 fn hint(e: &anyhow::Error) -> Option<String> {
+    if let Some(advised) = e.downcast_ref::<Advised>() {
+        return Some(advised.hint.clone());
+    }
     if let Some(e) = e.downcast_ref::<RotationError>() {
         return rotation_hint(e);
     }

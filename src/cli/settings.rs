@@ -661,9 +661,11 @@ impl RunSettings {
                 .unwrap_or_default(),
         });
         if !args.yes && !interactive {
-            bail!(
-                "not on a terminal: nobody can confirm the resets; add --yes to reset without asking"
-            );
+            return Err(super::Advised {
+                what: "not on a terminal: nobody can confirm the resets".into(),
+                hint: "add --yes to reset without asking".into(),
+            }
+            .into());
         }
         let guard = Guard {
             canary: args.canary.or(f.canary).unwrap_or(DEFAULT_CANARY),
