@@ -247,7 +247,7 @@ fn the_age_cli_alone_recovers_a_journal_as_the_readme_says() {
 }
 
 #[test]
-fn a_dash_is_standard_input_or_output() {
+fn a_dash_is_standard_input_or_output_and_an_unreadable_file_is_said_in_words() {
     let Setup {
         dir,
         sim,
@@ -290,6 +290,41 @@ fn a_dash_is_standard_input_or_output() {
     );
     assert!(!dir.path().join("-").exists(), "no file named -");
     assert_passwords_are_the_portal_s(&parse_csv(&out.stdout), &sim);
+
+    // Another identity, and a file that is no age file: each said in words,
+    // with what to do.
+    let other = dir.path().join("other.txt");
+    Command::new(bin())
+        .args(["keygen", "-o"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let not_age = dir.path().join("not.age");
+    std::fs::write(&not_age, "hello\n").unwrap();
+    for (identity, file, says, hint) in [
+        (
+            &other,
+            &output,
+            "none of the identities given opens it",
+            "hint: give the identity of one of its recipients with -i",
+        ),
+        (
+            &identity,
+            &not_age,
+            "not an age file",
+            "hint: give the .age file a run wrote",
+        ),
+    ] {
+        let out = Command::new(bin())
+            .args(["decrypt", "-i"])
+            .arg(identity)
+            .arg(file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says) && stderr.contains(hint), "{stderr}");
+    }
 }
 
 #[test]

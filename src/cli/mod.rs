@@ -16,7 +16,7 @@ pub mod tools;
 
 use crate::files::PathProblem;
 use crate::rotation::{FileRole, LockError, RotationError};
-use crate::vault::VaultError;
+use crate::vault::{Unreadable, VaultError};
 use args::LogFormat;
 use clap::Parser;
 use std::io::Write;
@@ -171,6 +171,13 @@ fn vault_hint(e: &VaultError) -> Option<String> {
             "give one with -r/--recipient or -R/--recipients-file (or recipients in the --config file)".into()
         }
         VaultError::JournalInUse { .. } => "another sip-rotate run is using it: let it finish".into(),
+        VaultError::Decrypt { why, .. } => match why {
+            Unreadable::NoMatchingKey => "give the identity of one of its recipients with -i (the file a sip-rotate keygen wrote, an age identity, or an SSH private key)".into(),
+            Unreadable::NotAge => "give the .age file a run wrote (or its journal, OUTPUT.journal)".into(),
+            Unreadable::Damaged => "decrypt the journal of the same run (OUTPUT.journal) if it is still there; it holds the same passwords".into(),
+            Unreadable::WrongPassphrase => "type the passphrase again".into(),
+            Unreadable::Other(_) => return None,
+        },
         _ => return None,
     })
 }

@@ -51,8 +51,8 @@ pub enum VaultError {
     },
     #[error("{path} is protected by a passphrase, and there is no terminal to ask it on")]
     NoTerminalForPassphrase { path: PathBuf },
-    #[error("{path}: {message}")]
-    Decrypt { path: PathBuf, message: String },
+    #[error("{path}: {}", why.describe())]
+    Decrypt { path: PathBuf, why: Unreadable },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("encryption failed: {0}")]
@@ -205,18 +205,60 @@ impl ResetRecord {
     }
 }
 
+/// Why an age file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// None of the identities given is one of its recipients.
+    NoMatchingKey,
+    /// Not an age file, or cut short before its header ends.
+    NotAge,
+    /// Its header names a recipient of ours, but the data does not check out.
+    Damaged,
+    /// The passphrase (or a passphrase-protected identity) is wrong.
+    WrongPassphrase,
+    Other(String),
+}
+
+impl Unreadable {
+    fn of(e: age::DecryptError) -> Unreadable {
+        use age::DecryptError as D;
+        match e {
+            D::NoMatchingKeys => Unreadable::NoMatchingKey,
+            D::InvalidHeader | D::UnknownFormat => Unreadable::NotAge,
+            D::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Unreadable::NotAge,
+            D::DecryptionFailed | D::InvalidMac => Unreadable::Damaged,
+            D::KeyDecryptionFailed => Unreadable::WrongPassphrase,
+            other => Unreadable::Other(other.to_string()),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Unreadable::NoMatchingKey => {
+                "none of the identities given opens it: it was encrypted to other recipients".into()
+            }
+            Unreadable::NotAge => "not an age file, or cut short before its header ends".into(),
+            Unreadable::Damaged => {
+                "damaged: its encrypted data does not check out (changed or cut short)".into()
+            }
+            Unreadable::WrongPassphrase => "the passphrase is wrong".into(),
+            Unreadable::Other(why) => why.clone(),
+        }
+    }
+}
+
 /// Decrypts one age stream (armored or not) into `out`, through a buffer
 /// wiped after use; returns the number of lines written.
 fn decrypt_stream(
     encrypted: impl BufRead,
     identities: &[Box<dyn age::Identity>],
     out: &mut dyn Write,
-) -> Result<usize, String> {
+) -> Result<usize, Unreadable> {
     let decryptor =
-        age::Decryptor::new_buffered(ArmoredReader::new(encrypted)).map_err(|e| e.to_string())?;
+        age::Decryptor::new_buffered(ArmoredReader::new(encrypted)).map_err(Unreadable::of)?;
     let mut reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(|e| e.to_string())?;
+        .map_err(Unreadable::of)?;
     let mut buffer = Zeroizing::new(vec![0u8; 64 * 1024]);
     let mut lines = 0;
     loop {
@@ -224,10 +266,13 @@ fn decrypt_stream(
             Ok(0) => return Ok(lines),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            // The stream's checks fail as a read error.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(Unreadable::Damaged),
+            Err(e) => return Err(Unreadable::Other(e.to_string())),
         };
         lines += buffer[..n].iter().filter(|&&b| b == b'\n').count();
-        out.write_all(&buffer[..n]).map_err(|e| e.to_string())?;
+        out.write_all(&buffer[..n])
+            .map_err(|e| Unreadable::Other(e.to_string()))?;
     }
 }
 
@@ -252,9 +297,9 @@ pub fn decrypt(
     out: &mut dyn Write,
     dialect: Dialect,
 ) -> Result<Decrypted, VaultError> {
-    let fail = |message: String| VaultError::Decrypt {
+    let fail = |why: Unreadable| VaultError::Decrypt {
         path: name.to_path_buf(),
-        message,
+        why,
     };
     // The first bytes tell a journal from a result, and are read again.
     let mut head = Vec::new();
