@@ -16,16 +16,6 @@ fn input(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn check_cmd(sim: &Sim, input: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("check")
-        .arg("--input")
-        .arg(input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .env("MYOPENIP_PASSWORD", PASSWORD);
-    c
-}
-
 fn run_output(command: &mut Command) -> (Option<i32>, String) {
     let out = command.output().unwrap();
     let text = format!(

@@ -293,12 +293,9 @@ fn a_dash_is_standard_input_or_output_and_an_unreadable_file_is_said_in_words() 
 
     // Another identity, and a file that is no age file: each said in words,
     // with what to do.
-    let other = dir.path().join("other.txt");
-    Command::new(bin())
-        .args(["keygen", "-o"])
-        .arg(&other)
-        .output()
-        .unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let (other, _) = common::identity(&elsewhere);
     let not_age = dir.path().join("not.age");
     std::fs::write(&not_age, "hello\n").unwrap();
     for (identity, file, says, hint) in [

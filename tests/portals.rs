@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 /// Runs check then run on a portal of `shape`; with `expiring`, sessions
 /// end often, and a session that ends between a `Confirmer` and its result
@@ -28,14 +27,7 @@ fn run_on(shape: &str, variant: &str, more: &[&str]) {
     } = Setup::new(&args);
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
-    let out = Command::new(bin())
-        .arg("check")
-        .arg("--input")
-        .arg(&input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .env("MYOPENIP_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let out = check_cmd(&sim, &input).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -143,13 +135,8 @@ fn scripted_run(more: &[&str], more_of_run: &[&str]) {
     std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
     // Unchanged commands (no engine flag) find that the step needs a
     // script, and go on in the browser; `more` may name the engine.
-    let out = Command::new(bin())
-        .arg("check")
-        .arg("--input")
-        .arg(&input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+    let out = check_cmd(&sim, &input)
         .args(more_of_run)
-        .env("MYOPENIP_PASSWORD", PASSWORD)
         .env("TMPDIR", &tmp)
         .output()
         .unwrap();
@@ -264,13 +251,8 @@ fn the_http_engine_names_the_step_that_needs_a_script_and_a_plain_portal_starts_
         2,
     );
     assert!(stderr.contains("runs a script of the page"), "{stderr}");
-    let out = Command::new(bin())
-        .arg("check")
-        .arg("--input")
-        .arg(&input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+    let out = check_cmd(&sim, &input)
         .args(["--engine", "http"])
-        .env("MYOPENIP_PASSWORD", PASSWORD)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

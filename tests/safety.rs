@@ -23,17 +23,6 @@ fn labels(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-fn check_cmd(sim: &Sim, input: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("check")
-        .arg("--input")
-        .arg(input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .env("MYOPENIP_PASSWORD", PASSWORD)
-        .env("XDG_STATE_HOME", &sim.state);
-    c
-}
-
 fn plan_cmd(sim: &Sim, input: &Path) -> Command {
     let mut c = Command::new(bin());
     c.arg("plan")

@@ -231,10 +231,10 @@ pub fn count(n: usize, singular: &str, plural: &str) -> String {
 }
 
 fn phones_in_use(in_use: usize, unknown: usize) -> String {
-    let s = if in_use == 1 { "" } else { "s" };
+    let phones = count(in_use, "phone", "phones");
     match unknown {
-        0 => format!("{in_use} phone{s} in use"),
-        _ => format!("{in_use} phone{s} in use and {unknown} of unknown État"),
+        0 => format!("{phones} in use"),
+        _ => format!("{phones} in use and {unknown} of unknown État"),
     }
 }
 

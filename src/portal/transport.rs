@@ -357,6 +357,17 @@ pub struct Transport {
 }
 
 const MAX_REDIRECTS: usize = 10;
+
+/// How a request that changes nothing is sent again after a transient
+/// failure (the one rule, for both engines): up to five times, from a
+/// quarter of a second to eight seconds apart.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(8))
+        .with_max_times(5)
+        .with_jitter()
+}
 const MAX_PAUSES: usize = 20;
 const LONGEST_PAUSE: Duration = Duration::from_secs(600);
 
@@ -739,15 +750,10 @@ impl Transport {
                 match retry {
                     Retry::FirstHopOnce => once().await,
                     Retry::Yes => {
-                        once.retry(
-                            ExponentialBuilder::new()
-                                .with_min_delay(Duration::from_millis(250))
-                                .with_max_delay(Duration::from_secs(8))
-                                .with_max_times(5)
-                                .with_jitter(),
-                        )
-                        .when(TransportError::is_transient)
-                        .await
+                        once.retry(backoff())
+                            .when(TransportError::is_transient)
+                            .notify(|e, wait| self.retrying(e, wait))
+                            .await
                     }
                 }
             };
@@ -826,22 +832,20 @@ impl Transport {
         waiting: &CancellationToken,
     ) -> Result<Answer, TransportError> {
         let once = || self.send(phase, req, waiting);
-        once.retry(
-            ExponentialBuilder::new()
-                .with_min_delay(Duration::from_millis(250))
-                .with_max_delay(Duration::from_secs(8))
-                .with_max_times(5)
-                .with_jitter(),
-        )
-        .when(TransportError::is_transient)
-        .notify(|e, wait| {
-            self.throttle.stats.retries.fetch_add(1, Ordering::Relaxed);
-            // The backoff is no part of the session's cycle.
-            self.rest();
-            self.throttle.troubled();
-            tracing::debug!("retrying in {wait:?} after: {e}");
-        })
-        .await
+        once.retry(backoff())
+            .when(TransportError::is_transient)
+            .notify(|e, wait| self.retrying(e, wait))
+            .await
+    }
+
+    /// A request is sent again after `wait`, whichever engine sends it:
+    /// counted, and the portal noted as struggling.
+    fn retrying(&self, e: &TransportError, wait: Duration) {
+        self.throttle.stats.retries.fetch_add(1, Ordering::Relaxed);
+        // The backoff is no part of the session's cycle.
+        self.rest();
+        self.throttle.troubled();
+        tracing::debug!("retrying in {wait:?} after: {e}");
     }
 
     /// One request, with the 429 pauses it takes to be heard.

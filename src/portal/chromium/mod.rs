@@ -686,6 +686,13 @@ impl Drop for Tab {
     }
 }
 
+/// Where a step of the browser began.
+struct Step {
+    /// Answers and redirects counted before it (see `Tab::mark`).
+    from: (usize, usize),
+    began: std::time::Instant,
+}
+
 /// What a step in the browser came to: the page after it settled, and the
 /// answers to the requests it made.
 pub struct Settled {
@@ -714,10 +721,7 @@ impl Tab {
         timeout: Duration,
         commit: bool,
     ) -> Result<Settled, TransportError> {
-        self.watch.committing.store(commit, Ordering::SeqCst);
-        self.watch.phase.store(phase as u8, Ordering::Relaxed);
-        let from = self.mark();
-        let began = std::time::Instant::now();
+        let step = self.begin(phase, commit);
         match form {
             None => {
                 self.page
@@ -747,10 +751,7 @@ impl Tab {
                 navigation.await.map_err(Self::step_error)?;
             }
         }
-        let loaded = began.elapsed();
-        let settled = self.settle(from, timeout).await;
-        tracing::debug!(target: "sip_rotate::browser", "load: loaded in {loaded:?}, settled in {:?}", began.elapsed());
-        settled
+        self.end(step, "load", timeout).await
     }
 
     /// Presses the element at `path` (a `css_path` of the page as it is),
@@ -762,20 +763,42 @@ impl Tab {
         timeout: Duration,
         commit: bool,
     ) -> Result<Settled, TransportError> {
-        self.watch.committing.store(commit, Ordering::SeqCst);
-        self.watch.phase.store(phase as u8, Ordering::Relaxed);
-        let from = self.mark();
-        let began = std::time::Instant::now();
+        let step = self.begin(phase, commit);
         let element = self
             .page
             .find_element(path)
             .await
             .map_err(Self::step_error)?;
-        let found = began.elapsed();
         element.click().await.map_err(Self::step_error)?;
-        let clicked = began.elapsed();
-        let settled = self.settle(from, timeout).await;
-        tracing::debug!(target: "sip_rotate::browser", "click: found in {found:?}, clicked in {clicked:?}, settled in {:?}", began.elapsed());
+        self.end(step, "click", timeout).await
+    }
+
+    /// A step begins: what its requests count as, and where its answers
+    /// and redirects begin.
+    fn begin(&self, phase: Phase, commit: bool) -> Step {
+        self.watch.committing.store(commit, Ordering::SeqCst);
+        self.watch.phase.store(phase as u8, Ordering::Relaxed);
+        Step {
+            from: self.mark(),
+            began: std::time::Instant::now(),
+        }
+    }
+
+    /// The step's action is done: waits for the page to settle, and says
+    /// at debug level how long the action and the wait took.
+    async fn end(
+        &self,
+        step: Step,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Settled, TransportError> {
+        let acted = step.began.elapsed();
+        let settled = self.settle(step.from, timeout).await;
+        tracing::debug!(
+            target: "sip_rotate::browser",
+            "{what}: done in {acted:?}, settled in {:?}",
+            step.began.elapsed()
+        );
         settled
     }
 
