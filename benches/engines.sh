@@ -7,7 +7,7 @@
 #
 # Defaults: 53 licences, 20 ms, --rate 20, --concurrency 8. Not a test:
 # nothing here is run by CI. Needs chromium (apt-get install chromium).
-# ONLY_BROWSER=1 measures the browser alone; SIP_ROTATE_BENCH_FLAGS adds
+# ONLY_BROWSER=1 measures the scripted portal alone; SIP_ROTATE_BENCH_FLAGS adds
 # flags to the run (e.g. "--browser /path/to/wrapper").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,7 +81,7 @@ measure() {
     ((pss > peak)) && peak=$pss
     ticks=$(tree_cpu_ticks "$run")
     ((ticks > cpu)) && cpu=$ticks
-    sleep 0.1
+    sleep 0.25
   done
   wait "$run" || true
   end=$(date +%s.%N)
@@ -102,5 +102,8 @@ measure() {
 
 echo "| case | licences | resets | requests a licence | logins | elapsed | of --rate | peak PSS (tree) | CPU |"
 echo "|---|---|---|---|---|---|---|---|---|"
-if [ -z "${ONLY_BROWSER:-}" ]; then measure "plain portal, http" "" auto; fi
+if [ -z "${ONLY_BROWSER:-}" ]; then measure "plain portal, auto (http)" "" auto; fi
+# The unchanged command: HTTP resolves, the canary's walk moves to the browser.
+measure "scripted portal, auto" scripted auto
+# Every step in the browser, resolution too.
 measure "scripted portal, browser" scripted browser

@@ -239,6 +239,48 @@ fn a_reset_driven_by_script_when_sessions_expire() {
 }
 
 #[test]
+fn moving_to_the_browser_carries_the_portal_session_on() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    // One session: it logs in over HTTP, resolves, reads the canary's
+    // detail page, and goes on in the browser with the same cookies.
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &output, &public).args([
+            "--yes",
+            "--rate",
+            "100",
+            "--concurrency",
+            "1",
+        ]),
+        0,
+    );
+    assert!(stderr.contains("1 session in the browser"), "{stderr}");
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    let rows = decrypt(&identity, &output);
+    assert!(!rows.is_empty());
+    assert_eq!(truth.len(), rows.len(), "each licence once: {truth:?}");
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+    let counters = sim.stop();
+    assert_eq!(
+        counters["logins"], 1,
+        "the browser logged in again: {stderr}"
+    );
+}
+
+#[test]
 fn the_http_engine_names_the_step_that_needs_a_script_and_a_plain_portal_starts_no_browser() {
     let Setup {
         dir, sim, public, ..

@@ -223,7 +223,7 @@ impl Portal {
             _ => None,
         });
         if let Some(e) = needs_script
-            && browser.move_to_the_browser(&e)
+            && browser.move_to_the_browser(&e, super::Handover::LogInAgain)
         {
             checks = fresh();
             walk(&mut browser, target, &steps, &mut checks).await?;

@@ -415,12 +415,7 @@ impl Shared {
     /// A new session's transport: in the browser once the run uses it.
     fn transport(&self) -> Result<Transport, TransportError> {
         if self.in_browser.load(Ordering::SeqCst) {
-            Ok(Transport::in_browser(
-                self.engine.clone(),
-                self.throttle.clone(),
-                self.start.origin(),
-                self.interruptions.clone(),
-            ))
+            Ok(self.browser_transport(None))
         } else {
             Transport::new(
                 self.throttle.clone(),
@@ -430,6 +425,37 @@ impl Shared {
             )
         }
     }
+}
+
+impl Shared {
+    /// A session in the browser; `handed`: the cookies of the HTTP session
+    /// it carries on.
+    fn browser_transport(&self, handed: Option<transport::HandedCookies>) -> Transport {
+        Transport::in_browser(
+            self.engine.clone(),
+            self.throttle.clone(),
+            self.start.origin(),
+            self.interruptions.clone(),
+            handed,
+        )
+    }
+}
+
+/// Whether a login starts at the address where the run found the login page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shortcut {
+    Taken,
+    None,
+}
+
+/// What a session moving to the browser engine does with the portal's
+/// session it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handover {
+    /// Carried on in the browser: its cookies go with it.
+    CarriedOn,
+    /// Left: the browser logs in (`check` walks every step again).
+    LogInAgain,
 }
 
 /// What every browser of a run shares.
@@ -454,6 +480,10 @@ struct Shared {
     /// New sessions open in the browser (`--engine browser`, or `auto`
     /// once a step needed a script).
     in_browser: AtomicBool,
+    /// A run that will reset, with `--engine auto`: the first licence
+    /// resolved has its detail page read once, to start the browser ahead
+    /// if its reset needs a script (see `Portal::look_ahead`).
+    look_ahead: AtomicBool,
     capture: Option<Arc<capture::Capture>>,
 }
 
@@ -557,6 +587,7 @@ impl Portal {
                     settings.allow_origins,
                 )),
                 in_browser: AtomicBool::new(settings.engine == EngineChoice::Browser),
+                look_ahead: AtomicBool::new(false),
                 capture: settings.capture,
             }),
             concurrency,
@@ -569,6 +600,19 @@ impl Portal {
                 last_opening: None,
             }),
             watch_free: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The run is about to resolve licences it will reset. With `--engine
+    /// auto`, the first licence resolved has its detail page read (once,
+    /// before any reset): if its reset needs a script, the browser starts
+    /// in the background while resolution goes on, and is ready when the
+    /// canary's walk moves to it (starting it takes about a second, which
+    /// every reset would otherwise wait for). Nothing else changes: the
+    /// move itself is the walk's, at the canary's detail page.
+    pub fn look_ahead(&self) {
+        if self.shared.engine_choice == EngineChoice::Auto {
+            self.shared.look_ahead.store(true, Ordering::SeqCst);
         }
     }
 
@@ -920,14 +964,34 @@ impl Browser {
 
     /// Logs in; returns the home page's link to `Mes Services`.
     async fn login(&self) -> Result<Url, PortalError> {
+        // Where an earlier session of the run found the login page: asked
+        // first, a request (and a round trip) less than the portal's
+        // address and its redirect. A portal that does not show it there,
+        // or does not take the login made from there (an address good
+        // once), is asked at its address, as the first session asked it.
+        let learned = self
+            .shared
+            .login_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(address) = learned {
+            match self.login_from(address, Shortcut::Taken).await {
+                Err(PortalError::LoginRefused | PortalError::SessionEnded) => {}
+                other => return other,
+            }
+        }
+        self.login_from(self.shared.start.clone(), Shortcut::None)
+            .await
+    }
+
+    /// Logs in from the page at `address`: the login page, or (at the
+    /// portal's address) home if the session is still open.
+    async fn login_from(&self, address: Url, shortcut: Shortcut) -> Result<Url, PortalError> {
         let l = &self.shared.labels;
         let fetched = self
             .transport
-            .fetch(
-                Phase::Login,
-                Req::Get(self.shared.start.clone()),
-                Retry::Yes,
-            )
+            .fetch(Phase::Login, Req::Get(address), Retry::Yes)
             .await?;
         let login_request = {
             let doc = Html::parse_document(&fetched.body);
@@ -942,6 +1006,9 @@ impl Browser {
                 let form = Form::with_field(&doc, &fetched.url, want.words)
                     .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?;
                 Some(self.login_request(&doc, form)?)
+            } else if shortcut == Shortcut::Taken {
+                // Not the login page there any more: the long way.
+                return Err(PortalError::SessionEnded);
             } else {
                 None
             }
@@ -1073,9 +1140,15 @@ impl Browser {
     }
 
     /// With `--engine auto`, a step that needs a script moves the run to the
-    /// browser: this session starts again in it (a new login), and so do
-    /// the sessions opened from now on. Whether it did.
-    fn move_to_the_browser(&mut self, e: &PortalError) -> bool {
+    /// browser: this session goes on in it, and so do the sessions opened
+    /// from now on. Whether it did.
+    ///
+    /// The browser session is handed this session's cookies, and carries
+    /// the portal's session on where it stands: no new login on the way of
+    /// the canary, which every other reset waits for. A portal that does
+    /// not take them back shows its login page, and the walk logs in again
+    /// as it does when a session ends.
+    fn move_to_the_browser(&mut self, e: &PortalError, session: Handover) -> bool {
         if !matches!(e, PortalError::NeedsScript { .. })
             || self.shared.engine_choice != EngineChoice::Auto
             || self.transport.runs_scripts()
@@ -1084,16 +1157,18 @@ impl Browser {
         }
         tracing::info!("{e}: going on with the browser engine");
         self.shared.in_browser.store(true, Ordering::SeqCst);
-        match self.shared.transport() {
-            Ok(transport) => {
-                self.transport = transport;
-                self.my_services = None;
-                self.search = None;
-                *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                true
-            }
-            Err(_) => false,
+        let at = self.my_services.as_ref().unwrap_or(&self.shared.start);
+        let handed = match session {
+            Handover::CarriedOn => self.transport.cookies_for(at),
+            Handover::LogInAgain => None,
+        };
+        if handed.is_none() {
+            // Nothing to carry on: the browser session logs in.
+            self.my_services = None;
+            self.search = None;
         }
+        self.transport = self.shared.browser_transport(handed);
+        true
     }
 
     /// The session ended: the next step logs in again, up to a bound.
@@ -1299,7 +1374,36 @@ impl Browser {
                 })
                 .collect()
         };
-        self.walk("users", WalkStart::Link(users), parse).await
+        let rows = self.walk("users", WalkStart::Link(users), parse).await?;
+        if let Some(first) = rows.first()
+            && self.shared.look_ahead.swap(false, Ordering::SeqCst)
+        {
+            self.look_at(first).await;
+        }
+        Ok(rows)
+    }
+
+    /// Reads the detail page of `licence` (nothing pressed), and starts
+    /// the browser in the background if its reset needs a script. What
+    /// goes wrong here is the canary's to find and say: only logged.
+    async fn look_at(&mut self, licence: &LicenceRow) {
+        if self.transport.runs_scripts() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let looked = self
+            .page(
+                Phase::Resolve,
+                Req::Get(licence.detail.clone()),
+                Retry::Yes,
+                "detail",
+                |doc, url| Ok(to_confirmation(doc, url, &shared.labels, false)),
+            )
+            .await;
+        if let Ok(Err(e @ PortalError::NeedsScript { .. })) = looked {
+            tracing::info!("{e}: starting the browser ahead");
+            shared.engine.start_ahead(shared.start.origin());
+        }
     }
 
     /// Resets the SIP password of one licence: Détail, Réinitialiser, Confirmer.
@@ -1335,7 +1439,8 @@ impl Browser {
                     self.session_ended(attempt).map_err(ResetError::NotDone)?
                 }
                 // Before any Confirmer: the step needs a script.
-                Err(ResetError::NotDone(e)) if self.move_to_the_browser(&e) => {}
+                Err(ResetError::NotDone(e))
+                    if self.move_to_the_browser(&e, Handover::CarriedOn) => {}
                 Err(ResetError::NotDone(PortalError::EarlierPasswordShown)) => {
                     let (_, accountcode) = self
                         .unsettled

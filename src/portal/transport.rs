@@ -332,12 +332,28 @@ impl Drop for Held<'_> {
 /// What carries a session's requests.
 enum Carrier {
     /// An HTTP client with its own cookie jar.
-    Http(reqwest::Client),
+    Http {
+        client: reqwest::Client,
+        jar: Arc<reqwest::cookie::Jar>,
+    },
     /// A browser context of the run's browser, opened at the first request.
     Browser {
         engine: Arc<super::chromium::Engine>,
         tab: tokio::sync::OnceCell<super::chromium::Tab>,
+        /// The cookies of the HTTP session it carries on, if any: set in
+        /// its context before its first request.
+        handed: Mutex<Option<HandedCookies>>,
     },
+}
+
+/// The cookies an HTTP session holds for the portal, handed to the browser
+/// session that carries it on (`--engine auto` moving to the browser): the
+/// portal's session goes on without a new login.
+pub struct HandedCookies {
+    /// Name and value of each, as the session would send them to the portal.
+    pub pairs: Vec<(String, Zeroizing<String>)>,
+    /// Where they are sent: the portal's address.
+    pub url: Url,
 }
 
 /// One session (its own cookies) behind the shared throttle: an HTTP
@@ -549,8 +565,9 @@ impl Transport {
         origin: url::Origin,
         interruptions: super::Interruptions,
     ) -> Result<Transport, TransportError> {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -558,7 +575,7 @@ impl Transport {
             .build()
             .map_err(|e| TransportError::Connect(e.to_string()))?;
         Ok(Transport {
-            carrier: Carrier::Http(client),
+            carrier: Carrier::Http { client, jar },
             throttle,
             sent: Default::default(),
             last_sent: Mutex::new(None),
@@ -568,16 +585,19 @@ impl Transport {
     }
 
     /// A session in a context of the run's browser.
+    /// `handed`: the cookies of the HTTP session it carries on.
     pub fn in_browser(
         engine: Arc<super::chromium::Engine>,
         throttle: Arc<Throttle>,
         origin: url::Origin,
         interruptions: super::Interruptions,
+        handed: Option<HandedCookies>,
     ) -> Transport {
         Transport {
             carrier: Carrier::Browser {
                 engine,
                 tab: tokio::sync::OnceCell::new(),
+                handed: Mutex::new(handed),
             },
             throttle,
             sent: Default::default(),
@@ -587,6 +607,28 @@ impl Transport {
         }
     }
 
+    /// The cookies this HTTP session would send to `url`, for a browser
+    /// session to carry it on; none from a browser session.
+    pub fn cookies_for(&self, url: &Url) -> Option<HandedCookies> {
+        use reqwest::cookie::CookieStore;
+        let Carrier::Http { jar, .. } = &self.carrier else {
+            return None;
+        };
+        let header = jar.cookies(url)?;
+        let header = Zeroizing::new(header.to_str().ok()?.to_string());
+        let pairs = header
+            .split(';')
+            .filter_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                Some((name.to_string(), Zeroizing::new(value.to_string())))
+            })
+            .collect();
+        Some(HandedCookies {
+            pairs,
+            url: url.clone(),
+        })
+    }
+
     /// Whether this session can press a control that runs a script.
     pub fn runs_scripts(&self) -> bool {
         matches!(self.carrier, Carrier::Browser { .. })
@@ -594,16 +636,23 @@ impl Transport {
 
     /// The browser page of this session, opened at its first use.
     async fn tab(&self) -> Result<&super::chromium::Tab, TransportError> {
-        let Carrier::Browser { engine, tab } = &self.carrier else {
+        let Carrier::Browser {
+            engine,
+            tab,
+            handed,
+        } = &self.carrier
+        else {
             unreachable!("asked of a browser session only")
         };
         let tab = tab
             .get_or_try_init(|| {
+                let handed = handed.lock().unwrap().take();
                 engine.session(
                     self.throttle.clone(),
                     self.origin.clone(),
                     self.sent.clone(),
                     self.interruptions.clone(),
+                    handed,
                 )
             })
             .await
@@ -645,7 +694,7 @@ impl Transport {
     fn engine_timeout(&self) -> Duration {
         match &self.carrier {
             Carrier::Browser { engine, .. } => engine.timeout(),
-            Carrier::Http(_) => Duration::from_secs(30),
+            Carrier::Http { .. } => Duration::from_secs(30),
         }
     }
 
@@ -879,7 +928,7 @@ impl Transport {
                 _ = waiting.cancelled() => return Err(TransportError::Interrupted),
                 _ = throttle.turn() => {}
             }
-            let Carrier::Http(client) = &self.carrier else {
+            let Carrier::Http { client, .. } = &self.carrier else {
                 unreachable!("a browser session sends through the browser")
             };
             let builder = match req {

@@ -812,6 +812,7 @@ impl Run<'_> {
             return self.finish(skipped, None, Some(why), resumed, ResetsDone::default());
         }
         self.observer.event(Event::LoggedIn);
+        self.portal.look_ahead();
         match self.settings.phases() {
             Phases::OneAfterTheOther => self.one_after_the_other(rows, resumed).await,
             Phases::Overlapped => self.overlapped(rows, resumed).await,

@@ -30,8 +30,8 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EventRequestPaused, FailRequestParams,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    BlockPattern, ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent,
-    EventResponseReceived, ResourceType,
+    BlockPattern, CookieParam, ErrorReason, EventLoadingFailed, EventLoadingFinished,
+    EventRequestWillBeSent, EventResponseReceived, ResourceType, SetCookiesParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
@@ -66,19 +66,47 @@ pub enum EngineError {
 static STARTED: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 
 /// Ends the browser of process group `group` (all its processes), waits
-/// until none is left, and removes its profile.
+/// until none is left running, and removes its profile.
 fn end(group: i32, profile: &Path) {
     // SAFETY: signals to a group this process made for the browser.
     unsafe { libc::kill(-group, libc::SIGKILL) };
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    // SAFETY: signal 0 only asks whether the group still has a process.
-    while unsafe { libc::kill(-group, 0) } == 0 && std::time::Instant::now() < deadline {
+    loop {
         // Reap the group's leader if it is ours; the others are the init's.
         // SAFETY: a non-blocking wait on a child of this process.
         unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
-        std::thread::sleep(Duration::from_millis(10));
+        if !group_running(group) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     let _ = std::fs::remove_dir_all(profile);
+}
+
+/// Whether a process of `group` still runs. A zombie does not count: its
+/// files are closed, and its reaping is up to whoever inherited it (an init
+/// that reaps slowly once held every run a second and more at its end).
+fn group_running(group: i32) -> bool {
+    // SAFETY: signal 0 only asks whether the group still has a process.
+    if unsafe { libc::kill(-group, 0) } != 0 {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // "pid (name) state ppid pgrp ...": the name may hold anything.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = fields.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        pgrp == Some(group) && state != Some("Z") && state != Some("X")
+    })
 }
 
 /// Ends every browser this process started and removes their profiles:
@@ -122,6 +150,33 @@ impl Engine {
         self.browser.initialized()
     }
 
+    /// The browser, started for `origin` if it is not yet (or while it starts).
+    async fn browser(&self, origin: &url::Origin) -> Result<&Chromium, EngineError> {
+        // The only names the browser may look up: the portal's, and those
+        // of the origins whose scripts and styles it may load.
+        let hosts: Vec<String> = std::iter::once(origin)
+            .chain(self.allowed.iter())
+            .filter_map(|o| match o {
+                url::Origin::Tuple(_, host, _) => Some(host.to_string()),
+                url::Origin::Opaque(_) => None,
+            })
+            .collect();
+        self.browser
+            .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout, &hosts))
+            .await
+    }
+
+    /// Starts the browser in the background, for the sessions about to
+    /// need it. One that cannot start is said by the first session.
+    pub fn start_ahead(self: &Arc<Self>, origin: url::Origin) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.browser(&origin).await {
+                tracing::debug!("the browser did not start ahead: {e}");
+            }
+        });
+    }
+
     /// A new session (a browser context), the browser started first if need be.
     pub async fn session(
         &self,
@@ -129,22 +184,18 @@ impl Engine {
         origin: url::Origin,
         sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
         interruptions: super::Interruptions,
+        handed: Option<super::transport::HandedCookies>,
     ) -> Result<Tab, EngineError> {
-        // The only names the browser may look up: the portal's, and those
-        // of the origins whose scripts and styles it may load.
-        let hosts: Vec<String> = std::iter::once(&origin)
-            .chain(self.allowed.iter())
-            .filter_map(|o| match o {
-                url::Origin::Tuple(_, host, _) => Some(host.to_string()),
-                url::Origin::Opaque(_) => None,
-            })
-            .collect();
-        let browser = self
-            .browser
-            .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout, &hosts))
-            .await?;
+        let browser = self.browser(&origin).await?;
         browser
-            .session(throttle, origin, self.allowed.clone(), sent, interruptions)
+            .session(
+                throttle,
+                origin,
+                self.allowed.clone(),
+                sent,
+                interruptions,
+                handed,
+            )
             .await
     }
 }
@@ -220,7 +271,16 @@ impl Chromium {
                 "--disable-quic",
                 "--disable-breakpad",
                 "--disable-crash-reporter",
-                "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+                // Site isolation is off: the browser shows documents of
+                // one origin, the portal's, and a renderer process for each
+                // session only took the two cores from the portal's rate.
+                "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,site-per-process,IsolateOrigins",
+                "--disable-site-isolation-trials",
+                // No GPU process of its own (nothing is looked at), and
+                // the sessions' pages, all hidden, not slowed down as such.
+                "--in-process-gpu",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
                 "--disk-cache-size=1",
                 "--media-cache-size=1",
                 "--password-store=basic",
@@ -239,6 +299,12 @@ impl Chromium {
                     .collect::<String>()
             ))
             .arg("--dns-prefetch-disable")
+            // Renderers shared by the sessions: one a core (more only
+            // took memory and time switching between them).
+            .arg(format!(
+                "--renderer-process-limit={}",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ))
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
             .arg("about:blank")
@@ -318,8 +384,9 @@ impl Chromium {
         })
     }
 
-    /// A new session: a browser context of its own (its own cookies) with
-    /// one page, every request of which goes through `throttle`.
+    /// A new session: a browser context of its own (its own cookies, or
+    /// those `handed` by the HTTP session it carries on) with one page,
+    /// every request of which goes through `throttle`.
     pub async fn session(
         &self,
         throttle: Arc<Throttle>,
@@ -327,6 +394,7 @@ impl Chromium {
         allowed: Arc<Vec<url::Origin>>,
         sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
         interruptions: super::Interruptions,
+        handed: Option<super::transport::HandedCookies>,
     ) -> Result<Tab, EngineError> {
         let protocol = |e: chromiumoxide::error::CdpError| EngineError::Protocol(e.to_string());
         let context = self
@@ -354,6 +422,29 @@ impl Chromium {
         )
         .await
         .map_err(protocol)?;
+        if let Some(handed) = handed {
+            // Host-only, for the whole portal, readable by its scripts as
+            // they were (the jar does not say otherwise): a portal whose
+            // cookies were narrower still gets its own back on its pages.
+            let secure = handed.url.scheme() == "https";
+            let cookies = handed
+                .pairs
+                .iter()
+                .map(|(name, value)| {
+                    CookieParam::builder()
+                        .name(name.as_str())
+                        .value(value.as_str())
+                        .url(handed.url.as_str())
+                        .path("/")
+                        .secure(secure)
+                        .build()
+                        .map_err(EngineError::Protocol)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            page.execute(SetCookiesParams::new(cookies))
+                .await
+                .map_err(protocol)?;
+        }
         let page = Arc::new(page);
         let watch = Arc::new(Watch::default());
         let mut tasks = Vec::new();
@@ -702,8 +793,8 @@ pub struct Settled {
 
 /// How often a page is looked at while it settles, and for how long it
 /// must stay quiet.
-const LOOK_EVERY: Duration = Duration::from_millis(15);
-const QUIET_LOOKS: u32 = 3;
+const LOOK_EVERY: Duration = Duration::from_millis(10);
+const QUIET_LOOKS: u32 = 2;
 const QUIET: Duration = Duration::from_millis(30);
 
 impl Tab {
@@ -764,12 +855,38 @@ impl Tab {
         commit: bool,
     ) -> Result<Settled, TransportError> {
         let step = self.begin(phase, commit);
-        let element = self
+        // Where it shows, brought into view: one question to the page
+        // (finding, scrolling and measuring it apart took six).
+        let script = format!(
+            "(() => {{ const e = document.querySelector({}); if (!e) return null; \
+             e.scrollIntoView({{block: 'center', inline: 'center'}}); \
+             const r = e.getBoundingClientRect(); \
+             return r.width > 0 && r.height > 0 ? [r.left + r.width / 2, r.top + r.height / 2] : []; }})()",
+            serde_json::Value::String(path.to_string())
+        );
+        let at = self
             .page
-            .find_element(path)
+            .evaluate(script.as_str())
             .await
-            .map_err(Self::step_error)?;
-        element.click().await.map_err(Self::step_error)?;
+            .map_err(Self::step_error)?
+            .into_value::<Option<Vec<f64>>>()
+            .map_err(|e| TransportError::Transient(format!("the browser: {e}")))?;
+        let point = match at.as_deref() {
+            Some([x, y]) => chromiumoxide::layout::Point::new(*x, *y),
+            Some(_) => {
+                return Err(TransportError::Transient(format!(
+                    "the control to press ({path}) is not shown"
+                )));
+            }
+            None => {
+                return Err(TransportError::Transient(format!(
+                    "the control to press ({path}) is no longer in the page"
+                )));
+            }
+        };
+        // Pressed as a person presses it: the pointer moves there, then
+        // the button goes down and up (trusted events, as a script sees).
+        self.page.click(point).await.map_err(Self::step_error)?;
         self.end(step, "click", timeout).await
     }
 
@@ -837,7 +954,9 @@ impl Tab {
                 };
                 return Err(TransportError::Transient(why));
             }
-            tokio::time::sleep(LOOK_EVERY).await;
+            // Until the network may have been quiet long enough, a look
+            // apart at least.
+            tokio::time::sleep(LOOK_EVERY.max(QUIET.saturating_sub(self.watch.quiet_for()))).await;
             // Quiet: nothing in flight, the network still a moment, and the
             // document complete. A slow answer is waited for, up to the
             // step's timeout. The page is asked only once the network is
