@@ -611,8 +611,11 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
         count(plan.targets.len(), "licence", "licences"),
         phones_in_use(plan.in_use, plan.state_unknown)
     );
-    // A run resets nothing unless every row resolves.
-    let would = if unresolved > 0 && !plan.targets.is_empty() {
+    // A run resets nothing unless every row resolves; a plan that stopped
+    // (never got in, interrupted) knows nothing of what a run would reset.
+    let would = if plan.stopped.is_some() {
+        "what run would reset is not known: the plan stopped before every row resolved".to_string()
+    } else if unresolved > 0 && !plan.targets.is_empty() {
         format!(
             "run would reset nothing: {unresolved} row{} did not resolve; with --skip-unresolved, {would}",
             if unresolved == 1 { "" } else { "s" }
@@ -663,7 +666,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
                 },
                 "elapsed_seconds": plan.elapsed.as_secs_f64(),
                 "stopped": plan.stopped.as_ref().map(stop_text),
-                "would_reset": plan.targets.len(),
+                "would_reset": plan.stopped.is_none().then_some(plan.targets.len()),
                 "in_use": plan.in_use,
                 "state_unknown": plan.state_unknown,
             }));

@@ -265,7 +265,10 @@ pub enum Answer {
 /// status or as a failure: only the press's own answer can refuse it.
 pub fn answer_of_error(e: &TransportError) -> Answer {
     match e {
-        TransportError::Forbidden | TransportError::RateLimited(_) => Answer::NotTaken,
+        // A connection that could not be made: nothing was sent.
+        TransportError::Forbidden
+        | TransportError::RateLimited(_)
+        | TransportError::Unreachable(_) => Answer::NotTaken,
         TransportError::Transient(_) | TransportError::Interrupted | TransportError::Engine(_) => {
             Answer::NotReadable
         }

@@ -328,7 +328,7 @@ impl PortalError {
                 | PortalError::Transport(TransportError::ForeignOrigin { .. })
                 | PortalError::Transport(TransportError::ForeignResource { .. })
                 | PortalError::Transport(TransportError::Engine(_))
-        )
+        ) || matches!(self, PortalError::Transport(e) if e.is_permanent())
     }
 }
 

@@ -124,6 +124,10 @@ pub enum TransportError {
     TooManyRedirects,
     #[error("cannot reach the portal: {0}")]
     Connect(String),
+    /// The portal's address could not be reached, for a reason said in
+    /// words: nothing was sent.
+    #[error("{0}")]
+    Unreachable(Unreachable),
     /// Cut short by Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -162,9 +166,74 @@ fn foreign_resource(to: &str, kind: &str, allowable: &Option<String>) -> String 
     }
 }
 
+/// Why the portal's address could not be reached. A certificate, a
+/// protocol or a name that is wrong stays wrong: not retried. Nothing
+/// listening, or no answer to the connection, may pass: retried briefly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    #[error(
+        "the portal's certificate is not trusted ({0}): check the --portal address; a portal whose certificate comes from a private authority needs that authority's certificate in SSL_CERT_FILE (a PEM file)"
+    )]
+    Certificate(String),
+    #[error(
+        "the portal's address answers, but not with TLS: check the --portal address (https:// to a plain http port?)"
+    )]
+    NotTls,
+    #[error("the secure connection to the portal failed ({0}): check the --portal address")]
+    Tls(String),
+    #[error(
+        "the portal's host name is not known (no DNS answer): check the --portal address and this machine's name servers"
+    )]
+    UnknownHost,
+    #[error(
+        "nothing answers at the portal's address (connection refused): check the --portal address and port, and that the portal is up"
+    )]
+    Refused,
+    #[error(
+        "the portal's address gives no answer (the connection timed out): check the --portal address, and any firewall or proxy in the way"
+    )]
+    NoAnswer,
+}
+
+impl Unreachable {
+    /// Whether trying again a moment later may help.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, Unreachable::Refused | Unreachable::NoAnswer)
+    }
+}
+
+/// How many times a connection that nothing answered is tried again, and
+/// the longest wait between: a portal that is down is said in seconds.
+const UNREACHABLE_RETRIES: usize = 2;
+const UNREACHABLE_WAIT: Duration = Duration::from_millis(500);
+
 impl TransportError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, TransportError::Transient(_))
+        match self {
+            TransportError::Transient(_) => true,
+            TransportError::Unreachable(u) => u.may_pass(),
+            _ => false,
+        }
+    }
+
+    /// Whether every request of the run would fail the same way.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, TransportError::Unreachable(u) if !u.may_pass())
+    }
+}
+
+/// The wait before the next try (`None`: no more): the backoff's, but
+/// short and few for a connection nothing answered.
+fn next_wait(
+    unreachable_tries: &mut usize,
+) -> impl FnMut(&TransportError, Option<Duration>) -> Option<Duration> + '_ {
+    move |e, wait| match e {
+        TransportError::Unreachable(_) => {
+            *unreachable_tries += 1;
+            (*unreachable_tries <= UNREACHABLE_RETRIES)
+                .then(|| wait.unwrap_or(UNREACHABLE_WAIT).min(UNREACHABLE_WAIT))
+        }
+        _ => wait,
     }
 }
 
@@ -799,8 +868,10 @@ impl Transport {
                 match retry {
                     Retry::FirstHopOnce => once().await,
                     Retry::Yes => {
+                        let mut tries = 0;
                         once.retry(backoff())
                             .when(TransportError::is_transient)
+                            .adjust(next_wait(&mut tries))
                             .notify(|e, wait| self.retrying(e, wait))
                             .await
                     }
@@ -881,8 +952,10 @@ impl Transport {
         waiting: &CancellationToken,
     ) -> Result<Answer, TransportError> {
         let once = || self.send(phase, req, waiting);
+        let mut tries = 0;
         once.retry(backoff())
             .when(TransportError::is_transient)
+            .adjust(next_wait(&mut tries))
             .notify(|e, wait| self.retrying(e, wait))
             .await
     }
@@ -1061,12 +1134,86 @@ enum Answer {
 fn classify(e: reqwest::Error) -> TransportError {
     if e.is_builder() {
         TransportError::Connect(source_text(e))
+    } else if let Some(why) = unreachable(&e) {
+        TransportError::Unreachable(why)
     } else if e.is_connect() && !e.is_timeout() {
         // Refused before anything was sent: nothing was done, but it is worth retrying too.
         TransportError::Transient(format!("connection failed: {}", source_text(e)))
     } else {
         TransportError::Transient(source_text(e))
     }
+}
+
+/// Why a connection could not be made, from the error's causes: TLS's
+/// own error, the system's (refused), the resolver's.
+fn unreachable(e: &reqwest::Error) -> Option<Unreachable> {
+    if !e.is_connect() {
+        return None;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        // An I/O error shows the error it wraps (another I/O error, TLS's),
+        // but does not give it as its source: dug out here.
+        let mut inner = Some(c);
+        while let Some(candidate) = inner {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(match tls {
+                    rustls::Error::InvalidCertificate(why) => {
+                        Unreachable::Certificate(certificate_problem(why))
+                    }
+                    rustls::Error::InvalidMessage(_)
+                    | rustls::Error::InappropriateMessage { .. } => Unreachable::NotTls,
+                    other => Unreachable::Tls(other.to_string()),
+                });
+            }
+            let io = candidate.downcast_ref::<std::io::Error>();
+            if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+                return Some(Unreachable::Refused);
+            }
+            inner = io
+                .and_then(|io| io.get_ref())
+                .map(|w| w as &(dyn std::error::Error + 'static));
+        }
+        cause = c.source();
+    }
+    let text = source_text_of(e);
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        return Some(Unreachable::UnknownHost);
+    }
+    e.is_timeout().then_some(Unreachable::NoAnswer)
+}
+
+/// What is wrong with a certificate, in words.
+fn certificate_problem(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match why {
+        C::UnknownIssuer => "signed by an authority this machine does not trust".into(),
+        C::Expired | C::ExpiredContext { .. } => "expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "made for another name than the portal's".into()
+        }
+        C::Revoked => "revoked".into(),
+        C::BadSignature => "its signature does not verify".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "not made for a web server".into(),
+        // webpki's own words for a self-signed certificate.
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "self-signed: an authority's certificate, used as the server's".into()
+        }
+        C::Other(other) => other.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn source_text_of(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The error and its causes, without the URL (which could carry a query).

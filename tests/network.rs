@@ -1,0 +1,158 @@
+//! A portal address that cannot be reached: said in words, and tried again
+//! only when trying again may help (a certificate stays untrusted).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A loopback port nothing listens on (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `sip-rotate run` of one client against `portal`; its exit code and stderr.
+fn run_against(dir: &Path, portal: &str, public: &str) -> (Option<i32>, String) {
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let mut run = Command::new(bin());
+    run.arg("run")
+        .arg("--input")
+        .arg(&input)
+        .args([
+            "--portal", portal, "--login", LOGIN, "-r", public, "--yes", "-o",
+        ])
+        .arg(dir.join("out.age"))
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .stdin(Stdio::null());
+    let out = run.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An HTTPS server with a self-signed certificate for `localhost`, on `port`.
+struct TlsServer(Child);
+
+impl TlsServer {
+    fn start(dir: &Path, port: u16) -> TlsServer {
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let server = TlsServer(
+            Command::new("openssl")
+                .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+                .arg("-cert")
+                .arg(dir.join("cert.pem"))
+                .arg("-key")
+                .arg(dir.join("key.pem"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Waits until it listens (a connection, not a sleep of a guessed length).
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("openssl s_server did not listen");
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The number of portal requests the summary counts.
+fn requests(stderr: &str) -> u64 {
+    let at = stderr.find("portal requests: ").expect(stderr) + "portal requests: ".len();
+    stderr[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_untrusted_certificate_is_named_and_not_tried_again() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = TlsServer::start(dir.path(), port);
+    let (_, public) = identity(dir.path());
+    let (code, stderr) = run_against(dir.path(), &format!("https://localhost:{port}/"), &public);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the portal's certificate is not trusted (self-signed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
+    assert_eq!(requests(&stderr), 1, "tried again: {stderr}");
+    assert!(!stderr.contains("retried"), "{stderr}");
+    assert!(!stderr.contains("OtherError"), "{stderr}");
+}
+
+#[test]
+fn https_to_a_plain_port_and_a_closed_port_are_said_in_words() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    // The simulator speaks plain HTTP: asked with https://.
+    let plain = sim.url.replacen("http://", "https://", 1);
+    let (code, stderr) = run_against(dir.path(), &plain, &public);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("answers, but not with TLS"), "{stderr}");
+    assert!(!stderr.contains("InvalidContentType"), "{stderr}");
+    assert_eq!(requests(&stderr), 1, "tried again: {stderr}");
+    // Nothing listening: tried again briefly (twice), then said.
+    let closed = format!("https://127.0.0.1:{}/", free_port());
+    let (code, stderr) = run_against(dir.path(), &closed, &public);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
+    assert_eq!(requests(&stderr), 3, "{stderr}");
+    // A plan that never got in claims nothing of what a run would reset.
+    let out = Command::new(bin())
+        .arg("plan")
+        .arg("--input")
+        .arg(dir.path().join("in.csv"))
+        .args(["--portal", &closed, "--login", LOGIN])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("run would reset")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is not known"), "{stderr}");
+    assert!(sim.resets().is_empty());
+}
