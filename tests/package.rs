@@ -59,6 +59,22 @@ fn one_man_page_per_command_each_rendering_without_a_warning() {
         run.contains("metrics\\-file"),
         "the run page has the run's flags"
     );
+    // What a sysadmin looks for beyond the flags, on each command's page.
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES"] {
+        assert!(run.contains(&format!(".SH \"{section}\"")), "{section}");
+    }
+    assert!(
+        run.contains("\\fBMYOPENIP_LOGIN\\fR environment variable"),
+        "env notes"
+    );
+    assert!(
+        run.contains("[\\fB\\-\\-input\\fR \\fIFILE\\fR]"),
+        "the synopsis names the values"
+    );
+    // The config file's page, in man5 beside man1.
+    let config = std::fs::read_to_string(dir.path().join("man5/sip-rotate.toml.5")).unwrap();
+    assert!(config.contains(".TH sip-rotate.toml 5"));
+    assert!(config.contains("recipients_file"), "the sample's keys");
     // The same command refreshes the pages (after an upgrade)...
     let man1 = dir.path().join("man1");
     std::fs::write(
@@ -107,7 +123,10 @@ fn one_man_page_per_command_each_rendering_without_a_warning() {
     if !have("man") {
         return;
     }
-    for page in &pages {
+    for page in pages
+        .iter()
+        .chain([&dir.path().join("man5/sip-rotate.toml.5")])
+    {
         let out = Command::new("man")
             .args(["--warnings", "-l"])
             .arg(page)

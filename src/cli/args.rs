@@ -97,7 +97,7 @@ impl From<Profile> for LoginProfile {
 /// `--config FILE`; a flag given on the command line wins.
 #[derive(Debug, Args)]
 pub struct PortalArgs {
-    /// TOML file with the settings of a scheduled run (see the README); flags override it.
+    /// TOML file with the settings of a scheduled run (see man 5 sip-rotate.toml); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Portal address (https; http only on loopback).

@@ -75,11 +75,10 @@ fn man_pages(dir: &Path) -> Result<()> {
     let version = env!("SIP_ROTATE_VERSION");
     let mut pages = Vec::new();
     for cmd in commands() {
-        let man = clap_mangen::Man::new(cmd)
+        let man = clap_mangen::Man::new(cmd.clone())
             .source(format!("sip-rotate {version}"))
             .manual("sip-rotate manual");
-        let mut page = Vec::new();
-        man.render(&mut page)?;
+        let page = page_of(&man, &cmd)?;
         let path = dir.join(man.get_filename());
         if let Some(why) = not_ours(&path) {
             bail!(
@@ -89,6 +88,25 @@ fn man_pages(dir: &Path) -> Result<()> {
         }
         pages.push((path, page));
     }
+    // The config file's page, in section 5 of the same folder's parent
+    // (man1 -> man5) when the folder is a manN, else beside the others.
+    let config_dir = match dir.file_name().and_then(|n| n.to_str()) {
+        Some(name) if name.starts_with("man") && name.len() == 4 => dir.with_file_name("man5"),
+        _ => dir.to_path_buf(),
+    };
+    let config_path = config_dir.join("sip-rotate.toml.5");
+    if let Some(why) = not_ours(&config_path) {
+        bail!(
+            "{} {why}: not replaced, and no page written (move it away, or generate into another folder)",
+            config_path.display()
+        );
+    }
+    std::fs::create_dir_all(&config_dir)
+        .with_context(|| format!("cannot create the folder {}", config_dir.display()))?;
+    pages.push((
+        config_path,
+        super::manual::config_page(version).into_bytes(),
+    ));
     for (path, page) in &pages {
         let write = || -> std::io::Result<()> {
             let mut file = NewFile::create(path)?;
@@ -108,6 +126,36 @@ fn man_pages(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A command's page: clap's sections (name, synopsis, description,
+/// options, subcommands), then what the flags do not say (exit status,
+/// environment, files, examples), then the notes after the help.
+fn page_of(man: &clap_mangen::Man, cmd: &clap::Command) -> Result<Vec<u8>> {
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    page.extend_from_slice(super::manual::synopsis(cmd).as_bytes());
+    man.render_description_section(&mut page)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(&mut page)?;
+    }
+    if cmd.has_subcommands() {
+        man.render_subcommands_section(&mut page)?;
+    }
+    page.extend_from_slice(
+        super::manual::roff(&super::manual::sections(
+            cmd.get_display_name().unwrap_or(cmd.get_name()),
+        ))
+        .as_bytes(),
+    );
+    if cmd.get_after_help().is_some() || cmd.get_after_long_help().is_some() {
+        man.render_extra_section(&mut page)?;
+    }
+    if cmd.get_version().is_some() {
+        man.render_version_section(&mut page)?;
+    }
+    Ok(page)
 }
 
 /// Why the file at `path` may not be replaced by a page; `None` when there

@@ -8,6 +8,7 @@ pub mod check;
 pub mod demo;
 pub mod generate;
 pub mod logging;
+mod manual;
 pub mod render;
 pub mod run;
 pub mod settings;
