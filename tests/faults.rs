@@ -662,6 +662,132 @@ fn resume_tells_apart_two_phones_that_show_one_reference() {
 }
 
 #[test]
+fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("rotation-%H%M%S.csv.age");
+    let report = dir.path().join("report.csv");
+    let rotation_files = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".csv.age"))
+            .collect()
+    };
+    // Interrupted (a part file), then resumed and killed (the journal only).
+    let first = spawn_run(
+        &sim,
+        dir.path(),
+        &output,
+        &public,
+        &["--rate", "40", "--report", report.to_str().unwrap()],
+    );
+    wait_for_resets(&sim, 3);
+    signal(&first, "-TERM");
+    let mut first = first;
+    assert_eq!(first.wait().unwrap().code(), Some(3));
+    let resets = sim.resets().len();
+    let mut second = spawn_run(
+        &sim,
+        dir.path(),
+        &output,
+        &public,
+        &["--rate", "40", "--resume"],
+    );
+    wait_for_resets(&sim, resets + 3);
+    signal(&second, "-KILL");
+    second.wait().unwrap();
+    // Resumed with the identity: one result, every password of the rotation.
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--resume=auto", "-i"])
+            .arg(&id)
+            .args(["--rate", "100", "--report"])
+            .arg(&report),
+        0,
+    );
+    let files = rotation_files(dir.path());
+    assert_eq!(files.len(), 1, "one result, no journal, no part: {files:?}");
+    let result = &files[0];
+    assert!(result.to_string_lossy().ends_with(".csv.age"), "{files:?}");
+    let rows = decrypt(&id, result);
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    assert_eq!(rows.len(), all_licences().len(), "{stderr}");
+    // (A kill may fall between a Confirmer and its journal entry: that
+    // licence is reset again by the resume, and its last password counts.)
+    assert_eq!(rows.len(), last.len(), "one row per licence");
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+    assert!(
+        stderr.contains(&format!("({} licences)", rows.len())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("earlier runs"), "{stderr}");
+    // One report, every licence in it.
+    assert_eq!(
+        parse_csv(&std::fs::read(&report).unwrap()).len(),
+        rows.len()
+    );
+    // The next scheduled run starts normally (in another second: its
+    // result gets a name of its own).
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        == started
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // (--resume=auto, as a timer's config has it: nothing to resume, a new run.)
+    exits_with(
+        run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public).args([
+            "--yes",
+            "--rate",
+            "100",
+            "--resume=auto",
+        ]),
+        0,
+    );
+    assert_eq!(rotation_files(dir.path()).len(), 2, "a new result");
+}
+
+#[test]
+fn a_second_run_while_the_first_goes_is_told_it_is_in_use() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("rotation-%H%M%S.csv.age");
+    let mut first = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "5"]);
+    wait_for_resets(&sim, 1);
+    // Not "did not finish": it is still going.
+    for resume in [None, Some("--resume=auto")] {
+        let stderr = exits_with(
+            run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+                .args(["--yes"])
+                .args(resume),
+            2,
+        );
+        assert!(
+            stderr.contains("in use by another run") || stderr.contains("another sip-rotate run"),
+            "{resume:?}: {stderr}"
+        );
+        assert!(!stderr.contains("did not finish"), "{resume:?}: {stderr}");
+    }
+    signal(&first, "-TERM");
+    assert_eq!(first.wait().unwrap().code(), Some(3));
+}
+
+#[test]
 fn after_an_interrupt_a_kill_and_two_resumes_the_summary_counts_what_the_files_hold() {
     let Setup {
         dir,

@@ -179,9 +179,19 @@ pub struct RunArgs {
     /// Nothing on stderr when the run succeeds; the summary when it does not.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Continue an interrupted run: skip the licences already in OUTPUT.journal.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue an interrupted run: skip the licences already in OUTPUT.journal; --resume=auto resumes one if there is one, else starts afresh.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "yes"
+    )]
+    pub resume: Option<ResumeMode>,
+    /// With --resume: an identity of the run's recipients, to read OUTPUT.journal, so that the result holds the whole rotation's passwords and the parts and journal go; repeatable.
+    #[arg(short = 'i', long = "identity", value_name = "IDENTITY_FILE")]
+    pub identities: Vec<PathBuf>,
     /// Licences reset first, alone; the run goes on only if they all succeed [default: 1].
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
@@ -281,6 +291,16 @@ pub struct DecryptArgs {
     /// Result file or journal to decrypt; - for standard input.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+/// When a run resumes an interrupted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeMode {
+    /// Always: an unfinished run must be there.
+    Yes,
+    /// When an unfinished run of the output pattern is there; else a new run.
+    Auto,
 }
 
 /// How a CSV file is written.

@@ -80,6 +80,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             workers: 4,
             skip_unresolved: false,
             resume: false,
+            resume_identities: Vec::new(),
             confirm: false,
             metrics: None,
         },

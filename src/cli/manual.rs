@@ -398,6 +398,12 @@ pub fn config_page(version: &str) -> String {
                      MYOPENIP_PASSWORD."
                         .into(),
                 ),
+                (
+                    None,
+                    "resume = \"auto\" finishes a run of the same output pattern that was stopped (its \
+                     journal is there), and starts afresh otherwise: what a timer's run wants."
+                        .into(),
+                ),
             ],
         },
     ]));

@@ -90,6 +90,9 @@ pub struct ConfigFile {
     pub output: Option<String>,
     pub report: Option<String>,
     pub overwrite_report: Option<bool>,
+    /// `resume = "auto"`: finish an unfinished run of the output pattern
+    /// if there is one, else start afresh (a timer's run).
+    pub resume: Option<super::args::ResumeMode>,
     /// The lock file that keeps two runs on one portal account apart.
     pub lock: Option<PathBuf>,
     pub skip_unresolved: Option<bool>,
@@ -627,11 +630,31 @@ impl RunSettings {
                 "-o -: the result must be a file (it is written under a temporary name, then renamed when complete)"
             );
         }
+        if !args.identities.is_empty() && args.resume.or(f.resume).is_none() {
+            return Err(super::Advised {
+                what: "-i: an identity is read only to finish an interrupted run".into(),
+                hint: "add --resume (or --resume=auto): a new run encrypts to its recipients and needs no identity".into(),
+            }
+            .into());
+        }
+        // `auto`: resume only what is there to resume.
+        let resume = match args.resume.or(f.resume) {
+            None => false,
+            Some(super::args::ResumeMode::Yes) => true,
+            Some(super::args::ResumeMode::Auto) => {
+                rotation::journal_of(&output).exists() || unfinished_run_of(&pattern)?.is_some()
+            }
+        };
         // A dated name: the unfinished run of this pattern began at another time.
-        let output = if args.resume && !rotation::journal_of(&output).exists() {
+        let output = if resume && !rotation::journal_of(&output).exists() {
             unfinished_run_of(&pattern)?.unwrap_or(output)
-        } else if !args.resume && pattern != output {
+        } else if !resume && pattern != output {
             if let Some(unfinished) = unfinished_run_of(&pattern)? {
+                // Still running, not stopped: the other run's to finish.
+                let journal = rotation::journal_of(&unfinished);
+                if crate::vault::journal_in_use(&journal) {
+                    return Err(crate::vault::VaultError::JournalInUse { path: journal }.into());
+                }
                 bail!(
                     "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal. \
                      Run the same command with --resume to finish it (licences in the journal are not reset again), \
@@ -653,7 +676,7 @@ impl RunSettings {
             path,
             // A resumed run's report takes the place of the interrupted
             // run's (its rows say what that run did); never another file.
-            replace: args.overwrite_report || f.overwrite_report.unwrap_or(false) || args.resume,
+            replace: args.overwrite_report || f.overwrite_report.unwrap_or(false) || resume,
             dialect: args
                 .csv_dialect
                 .or(f.csv_dialect)
@@ -729,7 +752,8 @@ impl RunSettings {
                 guard,
                 workers: portal.settings.concurrency,
                 skip_unresolved: args.skip_unresolved || f.skip_unresolved.unwrap_or(false),
-                resume: args.resume,
+                resume,
+                resume_identities: args.identities.clone(),
                 confirm: !args.yes,
                 metrics: metrics.clone(),
             },

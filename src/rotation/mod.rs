@@ -75,6 +75,10 @@ pub struct Settings {
     pub skip_unresolved: bool,
     /// Continue from the journal of an earlier run of this output.
     pub resume: bool,
+    /// Identities that open that journal: the resumed run's result then
+    /// holds the earlier runs' passwords too, and the parts and the journal
+    /// go (none: they stay beside it).
+    pub resume_identities: Vec<PathBuf>,
     /// Ask the observer before the first reset.
     pub confirm: bool,
     /// The metrics file the caller writes after the run: checked here with
@@ -699,7 +703,13 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
             }
             Some(_) => {}
         }
-        Resumed::from_journal(journal, contents)
+        let earlier_rows = if settings.resume_identities.is_empty() {
+            None
+        } else {
+            let identities = vault::read_identities(&settings.resume_identities)?;
+            Some(vault::journal_rows(&journal, &identities)?)
+        };
+        Resumed::from_journal(journal, contents, earlier_rows)
     } else {
         Resumed::none()
     }
@@ -712,6 +722,18 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
         journal,
         _lock: lock,
     })
+}
+
+/// Removes the part files the earlier runs wrote, as their journal names
+/// them: once the result holds their passwords. Only regular files: a
+/// link put at a part's name is left alone.
+fn remove_parts(resumed: &Resumed) {
+    for part in resumed.earlier().map(|e| e.parts).unwrap_or_default() {
+        let regular = std::fs::symlink_metadata(&part.path).is_ok_and(|m| m.is_file());
+        if regular && let Err(e) = std::fs::remove_file(&part.path) {
+            tracing::warn!("cannot remove {}: {e}", part.path.display());
+        }
+    }
 }
 
 /// The shared state of a run while it goes.
@@ -1083,7 +1105,23 @@ impl Run<'_> {
             let mut kept_because = None;
             let mut written = 0;
             let mut complete = false;
-            if let Some(outputs) = outputs {
+            let mut merged = 0;
+            if let Some(mut outputs) = outputs {
+                if stopped.is_none()
+                    && let Some(rows) = resumed.earlier_rows()
+                {
+                    // The rotation finishes as one: the earlier runs'
+                    // passwords go into this result beside this run's.
+                    for row in rows {
+                        match outputs.add_earlier(row) {
+                            Ok(()) => merged += 1,
+                            Err(e) => {
+                                stopped = Some(StopReason::WriteFailed(e.to_string()));
+                                break;
+                            }
+                        }
+                    }
+                }
                 written = outputs.rows();
                 if stopped.is_none() {
                     let (held, failed) = outputs.finish();
@@ -1120,6 +1158,16 @@ impl Run<'_> {
             let in_results: usize = passwords.result.iter().map(|h| h.passwords).sum();
             let removable = match &on_disk {
                 Ok(0) if !resumed.is_resuming() => true,
+                // Resumed with the journal read: every entry is in the result.
+                Ok(n)
+                    if complete
+                        && merged > 0
+                        && *n == this_run + merged
+                        && in_results == *n
+                        && written == in_results =>
+                {
+                    true
+                }
                 Ok(n)
                     if complete
                         && *n == this_run
@@ -1147,6 +1195,12 @@ impl Run<'_> {
             let entries = *on_disk.as_ref().unwrap_or(&this_run);
             passwords.journal = if removable {
                 match std::fs::remove_file(&journal_path) {
+                    Ok(()) if merged > 0 => {
+                        // What the earlier runs left is in the result now.
+                        passwords.earlier = None;
+                        remove_parts(resumed);
+                        JournalFate::Removed
+                    }
                     Ok(()) => JournalFate::Removed,
                     Err(e) => JournalFate::Kept {
                         path: journal_path,

@@ -92,6 +92,11 @@ impl<'a> Outputs<'a> {
         self.file_of(&record.client_ref)?.add(record)
     }
 
+    /// Adds an earlier run's row to its client's file.
+    pub fn add_earlier(&mut self, row: &crate::vault::EarlierRow) -> Result<(), VaultError> {
+        self.file_of(&row.client_ref)?.add_row(&row.line)
+    }
+
     /// Passwords written, in every file.
     pub fn rows(&self) -> usize {
         self.open.values().map(Output::rows).sum()

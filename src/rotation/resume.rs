@@ -59,6 +59,9 @@ pub(super) struct Resumed {
     /// the account code when the earlier run read it.
     in_report: HashMap<PhoneKey, Vec<(u64, String)>>,
     earlier: Option<Earlier>,
+    /// The journal's passwords, decrypted (`--resume -i`): written into
+    /// the result when the run completes.
+    earlier_rows: Option<Vec<crate::vault::EarlierRow>>,
 }
 
 impl Resumed {
@@ -69,6 +72,7 @@ impl Resumed {
             done: HashMap::new(),
             in_report: HashMap::new(),
             earlier: None,
+            earlier_rows: None,
         }
     }
 
@@ -91,7 +95,11 @@ impl Resumed {
         self
     }
 
-    pub fn from_journal(path: PathBuf, contents: JournalContents) -> Resumed {
+    pub fn from_journal(
+        path: PathBuf,
+        contents: JournalContents,
+        earlier_rows: Option<Vec<crate::vault::EarlierRow>>,
+    ) -> Resumed {
         let mut done: HashMap<PhoneKey, Vec<String>> = HashMap::new();
         for m in &contents.entries {
             let key = PhoneKey::new(&m.client_ref, &m.service_ref, &m.licence, &m.sda, &m.name);
@@ -101,6 +109,7 @@ impl Resumed {
             journal: Some(path),
             done,
             in_report: HashMap::new(),
+            earlier_rows,
             earlier: Some(Earlier {
                 in_journal: contents.entries.len(),
                 by_client: contents
@@ -121,6 +130,11 @@ impl Resumed {
                     .collect(),
             }),
         }
+    }
+
+    /// The earlier runs' rows, when the journal was read.
+    pub fn earlier_rows(&self) -> Option<&[crate::vault::EarlierRow]> {
+        self.earlier_rows.as_deref()
     }
 
     pub fn is_resuming(&self) -> bool {

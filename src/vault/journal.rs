@@ -73,6 +73,11 @@ pub fn journal_path(output: &Path) -> PathBuf {
     files::with_suffix(output, ".journal")
 }
 
+/// Whether a run holds the journal at `path` now (it is locked).
+pub fn journal_in_use(path: &Path) -> bool {
+    files::open_read(path).is_ok_and(|file| file.try_lock().is_err())
+}
+
 /// The append-only journal of a run, locked while the run holds it.
 pub struct Journal {
     path: PathBuf,

@@ -8,7 +8,7 @@ mod journal;
 mod output;
 
 pub use identities::read_identities;
-pub use journal::{Journal, JournalContents, journal_path, read_journal};
+pub use journal::{Journal, JournalContents, journal_in_use, journal_path, read_journal};
 pub use output::{Output, clear_stale};
 
 use crate::dialect::{Dialect, ExcelRows};
@@ -338,6 +338,40 @@ pub fn decrypt(
     }
     out.flush().map_err(VaultError::Output)?;
     Ok(done)
+}
+
+/// A password an earlier run journaled, decrypted for the run that
+/// resumes it: the client it belongs to (its file, per client) and its
+/// row as the result writes rows.
+pub struct EarlierRow {
+    pub client_ref: String,
+    pub line: Zeroizing<Vec<u8>>,
+}
+
+/// Every entry of the journal at `path`, decrypted with `identities`, for
+/// a resumed run to write the earlier runs' passwords into its result.
+/// All or nothing: an entry these identities cannot open fails it.
+pub fn journal_rows(
+    path: &Path,
+    identities: &[Box<dyn age::Identity>],
+) -> Result<Vec<EarlierRow>, VaultError> {
+    let file = crate::files::open_read(path).map_err(io_err(path))?;
+    let mut input = BufReader::new(file);
+    let mut rows = Vec::new();
+    for (mark, block) in journal::entries(&mut input).map_err(io_err(path))? {
+        let mut line = Zeroizing::new(Vec::new());
+        decrypt_stream(block.as_bytes(), identities, &mut *line).map_err(|why| {
+            VaultError::Decrypt {
+                path: path.to_path_buf(),
+                why,
+            }
+        })?;
+        rows.push(EarlierRow {
+            client_ref: mark.client_ref.clone(),
+            line,
+        });
+    }
+    Ok(rows)
 }
 
 /// Makes a new age identity; returns its secret text and its public key.

@@ -75,6 +75,14 @@ impl Output {
         Ok(())
     }
 
+    /// Adds a row as the result writes them (an earlier run's, decrypted
+    /// from its journal).
+    pub fn add_row(&mut self, line: &[u8]) -> Result<(), VaultError> {
+        self.writer.write_all(line).map_err(io_err(&self.path))?;
+        self.rows += 1;
+        Ok(())
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
