@@ -162,6 +162,48 @@ pub fn is_report(path: &Path) -> bool {
         && columns.contains(&"detail")
 }
 
+/// Whether the report at `path` records nothing done on the portal: no
+/// licence reset, no `Confirmer` sent (a run that stopped on unresolved
+/// rows, a question answered no, a plan). Such a report may be replaced by
+/// the run that follows its advice: nothing in it is lost.
+pub fn records_no_reset(path: &Path) -> bool {
+    use std::io::Read;
+    if !is_report(path) {
+        return false;
+    }
+    let Ok(file) = crate::files::open_read(path) else {
+        return false;
+    };
+    let mut text = String::new();
+    if file.take(64 << 20).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    let text = text.trim_start_matches('\u{feff}');
+    let delimiter = if text.lines().next().is_some_and(|l| l.contains(';')) {
+        b';'
+    } else {
+        b','
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
+    let Ok(headers) = reader.headers().cloned() else {
+        return false;
+    };
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(status), Some(confirmations)) = (column("status"), column("confirmations")) else {
+        return false;
+    };
+    reader.records().all(|row| {
+        row.is_ok_and(|row| {
+            row.get(status) != Some(Status::Reset.as_str())
+                && row
+                    .get(confirmations)
+                    .is_none_or(|c| c.is_empty() || c == "0")
+        })
+    })
+}
+
 /// Writes the report, complete or not at all (mode 0600: it names clients
 /// and licences), rows sorted by input line. It never replaces a file unless
 /// `replace`, and never writes through a link. People read it: a value that

@@ -701,6 +701,20 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
     wait_for_resets(&sim, resets + 3);
     signal(&second, "-KILL");
     second.wait().unwrap();
+    // A line put in the journal names a file that is no part of this
+    // output: it is left alone.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let journal = rotation_files(dir.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".journal"))
+        .expect("a journal");
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str(&format!(
+        "sip-rotate-part {{\"file\":\"{}\",\"passwords\":1}}\n",
+        victim.display()
+    ));
+    std::fs::write(&journal, text).unwrap();
     // Resumed with the identity: one result, every password of the rotation.
     let stderr = exits_with(
         run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
@@ -729,11 +743,21 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
         "{stderr}"
     );
     assert!(!stderr.contains("earlier runs"), "{stderr}");
-    // One report, every licence in it.
-    assert_eq!(
-        parse_csv(&std::fs::read(&report).unwrap()).len(),
-        rows.len()
-    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    // One report, every licence in it; the earlier runs' rows name the result.
+    let reported = parse_csv(&std::fs::read(&report).unwrap());
+    assert_eq!(reported.len(), rows.len());
+    let earlier: Vec<_> = reported
+        .iter()
+        .filter(|r| r["detail"].starts_with("reset by an earlier run"))
+        .collect();
+    assert!(!earlier.is_empty());
+    for row in earlier {
+        assert!(
+            row["detail"].contains(&result.display().to_string()),
+            "{row:?}"
+        );
+    }
     // The next scheduled run starts normally (in another second: its
     // result gets a name of its own).
     let started = std::time::SystemTime::now()

@@ -120,6 +120,21 @@ fn one_man_page_per_command_each_rendering_without_a_warning() {
     );
     std::fs::remove_file(man1.join("sip-rotate-run.1")).unwrap();
     assert!(generate(&["man", man1.to_str().unwrap()]).status.success());
+    // Nor through a folder made a link (man5, beside man1).
+    let other_dir = tempfile::tempdir().unwrap();
+    let elsewhere = other_dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir(other_dir.path().join("man1")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, other_dir.path().join("man5")).unwrap();
+    let through = generate(&["man", other_dir.path().join("man1").to_str().unwrap()]);
+    assert_eq!(through.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(other_dir.path().join("man1"))
+            .unwrap()
+            .count(),
+        0
+    );
     if !have("man") {
         return;
     }

@@ -165,17 +165,23 @@ fn a_row_that_does_not_resolve_stops_the_run_before_any_reset() {
         )
         .unwrap();
         let output = dir.path().join("out.age");
+        let report = dir.path().join("report.csv");
         let stderr = exits_with(
-            run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+            run_cmd(&sim, &input, &output, &public)
+                .args(["--yes", "--rate", "100", "--report"])
+                .arg(&report),
             2,
         );
         assert!(stderr.contains("line 3"), "names the CSV line: {stderr}");
         assert!(stderr.contains(&foreign), "{stderr}");
+        assert!(stderr.contains("add --skip-unresolved"), "{stderr}");
         assert!(sim.resets().is_empty(), "nothing reset");
         assert!(!output.exists());
+        assert!(report.exists(), "the report says which row");
 
-        // With --skip-unresolved the other row is reset, and the exit code says some were not.
-        let report = dir.path().join("report.csv");
+        // Followed as it says (the same command, --skip-unresolved added):
+        // its report records no reset, and is replaced. The other row is
+        // reset, and the exit code says some were not.
         exits_with(
             run_cmd(&sim, &input, &output, &public)
                 .args(["--yes", "--rate", "100", "--skip-unresolved", "--report"])

@@ -94,6 +94,14 @@ fn man_pages(dir: &Path) -> Result<()> {
         Some(name) if name.starts_with("man") && name.len() == 4 => dir.with_file_name("man5"),
         _ => dir.to_path_buf(),
     };
+    // A folder made a link is not written through (the pages' own folder
+    // is the one asked for).
+    if std::fs::symlink_metadata(&config_dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!(
+            "{} is a symbolic link: no page written through it (remove it, or generate into another folder)",
+            config_dir.display()
+        );
+    }
     let config_path = config_dir.join("sip-rotate.toml.5");
     if let Some(why) = not_ours(&config_path) {
         bail!(

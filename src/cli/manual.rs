@@ -384,8 +384,9 @@ pub fn config_page(version: &str) -> String {
                 (
                     None,
                     "A TOML file that holds what a cron line or a systemd unit should not repeat. \
-                     Each key is the name of a flag with _ for -, and takes the flag's value; a flag \
-                     given on the command line wins. A relative path is taken from the file's own \
+                     Each key but lock is the name of a flag with _ for -, and takes the flag's value; \
+                     a flag given on the command line wins. lock names the run lock's file (one for \
+                     every run of the file, by hand too). A relative path is taken from the file's own \
                      folder. A key the command does not know is an error that names it, with its \
                      line; a value is never shown in an error."
                         .into(),

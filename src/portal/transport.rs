@@ -1197,9 +1197,7 @@ fn certificate_problem(why: &rustls::CertificateError) -> String {
         C::BadSignature => "its signature does not verify".into(),
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => "not made for a web server".into(),
         // webpki's own words for a self-signed certificate.
-        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
-            "self-signed: an authority's certificate, used as the server's".into()
-        }
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => "self-signed".into(),
         C::Other(other) => other.to_string(),
         other => format!("{other:?}"),
     }

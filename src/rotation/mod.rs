@@ -727,10 +727,19 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// Removes the part files the earlier runs wrote, as their journal names
 /// them: once the result holds their passwords. Only regular files: a
 /// link put at a part's name is left alone.
-fn remove_parts(resumed: &Resumed) {
+fn remove_parts(resumed: &Resumed, output: &Path) {
     for part in resumed.earlier().map(|e| e.parts).unwrap_or_default() {
+        // The journal is a file of the folder: whatever else it names is
+        // left alone, as is anything at a part's name but a regular file.
         let regular = std::fs::symlink_metadata(&part.path).is_ok_and(|m| m.is_file());
-        if regular && let Err(e) = std::fs::remove_file(&part.path) {
+        if !regular || !outputs::is_part_of(output, &part.path) {
+            tracing::warn!(
+                "{} is not a part file of this output: left as it is",
+                part.path.display()
+            );
+            continue;
+        }
+        if let Err(e) = std::fs::remove_file(&part.path) {
             tracing::warn!("cannot remove {}: {e}", part.path.display());
         }
     }
@@ -1099,6 +1108,8 @@ impl Run<'_> {
                 }
             }
         }
+        // The files the earlier runs' passwords went into, when merged.
+        let mut merged_into: Option<Vec<HeldIn>> = None;
         if let Some(mut journal) = journal {
             let journal_path = journal.path().to_path_buf();
             let this_run = journal.appended();
@@ -1198,7 +1209,9 @@ impl Run<'_> {
                     Ok(()) if merged > 0 => {
                         // What the earlier runs left is in the result now.
                         passwords.earlier = None;
-                        remove_parts(resumed);
+                        remove_parts(resumed, &self.settings.output);
+                        // Their rows name where the passwords are now.
+                        merged_into = Some(passwords.result.clone());
                         JournalFate::Removed
                     }
                     Ok(()) => JournalFate::Removed,
@@ -1217,6 +1230,30 @@ impl Run<'_> {
                     because: kept_because.unwrap_or(KeptBecause::Stopped),
                 }
             };
+        }
+        if let Some(results) = &merged_into {
+            let template = &self.settings.output;
+            for row in rows
+                .iter_mut()
+                .filter(|r| r.origin == report::Origin::EarlierRun)
+            {
+                let file = if outputs::per_client(template) {
+                    outputs::output_for(template, &row.client_ref)
+                } else {
+                    template.clone()
+                };
+                if let Some(held) = results.iter().find(|h| h.path == file).or(results.first()) {
+                    let code = if row.accountcode.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (account code {})", row.accountcode)
+                    };
+                    row.detail = format!(
+                        "reset by an earlier run: password in {}{code}",
+                        held.path.display()
+                    );
+                }
+            }
         }
         // In input order; the licences of one line in the order they were done.
         rows.sort_by_key(|r| r.line);
@@ -1237,7 +1274,9 @@ impl Run<'_> {
             let mut all = rows.clone();
             all.extend(self.carried.iter().cloned());
             let engine = self.portal.stats().engine();
-            match report::write(&file.path, &all, engine, file.replace, file.dialect) {
+            // Looked at again: only a report that still records no reset.
+            let replace = file.replace || report::records_no_reset(&file.path);
+            match report::write(&file.path, &all, engine, replace, file.dialect) {
                 Ok(path) => report = Some(path),
                 Err(e) => problems.push(LateProblem::Report {
                     path: file.path.clone(),
@@ -1297,7 +1336,10 @@ pub struct Plan {
 /// Whether the report can be written: only an earlier report is replaced,
 /// never another file.
 fn check_report(report: &ReportFile) -> Result<(), RotationError> {
-    files::check_replaceable(&report.path, report.replace, report::is_report).map_err(|problem| {
+    // A report that records no reset is replaced without being asked: the
+    // rerun its advice calls for (--skip-unresolved, --yes) is not blocked.
+    let replace = report.replace || report::records_no_reset(&report.path);
+    files::check_replaceable(&report.path, replace, report::is_report).map_err(|problem| {
         match problem {
             PathProblem::NotOurs(path) => RotationError::NotAReport(path),
             problem => RotationError::Path {
@@ -1356,7 +1398,8 @@ pub async fn plan(
     let mut written = None;
     if let Some(file) = report {
         let engine = portal.stats().engine();
-        match report::write(&file.path, &plan_rows, engine, file.replace, file.dialect) {
+        let replace = file.replace || report::records_no_reset(&file.path);
+        match report::write(&file.path, &plan_rows, engine, replace, file.dialect) {
             Ok(path) => written = Some(path),
             Err(e) => problems.push(LateProblem::Report {
                 path: file.path.clone(),

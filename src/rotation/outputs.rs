@@ -33,6 +33,35 @@ pub fn shared_name(template: &Path) -> PathBuf {
     output_for(template, "clients")
 }
 
+/// Whether `path` is a part file of this output (`OUTPUT.partN`, or a
+/// client's `OUTPUT.partN` with `{client}`), in the output's own folder:
+/// what a resumed run may remove, whatever its journal names.
+pub fn is_part_of(template: &Path, path: &Path) -> bool {
+    let (Some(name), Some(template_name)) = (
+        path.file_name().and_then(|n| n.to_str()),
+        template.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return false;
+    };
+    if crate::files::folder_of(path) != crate::files::folder_of(template) {
+        return false;
+    }
+    let Some((output, number)) = name.rsplit_once(".part") else {
+        return false;
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    match template_name.split_once(CLIENT_FIELD) {
+        None => output == template_name,
+        Some((before, after)) => {
+            output.len() > before.len() + after.len()
+                && output.starts_with(before)
+                && output.ends_with(after)
+        }
+    }
+}
+
 /// The result files being written.
 pub(super) struct Outputs<'a> {
     template: &'a Path,
@@ -134,5 +163,26 @@ impl<'a> Outputs<'a> {
             }
         }
         (held, failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_output_s_parts_are_its_parts() {
+        let t = Path::new("/r/rot-1.csv.age");
+        assert!(is_part_of(t, Path::new("/r/rot-1.csv.age.part1")));
+        assert!(is_part_of(t, Path::new("/r/rot-1.csv.age.part12")));
+        assert!(!is_part_of(t, Path::new("/r/rot-1.csv.age.part")));
+        assert!(!is_part_of(t, Path::new("/r/rot-1.csv.age.partx")));
+        assert!(!is_part_of(t, Path::new("/r/../victim.txt")));
+        assert!(!is_part_of(t, Path::new("/etc/rot-1.csv.age.part1")));
+        assert!(!is_part_of(t, Path::new("/r/other.csv.age.part1")));
+        let c = Path::new("/r/rot-{client}.csv.age");
+        assert!(is_part_of(c, Path::new("/r/rot-4054.csv.age.part1")));
+        assert!(!is_part_of(c, Path::new("/r/rot-.csv.age.part1")));
+        assert!(!is_part_of(c, Path::new("/r/x-4054.csv.age.part1")));
     }
 }
