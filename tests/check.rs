@@ -108,6 +108,18 @@ fn a_label_worded_differently_is_named_and_fixed_with_a_labels_file() {
     }
 }
 
+#[test]
+fn a_licence_that_is_not_there_is_not_called_a_label_problem() {
+    let Setup { dir, sim, .. } = Setup::new(&[]);
+    let input = input(dir.path());
+    let (code, text) = run_output(check_cmd(&sim, &input).args(["--licence", "FPC000000"]));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("NOT LISTED"), "{text}");
+    assert!(text.contains("check the licence"), "{text}");
+    assert!(!text.contains("labels file"), "{text}");
+    assert!(sim.resets().is_empty());
+}
+
 /// Every secret the simulator handed out.
 fn handed_out(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -156,3 +156,39 @@ fn https_to_a_plain_port_and_a_closed_port_are_said_in_words() {
     assert!(stderr.contains("is not known"), "{stderr}");
     assert!(sim.resets().is_empty());
 }
+
+/// A web server on loopback that answers every request with one page of
+/// another site; its address.
+fn another_site() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            use std::io::{Read, Write};
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body =
+                "<html><body><h1>Welcome to our shop</h1><a href=\"/cart\">Cart</a></body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/")
+}
+
+#[test]
+fn another_site_at_the_portal_s_address_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = identity(dir.path());
+    let (code, stderr) = run_against(dir.path(), &another_site(), &public);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is --portal the MyOpenIP portal's address?"),
+        "{stderr}"
+    );
+    assert_eq!(requests(&stderr), 1, "{stderr}");
+}

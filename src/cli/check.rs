@@ -100,6 +100,7 @@ fn found_text(found: &Found) -> String {
         Found::NotChecked(why) => format!("not checked: {why}"),
         Found::Wrong(what) => format!("WRONG: {what}"),
         Found::NeedsScript(what) => format!("SCRIPT: {what}"),
+        Found::NotListed(what) => format!("NOT LISTED: {what}"),
     }
 }
 
@@ -222,8 +223,24 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 ),
                 EngineRan::Http => {}
             }
+            // The advice follows the first thing that went wrong: what
+            // came after it was not reached, and is no label's fault.
+            let first = missing.first().map(|c| (c.step, c.key, &c.found));
+            let wrong_labels: Vec<&str> = missing
+                .iter()
+                .filter(|c| matches!(c.found, Found::Missing(_) | Found::Wrong(_)))
+                .map(|c| c.key)
+                .collect();
             if missing.is_empty() {
                 logging::say("every label run, plan and status look for is there");
+            } else if let Some((_, _, Found::NotListed(what))) = first {
+                logging::say(&format!(
+                    "{what}: check the licence (--licence, or the input's row); the labels are not at fault"
+                ));
+            } else if let Some(("login", "password_field", Found::Missing(_))) = first {
+                logging::say(
+                    "no login form at --portal: is it the MyOpenIP portal's address? If it is, and its words differ, set password_field in a labels file (sip-rotate labels > labels.toml, then edit it)",
+                );
             } else if !scripted.is_empty() {
                 logging::say(&format!(
                     "{} runs a script of the page: check again, and run, with --engine browser (see the README's two engines)",
@@ -232,10 +249,14 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
             } else {
                 logging::say(&format!(
                     "{} label{} not as the run needs {}: set {} in a labels file (sip-rotate labels > labels.toml, then edit it), and check again with --labels labels.toml",
-                    missing.len(),
-                    if missing.len() == 1 { "" } else { "s" },
-                    if missing.len() == 1 { "it" } else { "them" },
-                    missing.iter().map(|c| c.key).collect::<Vec<_>>().join(", ")
+                    wrong_labels.len(),
+                    if wrong_labels.len() == 1 { "" } else { "s" },
+                    if wrong_labels.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    },
+                    wrong_labels.join(", ")
                 ));
             }
         }

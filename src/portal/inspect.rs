@@ -38,6 +38,9 @@ pub enum Found {
     Wrong(String),
     /// On the page, but pressing it runs a script: the HTTP engine cannot.
     NeedsScript(String),
+    /// The licence asked for is in no row of the tables: the licence is
+    /// wrong, not a label.
+    NotListed(String),
 }
 
 /// One label of one step.
@@ -589,7 +592,7 @@ async fn walk(
             (None, None) => {
                 checks.set(
                     "detail",
-                    Found::Wrong(format!(
+                    Found::NotListed(format!(
                         "licence {} is not in the users tables of that service",
                         target.licence.as_deref().unwrap_or("?")
                     )),

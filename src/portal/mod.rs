@@ -282,6 +282,16 @@ pub enum PortalError {
     },
     #[error("the portal session kept ending ({0} logins in a row without progress)")]
     SessionLoop(usize),
+    /// The first page at `--portal` shows neither a login form nor the
+    /// home page's `Mes Services`: another site, most likely.
+    #[error(
+        "the page at {address} shows no login form ('{password_field}') and no '{my_services}' link: is --portal the MyOpenIP portal's address? (if it is, and its words differ, set password_field and my_services in a labels file)"
+    )]
+    NotThePortal {
+        address: String,
+        password_field: String,
+        my_services: String,
+    },
     /// The portal showed its login page or refused a form token: log in again.
     #[error("the portal session ended")]
     SessionEnded,
@@ -321,6 +331,7 @@ impl PortalError {
         matches!(
             self,
             PortalError::LoginRefused
+                | PortalError::NotThePortal { .. }
                 | PortalError::SessionLoop(_)
                 | PortalError::WouldCommit { .. }
                 | PortalError::PasswordShown { .. }
@@ -1025,9 +1036,32 @@ impl Browser {
                 }
             }
             // Still logged in (the session was fine after all): start from home.
-            None => self.read(&fetched, "home", |doc, url| {
+            None => match self.read(&fetched, "home", |doc, url| {
                 Ok(html::need_link(doc, url, my_services)?)
-            })?,
+            }) {
+                // No session of this run ever found a login page: the
+                // address is more likely wrong than the labels.
+                Err(PortalError::Missing { .. })
+                    if self
+                        .shared
+                        .login_address
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_none() =>
+                {
+                    return Err(PortalError::NotThePortal {
+                        // Without query: it may hold a token.
+                        address: format!(
+                            "{}{}",
+                            fetched.address.origin().ascii_serialization(),
+                            fetched.address.path()
+                        ),
+                        password_field: l.password_field.clone(),
+                        my_services: l.my_services.clone(),
+                    });
+                }
+                other => other?,
+            },
         };
         Ok(home)
     }
