@@ -246,12 +246,22 @@ fn without_a_terminal_yes_is_required_and_a_refused_login_is_not_retried() {
 
     let stderr = exits_with(
         run_cmd(&sim, &input, &output, &public)
-            .arg("--yes")
+            .args(["--yes", "--log-format", "json"])
             .env("MYOPENIP_PASSWORD", "wrong"),
         2,
     );
     assert!(stderr.contains("refused the login"), "{stderr}");
     assert!(!output.exists());
+    // No journal to speak of: it never held a password.
+    let summary: serde_json::Value = serde_json::from_str(
+        stderr
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"summary\""))
+            .expect(&stderr),
+    )
+    .unwrap();
+    assert!(summary["journal"].is_null(), "{summary}");
     let counters = sim.stop();
     assert_eq!(
         counters["refused_logins"], 1,

@@ -270,7 +270,9 @@ pub struct HeldIn {
 /// What became of the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalFate {
-    /// The run stopped before it had anything to journal.
+    /// No journal holds anything of this run: none was made (stopped
+    /// before), or the one made stayed empty (a refused login, nothing to
+    /// reset) and was removed.
     NotCreated,
     /// Every password it held is in the complete result file: removed.
     Removed,
@@ -1214,6 +1216,8 @@ impl Run<'_> {
                         merged_into = Some(passwords.result.clone());
                         JournalFate::Removed
                     }
+                    // Empty: for whoever reads the summary, there was none.
+                    Ok(()) if entries == 0 => JournalFate::NotCreated,
                     Ok(()) => JournalFate::Removed,
                     Err(e) => JournalFate::Kept {
                         path: journal_path,
