@@ -43,8 +43,9 @@ impl Show {
     pub fn new(view: View) -> Show {
         let bars = view.progress.then(|| {
             let all = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            // Labelled from the first moment: the login comes first.
             let resolving = all.add(ProgressBar::new(0));
-            resolving.set_style(style("{spinner} resolving [{bar:30}] {msg} ({elapsed})"));
+            resolving.set_style(style("{spinner} logging in to the portal ({elapsed})"));
             resolving.enable_steady_tick(Duration::from_millis(200));
             logging::show_bars(&all);
             Bars {
@@ -56,9 +57,22 @@ impl Show {
         Show { view, bars }
     }
 
+    /// Logged in: the first bar shows the resolution from now on. Every
+    /// line fits the terminal (`wide_msg` takes what is left, cut short).
+    fn logged_in(&self) {
+        let Some(bars) = &self.bars else { return };
+        bars.resolving.set_style(style(
+            "{spinner} resolving [{bar:20}] ({elapsed}) {wide_msg}",
+        ));
+    }
+
     fn resolving(&self, p: ResolveProgress) {
         let Some(bars) = &self.bars else { return };
         let bar = &bars.resolving;
+        if bar.length() == Some(0) {
+            // A command that says nothing of its login: its first read.
+            self.logged_in();
+        }
         bar.set_length((p.clients + p.services) as u64);
         bar.set_position((p.clients_read + p.services_read) as u64);
         bar.set_message(format!(
@@ -76,7 +90,7 @@ impl Show {
         let (bar, _) = resetting.get_or_insert_with(|| {
             let bar = bars.all.add(ProgressBar::new(0));
             bar.set_style(style(
-                "{spinner} resetting [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+                "{spinner} resetting [{bar:20}] {pos}/{len} ({elapsed}, eta {eta}) {wide_msg}",
             ));
             bar.enable_steady_tick(Duration::from_millis(200));
             (bar, 0)
@@ -123,7 +137,7 @@ impl Show {
 impl Observer for Show {
     fn event(&self, event: Event<'_>) {
         match event {
-            Event::LoggedIn => {}
+            Event::LoggedIn => self.logged_in(),
             Event::Resolving(p) => self.resolving(p),
             Event::Planned(n) => self.planned(n),
             Event::Done(row) => self.done(row),

@@ -75,7 +75,7 @@ fn end(group: i32, profile: &Path) {
         // Reap the group's leader if it is ours; the others are the init's.
         // SAFETY: a non-blocking wait on a child of this process.
         unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
-        if !group_running(group) || std::time::Instant::now() >= deadline {
+        if !browser_running(group, profile) || std::time::Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -83,30 +83,51 @@ fn end(group: i32, profile: &Path) {
     let _ = std::fs::remove_dir_all(profile);
 }
 
-/// Whether a process of `group` still runs. A zombie does not count: its
-/// files are closed, and its reaping is up to whoever inherited it (an init
-/// that reaps slowly once held every run a second and more at its end).
-fn group_running(group: i32) -> bool {
-    // SAFETY: signal 0 only asks whether the group still has a process.
-    if unsafe { libc::kill(-group, 0) } != 0 {
-        return false;
-    }
+/// Whether a process of the browser still runs: one of `group`, or one
+/// that left it but names the profile (Chromium's crash handler makes a
+/// session of its own; it is ended here too). A zombie does not count:
+/// its files are closed, and its reaping is up to whoever inherited it (an
+/// init that reaps slowly once held every run a second and more at its end).
+fn browser_running(group: i32, profile: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return true;
+        // SAFETY: signal 0 only asks whether the group still has a process.
+        return unsafe { libc::kill(-group, 0) } == 0;
     };
-    entries.flatten().any(|entry| {
+    let profile = profile.as_os_str().as_encoded_bytes();
+    let mut running = false;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
+            continue;
         };
         // "pid (name) state ppid pgrp ...": the name may hold anything.
         let Some((_, fields)) = stat.rsplit_once(')') else {
-            return false;
+            continue;
         };
         let mut fields = fields.split_whitespace();
         let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
-        pgrp == Some(group) && state != Some("Z") && state != Some("X")
-    })
+        if matches!(state, Some("Z") | Some("X")) {
+            continue;
+        }
+        if fields.nth(1).and_then(|g| g.parse::<i32>().ok()) == Some(group) {
+            running = true;
+            continue;
+        }
+        let names_profile = std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmd| cmd.windows(profile.len()).any(|w| w == profile));
+        if names_profile && !profile.is_empty() {
+            // SAFETY: a process of the browser this run started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            running = true;
+        }
+    }
+    running
 }
 
 /// Ends every browser this process started and removes their profiles:
