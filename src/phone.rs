@@ -23,6 +23,13 @@ pub fn same_number(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
 }
 
+/// Whether `input` is `portal`'s number but for its leading 0: what a
+/// spreadsheet leaves of a number it read as a number.
+pub fn lost_leading_zero(input: &str, portal: &str) -> bool {
+    let input = canonical(input);
+    !input.is_empty() && !input.starts_with('0') && format!("0{input}") == canonical(portal)
+}
+
 /// The number at the start of `text` (digits, spaces, dots, dashes, a leading
 /// `+`), as written; empty when the text does not start with a number.
 pub fn leading_number(text: &str) -> String {
@@ -52,6 +59,14 @@ pub fn is_plausible(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_a_spreadsheet_cut_is_told_apart() {
+        assert!(lost_leading_zero("184051153", "01 84 05 11 53"));
+        assert!(!lost_leading_zero("0184051153", "01 84 05 11 53"));
+        assert!(!lost_leading_zero("284051153", "01 84 05 11 53"));
+        assert!(!lost_leading_zero("", "0"));
+    }
 
     #[test]
     fn written_forms_of_one_number_are_the_same() {

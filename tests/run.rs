@@ -225,6 +225,24 @@ fn an_sda_that_does_not_match_the_portal_is_refused() {
         2,
     );
     assert!(stderr.contains("SDA"), "{stderr}");
+    assert!(!stderr.contains("leading 0"), "{stderr}");
+    assert!(sim.resets().is_empty());
+    // The same number, its leading 0 dropped as a spreadsheet drops it.
+    let digits: String = l.sda.chars().filter(char::is_ascii_digit).collect();
+    std::fs::write(
+        &input,
+        format!(
+            "client_ref;licence;sda\n{client};{};{}\n",
+            l.reference,
+            digits.trim_start_matches('0')
+        ),
+    )
+    .unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("o.age"), &public).arg("--yes"),
+        2,
+    );
+    assert!(stderr.contains("its leading 0 is missing"), "{stderr}");
     assert!(sim.resets().is_empty());
 }
 

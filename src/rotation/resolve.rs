@@ -446,8 +446,14 @@ fn match_client(
                                 Status::Unresolved,
                                 &l.licence,
                                 format!(
-                                    "SDA {sda} of the input is not the portal's '{}' for {}",
-                                    l.sda, l.licence
+                                    "SDA {sda} of the input is not the portal's '{}' for {}{}",
+                                    l.sda,
+                                    l.licence,
+                                    if phone::lost_leading_zero(sda, &l.sda) {
+                                        ": its leading 0 is missing, as when a spreadsheet reads the column as numbers (format the sda column as text, then save the CSV again)"
+                                    } else {
+                                        ""
+                                    }
                                 ),
                             ));
                             continue;
