@@ -34,6 +34,31 @@ fn spawn_run(sim: &Sim, dir: &Path, output: &Path, recipient: &str, extra: &[&st
         .unwrap()
 }
 
+/// A run of `CLIENTS` stopped by SIGTERM after three resets (exit 3: its
+/// passwords in a part file and the journal).
+fn interrupted(sim: &Sim, dir: &Path, output: &Path, recipient: &str, extra: &[&str]) {
+    let mut run = spawn_run(
+        sim,
+        dir,
+        output,
+        recipient,
+        &[&["--rate", "40"], extra].concat(),
+    );
+    wait_for_resets(sim, 3);
+    signal(&run, "-TERM");
+    assert_eq!(run.wait().unwrap().code(), Some(3));
+}
+
+/// `--resume` of that run, killed (-9) after three more resets: their
+/// passwords in the journal only.
+fn resumed_then_killed(sim: &Sim, dir: &Path, output: &Path, recipient: &str) {
+    let resets = sim.resets().len();
+    let mut run = spawn_run(sim, dir, output, recipient, &["--rate", "40", "--resume"]);
+    wait_for_resets(sim, resets + 3);
+    signal(&run, "-KILL");
+    run.wait().unwrap();
+}
+
 fn journal_of(output: &Path) -> PathBuf {
     PathBuf::from(format!("{}.journal", output.display()))
 }
@@ -679,28 +704,14 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
             .collect()
     };
     // Interrupted (a part file), then resumed and killed (the journal only).
-    let first = spawn_run(
+    interrupted(
         &sim,
         dir.path(),
         &output,
         &public,
-        &["--rate", "40", "--report", report.to_str().unwrap()],
+        &["--report", report.to_str().unwrap()],
     );
-    wait_for_resets(&sim, 3);
-    signal(&first, "-TERM");
-    let mut first = first;
-    assert_eq!(first.wait().unwrap().code(), Some(3));
-    let resets = sim.resets().len();
-    let mut second = spawn_run(
-        &sim,
-        dir.path(),
-        &output,
-        &public,
-        &["--rate", "40", "--resume"],
-    );
-    wait_for_resets(&sim, resets + 3);
-    signal(&second, "-KILL");
-    second.wait().unwrap();
+    resumed_then_killed(&sim, dir.path(), &output, &public);
     // A line put in the journal names a file that is no part of this
     // output: it is left alone.
     let victim = dir.path().join("victim.txt");
@@ -822,26 +833,12 @@ fn after_an_interrupt_a_kill_and_two_resumes_the_summary_counts_what_the_files_h
     let output = dir.path().join("out.age");
     let journal = journal_of(&output);
     // Interrupted: this run's passwords go to out.age.part1.
-    let first = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
-    wait_for_resets(&sim, 3);
-    signal(&first, "-TERM");
-    let mut first = first;
-    assert_eq!(first.wait().unwrap().code(), Some(3));
+    interrupted(&sim, dir.path(), &output, &public, &[]);
     let part = PathBuf::from(format!("{}.part1", output.display()));
     let in_part = decrypt(&id, &part).len();
     assert!(in_part >= 3);
     // Resumed, then killed: no part file, the journal grows.
-    let resets = sim.resets().len();
-    let mut second = spawn_run(
-        &sim,
-        dir.path(),
-        &output,
-        &public,
-        &["--rate", "40", "--resume"],
-    );
-    wait_for_resets(&sim, resets + 3);
-    signal(&second, "-KILL");
-    second.wait().unwrap();
+    resumed_then_killed(&sim, dir.path(), &output, &public);
     let earlier = complete_entries(&journal);
     // Resumed again, to the end.
     let stderr = exits_with(

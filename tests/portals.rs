@@ -100,6 +100,16 @@ fn every_shape_when_sessions_expire() {
     }
 }
 
+/// No browser runs whose profile was under `tmp`, and nothing is left there.
+fn assert_nothing_left(tmp: &std::path::Path) {
+    assert_eq!(browsers_running(tmp), 0, "a browser outlived the run");
+    let left: Vec<PathBuf> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
 /// Processes of a browser whose profile is under `tmp` (its folder is on
 /// their command line).
 fn browsers_running(tmp: &std::path::Path) -> usize {
@@ -210,12 +220,7 @@ fn scripted_run(more: &[&str], more_of_run: &[&str]) {
     if !more.contains(&"--expire-after") {
         assert!(per_licence.values().all(|&n| n == 1), "{per_licence:?}");
     }
-    assert_eq!(browsers_running(&tmp), 0, "a browser outlived the run");
-    let left: Vec<PathBuf> = std::fs::read_dir(&tmp)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert_nothing_left(&tmp);
     assert_no_clear_password(&truth, &files_under(dir.path()), &sim.truth);
 }
 
@@ -380,10 +385,5 @@ fn three_quick_signals_leave_no_browser_and_no_profile() {
     // 2 when the run ended on the first before any Confirmer, 3 when the
     // third made it exit at once: either way nothing is left.
     assert!(matches!(out.status.code(), Some(2 | 3)), "{:?}", out.status);
-    assert_eq!(browsers_running(&tmp), 0, "a browser outlived the run");
-    let left: Vec<PathBuf> = std::fs::read_dir(&tmp)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert_nothing_left(&tmp);
 }

@@ -75,15 +75,21 @@ fn exit_status(command: &str) -> Section {
     }
 }
 
-fn environment(command: &str) -> Section {
-    let portal = matches!(
+/// The commands that log in to the portal (and the root page, which
+/// speaks of them all).
+fn asks_the_portal(command: &str) -> bool {
+    matches!(
         command,
         "sip-rotate"
             | "sip-rotate-run"
             | "sip-rotate-plan"
             | "sip-rotate-check"
             | "sip-rotate-status"
-    );
+    )
+}
+
+fn environment(command: &str) -> Section {
+    let portal = asks_the_portal(command);
     let mut items = Vec::new();
     if portal {
         items.extend([
@@ -183,14 +189,7 @@ fn files(command: &str) -> Section {
             ),
         ]);
     }
-    if matches!(
-        command,
-        "sip-rotate"
-            | "sip-rotate-run"
-            | "sip-rotate-plan"
-            | "sip-rotate-check"
-            | "sip-rotate-status"
-    ) {
+    if asks_the_portal(command) {
         items.extend([
             (
                 Some("/etc/sip-rotate/rotation.toml"),

@@ -867,14 +867,7 @@ impl Transport {
             let stepped = async {
                 match retry {
                     Retry::FirstHopOnce => once().await,
-                    Retry::Yes => {
-                        let mut tries = 0;
-                        once.retry(backoff())
-                            .when(TransportError::is_transient)
-                            .adjust(next_wait(&mut tries))
-                            .notify(|e, wait| self.retrying(e, wait))
-                            .await
-                    }
+                    Retry::Yes => self.with_retries(once).await,
                 }
             };
             return tokio::select! {
@@ -951,7 +944,16 @@ impl Transport {
         req: &Req,
         waiting: &CancellationToken,
     ) -> Result<Answer, TransportError> {
-        let once = || self.send(phase, req, waiting);
+        self.with_retries(|| self.send(phase, req, waiting)).await
+    }
+
+    /// `once`, sent again while it fails in a way worth trying again: the
+    /// one rule of what is retried, for both engines.
+    async fn with_retries<T, F, Fut>(&self, once: F) -> Result<T, TransportError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, TransportError>>,
+    {
         let mut tries = 0;
         once.retry(backoff())
             .when(TransportError::is_transient)
@@ -1176,7 +1178,8 @@ fn unreachable(e: &reqwest::Error) -> Option<Unreachable> {
         }
         cause = c.source();
     }
-    let text = source_text_of(e);
+    // Only looked at, never shown: the URL in it does not matter.
+    let text = chain_text(e);
     if text.contains("dns error") || text.contains("failed to lookup address") {
         return Some(Unreachable::UnknownHost);
     }
@@ -1203,9 +1206,10 @@ fn certificate_problem(why: &rustls::CertificateError) -> String {
     }
 }
 
-fn source_text_of(e: &reqwest::Error) -> String {
+/// An error and its causes, joined.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
+    let mut cause = e.source();
     while let Some(c) = cause {
         text.push_str(": ");
         text.push_str(&c.to_string());
@@ -1216,15 +1220,7 @@ fn source_text_of(e: &reqwest::Error) -> String {
 
 /// The error and its causes, without the URL (which could carry a query).
 fn source_text(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+    chain_text(&e.without_url())
 }
 
 #[cfg(test)]
