@@ -59,6 +59,11 @@ fn resumed_then_killed(sim: &Sim, dir: &Path, output: &Path, recipient: &str) {
     run.wait().unwrap();
 }
 
+/// The part file a run stopped once writes.
+fn part_of(output: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.part1", output.display()))
+}
+
 fn journal_of(output: &Path) -> PathBuf {
     PathBuf::from(format!("{}.journal", output.display()))
 }
@@ -673,8 +678,9 @@ fn resume_tells_apart_two_phones_that_show_one_reference() {
     wanted.sort();
     assert_eq!(keys, wanted);
     // And both twins' passwords are recoverable, each beside its own number.
-    let journal = journal_of(&output);
-    let mut rows = decrypt(&id, &journal);
+    // (The journal is gone: the stopped run's part file holds its passwords.)
+    assert!(!journal_of(&output).exists());
+    let mut rows = decrypt(&id, &part_of(&output));
     rows.extend(decrypt(&id, &output));
     for t in truth.iter().filter(|t| t.licence == a.reference) {
         assert!(
@@ -696,13 +702,6 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
     } = Setup::new(&["--latency-ms", "20"]);
     let output = dir.path().join("rotation-%H%M%S.csv.age");
     let report = dir.path().join("report.csv");
-    let rotation_files = |dir: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().contains(".csv.age"))
-            .collect()
-    };
     // Interrupted (a part file), then resumed and killed (the journal only).
     interrupted(
         &sim,
@@ -930,7 +929,8 @@ fn resume_never_takes_one_look_alike_phone_for_another() {
     wanted.sort();
     assert_eq!(keys, wanted, "each phone reset once, the slow twin too");
     // Both twins' current passwords are recoverable.
-    let mut rows = decrypt(&id, &journal_of(&output));
+    assert!(!journal_of(&output).exists());
+    let mut rows = decrypt(&id, &part_of(&output));
     rows.extend(decrypt(&id, &output));
     for t in truth.iter().filter(|t| t.licence == a.reference) {
         assert!(
@@ -979,4 +979,126 @@ fn a_password_no_file_can_take_is_shown_encrypted_and_reads_back() {
     assert_eq!(rows[0]["password"], truth[0].password);
     assert_eq!(rows[0]["name"], long_name);
     assert_nothing_in_clear(dir.path(), &sim);
+}
+
+/// The rotation's files in `dir`: results, parts, journals.
+fn rotation_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".csv.age"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_stopped_run_resumed_without_an_identity_leaves_no_journal_and_the_next_run_starts() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    // Each run its own name, as a timer's config has it (%f: no waiting
+    // for the clock's second to change).
+    let output = dir.path().join("rot-%H%M%S%f.csv.age");
+    interrupted(&sim, dir.path(), &output, &public, &[]);
+    let stopped = rotation_files(dir.path());
+    assert_eq!(stopped.len(), 2, "a part and the journal: {stopped:?}");
+    let part = stopped
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".part1"))
+        .expect("a part file")
+        .clone();
+    let in_part = decrypt(&id, &part).len();
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--resume", "--rate", "100"]),
+        0,
+    );
+    // The journal is gone: every password it held is in a complete file.
+    let files = rotation_files(dir.path());
+    assert_eq!(files.len(), 2, "the part and the result: {files:?}");
+    assert!(files.contains(&part), "{files:?}");
+    let result = files.iter().find(|p| **p != part).unwrap();
+    assert!(result.to_string_lossy().ends_with(".csv.age"), "{files:?}");
+    // Between them, each licence once, with the portal's last password.
+    let all = recovered(&id, &[&part, result]);
+    let last = last_passwords(&sim.resets());
+    assert_eq!(
+        all.keys().cloned().collect::<HashSet<_>>(),
+        all_licences(),
+        "{stderr}"
+    );
+    for (licence, passwords) in &all {
+        assert_eq!(passwords.len(), 1, "{licence} in one file only");
+        assert_eq!(Some(&passwords[0]), last.get(licence), "{licence}");
+    }
+    // The summary says where the earlier passwords are, and how to gather.
+    assert!(
+        stderr.contains(&format!(
+            "the {in_part} passwords of earlier runs are in {} ({in_part})",
+            part.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("with an identity"), "{stderr}");
+    assert!(!stderr.contains(".journal"), "{stderr}");
+    // The next scheduled run starts normally.
+    exits_with(
+        run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public)
+            .args(["--yes", "--rate", "100"]),
+        0,
+    );
+    assert_eq!(rotation_files(dir.path()).len(), 3, "a new result");
+    assert_nothing_in_clear(dir.path(), &sim);
+}
+
+#[test]
+fn identities_in_the_config_gather_a_stopped_rotation_into_one_result() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("rotation.csv.age");
+    interrupted(&sim, dir.path(), &output, &public, &[]);
+    // As the unit hands it over: LoadCredential=sip-rotate-identity:FILE.
+    let credentials = dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::copy(&id, credentials.join("sip-rotate-identity")).unwrap();
+    let config = dir.path().join("rotation.toml");
+    std::fs::write(
+        &config,
+        "resume = \"auto\"\nidentities = [\"$CREDENTIALS_DIRECTORY/sip-rotate-identity\"]\n",
+    )
+    .unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--rate", "100", "--config"])
+            .arg(&config)
+            .env("CREDENTIALS_DIRECTORY", &credentials),
+        0,
+    );
+    assert_eq!(rotation_files(dir.path()), vec![output.clone()], "{stderr}");
+    let rows = decrypt(&id, &output);
+    let last = last_passwords(&sim.resets());
+    assert_eq!(rows.len(), all_licences().len(), "{stderr}");
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+    // Without CREDENTIALS_DIRECTORY, the config's identity is not guessed.
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--config"])
+            .arg(&config)
+            .env_remove("CREDENTIALS_DIRECTORY"),
+        2,
+    );
+    assert!(
+        stderr.contains("CREDENTIALS_DIRECTORY is not set"),
+        "{stderr}"
+    );
 }

@@ -83,6 +83,11 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
         "{screen}"
     );
     assert!(screen.contains("not confirmed"), "{screen}");
+    // Said first, in red: nothing was done.
+    assert!(
+        screen.contains("\u{1b}[1;31mNOTHING RESET: no phone was cut off (exit 2)"),
+        "{screen}"
+    );
     assert_eq!(code, 2);
     assert!(sim.resets().is_empty());
 
@@ -94,6 +99,49 @@ fn on_a_terminal_it_asks_before_cutting_phones_off() {
         &sim.resets(),
         &[("terminal".into(), screen.into_bytes())],
         &sim.truth,
+    );
+}
+
+/// A portal that keeps asking to slow down: above the bars, one line counts
+/// its 429s and says what to do; no warning line for each. The summary
+/// says the run went well, first, in green, and repeats the advice.
+#[test]
+fn repeated_slow_downs_are_one_line_with_its_advice() {
+    if !have_script() {
+        return;
+    }
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--rate-limit", "5", "--latency-ms", "5"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let command = format!(
+        "TERM=xterm {} run --input {} --portal {} --login {LOGIN} -r {public} -o {} --yes --rate 20",
+        bin().display(),
+        input.display(),
+        sim.url,
+        dir.path().join("out.age").display()
+    );
+    let (code, screen) = on_a_terminal(&sim, &command, "").unwrap();
+    assert_eq!(code, 0, "{screen}");
+    let counters = sim.stop();
+    assert!(counters["too_many_requests"] > 1, "{counters:?}");
+    assert!(
+        screen.contains("warning: the portal asked to slow down")
+            && screen.contains("times: try --rate 10"),
+        "one line, counting: {screen}"
+    );
+    assert!(
+        !screen.contains("WARN"),
+        "no warning line of each 429: {screen}"
+    );
+    assert!(
+        screen.contains("\u{1b}[1;32mdone: every licence asked for was reset"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("hint: the portal asked to slow down") && screen.contains("try --rate 10 "),
+        "{screen}"
     );
 }
 

@@ -134,11 +134,14 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
     super::run::watch_signals(&interruption, format, super::run::Work::Reads)?;
     let portal = Arc::new(Portal::new(settings, interruption.portal_interruptions()));
     let started = Instant::now();
-    let show = Show::new(View {
-        quiet: false,
-        format,
-        progress: false,
-    });
+    let show = Show::new(
+        View {
+            quiet: false,
+            format,
+            progress: false,
+        },
+        rate,
+    );
     let checks = match portal.inspect(&target).await {
         Ok(checks) => checks,
         // The gate refused a press that could commit a reset: the labels

@@ -40,8 +40,69 @@ pub fn forget_terminal() {
 }
 
 pub fn hide_bars() {
+    if let Some(note) = SLOW_DOWN_NOTE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        note.finish_and_clear();
+    }
     if let Some(bars) = BARS.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = bars.clear();
+    }
+}
+
+fn bars_shown() -> bool {
+    BARS.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
+/// The field that marks the warning a portal's 429 gives: one a request,
+/// so above the bars they are one line that counts them.
+const SLOW_DOWN: &str = "pause_seconds";
+
+/// The line above the bars that counts the 429s, once there is one.
+static SLOW_DOWN_NOTE: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+static SLOWED_DOWN: AtomicU64 = AtomicU64::new(0);
+/// What the line advises: the command line's words, which the library's
+/// warning does not know.
+static SLOW_DOWN_ADVICE: Mutex<String> = Mutex::new(String::new());
+
+/// The advice the grouped 429 line gives (`try --rate 1`).
+pub fn advise_on_slow_down(advice: String) {
+    *SLOW_DOWN_ADVICE.lock().unwrap_or_else(|e| e.into_inner()) = advice;
+}
+
+/// Groups the 429 warnings into one line above the bars; without bars,
+/// the log writes each, as a log should.
+struct GroupSlowDowns;
+
+impl<S: tracing::Subscriber> Layer<S> for GroupSlowDowns {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.fields().field(SLOW_DOWN).is_none() || !ours(meta.target()) {
+            return;
+        }
+        let times = SLOWED_DOWN.fetch_add(1, Ordering::Relaxed) + 1;
+        let bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bars) = bars.as_ref() else { return };
+        let mut note = SLOW_DOWN_NOTE.lock().unwrap_or_else(|e| e.into_inner());
+        let note = note.get_or_insert_with(|| {
+            let note = bars.insert(0, indicatif::ProgressBar::new(0));
+            note.set_style(
+                indicatif::ProgressStyle::with_template("{wide_msg}").expect("static template"),
+            );
+            note
+        });
+        let advice = SLOW_DOWN_ADVICE.lock().unwrap_or_else(|e| e.into_inner());
+        note.set_message(format!(
+            "warning: the portal asked to slow down {}{}{}",
+            match times {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            },
+            if advice.is_empty() { "" } else { ": " },
+            advice
+        ));
     }
 }
 
@@ -75,6 +136,28 @@ impl Write for AroundTheBar {
 /// control character that a page or a file put in it.
 pub fn say(line: &str) {
     let line = crate::scrub::message(line);
+    let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
+}
+
+/// How a headline reads: in green or in red on a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Bad,
+}
+
+/// Writes a headline on stderr, bold and coloured where colour may go.
+pub fn headline(line: &str, tone: Tone) {
+    let line = crate::scrub::message(line);
+    let line = if colour() {
+        let code = match tone {
+            Tone::Good => "1;32",
+            Tone::Bad => "1;31",
+        };
+        format!("\x1b[{code}m{line}\x1b[0m")
+    } else {
+        line
+    };
     let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
 }
 
@@ -113,7 +196,10 @@ impl<S: tracing::Subscriber> Layer<S> for CountWarnings {
 pub fn init(format: LogFormat, quiet: bool) {
     let default = if quiet { "off" } else { "sip_rotate=warn" };
     let wanted = EnvFilter::try_from_env(LOG_VARIABLE).unwrap_or_else(|_| EnvFilter::new(default));
-    let filter = wanted.and(filter_fn(|meta| ours(meta.target())));
+    let filter = wanted.and(filter_fn(|meta| {
+        // Above the bars, the 429s are one line (GroupSlowDowns).
+        ours(meta.target()) && !(meta.fields().field(SLOW_DOWN).is_some() && bars_shown())
+    }));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(|| AroundTheBar)
         .with_target(false)
@@ -125,7 +211,10 @@ pub fn init(format: LogFormat, quiet: bool) {
     // Not `init()`: that would also bridge the `log` crate, whose records
     // (page text, cookies) must go nowhere.
     let _ = tracing::subscriber::set_global_default(
-        Registry::default().with(layer).with(CountWarnings),
+        Registry::default()
+            .with(layer)
+            .with(CountWarnings)
+            .with(GroupSlowDowns),
     );
 }
 

@@ -401,7 +401,11 @@ pub fn config_page(version: &str) -> String {
                 (
                     None,
                     "resume = \"auto\" finishes a run of the same output pattern that was stopped (its \
-                     journal is there), and starts afresh otherwise: what a timer's run wants."
+                     journal is there), and starts afresh otherwise: what a timer's run wants. With \
+                     identities (the -i of run, each may start with $CREDENTIALS_DIRECTORY/), the run \
+                     that finishes reads the journal and writes the whole rotation to one result; \
+                     without, the stopped run's passwords stay in its part file, and the journal goes \
+                     once every password it holds is in a complete file."
                         .into(),
                 ),
             ],

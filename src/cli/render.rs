@@ -39,8 +39,22 @@ fn style(template: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
+/// A rate the portal may take better than `rate`, as `--rate` is written:
+/// half of it.
+pub fn gentler_rate(rate: f64) -> String {
+    let half = rate / 2.0;
+    if half >= 1.0 {
+        format!("{}", half.floor())
+    } else {
+        let text = format!("{half:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 impl Show {
-    pub fn new(view: View) -> Show {
+    /// `rate`: the run's `--rate`, for the advice the warnings give.
+    pub fn new(view: View, rate: f64) -> Show {
+        logging::advise_on_slow_down(format!("try --rate {}", gentler_rate(rate)));
         let bars = view.progress.then(|| {
             let all = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             // Labelled from the first moment: the login comes first.
@@ -385,6 +399,24 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             ));
         }
     }
+    // Resumed without an identity, the journal gone: the earlier runs'
+    // passwords stay in the parts they wrote.
+    if let Some(earlier) = &p.earlier
+        && earlier.in_journal > 0
+        && journal.is_none()
+    {
+        let parts: Vec<String> = earlier
+            .parts
+            .iter()
+            .map(|h| format!("{} ({})", h.path.display(), h.passwords))
+            .collect();
+        lines.push(format!(
+            "the {} of earlier runs {} in {}: with an identity (-i, or identities in the config), --resume gathers a stopped rotation into one file",
+            count(earlier.in_journal, "password", "passwords"),
+            if earlier.in_journal == 1 { "is" } else { "are" },
+            parts.join(", "),
+        ));
+    }
     if let Some((j, _, _, KeptBecause::Mismatch(why))) = journal {
         lines.push(format!("the journal {} is kept: {why}", j.display()));
     }
@@ -451,6 +483,16 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         }
     )];
     lines.extend(requests_line(&o.requests, o.elapsed, rate));
+    if o.requests.too_many > 0 {
+        lines.push(format!(
+            "hint: the portal asked to slow down {}: try --rate {} (or rate in the config)",
+            match o.requests.too_many {
+                1 => "once".to_string(),
+                n => format!("{n} times"),
+            },
+            gentler_rate(rate)
+        ));
+    }
     let left_out = o.left_out.reset + o.left_out.duplicate;
     if o.left_out.from_report {
         lines.push(format!(
@@ -566,15 +608,49 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
     })
 }
 
+/// The summary's first line: whether the run did what it was asked, said
+/// before any detail, as the exit code says it.
+fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
+    use logging::Tone::{Bad, Good};
+    let not_reset = o
+        .rows
+        .iter()
+        .filter(|r| !matches!(r.status, Status::Reset | Status::Duplicate))
+        .count();
+    match exit {
+        Exit::AllDone => ("done: every licence asked for was reset".into(), Good),
+        Exit::Partial if not_reset == 0 => (
+            "FAILED in part: every licence was reset, but not all went well (exit 1)".into(),
+            Bad,
+        ),
+        Exit::Partial => (
+            format!(
+                "FAILED in part: {} not reset (exit 1)",
+                count(not_reset, "licence", "licences")
+            ),
+            Bad,
+        ),
+        Exit::NothingDone => ("NOTHING RESET: no phone was cut off (exit 2)".into(), Bad),
+        Exit::Aborted => (
+            "STOPPED: phones may be cut off until the rotation is finished (exit 3)".into(),
+            Bad,
+        ),
+    }
+}
+
 /// Shows the end of a run: nothing when quiet and all went well.
 pub fn outcome(view: View, o: &Outcome, rate: f64, exit: Exit) {
     if view.quiet && exit == Exit::AllDone {
         return;
     }
     match view.format {
-        LogFormat::Text => summary_text(o, rate, view.quiet)
-            .iter()
-            .for_each(|l| logging::say(l)),
+        LogFormat::Text => {
+            let (line, tone) = headline(exit, o);
+            logging::headline(&line, tone);
+            summary_text(o, rate, view.quiet)
+                .iter()
+                .for_each(|l| logging::say(l))
+        }
         LogFormat::Json => json_line(summary_json(o, rate, exit)),
     }
 }

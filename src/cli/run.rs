@@ -191,7 +191,7 @@ pub async fn rotate(settings: RunSettings, interruption: &Interruption) -> Resul
     } = settings;
     let rate = portal.rate;
     let portal = Portal::new(portal, interruption.portal_interruptions());
-    let show = Show::new(view);
+    let show = Show::new(view, rate);
     let outcome = rotation::rotate(&rotation, portal, &show, interruption).await;
     show.finish();
     let outcome = outcome?;
@@ -234,10 +234,13 @@ async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Resul
     } = settings;
     let rate = portal.rate;
     let portal = Portal::new(portal, interruption.portal_interruptions());
-    let show = Show::new(View {
-        progress: view.progress,
-        ..view
-    });
+    let show = Show::new(
+        View {
+            progress: view.progress,
+            ..view
+        },
+        rate,
+    );
     let plan = rotation::plan(&input, report.as_ref(), portal, &show, interruption).await;
     show.finish();
     let plan = plan?;

@@ -76,6 +76,10 @@ pub struct ConfigFile {
     #[serde(default)]
     pub recipients: Vec<String>,
     pub recipients_file: Option<PathBuf>,
+    /// Identities that read the journal of a stopped run, so that `resume`
+    /// gathers the rotation into one result (`-i`).
+    #[serde(default)]
+    pub identities: Vec<PathBuf>,
     pub rate: Option<f64>,
     pub concurrency: Option<usize>,
     pub timeout: Option<u64>,
@@ -242,15 +246,15 @@ pub fn dated(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> Result<Pat
 /// The systemd credential that holds the portal password (`LoadCredential=`).
 pub const CREDENTIAL: &str = "myopenip-password";
 
-/// A `password_file` of the config: `$CREDENTIALS_DIRECTORY/...` is taken
+/// A `password_file` or an identity of the config: `$CREDENTIALS_DIRECTORY/...` is taken
 /// from systemd's credentials folder, a relative path from the file's folder.
-fn credential_or_path(cfg: &Loaded, path: &Path) -> Result<PathBuf> {
+fn credential_or_path(cfg: &Loaded, key: &str, path: &Path) -> Result<PathBuf> {
     let text = path.to_string_lossy();
     for prefix in ["$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"] {
         if let Some(name) = text.strip_prefix(prefix) {
             let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
                 bail!(
-                    "password_file {text}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=)"
+                    "{key} {text}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=)"
                 );
             };
             return Ok(PathBuf::from(dir).join(name));
@@ -385,7 +389,7 @@ fn portal_password(
         }
     }
     if let Some(path) = &cfg.file.password_file {
-        return from_file(&credential_or_path(cfg, path)?);
+        return from_file(&credential_or_path(cfg, "password_file", path)?);
     }
     if let Some(command) = &cfg.file.password_command {
         let out = std::process::Command::new("sh")
@@ -637,6 +641,15 @@ impl RunSettings {
             }
             .into());
         }
+        // The flag's identities, else the file's: read only when resuming.
+        let resume_identities = if args.identities.is_empty() {
+            f.identities
+                .iter()
+                .map(|p| credential_or_path(cfg, "identities", p))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            args.identities.clone()
+        };
         // `auto`: resume only what is there to resume.
         let resume = match args.resume.or(f.resume) {
             None => false,
@@ -753,7 +766,7 @@ impl RunSettings {
                 workers: portal.settings.concurrency,
                 skip_unresolved: args.skip_unresolved || f.skip_unresolved.unwrap_or(false),
                 resume,
-                resume_identities: args.identities.clone(),
+                resume_identities,
                 confirm: !args.yes,
                 metrics: metrics.clone(),
             },

@@ -78,11 +78,14 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     let interruption = Interruption::default();
     super::run::watch_signals(&interruption, format, super::run::Work::Reads)?;
     let portal = Portal::new(portal_settings, interruption.portal_interruptions());
-    let show = Show::new(View {
-        quiet: false,
-        format,
-        progress: format == LogFormat::Text && std::io::stderr().is_terminal(),
-    });
+    let show = Show::new(
+        View {
+            quiet: false,
+            format,
+            progress: format == LogFormat::Text && std::io::stderr().is_terminal(),
+        },
+        rate,
+    );
     let mut on_round = |round: &Round| match format {
         LogFormat::Text => logging::say(&round_line(round)),
         LogFormat::Json => render::json_line(json!({

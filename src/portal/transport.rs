@@ -613,7 +613,10 @@ impl Throttle {
         let d = &self.demand;
         d.last_429_us
             .fetch_max(d.now_us().max(1), Ordering::Relaxed);
-        tracing::warn!("the portal asked to slow down: pausing every request for {wait} s");
+        tracing::warn!(
+            pause_seconds = wait,
+            "the portal asked to slow down (429): every request pauses"
+        );
         self.pause(Duration::from_secs(wait));
     }
 

@@ -726,6 +726,18 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
     })
 }
 
+/// Whether the part files the earlier runs wrote hold every password of
+/// theirs the journal holds: each run that stopped wrote one (a run killed
+/// wrote none), and each is still there, a regular file of this output.
+fn parts_hold_earlier(earlier: &Earlier, output: &Path) -> bool {
+    earlier.never_counted() == 0
+        && earlier.in_journal == earlier.parts.iter().map(|p| p.passwords).sum::<usize>()
+        && earlier.parts.iter().all(|part| {
+            std::fs::symlink_metadata(&part.path).is_ok_and(|m| m.is_file())
+                && outputs::is_part_of(output, &part.path)
+        })
+}
+
 /// Removes the part files the earlier runs wrote, as their journal names
 /// them: once the result holds their passwords. Only regular files: a
 /// link put at a part's name is left alone.
@@ -1185,6 +1197,21 @@ impl Run<'_> {
                     if complete
                         && *n == this_run
                         && this_run == in_results
+                        && written == in_results =>
+                {
+                    true
+                }
+                // Resumed without an identity: the journal may still go
+                // when every earlier password is in a part file the
+                // journal records, and this run's in the result.
+                Ok(n)
+                    if complete
+                        && merged == 0
+                        && resumed.earlier().is_some_and(|e| {
+                            *n == this_run + e.in_journal
+                                && parts_hold_earlier(&e, &self.settings.output)
+                        })
+                        && in_results == this_run
                         && written == in_results =>
                 {
                     true
