@@ -154,7 +154,7 @@ pub async fn status(
         number: 0,
         phones: Vec::new(),
     };
-    if let Err(e) = portal.connect().await {
+    if let Err(e) = portal.connect(rows.len()).await {
         if stop.is_cancelled() {
             return Ok(finish(empty, Vec::new(), Ended::Interrupted, &portal));
         }

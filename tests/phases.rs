@@ -1,8 +1,9 @@
 //! When resets may start: with `--skip-unresolved --yes` nothing needs the
 //! whole resolution first, so a client's licences are reset while other
 //! clients still resolve; otherwise (the all-or-nothing check, or a question
-//! to answer) no `Confirmer` is sent before the last page of resolution.
-//! The order is read from the simulator's access log.
+//! to answer) no `Confirmer` is sent before the last page of resolution,
+//! though on a slow portal the canary walks up to it meanwhile. The order
+//! is read from the simulator's access log.
 
 mod common;
 
@@ -239,4 +240,86 @@ fn a_signal_stops_resolution_too_and_resume_finishes() {
         assert_eq!(row["password"], last[&row["licence"]]);
     }
     assert_no_clear_password(&truth, &files_under(dir.path()), &sim.truth);
+}
+
+/// On a portal slow enough to need several sessions, the canary walks up to
+/// its `Confirmer` while resolution goes on, and waits there: a row left
+/// unresolved stops the run before that press (nothing reset), and a
+/// resolution that ends well lets it go (each licence reset once).
+#[test]
+fn on_a_slow_portal_the_canary_waits_at_its_confirmer_for_the_whole_resolution() {
+    let ds = dataset();
+    let fast = &ds.clients[0].reference;
+    // The other client's users tables come slowly: resolution ends late.
+    let slow = ds
+        .clients
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(i, _)| {
+            ds.services
+                .iter()
+                .any(|s| s.client == *i && s.service_type == METACENTREX)
+        })
+        .map(|(_, c)| c.reference.clone())
+        .unwrap();
+    let mut sim_args: Vec<String> = ["--latency-ms", "60"].map(String::from).to_vec();
+    for s in ds
+        .services
+        .iter()
+        .filter(|s| ds.clients[s.client].reference == slow)
+    {
+        sim_args.push("--page-latency".into());
+        sim_args.push(format!("users:{}=1500", s.reference));
+    }
+    let sim_args: Vec<&str> = sim_args.iter().map(String::as_str).collect();
+    let run = |extra: &str| {
+        let Setup {
+            dir,
+            sim,
+            identity,
+            public,
+        } = Setup::new(&sim_args);
+        let input = dir.path().join("in.csv");
+        std::fs::write(
+            &input,
+            format!("client_ref,licence\n{fast},*\n{slow},*\n{extra}"),
+        )
+        .unwrap();
+        let output = dir.path().join("out.age");
+        let out = run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "50", "--concurrency", "4"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr, sim, identity, output, dir)
+    };
+
+    // A row that does not resolve, known only at the end of resolution.
+    let (code, stderr, sim, _, output, _dir) = run(&format!("{slow},FPC999999\n"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("did not resolve"), "{stderr}");
+    assert!(sim.resets().is_empty(), "nothing reset");
+    let pages = sim.pages_served();
+    assert!(
+        pages.iter().any(|k| k == "reset"),
+        "the canary walked ahead to its Confirmer: {pages:?}"
+    );
+    assert!(!pages.iter().any(|k| k == "confirm"), "{pages:?}");
+    assert!(!output.exists());
+
+    // Every row resolves: the press goes once resolution is in.
+    let (code, stderr, sim, identity, output, _dir) = run("");
+    assert_eq!(code, Some(0), "{stderr}");
+    let reset = assert_output_matches_truth(&sim, &identity, &output);
+    let wanted: HashSet<String> = ds
+        .licences
+        .iter()
+        .filter(|l| ds.services[l.service].service_type == METACENTREX)
+        .filter(|l| [fast, &slow].contains(&&ds.client_of_service(l.service).reference))
+        .map(|l| l.reference.clone())
+        .collect();
+    assert_eq!(reset, wanted);
+    let pages = sim.pages_served();
+    assert_eq!(resolution_after_first_reset(&pages), 0, "{pages:?}");
 }

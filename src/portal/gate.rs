@@ -171,21 +171,22 @@ impl Press {
     }
 
     /// What a press that may commit does, for the holder of a permit: at
-    /// once, or, for a permit held by the canary, once the canary succeeded.
-    /// `Interrupted` when the canary failed or `cancel` came first: nothing
+    /// once, or, for a permit that waits for verdicts (the canary's, the
+    /// whole resolution's), once every one of them is a go.
+    /// `Interrupted` when one is a no-go or `cancel` came first: nothing
     /// was pressed.
     pub(super) async fn commit(
         self,
         permit: &CommitPermit,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<Action, TransportError> {
-        if let Some(canary) = &permit.after {
-            let mut state = canary.0.subscribe();
+        for verdict in &permit.after {
+            let mut state = verdict.0.subscribe();
             let decided = tokio::select! {
                 _ = cancel.cancelled() => return Err(TransportError::Interrupted),
-                decided = state.wait_for(|s| *s != CanaryState::Running) => decided,
+                decided = state.wait_for(|s| *s != VerdictState::Pending) => decided,
             };
-            if !decided.is_ok_and(|s| *s == CanaryState::Succeeded) {
+            if !decided.is_ok_and(|s| *s == VerdictState::Go) {
                 return Err(TransportError::Interrupted);
             }
         }
@@ -197,50 +198,60 @@ impl Press {
 /// one (`Journal::permit`), so a command without a journal cannot commit.
 #[derive(Debug, Clone)]
 pub struct CommitPermit {
-    /// The canary these presses wait for, if any.
-    after: Option<Arc<Canary>>,
+    /// The verdicts these presses wait for, if any.
+    after: Vec<Arc<Verdict>>,
 }
 
 impl CommitPermit {
     /// The permit of a run whose journal is open and takes entries.
     pub(crate) fn journaled(_journal: &crate::vault::Journal) -> CommitPermit {
-        CommitPermit { after: None }
+        CommitPermit { after: Vec::new() }
     }
 
-    /// The same permit, whose presses wait until `canary` succeeded: the
-    /// resets after the canary walk up to their `Confirmer` while it runs,
-    /// and press it only then.
-    pub fn after(&self, canary: &Arc<Canary>) -> CommitPermit {
-        CommitPermit {
-            after: Some(canary.clone()),
-        }
+    /// The same permit, whose presses also wait until `verdict` is a go:
+    /// the resets walk up to their `Confirmer` meanwhile, and press it only
+    /// then (the canary's resets, resets while resolution goes on).
+    pub fn after(&self, verdict: &Arc<Verdict>) -> CommitPermit {
+        let mut after = self.after.clone();
+        after.push(verdict.clone());
+        CommitPermit { after }
     }
 }
 
-/// The canary's outcome, as the presses held for it see it.
+/// A decision the presses held at the gate wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CanaryState {
-    Running,
-    Succeeded,
+pub enum VerdictState {
+    Pending,
+    Go,
     /// Failed, or the run stopped: the presses held are never made.
-    Failed,
+    NoGo,
 }
 
-/// The canary the other resets' presses wait for.
+/// What presses held at the gate wait for: the canary's success, or a
+/// whole resolution with no row left unresolved.
 #[derive(Debug)]
-pub struct Canary(tokio::sync::watch::Sender<CanaryState>);
+pub struct Verdict(tokio::sync::watch::Sender<VerdictState>);
 
-impl Canary {
-    pub fn running() -> Arc<Canary> {
-        Arc::new(Canary(tokio::sync::watch::Sender::new(
-            CanaryState::Running,
+impl Verdict {
+    pub fn pending() -> Arc<Verdict> {
+        Arc::new(Verdict(tokio::sync::watch::Sender::new(
+            VerdictState::Pending,
         )))
     }
 
+    /// Waits until it is settled: whether it is a go.
+    pub async fn go(&self) -> bool {
+        let mut state = self.0.subscribe();
+        state
+            .wait_for(|s| *s != VerdictState::Pending)
+            .await
+            .is_ok_and(|s| *s == VerdictState::Go)
+    }
+
     /// Settles it, once: a later call changes nothing.
-    pub fn settle(&self, state: CanaryState) {
+    pub fn settle(&self, state: VerdictState) {
         self.0.send_if_modified(|s| {
-            let first = *s == CanaryState::Running;
+            let first = *s == VerdictState::Pending;
             if first {
                 *s = state;
             }

@@ -745,7 +745,7 @@ impl Portal {
 
     /// Sessions the rate keeps busy: one cycle over the time between two
     /// requests (at least one).
-    fn sessions_needed(&self) -> usize {
+    pub fn sessions_needed(&self) -> usize {
         let throttle = &self.shared.throttle;
         ((throttle.cycle().as_secs_f64() / throttle.period().as_secs_f64()).ceil() as usize).max(1)
     }
@@ -806,12 +806,47 @@ impl Portal {
     }
 
     /// Logs one browser in, to fail fast when the login is refused.
-    pub async fn connect(self: &Arc<Self>) -> Result<(), PortalError> {
+    ///
+    /// `work`: how many pieces of work will follow (the input's rows), at
+    /// most as many sessions as that are worth opening.
+    pub async fn connect(self: &Arc<Self>, work: usize) -> Result<(), PortalError> {
         self.lease(Priority::Resolve)
             .await?
             .session()
             .await
-            .map(|_| ())
+            .map(|_| ())?;
+        self.ramp_up(work);
+        Ok(())
+    }
+
+    /// Right after the first login, known good: the sessions the rate will
+    /// keep busy (one cycle of the first session over the period, at most
+    /// `work`) log in at once, beside the first session's walk. Opened one
+    /// by one as waiters find the limiter idle, a slow portal's first
+    /// seconds went by at one session's pace. A fast portal needs one
+    /// session: nothing opens.
+    fn ramp_up(self: &Arc<Self>, work: usize) {
+        let throttle = &self.shared.throttle;
+        let needed = self.sessions_needed().min(work.max(1));
+        if throttle.slowed_down_within(SLOWED_DOWN_MEMORY) {
+            return;
+        }
+        loop {
+            {
+                let mut pool = self.pool.lock().unwrap();
+                let open = self.concurrency - pool.unborn;
+                if pool.unborn == 0 || open >= needed {
+                    return;
+                }
+                pool.unborn -= 1;
+                pool.answers_at_last_opening = throttle.answers();
+                pool.last_opening = Some(std::time::Instant::now());
+            }
+            match self.open() {
+                Ok(browser) => self.open_in_background(browser),
+                Err(_) => return,
+            }
+        }
     }
 }
 

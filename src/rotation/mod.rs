@@ -21,6 +21,7 @@ pub use resolve::{Resolution, Target};
 
 use crate::files::{self, PathProblem};
 use crate::input::{self, InputError, InputRow, LeftOut};
+use crate::portal::gate::{Verdict, VerdictState};
 use crate::portal::{Phase, Portal, PortalError, Stats};
 use crate::report::{self, Origin, ReportRow, Status};
 use crate::vault::{self, Journal, Recipients, VaultError};
@@ -89,19 +90,21 @@ pub struct Settings {
 /// How the two phases meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phases {
-    /// The whole resolution first: the all-or-nothing rule or the question
-    /// needs it.
+    /// The whole resolution first: the question needs it.
     OneAfterTheOther,
-    /// Resets start as soon as a client is resolved (nothing needs the whole).
+    /// Resets start as soon as a client is resolved. Under the
+    /// all-or-nothing rule (no `--skip-unresolved`), no `Confirmer` is
+    /// pressed before the whole resolution is in and every row resolved:
+    /// the canary walks up to it meanwhile.
     Overlapped,
 }
 
 impl Settings {
     pub fn phases(&self) -> Phases {
-        if self.skip_unresolved && !self.confirm {
-            Phases::Overlapped
-        } else {
+        if self.confirm {
             Phases::OneAfterTheOther
+        } else {
+            Phases::Overlapped
         }
     }
 }
@@ -839,7 +842,7 @@ impl Run<'_> {
     }
 
     async fn go(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
-        if let Err(e) = self.portal.connect().await {
+        if let Err(e) = self.portal.connect(rows.len()).await {
             let why = self
                 .stopped_by_signal(RunPhase::Login)
                 .unwrap_or_else(|| stop_reason_of(&e));
@@ -945,6 +948,7 @@ impl Run<'_> {
             reset::queue_of(targets),
             &self.settings.guard,
             self.settings.workers,
+            None,
             &mut sink,
             stop,
             self.observer,
@@ -976,10 +980,18 @@ impl Run<'_> {
         };
         let (tx, queue) = mpsc::unbounded_channel();
         let mut planned = 0;
+        // The all-or-nothing rule: no Confirmer before every row resolved.
+        let verdict = (!self.settings.skip_unresolved).then(Verdict::pending);
         let resolving = async {
             let tx = tx;
+            let mut unresolved = 0;
             let resolved =
                 resolve::resolve_each(&self.portal, rows, stop, self.observer, |client| {
+                    unresolved += client
+                        .rejected
+                        .iter()
+                        .filter(|r| r.status == Status::Unresolved)
+                        .count();
                     report.extend(client.rejected);
                     for target in resumed.keep_all(client.targets, &mut report) {
                         planned += 1;
@@ -989,22 +1001,36 @@ impl Run<'_> {
                     }
                 })
                 .await;
-            if resolved.is_err() {
+            let refused = match &resolved {
+                Err(e) => Some(stop_reason_of(e)),
+                Ok(()) if unresolved > 0 && verdict.is_some() => {
+                    Some(StopReason::Unresolved { rows: unresolved })
+                }
+                Ok(()) => None,
+            };
+            if let Some(verdict) = &verdict {
+                verdict.settle(if refused.is_none() && !stop.is_cancelled() {
+                    VerdictState::Go
+                } else {
+                    VerdictState::NoGo
+                });
+            }
+            if refused.is_some() {
                 stop.cancel();
             }
-            resolved
+            refused
         };
         let resetting = reset::reset_all(
             &self.portal,
             queue,
             &self.settings.guard,
             self.settings.workers,
+            verdict.as_ref(),
             &mut sink,
             stop,
             self.observer,
         );
-        let (resolved, resets) = tokio::join!(resolving, resetting);
-        let resolution_failed = resolved.err().map(|e| stop_reason_of(&e));
+        let (resolution_failed, resets) = tokio::join!(resolving, resetting);
         self.after_resets(report, sink, resets, resolution_failed, resumed)
     }
 
@@ -1403,7 +1429,7 @@ pub async fn plan(
     let rows = input::read(input)?.rows;
     let portal = Arc::new(portal);
     let stop = &interruption.stop;
-    let (mut plan_rows, targets, stopped) = match portal.connect().await {
+    let (mut plan_rows, targets, stopped) = match portal.connect(rows.len()).await {
         Err(e) => {
             let why = if stop.is_cancelled() {
                 StopReason::Interrupted(RunPhase::Login)

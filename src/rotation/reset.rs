@@ -5,7 +5,7 @@
 
 use super::resolve::Target;
 use super::{Event, Guard, Observer, StopReason, Stranded};
-use crate::portal::gate::{Canary, CanaryState, CommitPermit};
+use crate::portal::gate::{CommitPermit, Verdict, VerdictState};
 use crate::portal::{
     AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
     TransportError,
@@ -96,11 +96,20 @@ pub(super) struct Resets {
 /// press it only once the canary succeeded, and never if it failed. The
 /// portal's rate is not left unused while the canary runs, and nothing
 /// else is reset before it ends.
+///
+/// `resolved`: while resolution still goes on and a row left unresolved
+/// must stop the run before any reset (the all-or-nothing rule), the
+/// verdict of the whole resolution. The canary then walks up to its
+/// `Confirmer` meanwhile and presses it only on a go; the other workers
+/// start only then (parked at the gate, they would hold the sessions
+/// resolution needs).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn reset_all(
     portal: &Arc<Portal>,
     mut queue: Queue,
     guard: &Guard,
     workers: usize,
+    resolved: Option<&Arc<Verdict>>,
     sink: &mut Sink<'_>,
     stop: &CancellationToken,
     observer: &dyn Observer,
@@ -117,6 +126,10 @@ pub(super) async fn reset_all(
     let failures = Arc::new(AtomicUsize::new(0));
     // The journal is open: what a Confirmer brings back has a place to go.
     let permit = CommitPermit::journaled(&sink.journal);
+    let permit = match resolved {
+        Some(verdict) => permit.after(verdict),
+        None => permit,
+    };
     let mut canaries = Vec::new();
     while canaries.len() < guard.canary {
         let next = tokio::select! {
@@ -130,13 +143,21 @@ pub(super) async fn reset_all(
         }
     }
     let mut canaries_left = canaries.len();
-    let canary = (canaries_left > 0).then(Canary::running);
+    let canary = (canaries_left > 0).then(Verdict::pending);
     let queues = [
         Arc::new(tokio::sync::Mutex::new(queue_of(canaries))),
         Arc::new(tokio::sync::Mutex::new(queue)),
     ];
     let (tx, mut rx) = mpsc::channel::<(Role, Attempt)>(64);
     let mut pool = JoinSet::new();
+    // Workers that walk ahead of the resolution's verdict, up to their
+    // Confirmer: as many as the rate keeps busy beyond one session (a fast
+    // portal needs one: nobody walks ahead, and no login is added), at
+    // most half of them, so that resolution keeps sessions to finish with.
+    let mut ahead = match resolved {
+        Some(_) => portal.sessions_needed().saturating_sub(1).min(workers / 2),
+        None => usize::MAX,
+    };
     for (role, workers) in [(Role::Canary, 1), (Role::After, workers.max(1))] {
         let permit = match (&canary, role) {
             (Some(canary), Role::After) => permit.after(canary),
@@ -146,7 +167,15 @@ pub(super) async fn reset_all(
         // the gate with theirs, must not leave it none.
         let (leased, has_lease) = tokio::sync::oneshot::channel();
         let mut leased = (role == Role::Canary).then_some(leased);
+        // Without a canary, its worker takes nothing: no place ahead.
+        let takes_work = role == Role::After || canary.is_some();
         for _ in 0..workers {
+            let hold = if ahead > 0 && takes_work {
+                ahead -= 1;
+                None
+            } else {
+                resolved.cloned()
+            };
             let worker = Worker {
                 portal: portal.clone(),
                 queue: queues[role as usize].clone(),
@@ -158,6 +187,7 @@ pub(super) async fn reset_all(
                 max_failures: guard.max_failures,
                 permit: permit.clone(),
                 leased: leased.take(),
+                hold,
             };
             pool.spawn(worker.run());
         }
@@ -178,7 +208,7 @@ pub(super) async fn reset_all(
                 observer.event(Event::Done(&row));
                 done.rows.push(row);
                 if canary_done && let Some(canary) = &canary {
-                    canary.settle(CanaryState::Failed);
+                    canary.settle(VerdictState::NoGo);
                 }
                 continue;
             }
@@ -199,7 +229,7 @@ pub(super) async fn reset_all(
                     if canaries_left == 0
                         && let Some(canary) = &canary
                     {
-                        canary.settle(CanaryState::Succeeded);
+                        canary.settle(VerdictState::Go);
                     }
                 }
                 continue;
@@ -272,10 +302,10 @@ pub(super) async fn reset_all(
                         canaries: guard.canary,
                     });
                 }
-                canary.settle(CanaryState::Failed);
+                canary.settle(VerdictState::NoGo);
                 stop.cancel();
             } else if canaries_left == 0 {
-                canary.settle(CanaryState::Succeeded);
+                canary.settle(VerdictState::Go);
             }
         }
     }
@@ -404,10 +434,24 @@ struct Worker {
     max_tries: u32,
     max_failures: usize,
     permit: CommitPermit,
+    /// A verdict to wait for before the first target: on a no-go, none
+    /// is taken.
+    hold: Option<Arc<Verdict>>,
 }
 
 impl Worker {
     async fn run(mut self) {
+        if let Some(verdict) = self.hold.take() {
+            let go = tokio::select! {
+                _ = self.stop.cancelled() => false,
+                go = verdict.go() => go,
+            };
+            if !go {
+                // The lease the canary's worker promised: none comes.
+                drop(self.leased.take());
+                return;
+            }
+        }
         // One browser (one portal session) for its resets, given back while
         // it waits for resolution to bring more.
         let mut browser: Option<Lease> = None;
