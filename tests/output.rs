@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
+use std::process::Command;
 
 /// A portal with faults, so that warnings (retries, new resets) happen.
 const FAULTS: [&str; 6] = [
@@ -175,4 +176,51 @@ fn with_json_a_refusal_is_an_object_too() {
             .contains("malformed licence"),
         "{stderr}"
     );
+}
+
+/// A refusal's advice is the JSON error's `hint`, never inside `message`:
+/// a machine shows the two apart.
+#[test]
+fn with_json_the_advice_is_the_hint_not_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let (_, public) = identity(dir.path());
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &["--portal", "http://portal.example.net/", "--login", "x"],
+            "plain http",
+            "use https",
+        ),
+        (&["--login", "x"], "no portal address", "give --portal URL"),
+        (
+            &["--portal", "https://portal.example.net/"],
+            "no portal login",
+            "give --login L",
+        ),
+    ];
+    for (args, what, hint) in cases {
+        let out = Command::new(bin())
+            .arg("run")
+            .arg("--input")
+            .arg(&input)
+            .args(["-r", &public, "-o"])
+            .arg(dir.path().join("out.age"))
+            .args(["--yes", "--log-format", "json"])
+            .args(args)
+            .env("MYOPENIP_PASSWORD", "x")
+            .env_remove("MYOPENIP_LOGIN")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let lines = json_lines(&stderr);
+        let message = lines[0]["message"].as_str().unwrap();
+        assert!(message.contains(what), "{stderr}");
+        assert!(!message.contains(hint), "advice in the message: {stderr}");
+        assert!(
+            lines[0]["hint"].as_str().is_some_and(|h| h.contains(hint)),
+            "{stderr}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use super::Exit;
 use super::args::{Cli, Generate, Shell};
 use crate::files::NewFile;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::CommandFactory;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -68,7 +68,10 @@ const PAGE_START: &str = ".ie \\n(.g .ds Aq \\(aq";
 /// or a link planted in it, is never written over.
 fn man_pages(dir: &Path) -> Result<()> {
     if dir.as_os_str() == "-" {
-        bail!("generate man writes one file per page: give it a folder, not '-'");
+        return Err(super::Advised::new(
+            "generate man writes one file per page",
+            "give it a folder, not '-'",
+        ));
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the folder {}", dir.display()))?;
@@ -81,10 +84,13 @@ fn man_pages(dir: &Path) -> Result<()> {
         let page = page_of(&man, &cmd)?;
         let path = dir.join(man.get_filename());
         if let Some(why) = not_ours(&path) {
-            bail!(
-                "{} {why}: not replaced, and no page written (move it away, or generate into another folder)",
-                path.display()
-            );
+            return Err(super::Advised::new(
+                format!(
+                    "{} {why}: not replaced, and no page written",
+                    path.display()
+                ),
+                "move it away, or generate into another folder",
+            ));
         }
         pages.push((path, page));
     }
@@ -97,17 +103,23 @@ fn man_pages(dir: &Path) -> Result<()> {
     // A folder made a link is not written through (the pages' own folder
     // is the one asked for).
     if std::fs::symlink_metadata(&config_dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        bail!(
-            "{} is a symbolic link: no page written through it (remove it, or generate into another folder)",
-            config_dir.display()
-        );
+        return Err(super::Advised::new(
+            format!(
+                "{} is a symbolic link: no page written through it",
+                config_dir.display()
+            ),
+            "remove it, or generate into another folder",
+        ));
     }
     let config_path = config_dir.join("sip-rotate.toml.5");
     if let Some(why) = not_ours(&config_path) {
-        bail!(
-            "{} {why}: not replaced, and no page written (move it away, or generate into another folder)",
-            config_path.display()
-        );
+        return Err(super::Advised::new(
+            format!(
+                "{} {why}: not replaced, and no page written",
+                config_path.display()
+            ),
+            "move it away, or generate into another folder",
+        ));
     }
     std::fs::create_dir_all(&config_dir)
         .with_context(|| format!("cannot create the folder {}", config_dir.display()))?;

@@ -152,6 +152,17 @@ pub struct Advised {
     pub hint: String,
 }
 
+impl Advised {
+    /// A refusal that says what is wrong, and apart, what to do.
+    pub fn new(what: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+        Advised {
+            what: what.into(),
+            hint: hint.into(),
+        }
+        .into()
+    }
+}
+
 /// What to do about an error, where the library's message alone does not say.
 fn hint(e: &anyhow::Error) -> Option<String> {
     if let Some(advised) = e.downcast_ref::<Advised>() {

@@ -41,10 +41,13 @@ pub fn portal_url(text: &str) -> Result<Url> {
     // is, and sent with every request: the login goes in --login, the
     // password in a file or a credential.
     if !url.username().is_empty() || url.password().is_some() {
-        bail!(
-            "--portal {} carries a user or a password: give the address alone, the login with --login and the password as MYOPENIP_PASSWORD, a password file or a credential",
-            crate::scrub::url(&url)
-        );
+        return Err(super::Advised::new(
+            format!(
+                "--portal {} carries a user or a password",
+                crate::scrub::url(&url)
+            ),
+            "give the address alone, the login with --login and the password as MYOPENIP_PASSWORD, a password file or a credential",
+        ));
     }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -55,10 +58,16 @@ pub fn portal_url(text: &str) -> Result<Url> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => bail!(
-            "--portal {url} is plain http: the portal password and the new passwords would cross the network in clear; use https"
-        ),
-        other => bail!("--portal: unsupported scheme '{other}'; use https"),
+        "http" => Err(super::Advised::new(
+            format!(
+                "--portal {url} is plain http: the portal password and the new passwords would cross the network in clear"
+            ),
+            "use https",
+        )),
+        other => Err(super::Advised::new(
+            format!("--portal: unsupported scheme '{other}'"),
+            "use https",
+        )),
     }
 }
 
@@ -238,7 +247,10 @@ impl Loaded {
 pub fn dated(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> Result<PathBuf> {
     use chrono::format::{Item, StrftimeItems};
     if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
-        bail!("'{pattern}': invalid date field (use %Y, %m, %d, %H, %M, %S; %% for a %)");
+        return Err(super::Advised::new(
+            format!("'{pattern}': invalid date field"),
+            "use %Y, %m, %d, %H, %M, %S; %% for a %",
+        ));
     }
     Ok(PathBuf::from(now.format(pattern).to_string()))
 }
@@ -328,15 +340,18 @@ fn unfinished_run_of(pattern: &Path) -> Result<Option<PathBuf>> {
     found.sort();
     match found.len() {
         0 | 1 => Ok(found.pop()),
-        _ => bail!(
-            "--resume: several unfinished runs match {}: {}; give the one to finish with -o",
-            pattern.display(),
-            found
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => Err(super::Advised::new(
+            format!(
+                "--resume: several unfinished runs match {}: {}",
+                pattern.display(),
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "give the one to finish with -o",
+        )),
     }
 }
 
@@ -359,12 +374,14 @@ fn portal_password(
                 _ => "other users",
             };
             let how = if mode & 0o044 != 0 { "read" } else { "changed" };
-            bail!(
-                "the password file {} can be {how} by {who} (mode {:o}); run: chmod 600 {}",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
+            return Err(super::Advised::new(
+                format!(
+                    "the password file {} can be {how} by {who} (mode {:o})",
+                    path.display(),
+                    mode & 0o777
+                ),
+                format!("run: chmod 600 {}", path.display()),
+            ));
         }
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(path)
@@ -408,9 +425,12 @@ fn portal_password(
             .ok_or_else(|| anyhow::anyhow!("the config file's password_command printed nothing"))?;
         return Ok((password, None));
     }
-    bail!(
-        "no portal password: set MYOPENIP_PASSWORD, give --password-file FILE, put password_file or password_command in the --config file, or under systemd give LoadCredential={CREDENTIAL}:FILE (it is never taken as a flag)"
-    )
+    Err(super::Advised::new(
+        "no portal password (it is never taken as a flag)",
+        format!(
+            "set MYOPENIP_PASSWORD, give --password-file FILE, put password_file or password_command in the --config file, or under systemd give LoadCredential={CREDENTIAL}:FILE"
+        ),
+    ))
 }
 
 fn first_line(text: &str) -> Option<SecretString> {
@@ -458,9 +478,10 @@ pub fn input_of(flag: Option<&PathBuf>, cfg: &Loaded) -> Result<PathBuf> {
 fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     let f = &cfg.file;
     let Some(address) = args.portal.clone().or_else(|| f.portal.clone()) else {
-        bail!(
-            "no portal address: give --portal URL or put portal = \"https://...\" in the --config file"
-        );
+        return Err(super::Advised::new(
+            "no portal address",
+            "give --portal URL or put portal = \"https://...\" in the --config file",
+        ));
     };
     let start = portal_url(&address)?;
     let Some(login) = args
@@ -469,9 +490,10 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
         .or_else(|| f.login.clone())
         .filter(|l| !l.is_empty())
     else {
-        bail!(
-            "no portal login: give --login L, set MYOPENIP_LOGIN, or put login in the --config file"
-        );
+        return Err(super::Advised::new(
+            "no portal login",
+            "give --login L, set MYOPENIP_LOGIN, or put login in the --config file",
+        ));
     };
     let (password, password_file) = portal_password(args.password_file.as_deref(), cfg)?;
     let rate = args.rate.or(f.rate).unwrap_or(DEFAULT_RATE);
@@ -627,7 +649,12 @@ impl RunSettings {
         let (pattern, output) = match (&args.output, &f.output) {
             (Some(o), _) => (PathBuf::from(o), dated(o, &now)?),
             (None, Some(o)) => (cfg.resolve(Path::new(o)), cfg.resolve(&dated(o, &now)?)),
-            (None, None) => bail!("no output: give -o FILE or put output in the --config file"),
+            (None, None) => {
+                return Err(super::Advised::new(
+                    "no output",
+                    "give -o FILE or put output in the --config file",
+                ));
+            }
         };
         if output.as_os_str() == "-" {
             bail!(
@@ -668,13 +695,17 @@ impl RunSettings {
                 if crate::vault::journal_in_use(&journal) {
                     return Err(crate::vault::VaultError::JournalInUse { path: journal }.into());
                 }
-                bail!(
-                    "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal. \
-                     Run the same command with --resume to finish it (licences in the journal are not reset again), \
-                     or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
-                    rotation::journal_of(&unfinished).display(),
-                    rotation::journal_of(&unfinished).display()
-                );
+                return Err(super::Advised::new(
+                    format!(
+                        "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal",
+                        journal.display()
+                    ),
+                    format!(
+                        "run the same command with --resume to finish it (licences in the journal are not reset again), \
+                         or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
+                        journal.display()
+                    ),
+                ));
             }
             output
         } else {
@@ -736,10 +767,15 @@ impl RunSettings {
         let client_recipients = match &client_recipients_file {
             // Without `{client}` there is one file, which no client could
             // read: the clients' keys would be taken and used for nothing.
-            Some(path) if !rotation::outputs::per_client(&output) => bail!(
-                "client recipients ({}) but no {{client}} in the output's name: each client gets its own file only with -o '...{{client}}...'",
-                path.display()
-            ),
+            Some(path) if !rotation::outputs::per_client(&output) => {
+                return Err(super::Advised::new(
+                    format!(
+                        "client recipients ({}) but no {{client}} in the output's name",
+                        path.display()
+                    ),
+                    "each client gets its own file only with -o '...{client}...'",
+                ));
+            }
             Some(path) => Some(client_recipients(path)?),
             None => None,
         };

@@ -41,9 +41,10 @@ pub fn keygen(args: KeygenArgs) -> Result<Exit> {
         }
         None => {
             if std::io::stdout().is_terminal() {
-                bail!(
-                    "refusing to print a secret key on a terminal: give -o FILE, or pipe the output"
-                );
+                return Err(super::Advised::new(
+                    "refusing to print a secret key on a terminal",
+                    "give -o FILE, or pipe the output",
+                ));
             }
             eprintln!("Public key: {public}");
             std::io::stdout().write_all(text.as_bytes())?;
@@ -64,7 +65,10 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
         files::check_creatable(path)
             .with_context(|| format!("cannot write the decrypted CSV to {}", path.display()))?;
     } else if std::io::stdout().is_terminal() {
-        bail!("refusing to print passwords on a terminal: give -o FILE, or pipe the output");
+        return Err(super::Advised::new(
+            "refusing to print passwords on a terminal",
+            "give -o FILE, or pipe the output",
+        ));
     }
     let identities = vault::read_identities(&args.identities)?;
     let (name, mut input): (&Path, Box<dyn std::io::Read>) = if is_dash(&args.file) {
