@@ -68,7 +68,7 @@ const PAGE_START: &str = ".ie \\n(.g .ds Aq \\(aq";
 /// or a link planted in it, is never written over.
 fn man_pages(dir: &Path) -> Result<()> {
     if dir.as_os_str() == "-" {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             "generate man writes one file per page",
             "give it a folder, not '-'",
         ));
@@ -84,7 +84,7 @@ fn man_pages(dir: &Path) -> Result<()> {
         let page = page_of(&man, &cmd)?;
         let path = dir.join(man.get_filename());
         if let Some(why) = not_ours(&path) {
-            return Err(super::Advised::new(
+            return Err(super::Advised::error(
                 format!(
                     "{} {why}: not replaced, and no page written",
                     path.display()
@@ -103,7 +103,7 @@ fn man_pages(dir: &Path) -> Result<()> {
     // A folder made a link is not written through (the pages' own folder
     // is the one asked for).
     if std::fs::symlink_metadata(&config_dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             format!(
                 "{} is a symbolic link: no page written through it",
                 config_dir.display()
@@ -113,7 +113,7 @@ fn man_pages(dir: &Path) -> Result<()> {
     }
     let config_path = config_dir.join("sip-rotate.toml.5");
     if let Some(why) = not_ours(&config_path) {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             format!(
                 "{} {why}: not replaced, and no page written",
                 config_path.display()

@@ -154,7 +154,7 @@ pub struct Advised {
 
 impl Advised {
     /// A refusal that says what is wrong, and apart, what to do.
-    pub fn new(what: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    pub fn error(what: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
         Advised {
             what: what.into(),
             hint: hint.into(),

@@ -41,7 +41,7 @@ pub fn portal_url(text: &str) -> Result<Url> {
     // is, and sent with every request: the login goes in --login, the
     // password in a file or a credential.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             format!(
                 "--portal {} carries a user or a password",
                 crate::scrub::url(&url)
@@ -58,13 +58,13 @@ pub fn portal_url(text: &str) -> Result<Url> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => Err(super::Advised::new(
+        "http" => Err(super::Advised::error(
             format!(
                 "--portal {url} is plain http: the portal password and the new passwords would cross the network in clear"
             ),
             "use https",
         )),
-        other => Err(super::Advised::new(
+        other => Err(super::Advised::error(
             format!("--portal: unsupported scheme '{other}'"),
             "use https",
         )),
@@ -247,7 +247,7 @@ impl Loaded {
 pub fn dated(pattern: &str, now: &chrono::DateTime<chrono::Local>) -> Result<PathBuf> {
     use chrono::format::{Item, StrftimeItems};
     if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             format!("'{pattern}': invalid date field"),
             "use %Y, %m, %d, %H, %M, %S; %% for a %",
         ));
@@ -340,7 +340,7 @@ fn unfinished_run_of(pattern: &Path) -> Result<Option<PathBuf>> {
     found.sort();
     match found.len() {
         0 | 1 => Ok(found.pop()),
-        _ => Err(super::Advised::new(
+        _ => Err(super::Advised::error(
             format!(
                 "--resume: several unfinished runs match {}: {}",
                 pattern.display(),
@@ -374,7 +374,7 @@ fn portal_password(
                 _ => "other users",
             };
             let how = if mode & 0o044 != 0 { "read" } else { "changed" };
-            return Err(super::Advised::new(
+            return Err(super::Advised::error(
                 format!(
                     "the password file {} can be {how} by {who} (mode {:o})",
                     path.display(),
@@ -425,7 +425,7 @@ fn portal_password(
             .ok_or_else(|| anyhow::anyhow!("the config file's password_command printed nothing"))?;
         return Ok((password, None));
     }
-    Err(super::Advised::new(
+    Err(super::Advised::error(
         "no portal password (it is never taken as a flag)",
         format!(
             "set MYOPENIP_PASSWORD, give --password-file FILE, put password_file or password_command in the --config file, or under systemd give LoadCredential={CREDENTIAL}:FILE"
@@ -478,7 +478,7 @@ pub fn input_of(flag: Option<&PathBuf>, cfg: &Loaded) -> Result<PathBuf> {
 fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     let f = &cfg.file;
     let Some(address) = args.portal.clone().or_else(|| f.portal.clone()) else {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             "no portal address",
             "give --portal URL or put portal = \"https://...\" in the --config file",
         ));
@@ -490,7 +490,7 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
         .or_else(|| f.login.clone())
         .filter(|l| !l.is_empty())
     else {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             "no portal login",
             "give --login L, set MYOPENIP_LOGIN, or put login in the --config file",
         ));
@@ -650,7 +650,7 @@ impl RunSettings {
             (Some(o), _) => (PathBuf::from(o), dated(o, &now)?),
             (None, Some(o)) => (cfg.resolve(Path::new(o)), cfg.resolve(&dated(o, &now)?)),
             (None, None) => {
-                return Err(super::Advised::new(
+                return Err(super::Advised::error(
                     "no output",
                     "give -o FILE or put output in the --config file",
                 ));
@@ -695,7 +695,7 @@ impl RunSettings {
                 if crate::vault::journal_in_use(&journal) {
                     return Err(crate::vault::VaultError::JournalInUse { path: journal }.into());
                 }
-                return Err(super::Advised::new(
+                return Err(super::Advised::error(
                     format!(
                         "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal",
                         journal.display()
@@ -768,7 +768,7 @@ impl RunSettings {
             // Without `{client}` there is one file, which no client could
             // read: the clients' keys would be taken and used for nothing.
             Some(path) if !rotation::outputs::per_client(&output) => {
-                return Err(super::Advised::new(
+                return Err(super::Advised::error(
                     format!(
                         "client recipients ({}) but no {{client}} in the output's name",
                         path.display()

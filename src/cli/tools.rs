@@ -41,7 +41,7 @@ pub fn keygen(args: KeygenArgs) -> Result<Exit> {
         }
         None => {
             if std::io::stdout().is_terminal() {
-                return Err(super::Advised::new(
+                return Err(super::Advised::error(
                     "refusing to print a secret key on a terminal",
                     "give -o FILE, or pipe the output",
                 ));
@@ -65,7 +65,7 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
         files::check_creatable(path)
             .with_context(|| format!("cannot write the decrypted CSV to {}", path.display()))?;
     } else if std::io::stdout().is_terminal() {
-        return Err(super::Advised::new(
+        return Err(super::Advised::error(
             "refusing to print passwords on a terminal",
             "give -o FILE, or pipe the output",
         ));
