@@ -387,3 +387,50 @@ fn three_quick_signals_leave_no_browser_and_no_profile() {
     assert!(matches!(out.status.code(), Some(2 | 3)), "{:?}", out.status);
     assert_nothing_left(&tmp);
 }
+
+/// With the browser, `--capture` also keeps a picture of each page (where
+/// nothing secret shows on it), beside its HTML, named in the index.
+#[test]
+fn check_with_the_browser_captures_a_screenshot_of_each_page() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup { dir, sim, .. } = Setup::new(&["--shape", "scripted"]);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let capture = dir.path().join("capture");
+    let out = check_cmd(&sim, &input)
+        .arg("--capture")
+        .arg(&capture)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let index = std::fs::read_to_string(capture.join("index.txt")).unwrap();
+    let pictures: Vec<&str> = index
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with(".png")))
+        .collect();
+    assert!(
+        pictures.iter().any(|p| p.contains("confirmation")),
+        "the step before Confirmer pictured: {index}"
+    );
+    for picture in &pictures {
+        let bytes = std::fs::read(capture.join(picture)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{picture}");
+        let html = picture.replace(".png", ".html");
+        assert!(capture.join(&html).exists(), "{picture} without {html}");
+        let mode = std::fs::metadata(capture.join(picture))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+    assert!(sim.resets().is_empty(), "check confirmed");
+    assert_nothing_left(&tmp);
+}

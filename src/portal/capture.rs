@@ -14,6 +14,11 @@
 //! whose password was not found is not written at all. Headers are never
 //! captured. The files still hold client names and phone numbers. Folder
 //! mode 0700, files 0600.
+//!
+//! The browser engine also hands a picture of each page (PNG), never of
+//! one after a press that may commit. An image cannot be scrubbed: it is
+//! written only beside a page that is written, shows no new password, and
+//! whose text and field values hold no secret the process knows.
 
 use super::labels::Labels;
 use crate::files;
@@ -48,6 +53,9 @@ pub struct Page<'a> {
     /// Its kind, as the client names its steps ("detail", "users"...).
     pub kind: &'a str,
     pub body: &'a str,
+    /// The browser's picture of it, if any: written only where the page
+    /// shows no secret the process knows (an image cannot be scrubbed).
+    pub screenshot: Option<&'a [u8]>,
     /// New passwords the page may show, to remove.
     pub passwords: &'a [&'a str],
     /// It answers a `Confirmer`: unless a password was found on it, it is
@@ -133,13 +141,25 @@ impl Capture {
                 Some(redact(page.body, labels)),
             )
         };
+        let mut picture = String::new();
+        if let (Some(_), Some(png)) = (&body, page.screenshot) {
+            if shown || shows_a_secret(page.body) {
+                picture =
+                    " (no screenshot: the page shows a secret, which an image cannot hide)".into();
+            } else {
+                let name = format!("{n:04}-{}.png", page.kind.replace([' ', '/'], "-"));
+                let mut f = files::create_private(&self.dir.join(&name))?;
+                f.write_all(png)?;
+                picture = format!(" {name}");
+            }
+        }
         if let Some(body) = body {
             let mut f = files::create_private(&self.dir.join(&file))?;
             f.write_all(body.as_bytes())?;
         }
         writeln!(
             state.index,
-            "{n:04} {} {} {} {} {}",
+            "{n:04} {} {} {} {} {}{picture}",
             page.method,
             page.path,
             page.status,
@@ -152,6 +172,27 @@ impl Capture {
             }
         )
     }
+}
+
+/// Whether what a page shows a person (its text, and the values its fields
+/// hold, but a password field's) holds a secret the process knows: the
+/// one scrubber decides, since a picture of the page cannot be scrubbed.
+fn shows_a_secret(body: &str) -> bool {
+    let doc = scraper::Html::parse_document(body);
+    let mut shown: String = doc.root_element().text().collect::<Vec<_>>().join("\n");
+    let fields =
+        scraper::Selector::parse("input, textarea, select option").expect("static selector");
+    for field in doc.select(&fields) {
+        let kind = field.value().attr("type").unwrap_or("text");
+        if kind.eq_ignore_ascii_case("hidden") || kind.eq_ignore_ascii_case("password") {
+            continue;
+        }
+        if let Some(value) = field.value().attr("value") {
+            shown.push('\n');
+            shown.push_str(value);
+        }
+    }
+    crate::scrub::secrets(&shown) != shown
 }
 
 /// The page as it may be written: rebuilt from its parsed tree, keeping
@@ -506,6 +547,19 @@ fn escape(text: &str, attribute: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_showing_a_known_secret_gets_no_picture() {
+        let token = "Tok3n-only-in-this-test-8f2c";
+        crate::scrub::remember(token, crate::scrub::Secret::Token);
+        assert!(shows_a_secret(&format!("<p>Session {token}</p>")));
+        assert!(shows_a_secret(&format!("<input name=x value='{token}'>")));
+        // What a person does not see: hidden fields, dots, markup.
+        assert!(!shows_a_secret(&format!(
+            "<input type=hidden value='{token}'><input type=password value='{token}'>\
+             <meta name=csrf-token content='{token}'><p>Mes Services</p>"
+        )));
+    }
 
     #[test]
     fn every_secret_is_removed_and_the_page_stays_readable() {

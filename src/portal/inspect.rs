@@ -691,6 +691,7 @@ async fn walk(
         (ToConfirmation::Shown(dialog), url) => Fetched {
             address: url.clone(),
             first_redirect: None,
+            screenshot: None,
             url,
             body: zeroize::Zeroizing::new(dialog),
             method: "GET",

@@ -104,6 +104,9 @@ pub struct Fetched {
     pub address: Url,
     /// Where the request's own answer redirected to, if it did.
     pub first_redirect: Option<Url>,
+    /// The browser's picture of the page (PNG), with `--capture`; never
+    /// of the page after a press that may commit.
+    pub screenshot: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1073,6 +1076,7 @@ impl Transport {
             return Ok(Answer::Page(Box::new(Fetched {
                 address,
                 first_redirect: None,
+                screenshot: None,
                 url,
                 body,
                 method: req.method(),

@@ -148,15 +148,23 @@ pub struct Engine {
     executable: PathBuf,
     timeout: Duration,
     allowed: Arc<Vec<url::Origin>>,
+    /// Each page settled is also pictured, for `--capture`.
+    screenshots: bool,
     browser: tokio::sync::OnceCell<Chromium>,
 }
 
 impl Engine {
-    pub fn new(executable: PathBuf, timeout: Duration, allowed: Vec<url::Origin>) -> Engine {
+    pub fn new(
+        executable: PathBuf,
+        timeout: Duration,
+        allowed: Vec<url::Origin>,
+        screenshots: bool,
+    ) -> Engine {
         Engine {
             executable,
             timeout,
             allowed: Arc::new(allowed),
+            screenshots,
             browser: tokio::sync::OnceCell::new(),
         }
     }
@@ -218,6 +226,10 @@ impl Engine {
                 handed,
             )
             .await
+            .map(|mut tab| {
+                tab.screenshots = self.screenshots;
+                tab
+            })
     }
 }
 
@@ -574,7 +586,12 @@ impl Chromium {
             .await
             .map_err(protocol)?,
         );
-        Ok(Tab { page, watch, tasks })
+        Ok(Tab {
+            page,
+            watch,
+            tasks,
+            screenshots: false,
+        })
     }
 }
 
@@ -788,6 +805,9 @@ pub struct Tab {
     page: Arc<Page>,
     watch: Arc<Watch>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Each page settled is pictured too (`--capture`), but never after a
+    /// press that may commit: there is nothing to picture after Confirmer.
+    screenshots: bool,
 }
 
 impl Drop for Tab {
@@ -1002,6 +1022,17 @@ impl Tab {
             return Err(refused);
         }
         let body = Zeroizing::new(self.page.content().await.map_err(Self::step_error)?);
+        let screenshot = if self.screenshots && !self.watch.committing.load(Ordering::SeqCst) {
+            use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+            use chromiumoxide::page::ScreenshotParams;
+            let params = ScreenshotParams::builder()
+                .format(CaptureScreenshotFormat::Png)
+                .full_page(true)
+                .build();
+            self.page.screenshot(params).await.ok()
+        } else {
+            None
+        };
         let at = self
             .page
             .url()
@@ -1035,6 +1066,7 @@ impl Tab {
                 path,
                 status,
                 hops,
+                screenshot,
             },
             answers,
         })
