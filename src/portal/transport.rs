@@ -411,7 +411,8 @@ enum Carrier {
     /// A browser context of the run's browser, opened at the first request.
     Browser {
         engine: Arc<super::chromium::Engine>,
-        tab: tokio::sync::OnceCell<super::chromium::Tab>,
+        /// Boxed: a tab is far larger than an HTTP client.
+        tab: tokio::sync::OnceCell<Box<super::chromium::Tab>>,
         /// The cookies of the HTTP session it carries on, if any: set in
         /// its context before its first request.
         handed: Mutex<Option<HandedCookies>>,
@@ -720,15 +721,18 @@ impl Transport {
             unreachable!("asked of a browser session only")
         };
         let tab = tab
-            .get_or_try_init(|| {
+            .get_or_try_init(|| async {
                 let handed = handed.lock().unwrap().take();
-                engine.session(
-                    self.throttle.clone(),
-                    self.origin.clone(),
-                    self.sent.clone(),
-                    self.interruptions.clone(),
-                    handed,
-                )
+                engine
+                    .session(
+                        self.throttle.clone(),
+                        self.origin.clone(),
+                        self.sent.clone(),
+                        self.interruptions.clone(),
+                        handed,
+                    )
+                    .await
+                    .map(Box::new)
             })
             .await
             .map_err(|e| TransportError::Engine(e.to_string()))?;
