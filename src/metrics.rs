@@ -10,8 +10,8 @@
 
 use crate::files;
 use crate::portal::EngineRan;
+use crate::portal::Requests;
 use crate::report::{Origin, ReportRow, Status};
-use crate::rotation::Requests;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -84,56 +84,8 @@ pub const REPORT_HEADER: [&str; 13] = [
     "detail",
 ];
 
-/// The columns of `status --report`.
-pub const STATUS_HEADER: [&str; 6] = [
-    "client_ref",
-    "service_ref",
-    "licence",
-    "sda",
-    "name",
-    "state",
-];
-
-/// Writes what `status` saw of each phone, as `write` writes a report.
-pub fn write_status(
-    path: &Path,
-    phones: &[crate::status::PhoneState],
-    replace: bool,
-    dialect: Dialect,
-) -> std::io::Result<PathBuf> {
-    if replace && path.exists() && !first_line_starts(path, &STATUS_HEADER) {
-        return Err(std::io::Error::other(format!(
-            "{} is not a status report: only one is ever replaced",
-            path.display()
-        )));
-    }
-    let mut text = dialect.preamble().to_vec();
-    push_row(&mut text, &STATUS_HEADER, dialect, Guard::AsText);
-    for p in phones {
-        push_row(
-            &mut text,
-            &[
-                &p.client_ref,
-                &p.service_ref,
-                &p.licence,
-                &p.sda,
-                &p.name,
-                &p.state,
-            ],
-            dialect,
-            Guard::AsText,
-        );
-    }
-    write_whole(path, &text, replace)
-}
-
 /// Whether a file's first line begins with `columns` (either dialect).
-/// Whether `path` is a status report `status --report` wrote.
-pub fn is_status_report(path: &Path) -> bool {
-    first_line_starts(path, &STATUS_HEADER)
-}
-
-fn first_line_starts(path: &Path, columns: &[&str]) -> bool {
+pub(crate) fn first_line_starts(path: &Path, columns: &[&str]) -> bool {
     use std::io::{BufRead, BufReader, Read};
     let Ok(file) = crate::files::open_read(path) else {
         return false;
@@ -252,7 +204,8 @@ pub fn write(
 /// Writes `text` as the file `path`, complete or not at all (mode 0600),
 /// replacing what has the name only when `replace` (checked earlier to be a
 /// file of the same kind).
-fn write_whole(path: &Path, text: &[u8], replace: bool) -> std::io::Result<PathBuf> {
+/// Writes `text` as a new file (or in place of a report), never half-written.
+pub(crate) fn write_whole(path: &Path, text: &[u8], replace: bool) -> std::io::Result<PathBuf> {
     let mut file = NewFile::create(path)?;
     file.write_all(text)?;
     if replace {

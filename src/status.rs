@@ -4,13 +4,15 @@
 //! `status` reads it for the licences of an input (or the ones a report says
 //! were reset), once or round after round until all are back.
 
+use crate::dialect::{Dialect, Guard, push_row};
 use crate::input::{self, InputRow, LicenceSelector};
+use crate::portal::Requests;
 use crate::portal::{LicenceRow, Portal, Registration, ServiceRow};
-use crate::report::{ReportRow, Status};
+use crate::report::{self, ReportRow, Status};
 use crate::rotation::resolve::{self, Target};
-use crate::rotation::{Event, Interruption, Observer, Requests, RotationError};
+use crate::rotation::{Event, Interruption, Observer, RotationError};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -324,4 +326,53 @@ async fn read_again(
         }
     }
     Ok(phones)
+}
+
+/// The columns of `status --report`.
+pub const STATUS_HEADER: [&str; 6] = [
+    "client_ref",
+    "service_ref",
+    "licence",
+    "sda",
+    "name",
+    "state",
+];
+
+/// Writes what `status` saw of each phone (`status --report`), as a run
+/// writes its report.
+pub fn write_status(
+    path: &Path,
+    phones: &[PhoneState],
+    replace: bool,
+    dialect: Dialect,
+) -> std::io::Result<PathBuf> {
+    if replace && path.exists() && !report::first_line_starts(path, &STATUS_HEADER) {
+        return Err(std::io::Error::other(format!(
+            "{} is not a status report: only one is ever replaced",
+            path.display()
+        )));
+    }
+    let mut text = dialect.preamble().to_vec();
+    push_row(&mut text, &STATUS_HEADER, dialect, Guard::AsText);
+    for p in phones {
+        push_row(
+            &mut text,
+            &[
+                &p.client_ref,
+                &p.service_ref,
+                &p.licence,
+                &p.sda,
+                &p.name,
+                &p.state,
+            ],
+            dialect,
+            Guard::AsText,
+        );
+    }
+    report::write_whole(path, &text, replace)
+}
+
+/// Whether `path` is a status report `status --report` wrote.
+pub fn is_status_report(path: &Path) -> bool {
+    report::first_line_starts(path, &STATUS_HEADER)
 }

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use transport::{Fetched, Req, Retry, Throttle, Transport};
 use url::Url;
 
-pub use transport::{Phase, Stats, TransportError};
+pub use transport::{Phase, Requests, Stats, TransportError};
 
 /// The profile chosen on the login page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -258,6 +258,40 @@ impl Phase {
     }
 }
 
+/// What the portal was asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Requests {
+    pub login: u64,
+    pub resolve: u64,
+    pub reset: u64,
+    pub too_many: u64,
+    pub retries: u64,
+    pub sessions: u64,
+    /// Requests per second from the first sent to the last (`None` under two).
+    pub achieved_rate: Option<f64>,
+    /// Which engine performed the steps.
+    pub engine: super::EngineRan,
+}
+
+impl Requests {
+    pub fn of(stats: &Stats) -> Requests {
+        Requests {
+            login: stats.requests(Phase::Login),
+            resolve: stats.requests(Phase::Resolve),
+            reset: stats.requests(Phase::Reset),
+            too_many: stats.too_many_requests.load(Ordering::Relaxed),
+            retries: stats.retries.load(Ordering::Relaxed),
+            sessions: stats.sessions.load(Ordering::Relaxed),
+            achieved_rate: stats.achieved_rate(),
+            engine: stats.engine(),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.login + self.resolve + self.reset
+    }
+}
+
 /// Requests made, by phase, and how often the portal asked to slow down.
 #[derive(Debug, Default)]
 pub struct Stats {

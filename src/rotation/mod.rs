@@ -22,7 +22,7 @@ pub use resolve::{Resolution, Target};
 use crate::files::{self, PathProblem};
 use crate::input::{self, InputError, InputRow, LeftOut};
 use crate::portal::gate::{Verdict, VerdictState};
-use crate::portal::{Phase, Portal, PortalError, Stats};
+use crate::portal::{Portal, PortalError};
 use crate::report::{self, Origin, ReportRow, Status};
 use crate::vault::{self, Journal, Recipients, VaultError};
 use reset::{Resets, Sink};
@@ -30,7 +30,6 @@ use resume::Resumed;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -372,39 +371,7 @@ pub enum LateProblem {
     },
 }
 
-/// What the portal was asked.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Requests {
-    pub login: u64,
-    pub resolve: u64,
-    pub reset: u64,
-    pub too_many: u64,
-    pub retries: u64,
-    pub sessions: u64,
-    /// Requests per second from the first sent to the last (`None` under two).
-    pub achieved_rate: Option<f64>,
-    /// Which engine performed the steps.
-    pub engine: crate::portal::EngineRan,
-}
-
-impl Requests {
-    pub fn of(stats: &Stats) -> Requests {
-        Requests {
-            login: stats.requests(Phase::Login),
-            resolve: stats.requests(Phase::Resolve),
-            reset: stats.requests(Phase::Reset),
-            too_many: stats.too_many_requests.load(Ordering::Relaxed),
-            retries: stats.retries.load(Ordering::Relaxed),
-            sessions: stats.sessions.load(Ordering::Relaxed),
-            achieved_rate: stats.achieved_rate(),
-            engine: stats.engine(),
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.login + self.resolve + self.reset
-    }
-}
+pub use crate::portal::Requests;
 
 /// What a rotation did.
 #[derive(Debug, Clone)]
