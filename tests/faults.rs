@@ -1043,7 +1043,7 @@ fn a_stopped_run_resumed_without_an_identity_leaves_no_journal_and_the_next_run_
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("with an identity"), "{stderr}");
+    assert!(stderr.contains("an identity given to --resume"), "{stderr}");
     assert!(!stderr.contains(".journal"), "{stderr}");
     // The next scheduled run starts normally.
     exits_with(
@@ -1089,16 +1089,80 @@ fn identities_in_the_config_gather_a_stopped_rotation_into_one_result() {
     for row in &rows {
         assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
     }
-    // Without CREDENTIALS_DIRECTORY, the config's identity is not guessed.
+    // With no run to finish, the identity is not looked for: a run by
+    // hand, outside the unit, starts afresh.
+    exits_with(
+        run_cmd(
+            &sim,
+            &input(dir.path(), &["4054"]),
+            &dir.path().join("second.csv.age"),
+            &public,
+        )
+        .args(["--yes", "--rate", "100", "--config"])
+        .arg(&config)
+        .env_remove("CREDENTIALS_DIRECTORY"),
+        0,
+    );
+}
+
+#[test]
+fn a_part_file_that_is_no_longer_the_one_written_keeps_the_journal() {
+    let Setup {
+        dir,
+        sim,
+        identity: id,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    interrupted(&sim, dir.path(), &output, &public, &[]);
+    // Replaced by something else (another run's part, a damaged copy).
+    std::fs::write(part_of(&output), "not the part file\n").unwrap();
+    exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--resume", "--rate", "100"]),
+        0,
+    );
+    let journal = journal_of(&output);
+    assert!(journal.exists(), "the journal alone holds those passwords");
+    let found = recovered(&id, &[&journal, &output]);
+    for (licence, password) in last_passwords(&sim.resets()) {
+        assert!(
+            found.get(&licence).is_some_and(|p| p.contains(&password)),
+            "{licence} lost"
+        );
+    }
+}
+
+#[test]
+fn a_rotation_finished_with_its_journal_kept_lets_the_next_run_start() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("rot-%H%M%S%f.csv.age");
+    // Killed: its passwords in the journal only, no part file.
+    let mut run = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
+    wait_for_resets(&sim, 3);
+    signal(&run, "-KILL");
+    run.wait().unwrap();
     let stderr = exits_with(
         run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
-            .args(["--yes", "--config"])
-            .arg(&config)
-            .env_remove("CREDENTIALS_DIRECTORY"),
-        2,
+            .args(["--yes", "--resume", "--rate", "100"]),
+        0,
     );
-    assert!(
-        stderr.contains("CREDENTIALS_DIRECTORY is not set"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("the rotation is finished"), "{stderr}");
+    let journals: Vec<PathBuf> = rotation_files(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".journal"))
+        .collect();
+    assert_eq!(journals.len(), 1, "kept: only it holds the killed run's");
+    // The next scheduled run starts beside it, resume = "auto" or not.
+    for resume in [None, Some("--resume=auto")] {
+        exits_with(
+            run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public)
+                .args(["--yes", "--rate", "100"])
+                .args(resume),
+            0,
+        );
+    }
+    assert!(journals[0].exists());
 }

@@ -40,13 +40,17 @@ fn style(template: &str) -> ProgressStyle {
 }
 
 /// A rate the portal may take better than `rate`, as `--rate` is written:
-/// half of it.
-pub fn gentler_rate(rate: f64) -> String {
-    let half = rate / 2.0;
-    if half >= 1.0 {
-        format!("{}", half.floor())
+/// half of it, and below what it let through (`achieved`, over the run,
+/// its pauses included) when that is known.
+pub fn gentler_rate(rate: f64, achieved: Option<f64>) -> String {
+    let gentler = match achieved {
+        Some(a) if a > 0.0 => (rate / 2.0).min(a * 0.8),
+        _ => rate / 2.0,
+    };
+    if gentler >= 1.0 {
+        format!("{}", gentler.floor())
     } else {
-        let text = format!("{half:.2}");
+        let text = format!("{:.2}", gentler.max(0.01));
         text.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
@@ -54,7 +58,7 @@ pub fn gentler_rate(rate: f64) -> String {
 impl Show {
     /// `rate`: the run's `--rate`, for the advice the warnings give.
     pub fn new(view: View, rate: f64) -> Show {
-        logging::advise_on_slow_down(format!("try --rate {}", gentler_rate(rate)));
+        logging::advise_on_slow_down(format!("try --rate {} or lower", gentler_rate(rate, None)));
         let bars = view.progress.then(|| {
             let all = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             // Labelled from the first moment: the login comes first.
@@ -411,10 +415,16 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             .map(|h| format!("{} ({})", h.path.display(), h.passwords))
             .collect();
         lines.push(format!(
-            "the {} of earlier runs {} in {}: with an identity (-i, or identities in the config), --resume gathers a stopped rotation into one file",
+            "the {} of earlier runs {} in {} (next time, an identity given to --resume, -i or identities in the config, gathers a stopped rotation into one result)",
             count(earlier.in_journal, "password", "passwords"),
             if earlier.in_journal == 1 { "is" } else { "are" },
             parts.join(", "),
+        ));
+    }
+    if let Some((j, _, _, KeptBecause::EarlierRuns)) = journal {
+        lines.push(format!(
+            "the rotation is finished; {} stays, since only it holds some of those passwords: decrypt it, hand them over, then move it away (a later run starts beside it)",
+            j.display()
         ));
     }
     if let Some((j, _, _, KeptBecause::Mismatch(why))) = journal {
@@ -490,7 +500,7 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
                 1 => "once".to_string(),
                 n => format!("{n} times"),
             },
-            gentler_rate(rate)
+            gentler_rate(rate, o.requests.achieved_rate)
         ));
     }
     let left_out = o.left_out.reset + o.left_out.duplicate;

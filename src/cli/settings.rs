@@ -264,10 +264,12 @@ fn credential_or_path(cfg: &Loaded, key: &str, path: &Path) -> Result<PathBuf> {
     let text = path.to_string_lossy();
     for prefix in ["$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"] {
         if let Some(name) = text.strip_prefix(prefix) {
-            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
-                bail!(
-                    "{key} {text}: CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=)"
-                );
+            let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())
+            else {
+                return Err(super::Advised::error(
+                    format!("{key} {text}: CREDENTIALS_DIRECTORY is not set"),
+                    "systemd sets it for a unit with LoadCredential=; run through the unit (systemctl start), or give the file's own path",
+                ));
             };
             return Ok(PathBuf::from(dir).join(name));
         }
@@ -322,6 +324,9 @@ fn unfinished_run_of(pattern: &Path) -> Result<Option<PathBuf>> {
         .into_iter()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| made_from(&journal_pattern, n))
+        // A rotation finished, its journal kept for the passwords only it
+        // holds: nothing to finish, and no reason to stop a new run.
+        .filter(|n| !crate::vault::read_journal(&folder.join(n)).is_ok_and(|c| c.finished))
         .map(|n| {
             let output = n.trim_end_matches(".journal").to_string();
             // Back to the template: `{client}` where the shared name says `clients`.
@@ -668,15 +673,6 @@ impl RunSettings {
             }
             .into());
         }
-        // The flag's identities, else the file's: read only when resuming.
-        let resume_identities = if args.identities.is_empty() {
-            f.identities
-                .iter()
-                .map(|p| credential_or_path(cfg, "identities", p))
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            args.identities.clone()
-        };
         // `auto`: resume only what is there to resume.
         let resume = match args.resume.or(f.resume) {
             None => false,
@@ -802,7 +798,17 @@ impl RunSettings {
                 workers: portal.settings.concurrency,
                 skip_unresolved: args.skip_unresolved || f.skip_unresolved.unwrap_or(false),
                 resume,
-                resume_identities,
+                // The flag's identities, else the file's: looked for only
+                // when there is a run to finish.
+                resume_identities: match (args.identities.is_empty(), resume) {
+                    (false, _) => args.identities.clone(),
+                    (true, true) => f
+                        .identities
+                        .iter()
+                        .map(|p| credential_or_path(cfg, "identities", p))
+                        .collect::<Result<Vec<_>>>()?,
+                    (true, false) => Vec::new(),
+                },
                 confirm: !args.yes,
                 metrics: metrics.clone(),
             },

@@ -342,6 +342,9 @@ pub struct Earlier {
     pub per_client: bool,
     /// Part files the earlier runs wrote, as the journal records them.
     pub parts: Vec<HeldIn>,
+    /// Whether each of them is still the file written, byte for byte (its
+    /// digest, as the journal records it), each named once.
+    pub parts_intact: bool,
 }
 
 impl Earlier {
@@ -701,11 +704,12 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// wrote none), and each is still there, a regular file of this output.
 fn parts_hold_earlier(earlier: &Earlier, output: &Path) -> bool {
     earlier.never_counted() == 0
+        && earlier.parts_intact
         && earlier.in_journal == earlier.parts.iter().map(|p| p.passwords).sum::<usize>()
-        && earlier.parts.iter().all(|part| {
-            std::fs::symlink_metadata(&part.path).is_ok_and(|m| m.is_file())
-                && outputs::is_part_of(output, &part.path)
-        })
+        && earlier
+            .parts
+            .iter()
+            .all(|part| outputs::is_part_of(output, &part.path))
 }
 
 /// Removes the part files the earlier runs wrote, as their journal names
@@ -1247,6 +1251,15 @@ impl Run<'_> {
                     },
                 }
             } else {
+                if kept_because == Some(KeptBecause::EarlierRuns) {
+                    // The rotation is finished: a later run starts afresh
+                    // beside this journal, kept for what only it holds.
+                    if let Err(e) =
+                        Journal::reopen(&journal_path).and_then(|mut j| j.note_finished())
+                    {
+                        tracing::warn!("cannot mark {} finished: {e}", journal_path.display());
+                    }
+                }
                 JournalFate::Kept {
                     path: journal_path,
                     entries,

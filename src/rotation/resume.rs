@@ -120,6 +120,13 @@ impl Resumed {
                         n
                     }),
                 per_client: false,
+                parts_intact: {
+                    let mut names = std::collections::HashSet::new();
+                    contents
+                        .parts
+                        .iter()
+                        .all(|p| names.insert(p.file.clone()) && p.is_intact())
+                },
                 parts: contents
                     .parts
                     .into_iter()

@@ -24,6 +24,7 @@ pub(super) const MAGIC: &[u8] = b"sip-rotate-";
 const ENTRY: &str = "sip-rotate-journal ";
 const RECIPIENTS: &str = "sip-rotate-recipients ";
 const PART: &str = "sip-rotate-part ";
+const FINISHED: &str = "sip-rotate-finished";
 const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
 /// What a journal entry says in clear: which phone, never the password.
@@ -54,8 +55,41 @@ struct RecipientsLine {
 /// A part file that an interrupted run wrote, as its journal records it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartNote {
+    /// Read back, the part's name in the journal's folder (a part is
+    /// always beside its journal), whatever folder the run was started in.
     pub file: PathBuf,
     pub passwords: usize,
+    /// The part file's SHA-256 as written: a file at its name that is not
+    /// that one (replaced, damaged) holds nothing the journal may rely on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl PartNote {
+    /// Whether the file at its name is still the part it records, byte
+    /// for byte: a regular file with the digest written down.
+    pub fn is_intact(&self) -> bool {
+        let Some(wanted) = &self.sha256 else {
+            return false;
+        };
+        if !std::fs::symlink_metadata(&self.file).is_ok_and(|m| m.is_file()) {
+            return false;
+        }
+        digest_of(&self.file).is_ok_and(|d| &d == wanted)
+    }
+}
+
+/// The SHA-256 of a file, in hex.
+fn digest_of(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = files::open_read(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// What a journal says in clear.
@@ -66,6 +100,9 @@ pub struct JournalContents {
     /// Its complete entries, in order.
     pub entries: Vec<JournalMark>,
     pub parts: Vec<PartNote>,
+    /// A run finished the rotation it records, though the journal had to
+    /// stay (it alone holds passwords no file has): no run is to finish.
+    pub finished: bool,
 }
 
 /// The journal's name for an output.
@@ -188,10 +225,17 @@ impl Journal {
     /// Records that `file` holds `passwords` of this run's new passwords.
     pub fn note_part(&mut self, file: &Path, passwords: usize) -> Result<(), VaultError> {
         let note = PartNote {
-            file: file.to_path_buf(),
+            file: file.file_name().map(PathBuf::from).unwrap_or_default(),
             passwords,
+            sha256: digest_of(file).ok(),
         };
         self.write_line(PART, &serde_json::to_string(&note).expect("strings"))
+    }
+
+    /// Records that a run finished the rotation, the journal kept: a later
+    /// run starts afresh beside it rather than taking it for one to finish.
+    pub fn note_finished(&mut self) -> Result<(), VaultError> {
+        self.write(FINISHED.as_bytes().to_vec())
     }
 
     fn write_line(&mut self, kind: &str, json: &str) -> Result<(), VaultError> {
@@ -223,10 +267,16 @@ impl Journal {
 pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
     let mut contents = JournalContents::default();
     let mut file = BufReader::new(files::open_read(path).map_err(io_err(path))?);
+    let folder = files::folder_of(path);
     scan(&mut file, |line| match line {
         Line::Recipients(r) => contents.recipients = Some(r),
-        Line::Part(p) => contents.parts.push(p),
+        Line::Part(mut p) => {
+            // Its name, in the journal's folder: never a path elsewhere.
+            p.file = folder.join(p.file.file_name().unwrap_or_default());
+            contents.parts.push(p)
+        }
         Line::Entry(m, _) => contents.entries.push(m),
+        Line::Finished => contents.finished = true,
     })
     .map_err(io_err(path))?;
     Ok(contents)
@@ -247,6 +297,7 @@ enum Line {
     Recipients(Vec<String>),
     Part(PartNote),
     Entry(JournalMark, String),
+    Finished,
 }
 
 fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result<()> {
@@ -261,6 +312,9 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
             if let Ok(r) = serde_json::from_str::<RecipientsLine>(json) {
                 found(Line::Recipients(r.recipients));
             }
+        } else if line.trim_end() == FINISHED {
+            current = None;
+            found(Line::Finished);
         } else if let Some(json) = line.strip_prefix(PART) {
             current = None;
             if let Ok(p) = serde_json::from_str::<PartNote>(json) {
