@@ -186,7 +186,31 @@ fn with_json_the_advice_is_the_hint_not_the_message() {
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
     let (_, public) = identity(dir.path());
-    let cases: [(&[&str], &str, &str); 3] = [
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &[
+                "--portal",
+                "https://portal.example.net/",
+                "--login",
+                "x",
+                "--rate",
+                "0",
+            ],
+            "--rate 0: out of range",
+            "give between 0.01 and 10000",
+        ),
+        (
+            &[
+                "--portal",
+                "https://portal.example.net/",
+                "--login",
+                "x",
+                "-r",
+                "age1bogus",
+            ],
+            "invalid recipient",
+            "give the public key",
+        ),
         (
             &["--portal", "http://portal.example.net/", "--login", "x"],
             "plain http",

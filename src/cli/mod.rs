@@ -183,6 +183,12 @@ fn vault_hint(e: &VaultError) -> Option<String> {
             "give one with -r/--recipient or -R/--recipients-file (or recipients in the --config file)".into()
         }
         VaultError::JournalInUse { .. } => "another sip-rotate run is using it: let it finish".into(),
+        VaultError::BadRecipient(_) | VaultError::RecipientsFileLine { .. } => {
+            "give the public key that sip-rotate keygen printed (its file names it on its 'public key' line), age-keygen -y FILE prints, or an SSH .pub file holds".into()
+        }
+        VaultError::Identity { .. } | VaultError::IdentityLine { .. } => {
+            "give the file sip-rotate keygen -o wrote, an age identity (age -p protected too) or an SSH private key, readable by this user".into()
+        }
         VaultError::Decrypt { why, .. } => match why {
             Unreadable::NoMatchingKey => "give the identity of one of its recipients with -i (the file a sip-rotate keygen wrote, an age identity, or an SSH private key)".into(),
             Unreadable::NotAge => "give the .age file a run wrote (or its journal, OUTPUT.journal)".into(),

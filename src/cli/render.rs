@@ -335,17 +335,23 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         };
         match journal {
             Some((j, _, this_run, _)) if this_run < passwords => lines.push(format!(
-                "the {passwords} new passwords of this run are in {files}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} missing from the journal",
+                "the {} of this run {} in {files}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} missing from the journal",
+                count(passwords, "new password", "new passwords"),
+                if passwords == 1 { "is" } else { "are" },
                 j.display(),
                 if p.part.len() == 1 { "it" } else { "them" },
                 count(passwords - this_run, "licence", "licences")
             )),
             Some((j, ..)) => lines.push(format!(
-                "the {passwords} new passwords of this run are in {files} and in {}; run the same command with --resume to finish",
+                "the {} of this run {} in {files} and in {}; run the same command with --resume to finish",
+                count(passwords, "new password", "new passwords"),
+                if passwords == 1 { "is" } else { "are" },
                 j.display()
             )),
             None => lines.push(format!(
-                "the {passwords} new passwords of this run are in {files}"
+                "the {} of this run {} in {files}",
+                count(passwords, "new password", "new passwords"),
+                if passwords == 1 { "is" } else { "are" },
             )),
         }
     } else if o.stopped.is_some()

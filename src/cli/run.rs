@@ -50,7 +50,7 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat, work: Work)
                 1 => {
                     say(match work {
                         Work::Resets => {
-                            "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (press again to abandon it)"
+                            "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (a second Ctrl-C or signal abandons it)"
                         }
                         Work::Reads => "stopping: waiting requests are dropped (nothing is reset)",
                     });

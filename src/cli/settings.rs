@@ -505,14 +505,20 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
     // Below one request in 100 s a run would seem to hang; above 10,000 a
     // second no portal is meant.
     if !(0.01..=10_000.0).contains(&rate) {
-        bail!("--rate must be between 0.01 and 10000 requests per second, not {rate}");
+        return Err(super::Advised::error(
+            format!("--rate {rate}: out of range"),
+            "give between 0.01 and 10000 requests per second (what the portal allows; 2 is a careful start)",
+        ));
     }
     let concurrency = args
         .concurrency
         .or(f.concurrency)
         .unwrap_or(DEFAULT_CONCURRENCY);
     if concurrency == 0 {
-        bail!("--concurrency must be at least 1");
+        return Err(super::Advised::error(
+            "--concurrency 0: no session could do the work",
+            "give at least 1 (sessions in parallel; 4 to 8 suit most portals)",
+        ));
     }
     let labels_file = cfg.path_or(args.labels.as_ref(), f.labels.as_ref());
     let labels = match &labels_file {

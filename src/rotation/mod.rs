@@ -163,7 +163,7 @@ pub enum RotationError {
     #[error("there is no journal {} to resume from", .0.display())]
     NoJournal(PathBuf),
     #[error(
-        "the journal {} is encrypted to {}, not to this run's recipients ({})",
+        "the journal {} is encrypted to {}; this run's recipients are another set ({})",
         path.display(), journal.join(", "), run.join(", ")
     )]
     RecipientsDiffer {
