@@ -1044,6 +1044,15 @@ fn a_stopped_run_resumed_without_an_identity_leaves_no_journal_and_the_next_run_
         "{stderr}"
     );
     assert!(stderr.contains("an identity given to --resume"), "{stderr}");
+    // Counted apart: what this run reset, what the stopped one did.
+    assert!(
+        stderr.contains(&format!(
+            "licences: {} reset ({} by this run, {in_part} by an earlier one)",
+            all_licences().len(),
+            all_licences().len() - in_part
+        )),
+        "{stderr}"
+    );
     assert!(!stderr.contains(".journal"), "{stderr}");
     // The next scheduled run starts normally.
     exits_with(

@@ -486,9 +486,21 @@ fn late_problem(problem: &LateProblem) -> String {
 /// The summary of a run, as lines of text. `quiet`: the warnings were not
 /// shown, so they are counted.
 pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
+    // A resumed run: of the licences reset, those an earlier run did.
+    let by_earlier = o
+        .rows
+        .iter()
+        .filter(|r| r.status == Status::Reset && r.origin == crate::report::Origin::EarlierRun)
+        .count();
     let counts: Vec<String> = counts(&o.rows)
         .iter()
-        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .map(|(s, n)| match s {
+            Status::Reset if by_earlier > 0 => format!(
+                "{n} reset ({} by this run, {by_earlier} by an earlier one)",
+                n - by_earlier
+            ),
+            _ => format!("{n} {}", s.as_str()),
+        })
         .collect();
     let mut lines = vec![format!(
         "licences: {}",
