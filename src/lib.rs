@@ -6,12 +6,14 @@
 //! `portal` drives the portal like a browser, `rotation` is the run itself
 //! (resolve exactly, then reset under a rate limit) returning a typed
 //! outcome, `vault` journals and encrypts the passwords, `report` writes
-//! what happened. `cli` parses flags, calls the library and renders what it
+//! what happened; `events` is what a run tells while it goes, and what
+//! interrupts it. `cli` parses flags, calls the library and renders what it
 //! returns. `sim` is the simulated portal for tests and demos: it uses the
 //! client's types, and nothing but `cli` and the tests use it.
 
 pub mod cli;
 pub(crate) mod dialect;
+pub mod events;
 pub(crate) mod files;
 pub(crate) mod input;
 pub mod metrics;

@@ -5,12 +5,13 @@
 //! were reset), once or round after round until all are back.
 
 use crate::dialect::{Dialect, Guard, push_row};
+use crate::events::{Event, Interruption, Observer};
 use crate::input::{self, InputRow, LicenceSelector};
 use crate::portal::Requests;
 use crate::portal::{LicenceRow, Portal, Registration, ServiceRow};
 use crate::report::{self, ReportRow, Status};
+use crate::rotation::RotationError;
 use crate::rotation::resolve::{self, Target};
-use crate::rotation::{Event, Interruption, Observer, RotationError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -290,7 +291,7 @@ async fn read_again(
     while let Some(joined) = walks.join_next().await {
         let (service, rows) = joined.map_err(|e| e.to_string())?;
         tables.insert(service, rows?);
-        observer.event(Event::Resolving(crate::rotation::ResolveProgress {
+        observer.event(Event::Resolving(crate::events::ResolveProgress {
             services: total,
             services_read: tables.len(),
             pages: portal.stats().requests(crate::portal::Phase::Resolve),

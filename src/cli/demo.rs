@@ -6,9 +6,10 @@
 use super::Exit;
 use super::args::{DemoArgs, LogFormat};
 use super::settings::View;
+use crate::events::Interruption;
 use crate::portal::labels::Labels;
 use crate::portal::{Credentials, LoginProfile, PortalSettings};
-use crate::rotation::{self, Guard, Interruption, ReportFile};
+use crate::rotation::{self, Guard, ReportFile};
 use crate::sim::{SimConfig, Simulator};
 use crate::vault::{self, Recipients};
 use anyhow::{Context, Result};

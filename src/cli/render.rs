@@ -7,12 +7,11 @@ use super::Exit;
 use super::args::LogFormat;
 use super::logging;
 use super::settings::View;
+use crate::events::{Event, Observer, Question, ResolveProgress};
 use crate::portal::EngineRan;
+use crate::portal::Requests;
 use crate::report::{ReportRow, Status};
-use crate::rotation::{
-    Event, HeldIn, JournalFate, KeptBecause, LateProblem, Observer, Outcome, Plan, Question,
-    Requests, ResolveProgress, StopReason,
-};
+use crate::rotation::{HeldIn, JournalFate, KeptBecause, LateProblem, Outcome, Plan, StopReason};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::{BufRead, Write};

@@ -7,9 +7,10 @@ use super::render::{self, Show};
 pub use super::settings::RunSettings;
 use super::settings::{Loaded, PlanSettings, View};
 use super::{Exit, logging};
+use crate::events::Interruption;
 use crate::metrics::RunMetrics;
 use crate::portal::Portal;
-use crate::rotation::{self, Earlier, Interruption, Outcome, StopReason};
+use crate::rotation::{self, Earlier, Outcome, StopReason};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::time::SystemTime;
@@ -136,24 +137,13 @@ pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
     let (exit, outcome, metrics) = match rotate(settings, &interruption).await {
         Ok((exit, outcome)) => (exit, Some(outcome), metrics),
         // Refused for the metrics file itself: it stays as it is.
-        Err(e) if concerns_metrics(&e) => (super::refused(format, &e), None, None),
-        Err(e) => (super::refused(format, &e), None, metrics),
+        Err(e) if e.concerns_the_metrics_file() => (super::refused(format, &e.into()), None, None),
+        Err(e) => (super::refused(format, &e.into()), None, metrics),
     };
     if let Some(path) = &metrics {
         write_metrics(path, started, exit, outcome.as_ref(), format);
     }
     (exit, format)
-}
-
-fn concerns_metrics(e: &anyhow::Error) -> bool {
-    use rotation::{FileRole, RotationError};
-    match e.downcast_ref::<RotationError>() {
-        Some(RotationError::Metrics(_)) => true,
-        Some(RotationError::SameFile { a, b, .. }) => {
-            *a == FileRole::Metrics || *b == FileRole::Metrics
-        }
-        _ => false,
-    }
 }
 
 /// The metrics file after a run, whatever its outcome: monitoring must see
@@ -182,7 +172,10 @@ fn write_metrics(
 }
 
 /// A run with checked settings: the library's rotation, then its rendering.
-pub async fn rotate(settings: RunSettings, interruption: &Interruption) -> Result<(Exit, Outcome)> {
+pub async fn rotate(
+    settings: RunSettings,
+    interruption: &Interruption,
+) -> Result<(Exit, Outcome), rotation::RotationError> {
     let RunSettings {
         rotation,
         portal,
@@ -262,8 +255,9 @@ async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::portal::Requests;
     use crate::report::{Origin, ReportRow, Status};
-    use crate::rotation::{JournalFate, LateProblem, Passwords, Requests, RunPhase};
+    use crate::rotation::{JournalFate, LateProblem, Passwords, RunPhase};
     use std::time::Duration;
 
     fn row(status: Status) -> ReportRow {

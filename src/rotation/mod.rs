@@ -31,8 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 /// Limits that stop a run going wrong before it cuts off many phones.
 #[derive(Debug, Clone)]
@@ -183,6 +182,20 @@ pub enum RotationError {
     JournalWithoutRecipients(PathBuf),
     #[error(transparent)]
     Vault(#[from] VaultError),
+}
+
+impl RotationError {
+    /// Whether the refusal is about the metrics file itself: then that
+    /// file must stay as it is, rather than record the refused run.
+    pub fn concerns_the_metrics_file(&self) -> bool {
+        match self {
+            RotationError::Metrics(_) => true,
+            RotationError::SameFile { a, b, .. } => {
+                *a == FileRole::Metrics || *b == FileRole::Metrics
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Why a run stopped before it went through every licence.
@@ -374,7 +387,7 @@ pub enum LateProblem {
     },
 }
 
-pub use crate::portal::Requests;
+use crate::portal::Requests;
 
 /// What a rotation did.
 #[derive(Debug, Clone)]
@@ -424,38 +437,7 @@ impl Outcome {
     }
 }
 
-/// How resolution is going.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResolveProgress {
-    pub clients: usize,
-    pub clients_read: usize,
-    /// MetaCentrex services found so far, and their users tables read.
-    pub services: usize,
-    pub services_read: usize,
-    /// Pages read for resolution.
-    pub pages: u64,
-}
-
-/// What a run tells while it goes.
-#[derive(Debug)]
-pub enum Event<'a> {
-    LoggedIn,
-    Resolving(ResolveProgress),
-    /// Licences to reset so far (more may come while clients resolve).
-    Planned(usize),
-    /// A licence is done with: reset, failed, or skipped by a stop.
-    Done(&'a ReportRow),
-}
-
-/// The question asked before the first reset.
-#[derive(Debug, Clone)]
-pub struct Question {
-    pub resets: usize,
-    /// Of those phones, the ones registered now (`État`: in use).
-    pub in_use: usize,
-    /// And those whose `État` says neither (not shown, or another word).
-    pub state_unknown: usize,
-}
+use crate::events::{Event, Interruption, Observer, Question, ResolveProgress};
 
 /// Of `targets`, the phones in use now and those nobody can tell.
 fn in_use(targets: &[Target], labels: &crate::portal::labels::Labels) -> (usize, usize) {
@@ -467,44 +449,6 @@ fn in_use(targets: &[Target], labels: &crate::portal::labels::Labels) -> (usize,
             Registration::Other(_) | Registration::NotShown => (used, unknown + 1),
         }
     })
-}
-
-/// Who listens to a run. Results flow to one collector; the observer only
-/// listens, and answers the question.
-pub trait Observer: Sync {
-    fn event(&self, event: Event<'_>);
-    /// Asks `question`; the answer comes on the channel (a dropped sender
-    /// is a no). The run stops waiting if it is interrupted meanwhile.
-    fn confirm(&self, question: &Question) -> oneshot::Receiver<bool>;
-}
-
-/// An observer that hears nothing and answers no.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn event(&self, _: Event<'_>) {}
-    fn confirm(&self, _: &Question) -> oneshot::Receiver<bool> {
-        oneshot::channel().1
-    }
-}
-
-/// What stops a run: `stop` at the first signal (no new reset, pending
-/// reads dropped, the `Confirmer` in flight finishes), `abort` at the
-/// second (the `Confirmer` in flight is abandoned too). The portal client
-/// must be made with the same tokens (`portal_interruptions`).
-#[derive(Debug, Clone, Default)]
-pub struct Interruption {
-    pub stop: CancellationToken,
-    pub abort: CancellationToken,
-}
-
-impl Interruption {
-    pub fn portal_interruptions(&self) -> crate::portal::Interruptions {
-        crate::portal::Interruptions {
-            reads: self.stop.clone(),
-            confirmations: self.abort.clone(),
-        }
-    }
 }
 
 /// The checks made before anything else; what they found.
