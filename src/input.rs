@@ -129,14 +129,35 @@ fn column_of(header: &str) -> Option<Column> {
 #[derive(Debug, Clone)]
 pub struct LeftOut {
     pub line: u64,
-    /// `reset` (the earlier run did it) or `duplicate` (another row covers it).
-    pub status: String,
+    pub status: Reported,
     pub client_ref: String,
     pub service_ref: String,
     pub licence: String,
     pub sda: String,
     /// The phone's account code, when the earlier run read it.
     pub accountcode: String,
+}
+
+/// What an earlier run's report says of a row that is not simply retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// The earlier run reset it: not again.
+    Reset,
+    /// Another row of that run covered it.
+    Duplicate,
+    /// It failed after a `Confirmer` was sent: its phone may be cut off.
+    FailedAfterConfirmer,
+}
+
+impl Reported {
+    /// As the report's `status` column says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reported::Reset => "reset",
+            Reported::Duplicate => "duplicate",
+            Reported::FailedAfterConfirmer => "failed",
+        }
+    }
 }
 
 /// What an input file asks for.
@@ -420,7 +441,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                     String::new()
                 }
             };
-            let row = |status: String| LeftOut {
+            let row = |status: Reported| LeftOut {
                 line,
                 status,
                 client_ref: value(Column::ClientRef),
@@ -429,16 +450,23 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                 sda: value(Column::Sda),
                 accountcode: value(Column::AccountCode),
             };
-            if matches!(status.as_str(), "reset" | "duplicate") {
-                left_out.push(row(status));
-                continue;
+            match status.as_str() {
+                "reset" => {
+                    left_out.push(row(Reported::Reset));
+                    continue;
+                }
+                "duplicate" => {
+                    left_out.push(row(Reported::Duplicate));
+                    continue;
+                }
+                _ => {}
             }
             let confirmed = value(Column::Confirmations)
                 .trim()
                 .parse::<u32>()
                 .unwrap_or(0);
             if status == "failed" && confirmed > 0 {
-                maybe_cut_off.push(row(status));
+                maybe_cut_off.push(row(Reported::FailedAfterConfirmer));
             }
         }
         let (ci, cname, client_ref) = get(Column::ClientRef);

@@ -103,7 +103,7 @@ fn rows_of(input: input::Input) -> Vec<InputRow> {
     let mut rows: Vec<_> = input
         .left_out
         .into_iter()
-        .filter(|r| r.status == "reset")
+        .filter(|r| r.status == input::Reported::Reset)
         .chain(input.maybe_cut_off)
         .collect();
     rows.sort_by_key(|r| r.line);

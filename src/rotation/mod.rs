@@ -20,7 +20,7 @@ pub use lock::{LockError, RunLock, lock_name};
 pub use resolve::{Resolution, Target};
 
 use crate::files::{self, PathProblem};
-use crate::input::{self, InputError, InputRow, LeftOut};
+use crate::input::{self, InputError, InputRow, LeftOut, Reported};
 use crate::portal::gate::{Verdict, VerdictState};
 use crate::portal::{Portal, PortalError};
 use crate::report::{self, Origin, ReportRow, Status};
@@ -425,8 +425,14 @@ impl LeftOutCounts {
     fn of(left_out: &[LeftOut], from_report: bool) -> LeftOutCounts {
         LeftOutCounts {
             from_report,
-            reset: left_out.iter().filter(|r| r.status == "reset").count(),
-            duplicate: left_out.iter().filter(|r| r.status == "duplicate").count(),
+            reset: left_out
+                .iter()
+                .filter(|r| r.status == Reported::Reset)
+                .count(),
+            duplicate: left_out
+                .iter()
+                .filter(|r| r.status == Reported::Duplicate)
+                .count(),
         }
     }
 }
@@ -721,12 +727,12 @@ pub async fn rotate(
             sda: r.sda.clone(),
             state: String::new(),
             accountcode: r.accountcode.clone(),
-            status: if r.status == "reset" {
-                Status::Reset
-            } else {
-                Status::Duplicate
+            status: match r.status {
+                Reported::Reset => Status::Reset,
+                Reported::Duplicate => Status::Duplicate,
+                Reported::FailedAfterConfirmer => Status::Failed,
             },
-            detail: format!("{} in the earlier run, not retried", r.status),
+            detail: format!("{} in the earlier run, not retried", r.status.as_str()),
             confirmations: 0,
             requests: 0,
             session: None,

@@ -79,7 +79,10 @@ impl Resumed {
     /// Adds the `reset` rows of a report given as input. A report names no
     /// user: its rows match on client, service, licence and number.
     pub fn with_report(mut self, left_out: &[LeftOut]) -> Resumed {
-        for row in left_out.iter().filter(|r| r.status == "reset") {
+        for row in left_out
+            .iter()
+            .filter(|r| r.status == crate::input::Reported::Reset)
+        {
             let key = PhoneKey::new(
                 &row.client_ref,
                 &row.service_ref,
