@@ -58,6 +58,8 @@ pub struct ReportRow {
     /// Whether this run found the row so, or took it from an earlier run
     /// (its journal, its report, or the portal showing a phone it reset).
     pub origin: Origin,
+    /// What would fix a failure, where its cause says (not in the CSV).
+    pub remedy: Option<crate::portal::Remedy>,
 }
 
 /// Where a report row's status comes from: counters across runs (the

@@ -577,3 +577,26 @@ fn one_reference_shown_for_two_phones_is_never_resolved_silently() {
     let last = sim.resets().pop().unwrap();
     assert_eq!(last.key, picked.key);
 }
+
+/// A portal that words a step otherwise: the failure's typed cause (a label
+/// not found) brings the summary's hint to give a labels file.
+#[test]
+fn a_label_the_portal_words_otherwise_brings_the_labels_hint() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--label", "confirm_button=Valider"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let out = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+        .args(["--yes", "--rate", "100"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("confirm_button"), "{stderr}");
+    assert!(
+        stderr.contains("hint: give the portal's words in a labels file"),
+        "{stderr}"
+    );
+    assert!(sim.resets().is_empty());
+}

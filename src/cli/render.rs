@@ -551,9 +551,9 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
             r.detail
         ));
     }
-    let labels = |text: &str| text.contains("in the labels file") || text.contains("JavaScript");
-    if o.rows.iter().any(|r| labels(&r.detail))
-        || o.stopped.as_ref().is_some_and(|w| labels(&w.to_string()))
+    let labels = Some(crate::portal::Remedy::Labels);
+    if o.rows.iter().any(|r| r.remedy == labels)
+        || matches!(&o.stopped, Some(StopReason::Portal { remedy, .. }) if *remedy == labels)
     {
         lines.push(
             "hint: give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first: it never confirms".into(),

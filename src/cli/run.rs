@@ -275,6 +275,7 @@ mod tests {
             requests: 0,
             session: None,
             origin: Origin::ThisRun,
+            remedy: None,
         }
     }
 

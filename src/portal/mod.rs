@@ -325,7 +325,24 @@ pub enum PortalError {
     },
 }
 
+/// What fixes a failure, told by its typed cause: the summary's hint is
+/// chosen from it, never from the message's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// The portal's words differ from the labels looked for: a labels file
+    /// (`--labels`), tried with `check` first.
+    Labels,
+}
+
 impl PortalError {
+    /// What would fix it, when its cause says.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            PortalError::Missing { .. } => Some(Remedy::Labels),
+            _ => None,
+        }
+    }
+
     /// Errors after which no further request makes sense.
     pub fn is_fatal(&self) -> bool {
         matches!(

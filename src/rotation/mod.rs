@@ -219,8 +219,12 @@ pub enum StopReason {
         limit: usize,
     },
     /// No further request made sense: a session that kept ending, a portal
-    /// that leads outside its origin, no HTTP client.
-    Portal(String),
+    /// that leads outside its origin, no HTTP client; with what would fix
+    /// it, where its cause says.
+    Portal {
+        why: String,
+        remedy: Option<crate::portal::Remedy>,
+    },
     /// The journal or the output could not take the new passwords.
     WriteFailed(String),
     /// A page showed a new password where none was expected: a phone may
@@ -268,7 +272,7 @@ impl fmt::Display for StopReason {
                 let noun = if *failed == 1 { "licence" } else { "licences" };
                 write!(f, "{failed} {noun} failed (the limit is {limit})")
             }
-            StopReason::Portal(why) => f.write_str(why),
+            StopReason::Portal { why, .. } => f.write_str(why),
             StopReason::WriteFailed(why) => write!(f, "cannot write the new passwords: {why}"),
             StopReason::PasswordShown(why) => f.write_str(why),
         }
@@ -737,6 +741,7 @@ pub async fn rotate(
             requests: 0,
             session: None,
             origin: Origin::EarlierRun,
+            remedy: None,
         })
         .collect();
     let run = Run {
@@ -1299,7 +1304,10 @@ fn stop_reason_of(e: &PortalError) -> StopReason {
     match e {
         PortalError::LoginRefused => StopReason::LoginRefused,
         e @ PortalError::PasswordShown { .. } => StopReason::PasswordShown(e.to_string()),
-        e => StopReason::Portal(e.to_string()),
+        e => StopReason::Portal {
+            why: e.to_string(),
+            remedy: e.remedy(),
+        },
     }
 }
 

@@ -54,6 +54,8 @@ enum Attempt {
 
 struct Failure {
     reason: String,
+    /// What would fix it, where its cause says.
+    remedy: Option<crate::portal::Remedy>,
     /// Set when no further request makes sense (a refused login, a portal
     /// that leads elsewhere): the whole run stops for it.
     stops_the_run: Option<StopReason>,
@@ -273,6 +275,7 @@ pub(super) async fn reset_all(
             Err(Failure {
                 reason,
                 stops_the_run,
+                remedy,
             }) => {
                 let failed = failures.load(Ordering::SeqCst);
                 if let Some(why) = stops_the_run {
@@ -283,7 +286,9 @@ pub(super) async fn reset_all(
                         limit: guard.max_failures,
                     });
                 }
-                t.report(Status::Failed, reason, confirmations, requests)
+                let mut row = t.report(Status::Failed, reason, confirmations, requests);
+                row.remedy = remedy;
+                row
             }
         };
         if confirmations > 0 && session > 0 {
@@ -500,9 +505,11 @@ impl Worker {
                     session: 0,
                     result: Err(Failure {
                         reason: "cannot start an HTTP client".into(),
-                        stops_the_run: Some(StopReason::Portal(
-                            "cannot start an HTTP client".into(),
-                        )),
+                        stops_the_run: Some(StopReason::Portal {
+                            why: "cannot start an HTTP client".into(),
+                            remedy: None,
+                        }),
+                        remedy: None,
                     }),
                 },
             };
@@ -600,8 +607,11 @@ async fn reset_one(
                     AfterUnknown::GiveUp => "check the portal's pages (see the labels)",
                 };
                 let failure = Failure {
-                    stops_the_run: (next == AfterUnknown::StopRun)
-                        .then(|| StopReason::Portal(reason.clone())),
+                    stops_the_run: (next == AfterUnknown::StopRun).then(|| StopReason::Portal {
+                        why: reason.clone(),
+                        remedy: None,
+                    }),
+                    remedy: None,
                     reason: format!(
                         "{reason}: the password may have changed and is unknown; {what_to_do}, then reset this licence again"
                     ),
@@ -617,6 +627,7 @@ async fn reset_one(
                         "interrupted before resetting again ({last_unknown}): the password may have changed and is unknown; reset this licence again"
                     ),
                     stops_the_run: None,
+                    remedy: None,
                 };
                 return Tries::Done(confirmations, Err(failure));
             }
@@ -625,6 +636,7 @@ async fn reset_one(
                 let failure = Failure {
                     reason: e.to_string(),
                     stops_the_run,
+                    remedy: e.remedy(),
                 };
                 return Tries::Done(confirmations, Err(failure));
             }
@@ -639,6 +651,7 @@ async fn reset_one(
         Err(Failure {
             reason,
             stops_the_run: None,
+            remedy: None,
         }),
     )
 }

@@ -108,6 +108,7 @@ impl Target {
             requests,
             session: None,
             origin: Origin::ThisRun,
+            remedy: None,
         }
     }
 }
@@ -332,6 +333,7 @@ pub(super) fn rejected_row(
         requests: 0,
         session: None,
         origin: Origin::ThisRun,
+        remedy: None,
     }
 }
 
@@ -351,11 +353,9 @@ fn match_client(
         let wanted = row.licence.to_string();
         let services = match found {
             Err(e) => {
-                rejected.push(reject(
-                    Status::Unresolved,
-                    &wanted,
-                    format!("portal error: {e}"),
-                ));
+                let mut row = reject(Status::Unresolved, &wanted, format!("portal error: {e}"));
+                row.remedy = e.remedy();
+                rejected.push(row);
                 continue;
             }
             Ok(s) if s.is_empty() => {
