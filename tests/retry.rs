@@ -241,3 +241,28 @@ fn a_retry_never_resets_a_look_alike_phone_the_earlier_run_reset() {
     assert!(expected.contains(&a) && !expected.contains(&b));
     assert_eq!(retried, expected, "never the look-alike already reset");
 }
+
+/// A portal that fails every request: the run stops before any reset, and
+/// the hint says that the portal failed, not the input, and to run again
+/// (from the failure's typed cause).
+#[test]
+fn a_failing_portal_is_told_apart_from_bad_input() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--fail-rate", "1"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--rate", "100"]),
+        2,
+    );
+    assert!(
+        stderr.contains(
+            "because the portal failed, not because of the input: run the same command again"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--skip-unresolved"), "{stderr}");
+    assert!(sim.resets().is_empty());
+}

@@ -559,6 +559,28 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
             "hint: give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first: it never confirms".into(),
         );
     }
+    let run_again = Some(crate::portal::Remedy::RunAgain);
+    let failed_by_the_portal = o.rows.iter().filter(|r| r.remedy == run_again).count();
+    let stopped_by_the_portal =
+        matches!(&o.stopped, Some(StopReason::Portal { remedy, .. }) if *remedy == run_again);
+    if failed_by_the_portal > 0 || stopped_by_the_portal {
+        lines.push(format!(
+            "hint: {} because the portal failed, not because of the input: run the same command again once the portal answers{}",
+            if failed_by_the_portal > 0 {
+                format!(
+                    "{} did not go through",
+                    count(failed_by_the_portal, "row", "rows")
+                )
+            } else {
+                "the run stopped".to_string()
+            },
+            if o.confirmations == 0 {
+                " (nothing was reset)"
+            } else {
+                ""
+            }
+        ));
+    }
     lines.extend(where_the_passwords_are(o));
     // Last: everything after its first line is the text to save.
     if let Some(stranded) = &o.passwords.stranded {

@@ -332,6 +332,9 @@ pub enum Remedy {
     /// The portal's words differ from the labels looked for: a labels file
     /// (`--labels`), tried with `check` first.
     Labels,
+    /// The portal failed for a while (no answer, a 5xx, 429s): the same
+    /// command, later.
+    RunAgain,
 }
 
 impl PortalError {
@@ -339,6 +342,8 @@ impl PortalError {
     pub fn remedy(&self) -> Option<Remedy> {
         match self {
             PortalError::Missing { .. } => Some(Remedy::Labels),
+            PortalError::Transport(e) if e.is_transient() => Some(Remedy::RunAgain),
+            PortalError::Transport(TransportError::RateLimited(_)) => Some(Remedy::RunAgain),
             _ => None,
         }
     }
