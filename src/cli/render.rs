@@ -536,7 +536,21 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         ));
     }
     if let Some(why) = &o.stopped {
-        lines.push(format!("stopped: {}", stop_text(why)));
+        // Rows the portal failed to show are not the input's to fix.
+        let portal_failed = |r: &&ReportRow| r.remedy == Some(crate::portal::Remedy::RunAgain);
+        let unresolved: Vec<&ReportRow> = o
+            .rows
+            .iter()
+            .filter(|r| r.status == Status::Unresolved)
+            .collect();
+        match why {
+            StopReason::Unresolved { .. }
+                if !unresolved.is_empty() && unresolved.iter().all(portal_failed) =>
+            {
+                lines.push(format!("stopped: {why}: nothing was reset"))
+            }
+            _ => lines.push(format!("stopped: {}", stop_text(why))),
+        }
     }
     for r in o
         .rows
