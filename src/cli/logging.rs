@@ -206,7 +206,8 @@ pub fn init(format: LogFormat, quiet: bool) {
         .with_ansi(colour());
     let layer = match format {
         LogFormat::Text => layer.with_filter(filter).boxed(),
-        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+        // Flattened: `message` at the top, as in sip-rotate's own lines.
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
     };
     // Not `init()`: that would also bridge the `log` crate, whose records
     // (page text, cookies) must go nowhere.
