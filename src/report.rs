@@ -206,7 +206,6 @@ pub fn write(
 /// Writes `text` as the file `path`, complete or not at all (mode 0600),
 /// replacing what has the name only when `replace` (checked earlier to be a
 /// file of the same kind).
-/// Writes `text` as a new file (or in place of a report), never half-written.
 pub(crate) fn write_whole(path: &Path, text: &[u8], replace: bool) -> std::io::Result<PathBuf> {
     let mut file = NewFile::create(path)?;
     file.write_all(text)?;

@@ -330,7 +330,7 @@ async fn read_again(
 }
 
 /// The columns of `status --report`.
-pub const STATUS_HEADER: [&str; 6] = [
+pub const REPORT_HEADER: [&str; 6] = [
     "client_ref",
     "service_ref",
     "licence",
@@ -341,20 +341,20 @@ pub const STATUS_HEADER: [&str; 6] = [
 
 /// Writes what `status` saw of each phone (`status --report`), as a run
 /// writes its report.
-pub fn write_status(
+pub fn write_report(
     path: &Path,
     phones: &[PhoneState],
     replace: bool,
     dialect: Dialect,
 ) -> std::io::Result<PathBuf> {
-    if replace && path.exists() && !report::first_line_starts(path, &STATUS_HEADER) {
+    if replace && path.exists() && !report::first_line_starts(path, &REPORT_HEADER) {
         return Err(std::io::Error::other(format!(
             "{} is not a status report: only one is ever replaced",
             path.display()
         )));
     }
     let mut text = dialect.preamble().to_vec();
-    push_row(&mut text, &STATUS_HEADER, dialect, Guard::AsText);
+    push_row(&mut text, &REPORT_HEADER, dialect, Guard::AsText);
     for p in phones {
         push_row(
             &mut text,
@@ -374,6 +374,6 @@ pub fn write_status(
 }
 
 /// Whether `path` is a status report `status --report` wrote.
-pub fn is_status_report(path: &Path) -> bool {
-    report::first_line_starts(path, &STATUS_HEADER)
+pub fn is_report(path: &Path) -> bool {
+    report::first_line_starts(path, &REPORT_HEADER)
 }

@@ -117,6 +117,17 @@ fn recovered(identity: &Path, files: &[&Path]) -> HashMap<String, Vec<String>> {
     all
 }
 
+/// Every licence the portal reset has its last password in one of `files`.
+fn assert_last_passwords_in(sim: &Sim, identity: &Path, files: &[&Path]) {
+    let found = recovered(identity, files);
+    for (licence, password) in last_passwords(&sim.resets()) {
+        assert!(
+            found.get(&licence).is_some_and(|p| p.contains(&password)),
+            "{licence}: its last password is recoverable"
+        );
+    }
+}
+
 fn assert_nothing_in_clear(dir: &Path, sim: &Sim) {
     assert_no_clear_password(&sim.resets(), &files_under(dir), &sim.truth);
 }
@@ -250,14 +261,8 @@ fn killed_midway_then_resumed_nothing_is_lost_or_reset_twice() {
 
     let truth = sim.resets();
     let last = last_passwords(&truth);
-    let found = recovered(&id, &[&output, &journal]);
     assert_eq!(last.keys().cloned().collect::<HashSet<_>>(), all_licences());
-    for (licence, password) in &last {
-        assert!(
-            found.get(licence).is_some_and(|p| p.contains(password)),
-            "{licence}: its password is recoverable"
-        );
-    }
+    assert_last_passwords_in(&sim, &id, &[&output, &journal]);
     // Reset twice only if its outcome was unknown: reset before the kill but not journaled.
     let mut count: HashMap<&str, usize> = HashMap::new();
     for t in &truth {
@@ -433,16 +438,9 @@ fn a_journal_that_cannot_be_written_stops_the_run_and_loses_no_password() {
         run_cmd(&sim, &input, &output, &public).args(["--yes", "--resume", "--rate", "100"]),
         0,
     );
-    let truth = sim.resets();
-    let last = last_passwords(&truth);
+    let last = last_passwords(&sim.resets());
     assert_eq!(last.keys().cloned().collect::<HashSet<_>>(), all_licences());
-    let found = recovered(&id, &[&output, &part, &journal]);
-    for (licence, password) in &last {
-        assert!(
-            found.get(licence).is_some_and(|p| p.contains(password)),
-            "{licence}: its last password is recoverable"
-        );
-    }
+    assert_last_passwords_in(&sim, &id, &[&output, &part, &journal]);
     assert_nothing_in_clear(dir.path(), &sim);
 }
 
@@ -1133,13 +1131,7 @@ fn a_part_file_that_is_no_longer_the_one_written_keeps_the_journal() {
     );
     let journal = journal_of(&output);
     assert!(journal.exists(), "the journal alone holds those passwords");
-    let found = recovered(&id, &[&journal, &output]);
-    for (licence, password) in last_passwords(&sim.resets()) {
-        assert!(
-            found.get(&licence).is_some_and(|p| p.contains(&password)),
-            "{licence} lost"
-        );
-    }
+    assert_last_passwords_in(&sim, &id, &[&journal, &output]);
 }
 
 #[test]

@@ -96,13 +96,18 @@ impl<S: tracing::Subscriber> Layer<S> for GroupSlowDowns {
         let advice = SLOW_DOWN_ADVICE.lock().unwrap_or_else(|e| e.into_inner());
         note.set_message(format!(
             "warning: the portal asked to slow down {}{}{}",
-            match times {
-                1 => "once".to_string(),
-                n => format!("{n} times"),
-            },
+            how_often(times),
             if advice.is_empty() { "" } else { ": " },
             advice
         ));
+    }
+}
+
+/// "once", "2 times": how often something happened, in words.
+pub fn how_often(times: u64) -> String {
+    match times {
+        1 => "once".to_string(),
+        n => format!("{n} times"),
     }
 }
 

@@ -254,13 +254,18 @@ fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
         .collect()
 }
 
-/// How many of the phones a run cuts off are in use: "12 phones in use",
-/// "3 phones in use and 5 of unknown État".
+/// The verb that goes with `n` things.
+fn is_are(n: usize) -> &'static str {
+    if n == 1 { "is" } else { "are" }
+}
+
 /// `n` and the noun, singular for one: "1 licence", "2 licences".
 pub fn count(n: usize, singular: &str, plural: &str) -> String {
     format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
+/// How many of the phones a run cuts off are in use: "12 phones in use",
+/// "3 phones in use and 5 of unknown État".
 fn phones_in_use(in_use: usize, unknown: usize) -> String {
     let phones = count(in_use, "phone", "phones");
     match unknown {
@@ -336,7 +341,7 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             Some((j, _, this_run, _)) if this_run < passwords => lines.push(format!(
                 "the {} of this run {} in {files}; {} holds only {this_run} of them. Keep {}: --resume will reset again the {} missing from the journal",
                 count(passwords, "new password", "new passwords"),
-                if passwords == 1 { "is" } else { "are" },
+                is_are(passwords),
                 j.display(),
                 if p.part.len() == 1 { "it" } else { "them" },
                 count(passwords - this_run, "licence", "licences")
@@ -344,13 +349,13 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             Some((j, ..)) => lines.push(format!(
                 "the {} of this run {} in {files} and in {}; run the same command with --resume to finish",
                 count(passwords, "new password", "new passwords"),
-                if passwords == 1 { "is" } else { "are" },
+                is_are(passwords),
                 j.display()
             )),
             None => lines.push(format!(
                 "the {} of this run {} in {files}",
                 count(passwords, "new password", "new passwords"),
-                if passwords == 1 { "is" } else { "are" },
+                is_are(passwords),
             )),
         }
     } else if o.stopped.is_some()
@@ -385,7 +390,7 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
                 1 => "1 password".to_string(),
                 n => format!("{n} passwords"),
             },
-            if earlier.in_journal == 1 { "is" } else { "are" },
+            is_are(earlier.in_journal),
             j.display(),
             if parts.is_empty() {
                 String::new()
@@ -422,7 +427,7 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         lines.push(format!(
             "the {} of earlier runs {} in {} (next time, an identity given to --resume, -i or identities in the config, gathers a stopped rotation into one result)",
             count(earlier.in_journal, "password", "passwords"),
-            if earlier.in_journal == 1 { "is" } else { "are" },
+            is_are(earlier.in_journal),
             parts.join(", "),
         ));
     }
@@ -513,10 +518,7 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
     if o.requests.too_many > 0 {
         lines.push(format!(
             "hint: the portal asked to slow down {}: try --rate {} (or rate in the config)",
-            match o.requests.too_many {
-                1 => "once".to_string(),
-                n => format!("{n} times"),
-            },
+            logging::how_often(o.requests.too_many),
             gentler_rate(rate, o.requests.achieved_rate)
         ));
     }
@@ -565,19 +567,16 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
             r.detail
         ));
     }
+    let stop_remedy = o.stopped.as_ref().and_then(StopReason::remedy);
     let labels = Some(crate::portal::Remedy::Labels);
-    if o.rows.iter().any(|r| r.remedy == labels)
-        || matches!(&o.stopped, Some(StopReason::Portal { remedy, .. }) if *remedy == labels)
-    {
+    if o.rows.iter().any(|r| r.remedy == labels) || stop_remedy == labels {
         lines.push(
             "hint: give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first: it never confirms".into(),
         );
     }
     let run_again = Some(crate::portal::Remedy::RunAgain);
     let failed_by_the_portal = o.rows.iter().filter(|r| r.remedy == run_again).count();
-    let stopped_by_the_portal =
-        matches!(&o.stopped, Some(StopReason::Portal { remedy, .. }) if *remedy == run_again);
-    if failed_by_the_portal > 0 || stopped_by_the_portal {
+    if failed_by_the_portal > 0 || stop_remedy == run_again {
         lines.push(format!(
             "hint: {} because the portal failed, not because of the input: run the same command again once the portal answers{}",
             if failed_by_the_portal > 0 {

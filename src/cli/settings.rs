@@ -673,25 +673,26 @@ impl RunSettings {
             );
         }
         if !args.identities.is_empty() && args.resume.or(f.resume).is_none() {
-            return Err(super::Advised {
-                what: "-i: an identity is read only to finish an interrupted run".into(),
-                hint: "add --resume (or --resume=auto): a new run encrypts to its recipients and needs no identity".into(),
-            }
-            .into());
+            return Err(super::Advised::error(
+                "-i: an identity is read only to finish an interrupted run",
+                "add --resume (or --resume=auto): a new run encrypts to its recipients and needs no identity",
+            ));
         }
         // `auto`: resume only what is there to resume.
+        // Looked for once: each candidate journal is read.
+        let unfinished = unfinished_run_of(&pattern)?;
         let resume = match args.resume.or(f.resume) {
             None => false,
             Some(super::args::ResumeMode::Yes) => true,
             Some(super::args::ResumeMode::Auto) => {
-                rotation::journal_of(&output).exists() || unfinished_run_of(&pattern)?.is_some()
+                rotation::journal_of(&output).exists() || unfinished.is_some()
             }
         };
         // A dated name: the unfinished run of this pattern began at another time.
         let output = if resume && !rotation::journal_of(&output).exists() {
-            unfinished_run_of(&pattern)?.unwrap_or(output)
+            unfinished.unwrap_or(output)
         } else if !resume && pattern != output {
-            if let Some(unfinished) = unfinished_run_of(&pattern)? {
+            if let Some(unfinished) = unfinished {
                 // Still running, not stopped: the other run's to finish.
                 let journal = rotation::journal_of(&unfinished);
                 if crate::vault::journal_in_use(&journal) {
@@ -730,11 +731,10 @@ impl RunSettings {
                 .unwrap_or_default(),
         });
         if !args.yes && !interactive {
-            return Err(super::Advised {
-                what: "not on a terminal: nobody can confirm the resets".into(),
-                hint: "add --yes to reset without asking".into(),
-            }
-            .into());
+            return Err(super::Advised::error(
+                "not on a terminal: nobody can confirm the resets",
+                "add --yes to reset without asking",
+            ));
         }
         let guard = Guard {
             canary: args.canary.or(f.canary).unwrap_or(DEFAULT_CANARY),

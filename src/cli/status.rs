@@ -49,7 +49,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
         match crate::files::check_replaceable(
             report,
             args.overwrite_report,
-            crate::status::is_status_report,
+            crate::status::is_report,
         ) {
             Ok(()) => {}
             Err(PathProblem::Symlink(_)) => {
@@ -209,7 +209,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     }
     if let Some(path) = &args.report {
         let dialect = args.csv_dialect.map(Into::into).unwrap_or_default();
-        crate::status::write_status(path, &outcome.last.phones, args.overwrite_report, dialect)
+        crate::status::write_report(path, &outcome.last.phones, args.overwrite_report, dialect)
             .with_context(|| format!("cannot write the status report {}", path.display()))?;
     }
     // The states of a portal that stopped answering are stale: that run

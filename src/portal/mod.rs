@@ -546,6 +546,15 @@ struct Pool {
     last_opening: Option<std::time::Instant>,
 }
 
+impl Pool {
+    /// Takes the place of one more browser, about to be opened.
+    fn reserve(&mut self, answers: u64) {
+        self.unborn -= 1;
+        self.answers_at_last_opening = answers;
+        self.last_opening = Some(std::time::Instant::now());
+    }
+}
+
 /// The portal as a run sees it: a source of browsers, logged in as needed.
 pub struct Portal {
     shared: Arc<Shared>,
@@ -748,9 +757,7 @@ impl Portal {
         // A session still logging in counts as open, so that waiters do not
         // open more than the rate can use while it does.
         let open = self.concurrency - pool.unborn;
-        // A browser context costs a renderer (about 120 MiB) and CPU: past
-        // two a core, more only compete for the machine.
-        if self.shared.in_browser.load(Ordering::SeqCst) && open >= browser_sessions_at_most() {
+        if open >= self.sessions_at_most() {
             return false;
         }
         let ramp = open < self.sessions_needed() && !throttle.saturated(patience);
@@ -760,10 +767,19 @@ impl Portal {
         if !(ramp || unused) {
             return false;
         }
-        pool.unborn -= 1;
-        pool.answers_at_last_opening = throttle.answers();
-        pool.last_opening = Some(std::time::Instant::now());
+        pool.reserve(throttle.answers());
         true
+    }
+
+    /// How many sessions may be open: `--concurrency`, and in the browser
+    /// no more than two contexts a core (each costs a renderer, about 120
+    /// MiB, and CPU: more only compete for the machine).
+    fn sessions_at_most(&self) -> usize {
+        if self.shared.in_browser.load(Ordering::SeqCst) {
+            self.concurrency.min(browser_sessions_at_most())
+        } else {
+            self.concurrency
+        }
     }
 
     /// Sessions the rate keeps busy: one cycle over the time between two
@@ -850,7 +866,10 @@ impl Portal {
     /// session: nothing opens.
     fn ramp_up(self: &Arc<Self>, work: usize) {
         let throttle = &self.shared.throttle;
-        let needed = self.sessions_needed().min(work.max(1));
+        let needed = self
+            .sessions_needed()
+            .min(work.max(1))
+            .min(self.sessions_at_most());
         if throttle.slowed_down_within(SLOWED_DOWN_MEMORY) {
             return;
         }
@@ -861,9 +880,7 @@ impl Portal {
                 if pool.unborn == 0 || open >= needed {
                     return;
                 }
-                pool.unborn -= 1;
-                pool.answers_at_last_opening = throttle.answers();
-                pool.last_opening = Some(std::time::Instant::now());
+                pool.reserve(throttle.answers());
             }
             match self.open() {
                 Ok(browser) => self.open_in_background(browser),

@@ -19,10 +19,11 @@ mod resume;
 pub use lock::{LockError, RunLock, lock_name};
 pub use resolve::{Resolution, Target};
 
+use crate::events::{Event, Interruption, Observer, Question, ResolveProgress};
 use crate::files::{self, PathProblem};
 use crate::input::{self, InputError, InputRow, LeftOut, Reported};
 use crate::portal::gate::{Verdict, VerdictState};
-use crate::portal::{Portal, PortalError};
+use crate::portal::{Portal, PortalError, Requests};
 use crate::report::{self, Origin, ReportRow, Status};
 use crate::vault::{self, Journal, Recipients, VaultError};
 use reset::{Resets, Sink};
@@ -50,6 +51,15 @@ pub struct ReportFile {
     pub path: PathBuf,
     pub replace: bool,
     pub dialect: crate::dialect::Dialect,
+}
+
+impl ReportFile {
+    /// Whether the report at its name may be replaced: when asked, or when
+    /// the one there records no reset (looked at each time), so that the
+    /// rerun its advice calls for (--skip-unresolved, --yes) is not blocked.
+    fn may_replace(&self) -> bool {
+        self.replace || report::records_no_reset(&self.path)
+    }
 }
 
 /// What a rotation does, merged and checked by the caller.
@@ -241,6 +251,16 @@ pub enum RunPhase {
     Resets,
 }
 
+impl StopReason {
+    /// What would fix it, where its cause says.
+    pub fn remedy(&self) -> Option<crate::portal::Remedy> {
+        match self {
+            StopReason::Portal { remedy, .. } => *remedy,
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -391,8 +411,6 @@ pub enum LateProblem {
     },
 }
 
-use crate::portal::Requests;
-
 /// What a rotation did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -446,8 +464,6 @@ impl Outcome {
         self.rows.iter().filter(|r| r.status == status).count()
     }
 }
-
-use crate::events::{Event, Interruption, Observer, Question, ResolveProgress};
 
 /// Of `targets`, the phones in use now and those nobody can tell.
 fn in_use(targets: &[Target], labels: &crate::portal::labels::Labels) -> (usize, usize) {
@@ -657,8 +673,7 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// theirs the journal holds: each run that stopped wrote one (a run killed
 /// wrote none), and each is still there, a regular file of this output.
 fn parts_hold_earlier(earlier: &Earlier, output: &Path) -> bool {
-    earlier.never_counted() == 0
-        && earlier.parts_intact
+    earlier.parts_intact
         && earlier.in_journal == earlier.parts.iter().map(|p| p.passwords).sum::<usize>()
         && earlier
             .parts
@@ -1266,9 +1281,7 @@ impl Run<'_> {
             let mut all = rows.clone();
             all.extend(self.carried.iter().cloned());
             let engine = self.portal.stats().engine();
-            // Looked at again: only a report that still records no reset.
-            let replace = file.replace || report::records_no_reset(&file.path);
-            match report::write(&file.path, &all, engine, replace, file.dialect) {
+            match report::write(&file.path, &all, engine, file.may_replace(), file.dialect) {
                 Ok(path) => report = Some(path),
                 Err(e) => problems.push(LateProblem::Report {
                     path: file.path.clone(),
@@ -1331,18 +1344,15 @@ pub struct Plan {
 /// Whether the report can be written: only an earlier report is replaced,
 /// never another file.
 fn check_report(report: &ReportFile) -> Result<(), RotationError> {
-    // A report that records no reset is replaced without being asked: the
-    // rerun its advice calls for (--skip-unresolved, --yes) is not blocked.
-    let replace = report.replace || report::records_no_reset(&report.path);
-    files::check_replaceable(&report.path, replace, report::is_report).map_err(|problem| {
-        match problem {
+    files::check_replaceable(&report.path, report.may_replace(), report::is_report).map_err(
+        |problem| match problem {
             PathProblem::NotOurs(path) => RotationError::NotAReport(path),
             problem => RotationError::Path {
                 role: FileRole::Report,
                 problem,
             },
-        }
-    })
+        },
+    )
 }
 
 /// Resolves `input` on the portal and says what `run` would reset; resets nothing.
@@ -1393,8 +1403,13 @@ pub async fn plan(
     let mut written = None;
     if let Some(file) = report {
         let engine = portal.stats().engine();
-        let replace = file.replace || report::records_no_reset(&file.path);
-        match report::write(&file.path, &plan_rows, engine, replace, file.dialect) {
+        match report::write(
+            &file.path,
+            &plan_rows,
+            engine,
+            file.may_replace(),
+            file.dialect,
+        ) {
             Ok(path) => written = Some(path),
             Err(e) => problems.push(LateProblem::Report {
                 path: file.path.clone(),
