@@ -1036,7 +1036,7 @@ fn a_stopped_run_resumed_without_an_identity_leaves_no_journal_and_the_next_run_
     // The summary says where the earlier passwords are, and how to gather.
     assert!(
         stderr.contains(&format!(
-            "the {in_part} passwords of earlier runs are in {} ({in_part})",
+            "the {in_part} passwords of earlier runs are in the part files they were written to: {} holds {in_part} of them",
             part.display()
         )),
         "{stderr}"
@@ -1124,13 +1124,22 @@ fn a_part_file_that_is_no_longer_the_one_written_keeps_the_journal() {
     interrupted(&sim, dir.path(), &output, &public, &[]);
     // Replaced by something else (another run's part, a damaged copy).
     std::fs::write(part_of(&output), "not the part file\n").unwrap();
-    exits_with(
+    let stderr = exits_with(
         run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
             .args(["--yes", "--resume", "--rate", "100"]),
         0,
     );
     let journal = journal_of(&output);
     assert!(journal.exists(), "the journal alone holds those passwords");
+    // The summary no longer sends anyone to the part for them.
+    assert!(
+        stderr.contains(&format!(
+            "{} held {} of them but is gone or changed since",
+            part_of(&output).display(),
+            complete_entries(&journal) - decrypt(&id, &output).len()
+        )),
+        "{stderr}"
+    );
     assert_last_passwords_in(&sim, &id, &[&journal, &output]);
 }
 

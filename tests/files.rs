@@ -101,13 +101,16 @@ fn a_resumed_run_interrupted_while_resolving_keeps_the_journal() {
         "and whole"
     );
     assert_eq!(complete_entries(&journal), journaled);
+    // Said once, as the earlier run's, with the way to finish.
     assert!(
         stderr.contains(&format!(
-            "{} holds {journaled} new password",
+            "of earlier runs {} in {}; that journal holds all {journaled} passwords of the rotation",
+            if journaled == 1 { "is" } else { "are" },
             journal.display()
-        )),
+        )) && stderr.contains("run the same command with --resume to finish"),
         "{stderr}"
     );
+    assert!(!stderr.contains("new password"), "not this run's: {stderr}");
     // Its passwords are the portal's.
     let last = last_passwords(&sim.resets());
     for row in decrypt(&identity, &journal) {

@@ -67,6 +67,12 @@ fn a_redirect_after_confirmer_to_another_origin_stops_the_run_and_records_no_pas
         3,
     );
     assert!(stderr.contains(&url), "{stderr}");
+    // No journal to resume: the headline sends nobody to --resume.
+    assert!(
+        stderr.contains("STOPPED: a phone may be cut off, and no file holds its new password"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--resume"), "{stderr}");
     assert_never_contacted(&listener);
     // The canary's Confirmer went through: its password is unknown, and
     // nothing else was reset.

@@ -95,6 +95,40 @@ fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A portal that asks to slow down: each 429 is a JSON line of its own
+/// (`event` `log`, its pause as a field), and the summary carries the
+/// advice in `hint`, as a person's summary does.
+#[test]
+fn with_json_the_slow_downs_are_events_and_the_summary_hints_a_rate() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--rate-limit", "5", "--latency-ms", "5"]);
+    let out = run_cmd(
+        &sim,
+        &input(dir.path()),
+        &dir.path().join("out.age"),
+        &public,
+    )
+    .args(["--yes", "--rate", "20", "--log-format", "json"])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines = json_lines(&stderr);
+    let slow_downs = lines
+        .iter()
+        .filter(|l| l["event"] == "log" && l["pause_seconds"].is_number())
+        .count() as u64;
+    let summary = lines.last().unwrap();
+    let answered = summary["requests"]["answered_429"].as_u64().unwrap();
+    assert!(answered > 0, "{stderr}");
+    assert_eq!(slow_downs, answered, "one line a 429: {stderr}");
+    let hint = summary["hint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(hint.contains("try --rate "), "{hint}");
+}
+
 #[test]
 fn with_json_every_line_is_an_object_and_the_last_the_summary() {
     let Setup {
@@ -124,10 +158,17 @@ fn with_json_every_line_is_an_object_and_the_last_the_summary() {
     assert_eq!(licences.len(), 16, "one event per licence");
     assert!(licences.iter().all(|l| l["status"] == "reset"));
     assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["event"] == "log"
+            && l["message"].is_string()
+            && l.get("fields").is_none()),
+        "the warnings are JSON too: {stderr}"
+    );
+    assert!(
         lines
             .iter()
-            .any(|l| l["level"] == "WARN" && l["message"].is_string() && l.get("fields").is_none()),
-        "the warnings are JSON too: {stderr}"
+            .all(|l| l["event"].is_string() && l["timestamp"].is_string()),
+        "each line says what it is: {stderr}"
     );
     let summary = lines.last().unwrap();
     assert_eq!(summary["event"], "summary", "{stderr}");

@@ -196,6 +196,64 @@ impl<S: tracing::Subscriber> Layer<S> for CountWarnings {
     }
 }
 
+/// A log event as one JSON line shaped like the others sip-rotate writes
+/// (`timestamp`, `level`, `event`), `event` being `log`, with `message`
+/// and the event's fields beside them.
+struct JsonLog;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLog
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        struct Fields(serde_json::Map<String, serde_json::Value>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0
+                    .insert(field.name().into(), format!("{value:?}").into());
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.insert(field.name().into(), value.into());
+            }
+            fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+                self.0.insert(field.name().into(), value.into());
+            }
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                self.0.insert(field.name().into(), value.into());
+            }
+            fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+                self.0.insert(field.name().into(), value.into());
+            }
+            fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+                self.0.insert(field.name().into(), value.into());
+            }
+        }
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        line.insert("event".into(), "log".into());
+        let mut fields = Fields(serde_json::Map::new());
+        event.record(&mut fields);
+        // `message` first, then the fields in the order written.
+        if let Some(message) = fields.0.remove("message") {
+            line.insert("message".into(), message);
+        }
+        line.append(&mut fields.0);
+        writeln!(writer, "{}", serde_json::Value::Object(line))
+    }
+}
+
 /// Installs the subscriber. `quiet`: nothing unless `SIP_ROTATE_LOG` asks
 /// for it; otherwise sip-rotate's warnings and errors.
 pub fn init(format: LogFormat, quiet: bool) {
@@ -211,8 +269,8 @@ pub fn init(format: LogFormat, quiet: bool) {
         .with_ansi(colour());
     let layer = match format {
         LogFormat::Text => layer.with_filter(filter).boxed(),
-        // Flattened: `message` at the top, as in sip-rotate's own lines.
-        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+        // The shape of sip-rotate's own lines: `event` says what it is.
+        LogFormat::Json => layer.event_format(JsonLog).with_filter(filter).boxed(),
     };
     // Not `init()`: that would also bridge the `log` crate, whose records
     // (page text, cookies) must go nowhere.

@@ -232,7 +232,7 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
                 "choose another --report, or add --overwrite-report to replace it".into()
             }
             (FileRole::Output, PathProblem::Exists(_)) => {
-                "choose another -o: that file may hold passwords (a name with %H%M%S makes each run's unique)".into()
+                "choose another -o: that file may hold passwords (each run has its own with a name like rotation-%Y%m%d-%H%M%S.csv.age, or %H%M%S%f for runs within a second)".into()
             }
             (_, PathProblem::Symlink(_)) => {
                 "sip-rotate never writes through a symbolic link: remove it, or choose another name".into()

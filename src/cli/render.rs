@@ -11,7 +11,9 @@ use crate::events::{Event, Observer, Question, ResolveProgress};
 use crate::portal::EngineRan;
 use crate::portal::Requests;
 use crate::report::{ReportRow, Status};
-use crate::rotation::{HeldIn, JournalFate, KeptBecause, LateProblem, Outcome, Plan, StopReason};
+use crate::rotation::{
+    EarlierPart, HeldIn, JournalFate, KeptBecause, LateProblem, Outcome, Plan, StopReason,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::{BufRead, Write};
@@ -305,6 +307,20 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
     ]
 }
 
+/// A part file of an earlier run, as the summary names it: one deleted
+/// or replaced since holds none of them any more.
+fn earlier_part(part: &EarlierPart) -> String {
+    let HeldIn { path, passwords } = &part.held;
+    if part.intact {
+        format!("{} holds {passwords} of them", path.display())
+    } else {
+        format!(
+            "{} held {passwords} of them but is gone or changed since",
+            path.display()
+        )
+    }
+}
+
 /// Where the passwords are, one sentence a line: what people act on.
 fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
@@ -361,6 +377,8 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     } else if o.stopped.is_some()
         && let Some((j, entries, this_run, _)) = journal
         && entries > 0
+        // Of earlier runs only: the line on them says where they are.
+        && (this_run > 0 || p.earlier.as_ref().is_none_or(|e| e.in_journal == 0))
     {
         // Stopped without a part file: the journal holds what there is.
         let of_this_run = if this_run > 0 {
@@ -379,13 +397,9 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         && earlier.in_journal > 0
         && let Some((j, entries, ..)) = journal
     {
-        let parts: Vec<String> = earlier
-            .parts
-            .iter()
-            .map(|h| format!("{} holds {} of them", h.path.display(), h.passwords))
-            .collect();
+        let parts: Vec<String> = earlier.parts.iter().map(earlier_part).collect();
         lines.push(format!(
-            "the {} of earlier runs {} in {}{}; that journal holds all {entries} passwords of the rotation ({})",
+            "the {} of earlier runs {} in {}{}; that journal holds all {entries} passwords of the rotation ({}){}",
             match earlier.in_journal {
                 1 => "1 password".to_string(),
                 n => format!("{n} passwords"),
@@ -397,7 +411,12 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             } else {
                 format!("; {}", parts.join("; "))
             },
-            decrypt(j)
+            decrypt(j),
+            if o.stopped.is_some() {
+                "; run the same command with --resume to finish"
+            } else {
+                ""
+            }
         ));
         // One file per client: say whose files lack them, since only the
         // journal (the reseller's) holds them.
@@ -419,16 +438,12 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
         && earlier.in_journal > 0
         && journal.is_none()
     {
-        let parts: Vec<String> = earlier
-            .parts
-            .iter()
-            .map(|h| format!("{} ({})", h.path.display(), h.passwords))
-            .collect();
+        let parts: Vec<String> = earlier.parts.iter().map(earlier_part).collect();
         lines.push(format!(
-            "the {} of earlier runs {} in {} (next time, an identity given to --resume, -i or identities in the config, gathers a stopped rotation into one result)",
+            "the {} of earlier runs {} in the part files they were written to: {} (next time, an identity given to --resume, -i or identities in the config, gathers a stopped rotation into one result)",
             count(earlier.in_journal, "password", "passwords"),
             is_are(earlier.in_journal),
-            parts.join(", "),
+            parts.join("; "),
         ));
     }
     if let Some((j, _, _, KeptBecause::EarlierRuns)) = journal {
@@ -503,7 +518,25 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
                 "{n} reset ({} by this run, {by_earlier} by an earlier one)",
                 n - by_earlier
             ),
-            _ => format!("{n} {}", s.as_str()),
+            _ => {
+                // A row `*` stands for licences nobody counted: say it.
+                let rows = o
+                    .rows
+                    .iter()
+                    .filter(|r| r.status == *s && r.licence == "*")
+                    .count();
+                match rows {
+                    0 => format!("{n} {}", s.as_str()),
+                    _ if rows == *n => {
+                        format!("{} {}", count(rows, "row '*'", "rows '*'"), s.as_str())
+                    }
+                    _ => format!(
+                        "{n} {} ({} of them)",
+                        s.as_str(),
+                        count(rows, "row '*'", "rows '*'")
+                    ),
+                }
+            }
         })
         .collect();
     let mut lines = vec![format!(
@@ -515,12 +548,8 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         }
     )];
     lines.extend(requests_line(&o.requests, o.elapsed, rate));
-    if o.requests.too_many > 0 {
-        lines.push(format!(
-            "hint: the portal asked to slow down {}: try --rate {} (or rate in the config)",
-            logging::how_often(o.requests.too_many),
-            gentler_rate(rate, o.requests.achieved_rate)
-        ));
+    if let Some(hint) = slow_down_hint(o, rate) {
+        lines.push(format!("hint: {hint}"));
     }
     let left_out = o.left_out.reset + o.left_out.duplicate;
     if o.left_out.from_report {
@@ -655,6 +684,7 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
         },
         "elapsed_seconds": o.elapsed.as_secs_f64(),
         "rate_limit": rate,
+        "hint": slow_down_hint(o, rate),
         "warnings": logging::warnings(),
         "stopped": o.stopped.as_ref().map(stop_text),
         "results": held(&o.passwords.result),
@@ -670,15 +700,30 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
     })
 }
 
+/// What to do when the portal answered 429: a rate below what it let
+/// through.
+fn slow_down_hint(o: &Outcome, rate: f64) -> Option<String> {
+    (o.requests.too_many > 0).then(|| {
+        format!(
+            "the portal asked to slow down {}: try --rate {} (or rate in the config)",
+            logging::how_often(o.requests.too_many),
+            gentler_rate(rate, o.requests.achieved_rate)
+        )
+    })
+}
+
 /// The summary's first line: whether the run did what it was asked, said
 /// before any detail, as the exit code says it.
 fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
     use logging::Tone::{Bad, Good};
-    let not_reset = o
+    // A row `*` that did not resolve stands for licences nobody counted:
+    // it is a row, not a licence.
+    let (every_licence, one_licence): (Vec<_>, Vec<_>) = o
         .rows
         .iter()
         .filter(|r| !matches!(r.status, Status::Reset | Status::Duplicate))
-        .count();
+        .partition(|r| r.licence == "*");
+    let not_reset = every_licence.len() + one_licence.len();
     match exit {
         Exit::AllDone => ("done: every licence asked for was reset".into(), Good),
         Exit::Partial if not_reset == 0 => (
@@ -688,15 +733,40 @@ fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
         Exit::Partial => (
             format!(
                 "FAILED in part: {} not reset (exit 1)",
-                count(not_reset, "licence", "licences")
+                match (one_licence.len(), every_licence.len()) {
+                    (licences, 0) => count(licences, "licence", "licences"),
+                    (0, rows) => count(rows, "row '*'", "rows '*'"),
+                    (licences, rows) => format!(
+                        "{} and {}",
+                        count(licences, "licence", "licences"),
+                        count(rows, "row '*'", "rows '*'")
+                    ),
+                }
             ),
             Bad,
         ),
         Exit::NothingDone => ("NOTHING RESET: no phone was cut off (exit 2)".into(), Bad),
-        Exit::Aborted => (
-            "STOPPED: phones may be cut off until the rotation is finished (exit 3)".into(),
-            Bad,
-        ),
+        Exit::Aborted => {
+            let p = &o.passwords;
+            let to_finish = matches!(p.journal, JournalFate::Kept { .. })
+                || !p.part.is_empty()
+                || !p.result.is_empty()
+                || p.stranded.is_some();
+            let line = match &o.stopped {
+                Some(StopReason::PasswordShown(_)) => {
+                    "STOPPED: a page showed a new password nobody asked for: a phone may be cut off (exit 3)"
+                }
+                _ if to_finish => {
+                    "STOPPED: phones may be cut off until the rotation is finished (exit 3)"
+                }
+                // Nothing to resume: a Confirmer went and no file holds a
+                // password, so the phone it named may be cut off.
+                _ => {
+                    "STOPPED: a phone may be cut off, and no file holds its new password: see below (exit 3)"
+                }
+            };
+            (line.into(), Bad)
+        }
     }
 }
 

@@ -378,10 +378,17 @@ pub struct Earlier {
     /// Whether the run writes one file per client.
     pub per_client: bool,
     /// Part files the earlier runs wrote, as the journal records them.
-    pub parts: Vec<HeldIn>,
-    /// Whether each of them is still the file written, byte for byte (its
-    /// digest, as the journal records it), each named once.
-    pub parts_intact: bool,
+    pub parts: Vec<EarlierPart>,
+}
+
+/// A part file an earlier run wrote, as its journal records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierPart {
+    pub held: HeldIn,
+    /// Whether the file at its name is still the one written, byte for
+    /// byte (the digest the journal records), and named once: a part
+    /// deleted or replaced since holds nothing anyone may rely on.
+    pub intact: bool,
 }
 
 impl Earlier {
@@ -390,7 +397,7 @@ impl Earlier {
     /// records, and counted them in its metrics; the others were never
     /// counted.
     pub fn never_counted(&self) -> usize {
-        let in_parts: usize = self.parts.iter().map(|p| p.passwords).sum();
+        let in_parts: usize = self.parts.iter().map(|p| p.held.passwords).sum();
         self.in_journal.saturating_sub(in_parts)
     }
 }
@@ -673,19 +680,23 @@ fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, RotationError>
 /// theirs the journal holds: each run that stopped wrote one (a run killed
 /// wrote none), and each is still there, a regular file of this output.
 fn parts_hold_earlier(earlier: &Earlier, output: &Path) -> bool {
-    earlier.parts_intact
-        && earlier.in_journal == earlier.parts.iter().map(|p| p.passwords).sum::<usize>()
+    earlier.in_journal
+        == earlier
+            .parts
+            .iter()
+            .map(|p| p.held.passwords)
+            .sum::<usize>()
         && earlier
             .parts
             .iter()
-            .all(|part| outputs::is_part_of(output, &part.path))
+            .all(|part| part.intact && outputs::is_part_of(output, &part.held.path))
 }
 
 /// Removes the part files the earlier runs wrote, as their journal names
 /// them: once the result holds their passwords. Only regular files: a
 /// link put at a part's name is left alone.
 fn remove_parts(resumed: &Resumed, output: &Path) {
-    for part in resumed.earlier().map(|e| e.parts).unwrap_or_default() {
+    for EarlierPart { held: part, .. } in resumed.earlier().map(|e| e.parts).unwrap_or_default() {
         // The journal is a file of the folder: whatever else it names is
         // left alone, as is anything at a part's name but a regular file.
         let regular = std::fs::symlink_metadata(&part.path).is_ok_and(|m| m.is_file());

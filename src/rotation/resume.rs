@@ -3,7 +3,7 @@
 //! and the `reset` rows of a report given as input (a retry).
 
 use super::resolve::Target;
-use super::{Earlier, HeldIn};
+use super::{Earlier, EarlierPart, HeldIn};
 use crate::input::LeftOut;
 use crate::report::{Origin, ReportRow, Status};
 use crate::vault::JournalContents;
@@ -123,21 +123,20 @@ impl Resumed {
                         n
                     }),
                 per_client: false,
-                parts_intact: {
+                parts: {
                     let mut names = std::collections::HashSet::new();
                     contents
                         .parts
-                        .iter()
-                        .all(|p| names.insert(p.file.clone()) && p.is_intact())
+                        .into_iter()
+                        .map(|p| EarlierPart {
+                            intact: names.insert(p.file.clone()) && p.is_intact(),
+                            held: HeldIn {
+                                path: p.file,
+                                passwords: p.passwords,
+                            },
+                        })
+                        .collect()
                 },
-                parts: contents
-                    .parts
-                    .into_iter()
-                    .map(|p| HeldIn {
-                        path: p.file,
-                        passwords: p.passwords,
-                    })
-                    .collect(),
             }),
         }
     }
