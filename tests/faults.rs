@@ -1143,6 +1143,40 @@ fn a_part_file_that_is_no_longer_the_one_written_keeps_the_journal() {
     assert_last_passwords_in(&sim, &id, &[&journal, &output]);
 }
 
+/// Under a fixed name, the kept journal of a finished rotation is in the
+/// next run's way: said as such, never as a run to resume.
+#[test]
+fn a_finished_rotation_s_journal_under_a_fixed_name_is_not_called_unfinished() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let mut run = spawn_run(&sim, dir.path(), &output, &public, &["--rate", "40"]);
+    wait_for_resets(&sim, 3);
+    signal(&run, "-KILL");
+    run.wait().unwrap();
+    exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public)
+            .args(["--yes", "--resume", "--rate", "100"]),
+        0,
+    );
+    assert!(journal_of(&output).exists());
+    // The result handed over and moved away; the journal stays.
+    std::fs::rename(&output, dir.path().join("handed-over.age")).unwrap();
+    let resets = sim.resets().len();
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public)
+            .args(["--yes", "--rate", "100"]),
+        2,
+    );
+    assert!(
+        stderr.contains("holds passwords of a finished rotation"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--resume"), "{stderr}");
+    assert_eq!(sim.resets().len(), resets, "nothing reset");
+}
+
 #[test]
 fn a_rotation_finished_with_its_journal_kept_lets_the_next_run_start() {
     let Setup {

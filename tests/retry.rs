@@ -266,3 +266,52 @@ fn a_failing_portal_is_told_apart_from_bad_input() {
     assert!(!stderr.contains("--skip-unresolved"), "{stderr}");
     assert!(sim.resets().is_empty());
 }
+
+/// Rows that did not resolve because the portal failed their pages (every
+/// users table answers 503): the stop says nothing was reset and sends the
+/// operator to run again, not to fix the input or skip the rows.
+#[test]
+fn rows_the_portal_failed_to_show_are_not_the_input_s_to_fix() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--fail-page", "users"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let report = dir.path().join("report.csv");
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--rate", "100", "--report"])
+            .arg(&report),
+        2,
+    );
+    assert!(
+        stderr.contains("stopped: 2 rows did not resolve: nothing was reset"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "2 rows did not go through because the portal failed, not because of the input"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--skip-unresolved"), "{stderr}");
+    assert!(sim.resets().is_empty());
+    // Doing what it says, once the portal answers: the same command (the
+    // report of a run that reset nothing stands in nobody's way).
+    let healthy = Setup::new(&[]);
+    let stderr = exits_with(
+        run_cmd(
+            &healthy.sim,
+            &input,
+            &dir.path().join("out.age"),
+            &healthy.public,
+        )
+        .args(["--yes", "--rate", "100", "--report"])
+        .arg(&report),
+        0,
+    );
+    assert!(
+        stderr.contains("done: every licence asked for was reset"),
+        "{stderr}"
+    );
+}

@@ -362,6 +362,9 @@ pub struct SimArgs {
     /// Added latency for one kind of page, e.g. confirm=2000 (kinds as in --access-log), or one licence's, e.g. detail:FPC172908=2000; repeatable.
     #[arg(long, value_name = "KIND[:KEY]=MS", value_parser = page_latency)]
     pub page_latency: Vec<(String, u64)>,
+    /// Pages of one kind (as in --access-log), or of one licence or service (KIND:KEY), answered 503 every time; repeatable.
+    #[arg(long, value_name = "KIND[:KEY]")]
+    pub fail_page: Vec<String>,
     /// Fraction of requests answered 500/502/503 before any work.
     #[arg(long, value_name = "F", default_value = "0")]
     pub fail_rate: f64,

@@ -207,6 +207,11 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
              or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
             journal.display()
         ),
+        RotationError::FinishedJournalExists(journal) => format!(
+            "decrypt it (sip-rotate decrypt -i IDENTITY {}), hand those passwords over, then move it away; \
+             or give each run its own name (-o with %Y%m%d-%H%M%S)",
+            journal.display()
+        ),
         RotationError::NoJournal(_) => {
             "--resume finishes a run whose journal is there; without it, start a new run".into()
         }

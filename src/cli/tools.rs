@@ -169,6 +169,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
         handed_out: args.handed_out.clone(),
         twins: args.twins,
         page_latency: args.page_latency.clone(),
+        failing_pages: args.fail_page.clone(),
         identical_twins: args.identical_twins,
         hostile: crate::sim::Hostile {
             login_action: args.hostile_login_action.clone(),

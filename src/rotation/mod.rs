@@ -169,6 +169,10 @@ pub enum RotationError {
     NotAReport(PathBuf),
     #[error("{} exists: an earlier run did not finish, and its new passwords are in that journal", .0.display())]
     JournalExists(PathBuf),
+    /// The journal of a rotation that finished, kept because only it holds
+    /// some of its passwords: nothing to resume, but in the way.
+    #[error("{} exists: it holds passwords of a finished rotation that no other file holds", .0.display())]
+    FinishedJournalExists(PathBuf),
     #[error("there is no journal {} to resume from", .0.display())]
     NoJournal(PathBuf),
     #[error(
@@ -537,6 +541,8 @@ fn check_files(settings: &Settings, clients: &[String]) -> Result<(), RotationEr
                 .unwrap_or(false);
             return Err(if in_use {
                 RotationError::Vault(VaultError::JournalInUse { path: journal })
+            } else if crate::vault::read_journal(&journal).is_ok_and(|c| c.finished) {
+                RotationError::FinishedJournalExists(journal)
             } else {
                 RotationError::JournalExists(journal)
             });

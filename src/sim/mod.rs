@@ -66,6 +66,9 @@ pub struct SimConfig {
     /// Added latency for pages of one kind (`Route::kind`), or of one
     /// licence or service (`kind:key`), in milliseconds.
     pub page_latency: Vec<(String, u64)>,
+    /// Pages of one kind, or of one licence or service (`kind:key`), that
+    /// always fail (503): a portal failing where a test wants it.
+    pub failing_pages: Vec<String>,
     /// Twins look the same in every column (number and name too).
     pub identical_twins: bool,
     /// The words of the portal's labels: the guide's, or another wording.
@@ -145,6 +148,7 @@ impl SimConfig {
             hostile: Hostile::default(),
             twins: false,
             page_latency: Vec::new(),
+            failing_pages: Vec::new(),
             identical_twins: false,
             labels: crate::portal::labels::Labels::default(),
             reconnect_after: None,
@@ -770,6 +774,14 @@ async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     };
     if let Some((_, ms)) = sh.cfg.page_latency.iter().find(|(k, _)| this_page(k)) {
         tokio::time::sleep(Duration::from_millis(*ms)).await;
+    }
+    if sh.cfg.failing_pages.iter().any(|k| this_page(k)) {
+        sh.counters.lock().unwrap().injected_failures += 1;
+        return html(
+            v,
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message(v, "Erreur", "Le service est momentanément indisponible."),
+        );
     }
     if sh.roll(sh.cfg.fail_rate) {
         sh.counters.lock().unwrap().injected_failures += 1;
