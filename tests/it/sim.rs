@@ -2,9 +2,7 @@
 //! login, tokens, single-use confirmation, pagination, Post/Redirect/Get,
 //! and each fault, for both variants.
 
-mod common;
-
-use common::{LOGIN, PASSWORD, Sim};
+use crate::common::{LOGIN, PASSWORD, Sim};
 use reqwest::StatusCode;
 use scraper::{Html, Selector};
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec};
@@ -436,7 +434,7 @@ fn dataset_out_and_help_document_the_interface() {
     );
     assert_eq!(lines.count(), 15);
 
-    let help = std::process::Command::new(common::bin())
+    let help = std::process::Command::new(crate::common::bin())
         .args(["sim", "--help"])
         .output()
         .unwrap();

@@ -2,9 +2,7 @@
 //! render cleanly, completions a shell uses, systemd units systemd accepts,
 //! an example config the binary reads, and a version that names its commit.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 

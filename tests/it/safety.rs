@@ -5,9 +5,7 @@
 //! what is sent again after `Confirmer`, every file name tried before the
 //! first request, and no secret echoed by an error.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

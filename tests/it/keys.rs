@@ -3,9 +3,7 @@
 //! with the reference `age` CLI alone; `-` for standard input and output;
 //! `keygen` makes the folders it needs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -295,7 +293,7 @@ fn a_dash_is_standard_input_or_output_and_an_unreadable_file_is_said_in_words() 
     // with what to do.
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    let (other, _) = common::identity(&elsewhere);
+    let (other, _) = crate::common::identity(&elsewhere);
     let not_age = dir.path().join("not.age");
     std::fs::write(&not_age, "hello\n").unwrap();
     for (identity, file, says, hint) in [

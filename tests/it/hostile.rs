@@ -3,9 +3,7 @@
 //! refused before a byte is sent there, and the run stops), and an answer
 //! without end does not take the machine's memory.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::TcpListener;
 use std::path::Path;
 

@@ -2,9 +2,7 @@
 //! read, and every bad input is refused with file, line and column before
 //! the portal sees a single request.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec};
 use std::collections::HashSet;
 use std::path::Path;

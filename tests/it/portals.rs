@@ -5,9 +5,7 @@
 //! once with the right password, and `check` walks them, on both markups
 //! and when sessions expire.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
 

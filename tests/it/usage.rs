@@ -1,8 +1,6 @@
 //! The README's command reference is the output of `--help`: this test
-//! fails when they drift apart. `UPDATE_README=1 cargo test --test usage`
+//! fails when they drift apart. `UPDATE_README=1 cargo test --test it usage::`
 //! rewrites the README's copies.
-
-mod common;
 
 use std::process::Command;
 
@@ -11,7 +9,7 @@ const COMMANDS: [&str; 10] = [
 ];
 
 fn help(command: &str) -> String {
-    let mut c = Command::new(common::bin());
+    let mut c = Command::new(crate::common::bin());
     if !command.is_empty() {
         c.arg(command);
     }
@@ -77,7 +75,7 @@ fn readme_usage_matches_help() {
     }
     assert!(
         readme == expected,
-        "README.md's usage differs from --help; run UPDATE_README=1 cargo test --test usage and review the diff"
+        "README.md's usage differs from --help; run UPDATE_README=1 cargo test --test it usage:: and review the diff"
     );
 }
 

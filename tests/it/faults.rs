@@ -2,9 +2,7 @@
 //! faults on, killed, interrupted and resumed; journals cut at any byte;
 //! runs stopped early by the canary and `--max-failures`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

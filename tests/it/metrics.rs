@@ -2,9 +2,7 @@
 //! reads, parsed with a Prometheus text-format parser, its values checked
 //! against the run's report, after a success and after an interruption.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use prometheus_parse::{Scrape, Value};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

@@ -1,9 +1,7 @@
 //! On a terminal `run` says how many phones will be cut off and asks; the
 //! answer decides. The terminal is a pseudo-terminal made by `script(1)`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -3,9 +3,7 @@
 //! named with what the page shows instead, fixed with `--labels`; and
 //! `--capture` keeps every page without a secret.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;

@@ -3,9 +3,7 @@
 //! signal drops at once every request that changes nothing; a `Confirmer`
 //! in flight finishes, unless a second signal abandons it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -2,9 +2,7 @@
 //! text or JSON, nothing the portal handed out (session cookie, form token,
 //! new password) and not the portal password reaches stderr or stdout.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Every secret value the simulator handed out (`--handed-out`).
 fn handed_out(path: &std::path::Path) -> Vec<String> {

@@ -2,9 +2,7 @@
 //! over loopback, every password of the (decrypted) output checked against
 //! the simulator's truth file, for both portal variants.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

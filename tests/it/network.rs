@@ -1,9 +1,7 @@
 //! A portal address that cannot be reached: said in words, and tried again
 //! only when trying again may help (a certificate stays untrusted).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 

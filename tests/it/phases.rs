@@ -5,9 +5,7 @@
 //! though on a slow portal the canary walks up to it meanwhile. The order
 //! is read from the simulator's access log.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec, METACENTREX};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

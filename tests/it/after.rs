@@ -1,9 +1,7 @@
 //! After the reset: each client gets its own passwords, in a file only it
 //! (and the reseller) can read; and `status` follows the phones back online.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,7 @@
 //! command, dated output name), flags overriding it, and a lock that keeps
 //! two runs of one config apart.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

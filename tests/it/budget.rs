@@ -4,9 +4,7 @@
 //! pages; per session one login and, for sessions that search, the way to
 //! the search page. Nothing more.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sip_rotate::sim::dataset::{Dataset, DatasetSpec, METACENTREX};
 
 fn pages(items: usize, page_size: usize) -> u64 {

@@ -1,9 +1,7 @@
 //! After a partial run: its report fed back as the input retries exactly
 //! what was not reset; and the CSV files people open in a spreadsheet.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;

@@ -3,9 +3,7 @@
 //! journal removed only when every password it holds is in a complete
 //! result file; and what a late failure leaves still said truthfully.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -408,7 +406,7 @@ fn decrypt_reads_every_entry_it_can_and_names_the_others() {
     } = Setup::new(&["--latency-ms", "20"]);
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    let (_, other_public) = common::identity(&other);
+    let (_, other_public) = crate::common::identity(&other);
     // Two journals, each to its own recipient, made into one: entries that
     // one identity cannot open among those it can.
     let mut mixed = Vec::new();
