@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,16 +92,29 @@ fn on_a_terminal(command: &str, typed: &str) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // The prompt comes first: type once it had time to show.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    stdin.write_all(typed.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let stdin = child.stdin.take().unwrap();
+    // Typed once the prompt shows (echo is off by then), as a person does.
+    let mut stdout = child.stdout.take().unwrap();
+    let typed = typed.to_string();
+    let screen = std::thread::spawn(move || {
+        let mut screen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut prompt = Some(stdin);
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => screen.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&screen).contains("Passphrase")
+                && let Some(mut stdin) = prompt.take()
+            {
+                stdin.write_all(typed.as_bytes()).unwrap();
+            }
+        }
+        String::from_utf8_lossy(&screen).into_owned()
+    });
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    (code, screen.join().unwrap())
 }
 
 #[test]

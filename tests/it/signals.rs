@@ -40,6 +40,60 @@ fn ended(child: Child, since: Instant) -> (Option<i32>, String, Duration) {
     )
 }
 
+/// What a child writes on stderr, read as it comes.
+struct Said {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: std::cell::RefCell<String>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+fn said_on_stderr(child: &mut Child) -> Said {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = send.send(line);
+        }
+    });
+    Said {
+        lines,
+        seen: Default::default(),
+        reader,
+    }
+}
+
+impl Said {
+    /// Waits (bounded) for a line that holds `text`.
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.seen.borrow().contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("never said {text:?}: {}", self.seen.borrow()));
+            let mut seen = self.seen.borrow_mut();
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    }
+
+    /// Everything written, once the child ended.
+    fn all(self) -> String {
+        self.reader.join().unwrap();
+        let mut seen = self.seen.into_inner();
+        for line in self.lines.try_iter() {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    }
+}
+
 fn report_statuses(dir: &Path) -> Vec<String> {
     parse_csv(&std::fs::read(dir.join("report.csv")).unwrap())
         .into_iter()
@@ -96,13 +150,17 @@ fn a_confirmer_in_flight_finishes_after_the_first_signal_and_is_abandoned_at_the
     // The second: abandoned at once, its password unknown and said so.
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), &["--page-latency", "confirm=5000"]);
-    let child = spawn(&sim, dir.path(), &["--rate", "100"]);
+    let mut child = spawn(&sim, dir.path(), &["--rate", "100"]);
     wait_for_page(&sim, "confirm");
     let sent = Instant::now();
+    // The second signal once the first is taken (the run says so), not
+    // after a guess of how long that takes.
+    let said = said_on_stderr(&mut child);
     signal(&child, "-TERM");
-    std::thread::sleep(Duration::from_millis(200));
+    said.wait_for("stopping:");
     signal(&child, "-TERM");
-    let (code, stderr, took) = ended(child, sent);
+    let code = child.wait().unwrap().code();
+    let (stderr, took) = (said.all(), sent.elapsed());
     assert_eq!(code, Some(3), "{stderr}");
     assert!(took < Duration::from_secs(3), "abandoned in {took:?}");
     assert!(stderr.contains("abandoning"), "{stderr}");
