@@ -1,245 +1,9 @@
-//! What a person or a machine sees of a run: progress bars on a terminal,
-//! one JSON object per line with `--log-format json`, and the summary that
-//! says what was done and which file holds which passwords. Rendering only:
-//! every fact comes from the library's `Outcome` or `Plan`.
+//! The end of a run, for people and for machines: the headline first,
+//! then counts, requests, where the passwords are, and what to do.
 
-use super::Exit;
-use super::args::LogFormat;
-use super::logging;
-use super::settings::View;
-use crate::events::{Event, Observer, Question, ResolveProgress};
-use crate::portal::EngineRan;
-use crate::portal::Requests;
-use crate::report::{ReportRow, Status};
-use crate::rotation::{
-    EarlierPart, HeldIn, JournalFate, KeptBecause, LateProblem, Outcome, Plan, StopReason,
-};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
-use std::io::{BufRead, Write};
-use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
-use tokio::sync::oneshot;
+use super::*;
 
-/// Listens to a run and shows it as `view` says.
-pub struct Show {
-    view: View,
-    bars: Option<Bars>,
-}
-
-struct Bars {
-    all: MultiProgress,
-    resolving: ProgressBar,
-    resetting: Mutex<Option<(ProgressBar, usize)>>,
-}
-
-fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template)
-        .expect("static template")
-        .progress_chars("=> ")
-}
-
-/// A rate the portal may take better than `rate`, as `--rate` is written:
-/// half of it, and below what it let through (`achieved`, over the run,
-/// its pauses included) when that is known.
-pub fn gentler_rate(rate: f64, achieved: Option<f64>) -> String {
-    let gentler = match achieved {
-        Some(a) if a > 0.0 => (rate / 2.0).min(a * 0.8),
-        _ => rate / 2.0,
-    };
-    if gentler >= 1.0 {
-        format!("{}", gentler.floor())
-    } else {
-        let text = format!("{:.2}", gentler.max(0.01));
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
-impl Show {
-    /// `rate`: the run's `--rate`, for the advice the warnings give.
-    pub fn new(view: View, rate: f64) -> Show {
-        logging::advise_on_slow_down(format!("try --rate {} or lower", gentler_rate(rate, None)));
-        let bars = view.progress.then(|| {
-            let all = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            // Labelled from the first moment: the login comes first.
-            let resolving = all.add(ProgressBar::new(0));
-            resolving.set_style(style("{spinner} logging in to the portal ({elapsed})"));
-            resolving.enable_steady_tick(Duration::from_millis(200));
-            logging::show_bars(&all);
-            Bars {
-                all,
-                resolving,
-                resetting: Mutex::new(None),
-            }
-        });
-        Show { view, bars }
-    }
-
-    /// Logged in: the first bar shows the resolution from now on. Every
-    /// line fits the terminal (`wide_msg` takes what is left, cut short).
-    fn logged_in(&self) {
-        let Some(bars) = &self.bars else { return };
-        bars.resolving.set_style(style(
-            "{spinner} resolving [{bar:20}] ({elapsed}) {wide_msg}",
-        ));
-    }
-
-    fn resolving(&self, p: ResolveProgress) {
-        let Some(bars) = &self.bars else { return };
-        let bar = &bars.resolving;
-        if bar.length() == Some(0) {
-            // A command that says nothing of its login: its first read.
-            self.logged_in();
-        }
-        bar.set_length((p.clients + p.services) as u64);
-        bar.set_position((p.clients_read + p.services_read) as u64);
-        bar.set_message(format!(
-            "{}/{} clients, {}/{} services, {} pages",
-            p.clients_read, p.clients, p.services_read, p.services, p.pages
-        ));
-        if p.clients_read == p.clients && p.services_read == p.services {
-            bar.finish_and_clear();
-        }
-    }
-
-    fn planned(&self, n: usize) {
-        let Some(bars) = &self.bars else { return };
-        let mut resetting = bars.resetting.lock().unwrap_or_else(|e| e.into_inner());
-        let (bar, _) = resetting.get_or_insert_with(|| {
-            let bar = bars.all.add(ProgressBar::new(0));
-            bar.set_style(style(
-                "{spinner} resetting [{bar:20}] {pos}/{len} ({elapsed}, eta {eta}) {wide_msg}",
-            ));
-            bar.enable_steady_tick(Duration::from_millis(200));
-            (bar, 0)
-        });
-        bar.set_length(n as u64);
-    }
-
-    fn done(&self, row: &ReportRow) {
-        if let Some(bars) = &self.bars
-            && let Some((bar, failed)) = bars
-                .resetting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-        {
-            if row.status == Status::Failed {
-                *failed += 1;
-                bar.set_message(format!("{failed} failed"));
-            }
-            bar.inc(1);
-        }
-        if self.view.format == LogFormat::Json && !self.view.quiet {
-            json_line(licence_json(row));
-        }
-    }
-
-    /// Takes the bars off the screen, for good.
-    pub fn finish(&self) {
-        if let Some(bars) = &self.bars {
-            bars.resolving.finish_and_clear();
-            if let Some((bar, _)) = bars
-                .resetting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
-                bar.finish_and_clear();
-            }
-        }
-        logging::hide_bars();
-    }
-}
-
-impl Observer for Show {
-    fn event(&self, event: Event<'_>) {
-        match event {
-            Event::LoggedIn => self.logged_in(),
-            Event::Resolving(p) => self.resolving(p),
-            Event::Planned(n) => self.planned(n),
-            Event::Done(row) => self.done(row),
-        }
-    }
-
-    fn confirm(&self, question: &Question) -> oneshot::Receiver<bool> {
-        let (tx, rx) = oneshot::channel();
-        let n = question.resets;
-        let s = if n > 1 { "s" } else { "" };
-        let text = format!(
-            "About to reset {n} SIP password{s}: {} will be cut off until reconfigured. Continue? [y/N] ",
-            phones_in_use(question.in_use, question.state_unknown)
-        );
-        if let Some(bars) = &self.bars {
-            bars.resolving.finish_and_clear();
-        }
-        // A thread of its own: a run interrupted at the question does not
-        // wait for the answer.
-        std::thread::spawn(move || {
-            let _ = write!(std::io::stderr(), "{text}");
-            let _ = std::io::stderr().flush();
-            let mut answer = String::new();
-            let yes = std::io::stdin().lock().read_line(&mut answer).is_ok()
-                && matches!(
-                    answer.trim().to_lowercase().as_str(),
-                    "y" | "yes" | "o" | "oui"
-                );
-            let _ = tx.send(yes);
-        });
-        rx
-    }
-}
-
-/// One JSON object on one line of stderr, around the bars.
-pub fn json_line(mut value: serde_json::Value) {
-    if let Some(map) = value.as_object_mut() {
-        let mut line = serde_json::Map::new();
-        line.insert(
-            "timestamp".into(),
-            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        );
-        line.append(map);
-        value = serde_json::Value::Object(line);
-    }
-    logging::say(&value.to_string());
-}
-
-fn licence_json(row: &ReportRow) -> serde_json::Value {
-    json!({
-        "level": if row.status == Status::Failed { "WARN" } else { "INFO" },
-        "event": "licence",
-        "line": row.line,
-        "client_ref": row.client_ref,
-        "service_ref": row.service_ref,
-        "licence": row.licence,
-        "status": row.status.as_str(),
-        "confirmations": row.confirmations,
-        "requests": row.requests,
-        "session": row.session,
-        "detail": row.detail,
-    })
-}
-
-/// An error before or instead of a run: what went wrong, then what to do.
-pub fn error(format: LogFormat, message: &str, hint: Option<&str>) {
-    match format {
-        LogFormat::Text => {
-            logging::say(&format!("error: {message}"));
-            if let Some(hint) = hint {
-                logging::say(&format!("  hint: {hint}"));
-            }
-        }
-        LogFormat::Json => json_line(json!({
-            "level": "ERROR",
-            "event": "error",
-            "message": message,
-            "hint": hint,
-        })),
-    }
-}
-
-const STATUSES: [Status; 6] = [
+pub(super) const STATUSES: [Status; 6] = [
     Status::Reset,
     Status::Failed,
     Status::Unresolved,
@@ -248,7 +12,7 @@ const STATUSES: [Status; 6] = [
     Status::Planned,
 ];
 
-fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
+pub(super) fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
     STATUSES
         .iter()
         .map(|&s| (s, rows.iter().filter(|r| r.status == s).count()))
@@ -257,7 +21,7 @@ fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
 }
 
 /// The verb that goes with `n` things.
-fn is_are(n: usize) -> &'static str {
+pub(super) fn is_are(n: usize) -> &'static str {
     if n == 1 { "is" } else { "are" }
 }
 
@@ -268,7 +32,7 @@ pub fn count(n: usize, singular: &str, plural: &str) -> String {
 
 /// How many of the phones a run cuts off are in use: "12 phones in use",
 /// "3 phones in use and 5 of unknown État".
-fn phones_in_use(in_use: usize, unknown: usize) -> String {
+pub(super) fn phones_in_use(in_use: usize, unknown: usize) -> String {
     let phones = count(in_use, "phone", "phones");
     match unknown {
         0 => format!("{phones} in use"),
@@ -309,7 +73,7 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
 
 /// A part file of an earlier run, as the summary names it: one deleted
 /// or replaced since holds none of them any more.
-fn earlier_part(part: &EarlierPart) -> String {
+pub(super) fn earlier_part(part: &EarlierPart) -> String {
     let HeldIn { path, passwords } = &part.held;
     if part.intact {
         format!("{} holds {passwords} of them", path.display())
@@ -322,7 +86,7 @@ fn earlier_part(part: &EarlierPart) -> String {
 }
 
 /// Where the passwords are, one sentence a line: what people act on.
-fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
+pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
     let mut lines = Vec::new();
     let decrypt = |file: &Path| format!("sip-rotate decrypt -i IDENTITY {}", file.display());
@@ -471,7 +235,7 @@ fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
 }
 
 /// Why a run stopped, with the flag that sets the limit it hit.
-fn stop_text(why: &StopReason) -> String {
+pub(super) fn stop_text(why: &StopReason) -> String {
     match why {
         StopReason::MaxFailures { failed, limit } => {
             format!(
@@ -490,7 +254,7 @@ fn stop_text(why: &StopReason) -> String {
     }
 }
 
-fn late_problem(problem: &LateProblem) -> String {
+pub(super) fn late_problem(problem: &LateProblem) -> String {
     match problem {
         LateProblem::Report { path, why } => {
             format!("cannot write the report {}: {why}", path.display())
@@ -702,7 +466,7 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
 
 /// What to do when the portal answered 429: a rate below what it let
 /// through.
-fn slow_down_hint(o: &Outcome, rate: f64) -> Option<String> {
+pub(super) fn slow_down_hint(o: &Outcome, rate: f64) -> Option<String> {
     (o.requests.too_many > 0).then(|| {
         format!(
             "the portal asked to slow down {}: try --rate {} (or rate in the config)",
@@ -714,7 +478,7 @@ fn slow_down_hint(o: &Outcome, rate: f64) -> Option<String> {
 
 /// The summary's first line: whether the run did what it was asked, said
 /// before any detail, as the exit code says it.
-fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
+pub(super) fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
     use logging::Tone::{Bad, Good};
     // A row `*` that did not resolve stands for licences nobody counted:
     // it is a row, not a licence.
@@ -785,114 +549,4 @@ pub fn outcome(view: View, o: &Outcome, rate: f64, exit: Exit) {
         }
         LogFormat::Json => json_line(summary_json(o, rate, exit)),
     }
-}
-
-/// What `plan` found: one line per row on stdout, the summary on stderr.
-pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for t in &plan.targets {
-        writeln!(
-            out,
-            "line {}: reset {} ({}, SDA {}, {}, {}) of client {}, service {}",
-            t.line,
-            t.licence.licence,
-            t.licence.licence_type,
-            if t.licence.sda.is_empty() {
-                "none"
-            } else {
-                &t.licence.sda
-            },
-            t.licence.name,
-            if t.licence.state.is_empty() {
-                "state not shown"
-            } else {
-                &t.licence.state
-            },
-            t.client_ref,
-            t.service_ref
-        )?;
-    }
-    for r in plan.rows.iter().filter(|r| r.status != Status::Planned) {
-        writeln!(
-            out,
-            "line {}: {} {}: {}",
-            r.line,
-            r.status.as_str(),
-            r.licence,
-            r.detail
-        )?;
-    }
-    out.flush()?;
-    let unresolved = plan
-        .rows
-        .iter()
-        .filter(|r| r.status == Status::Unresolved)
-        .count();
-    let would = format!(
-        "run would reset {}: {} would be cut off until reconfigured",
-        count(plan.targets.len(), "licence", "licences"),
-        phones_in_use(plan.in_use, plan.state_unknown)
-    );
-    // A run resets nothing unless every row resolves; a plan that stopped
-    // (never got in, interrupted) knows nothing of what a run would reset.
-    let would = if plan.stopped.is_some() {
-        "what run would reset is not known: the plan stopped before every row resolved".to_string()
-    } else if unresolved > 0 && !plan.targets.is_empty() {
-        format!(
-            "run would reset nothing: {unresolved} row{} did not resolve; with --skip-unresolved, {would}",
-            if unresolved == 1 { "" } else { "s" }
-        )
-    } else {
-        would
-    };
-    match view.format {
-        LogFormat::Text => {
-            let counts: Vec<String> = counts(&plan.rows)
-                .iter()
-                .map(|(s, n)| format!("{n} {}", s.as_str()))
-                .collect();
-            logging::say(&format!(
-                "licences: {}",
-                if counts.is_empty() {
-                    "none".into()
-                } else {
-                    counts.join(", ")
-                }
-            ));
-            for l in requests_line(&plan.requests, plan.elapsed, rate) {
-                logging::say(&l);
-            }
-            if let Some(why) = &plan.stopped {
-                logging::say(&format!("stopped: {}", stop_text(why)));
-            }
-            for problem in &plan.problems {
-                logging::say(&late_problem(problem));
-            }
-            logging::say(&would);
-        }
-        LogFormat::Json => {
-            let counts: serde_json::Map<String, serde_json::Value> = counts(&plan.rows)
-                .into_iter()
-                .map(|(s, n)| (s.as_str().to_string(), json!(n)))
-                .collect();
-            json_line(json!({
-                "level": "INFO",
-                "event": "summary",
-                "licences": counts,
-                "requests": {
-                    "total": plan.requests.total(),
-                    "login": plan.requests.login,
-                    "resolve": plan.requests.resolve,
-                    "sessions": plan.requests.sessions,
-                    "engine": plan.requests.engine.name(),
-                },
-                "elapsed_seconds": plan.elapsed.as_secs_f64(),
-                "stopped": plan.stopped.as_ref().map(stop_text),
-                "would_reset": plan.stopped.is_none().then_some(plan.targets.len()),
-                "in_use": plan.in_use,
-                "state_unknown": plan.state_unknown,
-            }));
-        }
-    }
-    Ok(())
 }

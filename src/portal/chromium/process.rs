@@ -1,0 +1,471 @@
+//! The browser's process: started in its own process group with a fresh
+//! 0700 profile, ended with the run (every signal the run handles), and
+//! its profile removed; none outlives the run.
+
+use super::*;
+
+/// Every browser this process started, by process group, with its profile:
+/// whatever path the process leaves by (the end of a command, a signal that
+/// exits at once), `end_all` ends them and removes their profiles.
+pub(super) static STARTED: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Ends the browser of process group `group` (all its processes), waits
+/// until none is left running, and removes its profile.
+pub(super) fn end(group: i32, profile: &Path) {
+    // SAFETY: signals to a group this process made for the browser.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        // Reap the group's leader if it is ours; the others are the init's.
+        // SAFETY: a non-blocking wait on a child of this process.
+        unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
+        if !browser_running(group, profile) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_dir_all(profile);
+}
+
+/// Whether a process of the browser still runs: one of `group`, or one
+/// that left it but names the profile (Chromium's crash handler makes a
+/// session of its own; it is ended here too). A zombie does not count:
+/// its files are closed, and its reaping is up to whoever inherited it (an
+/// init that reaps slowly once held every run a second and more at its end).
+pub(super) fn browser_running(group: i32, profile: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // SAFETY: signal 0 only asks whether the group still has a process.
+        return unsafe { libc::kill(-group, 0) } == 0;
+    };
+    let profile = profile.as_os_str().as_encoded_bytes();
+    let mut running = false;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (name) state ppid pgrp ...": the name may hold anything.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = fields.split_whitespace();
+        let state = fields.next();
+        if matches!(state, Some("Z") | Some("X")) {
+            continue;
+        }
+        if fields.nth(1).and_then(|g| g.parse::<i32>().ok()) == Some(group) {
+            running = true;
+            continue;
+        }
+        let names_profile = std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|cmd| cmd.windows(profile.len()).any(|w| w == profile));
+        if names_profile && !profile.is_empty() {
+            // SAFETY: a process of the browser this run started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            running = true;
+        }
+    }
+    running
+}
+
+/// Ends every browser this process started and removes their profiles:
+/// called on every way out of the process.
+pub fn end_all() {
+    // Ended under the lock: a way out taken meanwhile (a third signal while
+    // a command ends) waits until the profiles are gone, not just listed.
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    for (group, profile) in started.iter() {
+        end(*group, profile);
+    }
+    started.clear();
+}
+
+/// The browser of a run: one process (and its children), one profile.
+pub struct Chromium {
+    pub(super) cdp: chromiumoxide::Browser,
+    pub(super) handler: tokio::task::JoinHandle<()>,
+    pub(super) child: std::process::Child,
+    pub(super) profile: Option<tempfile::TempDir>,
+}
+
+/// The browser to use: `--browser`, else `SIP_ROTATE_BROWSER`, else the
+/// distribution's.
+pub fn executable(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SIP_ROTATE_BROWSER").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("chromium"))
+}
+
+/// Whether `program` can be run: a path to an executable, or a name on PATH.
+pub fn installed(program: &Path) -> bool {
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    };
+    if program.components().count() > 1 {
+        return runnable(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
+}
+
+impl Chromium {
+    /// Starts `executable` headless with a fresh profile, and connects.
+    pub async fn launch(
+        executable: &Path,
+        timeout: Duration,
+        hosts: &[String],
+    ) -> Result<Chromium, EngineError> {
+        if !installed(executable) {
+            return Err(EngineError::NotInstalled(executable.to_path_buf()));
+        }
+        let start = |why: String| EngineError::Start {
+            path: executable.to_path_buf(),
+            why,
+        };
+        // 0700 (set here: the builder follows the umask), removed at the end.
+        let profile = tempfile::Builder::new()
+            .prefix("sip-rotate-browser-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| start(format!("cannot make its profile folder: {e}")))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(profile.path(), std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| start(format!("cannot make its profile folder private: {e}")))?;
+        }
+        let mut command = std::process::Command::new(executable);
+        command
+            .args([
+                "--headless=new",
+                "--disable-gpu",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--disable-default-apps",
+                "--disable-quic",
+                "--disable-breakpad",
+                "--disable-crash-reporter",
+                // Site isolation is off: the browser shows documents of
+                // one origin, the portal's, and a renderer process for each
+                // session only took the two cores from the portal's rate.
+                "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication,site-per-process,IsolateOrigins",
+                "--disable-site-isolation-trials",
+                // No GPU process of its own (nothing is looked at), and
+                // the sessions' pages, all hidden, not slowed down as such.
+                "--in-process-gpu",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
+                "--disk-cache-size=1",
+                "--media-cache-size=1",
+                "--password-store=basic",
+                "--use-mock-keychain",
+                "--mute-audio",
+                "--hide-scrollbars",
+            ])
+            // Every other name fails to resolve: the browser's own
+            // background lookups, and any request that would not pass the
+            // origin check, never leave the machine as a DNS query.
+            .arg(format!(
+                "--host-resolver-rules=MAP * ~NOTFOUND{}",
+                hosts
+                    .iter()
+                    .map(|h| format!(", EXCLUDE {h}"))
+                    .collect::<String>()
+            ))
+            .arg("--dns-prefetch-disable")
+            // Renderers shared by the sessions: one a core (more only
+            // took memory and time switching between them).
+            .arg(format!(
+                "--renderer-process-limit={}",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
+            .arg("about:blank")
+            // Whatever the browser writes outside its profile (its singleton
+            // socket, a crash handler's database, config) goes inside it too.
+            .env("TMPDIR", profile.path())
+            .env("HOME", profile.path())
+            .env("XDG_CONFIG_HOME", profile.path().join("config"))
+            .env("XDG_CACHE_HOME", profile.path().join("cache"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            // A group of its own: killed whole, children included.
+            .process_group(0);
+        // As root there is no sandbox to drop into: Chromium refuses to
+        // start without this flag then.
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--no-sandbox");
+        }
+        // SAFETY: prctl with constant arguments, in the child before exec;
+        // the browser dies with sip-rotate, whatever kills it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let pipes = pipe::Pipes::new().map_err(|e| start(format!("cannot open its pipes: {e}")))?;
+        pipes.give_to(&mut command);
+        let mut child = command.spawn().map_err(|e| start(e.to_string()))?;
+        STARTED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((child.id() as i32, profile.path().to_path_buf()));
+        let stderr = child.stderr.take().expect("piped");
+        // What it says is drained unread: never in our output or logs.
+        std::thread::spawn(move || std::io::copy(&mut { stderr }, &mut std::io::sink()));
+        let kill = |child: std::process::Child| forget(child.id() as i32);
+        let ws = match pipes.bridge().await {
+            Ok(ws) => ws,
+            Err(e) => {
+                kill(child);
+                return Err(start(format!("cannot reach its DevTools pipe: {e}")));
+            }
+        };
+        let config = HandlerConfig {
+            // The portal's certificate is checked as the HTTP engine checks it.
+            ignore_https_errors: false,
+            request_intercept: true,
+            cache_enabled: false,
+            request_timeout: timeout,
+            ..HandlerConfig::default()
+        };
+        let (cdp, mut handler) = match chromiumoxide::Browser::connect_with_config(ws, config).await
+        {
+            Ok(connected) => connected,
+            Err(e) => {
+                kill(child);
+                return Err(start(e.to_string()));
+            }
+        };
+        let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        // Its first answer says it started (a browser that cannot start
+        // closes the pipe, and this fails).
+        let ready = tokio::time::timeout(timeout.max(Duration::from_secs(20)), cdp.version());
+        if !matches!(ready.await, Ok(Ok(_))) {
+            handler.abort();
+            kill(child);
+            return Err(start("it gave no answer over DevTools".into()));
+        }
+        Ok(Chromium {
+            cdp,
+            handler,
+            child,
+            profile: Some(profile),
+        })
+    }
+
+    /// A new session: a browser context of its own (its own cookies, or
+    /// those `handed` by the HTTP session it carries on) with one page,
+    /// every request of which goes through `throttle`.
+    pub async fn session(
+        &self,
+        throttle: Arc<Throttle>,
+        origin: url::Origin,
+        allowed: Arc<Vec<url::Origin>>,
+        sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
+        interruptions: crate::portal::Interruptions,
+        handed: Option<crate::portal::transport::HandedCookies>,
+    ) -> Result<Tab, EngineError> {
+        let protocol = |e: chromiumoxide::error::CdpError| EngineError::Protocol(e.to_string());
+        let context = self
+            .cdp
+            .create_browser_context(CreateBrowserContextParams::default())
+            .await
+            .map_err(protocol)?;
+        let page = self
+            .cdp
+            .new_page(
+                CreateTargetParams::builder()
+                    .url("about:blank")
+                    .browser_context_id(context)
+                    .build()
+                    .map_err(EngineError::Protocol)?,
+            )
+            .await
+            .map_err(protocol)?;
+        // WebSockets are not paused in the Fetch domain: none is opened.
+        page.execute(
+            chromiumoxide::cdp::browser_protocol::network::SetBlockedUrLsParams::builder()
+                .url_pattern(BlockPattern::new("ws://*:*/*", true))
+                .url_pattern(BlockPattern::new("wss://*:*/*", true))
+                .build(),
+        )
+        .await
+        .map_err(protocol)?;
+        if let Some(handed) = handed {
+            // Host-only, for the whole portal, readable by its scripts as
+            // they were (the jar does not say otherwise): a portal whose
+            // cookies were narrower still gets its own back on its pages.
+            let secure = handed.url.scheme() == "https";
+            let cookies = handed
+                .pairs
+                .iter()
+                .map(|(name, value)| {
+                    CookieParam::builder()
+                        .name(name.as_str())
+                        .value(value.as_str())
+                        .url(handed.url.as_str())
+                        .path("/")
+                        .secure(secure)
+                        .build()
+                        .map_err(EngineError::Protocol)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            page.execute(SetCookiesParams::new(cookies))
+                .await
+                .map_err(protocol)?;
+        }
+        let page = Arc::new(page);
+        let watch = Arc::new(Watch::default());
+        let mut tasks = Vec::new();
+        // Every request waits for its turn at the run's throttle.
+        let mut paused = page
+            .event_listener::<EventRequestPaused>()
+            .await
+            .map_err(protocol)?;
+        {
+            let (page, watch) = (page.clone(), watch.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(event) = paused.next().await {
+                    // A step that may commit is cut short by the second
+                    // interruption only: its result page must come back.
+                    let waiting = if watch.committing.load(Ordering::SeqCst) {
+                        interruptions.confirmations.clone()
+                    } else {
+                        interruptions.reads.clone()
+                    };
+                    let (page, watch, throttle, origin, allowed, sent) = (
+                        page.clone(),
+                        watch.clone(),
+                        throttle.clone(),
+                        origin.clone(),
+                        allowed.clone(),
+                        sent.clone(),
+                    );
+                    tokio::spawn(async move {
+                        let verdict =
+                            admit(&event, &throttle, &origin, &allowed, &watch, &waiting).await;
+                        if verdict.is_ok() {
+                            let phase = watch.phase.load(Ordering::Relaxed) as usize;
+                            sent[phase.min(2)].fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = match verdict {
+                            Ok(()) => page
+                                .execute(ContinueRequestParams::new(event.request_id.clone()))
+                                .await
+                                .map(|_| ()),
+                            Err(reason) => page
+                                .execute(FailRequestParams::new(event.request_id.clone(), reason))
+                                .await
+                                .map(|_| ()),
+                        };
+                    });
+                }
+            }));
+        }
+        // Requests in flight, and the answers to the page's own requests.
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventRequestWillBeSent| {
+                let document = e.r#type == Some(ResourceType::Document);
+                let mut pending = watch.pending.lock().unwrap();
+                // A redirect reuses the request: it is still one in flight.
+                if e.redirect_response.is_some() {
+                    if document {
+                        watch.redirects.fetch_add(1, Ordering::SeqCst);
+                        watch
+                            .first_redirect
+                            .lock()
+                            .unwrap()
+                            .get_or_insert_with(|| e.request.url.clone());
+                    }
+                    return;
+                }
+                let path = Url::parse(&e.request.url)
+                    .map(|u| u.path().to_string())
+                    .unwrap_or_default();
+                pending.started(e.request_id.inner(), e.loader_id.inner(), document, path);
+            })
+            .await
+            .map_err(protocol)?,
+        );
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventLoadingFinished| {
+                watch.pending.lock().unwrap().ended(e.request_id.inner());
+            })
+            .await
+            .map_err(protocol)?,
+        );
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventLoadingFailed| {
+                watch.pending.lock().unwrap().ended(e.request_id.inner());
+            })
+            .await
+            .map_err(protocol)?,
+        );
+        tasks.push(
+            follow(&page, &watch, |watch, e: &EventResponseReceived| {
+                let kind = match e.r#type {
+                    ResourceType::Document => Answered::Document,
+                    ResourceType::Xhr | ResourceType::Fetch => Answered::Script,
+                    _ => return,
+                };
+                let retry_after = e.response.headers.inner().as_object().and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                        .and_then(|(_, v)| v.as_str()?.trim().parse::<u64>().ok())
+                });
+                watch.answers.lock().unwrap().push(Answer {
+                    kind,
+                    status: e.response.status as u16,
+                    retry_after,
+                });
+            })
+            .await
+            .map_err(protocol)?,
+        );
+        Ok(Tab {
+            page,
+            watch,
+            tasks,
+            screenshots: false,
+        })
+    }
+}
+
+/// Ends the browser of `group` and takes it off the list.
+pub(super) fn forget(group: i32) {
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = started.iter().position(|(g, _)| *g == group) {
+        // Off the list only once its profile is gone (see `end_all`).
+        end(group, &started[i].1);
+        started.swap_remove(i);
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        self.handler.abort();
+        forget(self.child.id() as i32);
+        let _ = self.child.try_wait();
+        // The profile went with the browser; the folder's guard is spent.
+        if let Some(profile) = self.profile.take() {
+            let _ = profile.keep();
+        }
+    }
+}

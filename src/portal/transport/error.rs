@@ -1,0 +1,240 @@
+//! What a request's failure means: transient or permanent, said in words
+//! a person understands (certificates, names, refused connections).
+
+use super::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No answer, a cut connection, a timeout or a 5xx: the request may or may not have been done.
+    #[error("no usable answer from the portal ({0})")]
+    Transient(String),
+    /// The portal refused a form (403): typically a token of an ended session.
+    #[error("the portal refused the request (403 Forbidden)")]
+    Forbidden,
+    /// An answer that is neither a page nor a redirect, to a request for
+    /// the path named (no query: it may hold a form's values).
+    #[error("the portal answered {0} to {1}")]
+    Status(StatusCode, String),
+    #[error("the portal kept asking to slow down (429) after {0} pauses")]
+    RateLimited(usize),
+    #[error("too many redirects")]
+    TooManyRedirects,
+    #[error("cannot reach the portal: {0}")]
+    Connect(String),
+    /// The portal's address could not be reached, for a reason said in
+    /// words: nothing was sent.
+    #[error("{0}")]
+    Unreachable(Unreachable),
+    /// Cut short by Ctrl-C or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+    /// The browser engine could not be started or driven.
+    #[error("{0}")]
+    Engine(String),
+    #[error("the portal's answer is larger than {0} MiB: refused")]
+    TooLarge(usize),
+    /// A redirect, a link or a form leads outside the portal's origin: the
+    /// login, the session and the passwords are trusted to that origin only.
+    #[error(
+        "the portal's page leads to {to}, outside the portal's own address {origin}: refused, nothing was sent there"
+    )]
+    ForeignOrigin { to: String, origin: String },
+    /// The browser refused a request of the page to another origin: a
+    /// script or a style may be let through (`--allow-origin`), nothing else.
+    #[error("{}", foreign_resource(to, kind, allowable))]
+    ForeignResource {
+        /// Its origin and path (no query).
+        to: String,
+        /// What the browser asked it for (Script, Stylesheet, XHR, …).
+        kind: String,
+        /// A script or a style, which `--allow-origin` may let through.
+        allowable: Option<String>,
+    },
+}
+
+pub(super) fn foreign_resource(to: &str, kind: &str, allowable: &Option<String>) -> String {
+    match allowable {
+        Some(origin) => format!(
+            "the portal's page loads {to} ({kind}) from another origin: refused; if that is the portal's own (a CDN), let its scripts and styles through with --allow-origin {origin}"
+        ),
+        None => format!(
+            "the portal's page asks {to} ({kind}), outside the portal's own origin: refused, nothing was sent there"
+        ),
+    }
+}
+
+/// Why the portal's address could not be reached. A certificate, a
+/// protocol or a name that is wrong stays wrong: not retried. Nothing
+/// listening, or no answer to the connection, may pass: retried briefly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    #[error(
+        "the portal's certificate is not trusted ({0}): check the --portal address; a portal whose certificate comes from a private authority needs that authority's certificate in SSL_CERT_FILE (a PEM file)"
+    )]
+    Certificate(String),
+    #[error(
+        "the portal's address answers, but not with TLS: check the --portal address (https:// to a plain http port?)"
+    )]
+    NotTls,
+    #[error("the secure connection to the portal failed ({0}): check the --portal address")]
+    Tls(String),
+    #[error(
+        "the portal's host name is not known (no DNS answer): check the --portal address and this machine's name servers"
+    )]
+    UnknownHost,
+    #[error(
+        "nothing answers at the portal's address (connection refused): check the --portal address and port, and that the portal is up"
+    )]
+    Refused,
+    #[error(
+        "the portal's address gives no answer (the connection timed out): check the --portal address, and any firewall or proxy in the way"
+    )]
+    NoAnswer,
+}
+
+impl Unreachable {
+    /// Whether trying again a moment later may help.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, Unreachable::Refused | Unreachable::NoAnswer)
+    }
+}
+
+/// How many times a connection that nothing answered is tried again, and
+/// the longest wait between: a portal that is down is said in seconds.
+pub(super) const UNREACHABLE_RETRIES: usize = 2;
+pub(super) const UNREACHABLE_WAIT: Duration = Duration::from_millis(500);
+
+impl TransportError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Transient(_) => true,
+            TransportError::Unreachable(u) => u.may_pass(),
+            _ => false,
+        }
+    }
+
+    /// Whether every request of the run would fail the same way.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, TransportError::Unreachable(u) if !u.may_pass())
+    }
+}
+
+/// The wait before the next try (`None`: no more): the backoff's, but
+/// short and few for a connection nothing answered.
+pub(super) fn next_wait(
+    unreachable_tries: &mut usize,
+) -> impl FnMut(&TransportError, Option<Duration>) -> Option<Duration> + '_ {
+    move |e, wait| match e {
+        TransportError::Unreachable(_) => {
+            *unreachable_tries += 1;
+            (*unreachable_tries <= UNREACHABLE_RETRIES)
+                .then(|| wait.unwrap_or(UNREACHABLE_WAIT).min(UNREACHABLE_WAIT))
+        }
+        _ => wait,
+    }
+}
+
+/// What an answer that is no page and no redirect means, by its status
+/// (both engines): a 5xx is transient, a 403 a refused form token, any
+/// other failure an answer read.
+pub(super) fn refusal(status: StatusCode, req: &Req) -> Option<TransportError> {
+    if status.is_server_error() {
+        Some(TransportError::Transient(status.to_string()))
+    } else if status == StatusCode::FORBIDDEN {
+        Some(TransportError::Forbidden)
+    } else if !status.is_success() {
+        Some(TransportError::Status(status, req.path()))
+    } else {
+        None
+    }
+}
+
+pub(super) fn classify(e: reqwest::Error) -> TransportError {
+    if e.is_builder() {
+        TransportError::Connect(source_text(e))
+    } else if let Some(why) = unreachable(&e) {
+        TransportError::Unreachable(why)
+    } else if e.is_connect() && !e.is_timeout() {
+        // Refused before anything was sent: nothing was done, but it is worth retrying too.
+        TransportError::Transient(format!("connection failed: {}", source_text(e)))
+    } else {
+        TransportError::Transient(source_text(e))
+    }
+}
+
+/// Why a connection could not be made, from the error's causes: TLS's
+/// own error, the system's (refused), the resolver's.
+pub(super) fn unreachable(e: &reqwest::Error) -> Option<Unreachable> {
+    if !e.is_connect() {
+        return None;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        // An I/O error shows the error it wraps (another I/O error, TLS's),
+        // but does not give it as its source: dug out here.
+        let mut inner = Some(c);
+        while let Some(candidate) = inner {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(match tls {
+                    rustls::Error::InvalidCertificate(why) => {
+                        Unreachable::Certificate(certificate_problem(why))
+                    }
+                    rustls::Error::InvalidMessage(_)
+                    | rustls::Error::InappropriateMessage { .. } => Unreachable::NotTls,
+                    other => Unreachable::Tls(other.to_string()),
+                });
+            }
+            let io = candidate.downcast_ref::<std::io::Error>();
+            if io.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+                return Some(Unreachable::Refused);
+            }
+            inner = io
+                .and_then(|io| io.get_ref())
+                .map(|w| w as &(dyn std::error::Error + 'static));
+        }
+        cause = c.source();
+    }
+    // Only looked at, never shown: the URL in it does not matter.
+    let text = chain_text(e);
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        return Some(Unreachable::UnknownHost);
+    }
+    e.is_timeout().then_some(Unreachable::NoAnswer)
+}
+
+/// What is wrong with a certificate, in words.
+pub(super) fn certificate_problem(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match why {
+        C::UnknownIssuer => "signed by an authority this machine does not trust".into(),
+        C::Expired | C::ExpiredContext { .. } => "expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "made for another name than the portal's".into()
+        }
+        C::Revoked => "revoked".into(),
+        C::BadSignature => "its signature does not verify".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "not made for a web server".into(),
+        // webpki's own words for a self-signed certificate.
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => "self-signed".into(),
+        C::Other(other) => other.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// An error and its causes, joined.
+pub(super) fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The error and its causes, without the URL (which could carry a query).
+pub(super) fn source_text(e: reqwest::Error) -> String {
+    chain_text(&e.without_url())
+}
