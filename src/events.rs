@@ -49,16 +49,6 @@ pub trait Observer: Sync {
     fn confirm(&self, question: &Question) -> oneshot::Receiver<bool>;
 }
 
-/// An observer that hears nothing and answers no.
-pub struct Silent;
-
-impl Observer for Silent {
-    fn event(&self, _: Event<'_>) {}
-    fn confirm(&self, _: &Question) -> oneshot::Receiver<bool> {
-        oneshot::channel().1
-    }
-}
-
 /// What stops a run: `stop` at the first signal (no new reset, pending
 /// reads dropped, the `Confirmer` in flight finishes), `abort` at the
 /// second (the `Confirmer` in flight is abandoned too). The portal client

@@ -13,15 +13,15 @@
 
 pub mod cli;
 pub(crate) mod dialect;
-pub mod events;
+pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod input;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod phone;
 pub mod portal;
 pub(crate) mod report;
 pub mod rotation;
-pub mod scrub;
+pub(crate) mod scrub;
 pub mod sim;
 pub mod status;
 pub(crate) mod vault;

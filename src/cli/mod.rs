@@ -3,17 +3,17 @@
 //! `demo`), what it returns shown (`render`, `logging`). The library's
 //! errors say what is wrong; the hints that say what to do are added here.
 
-pub mod args;
-pub mod check;
-pub mod demo;
-pub mod generate;
-pub mod logging;
+mod args;
+mod check;
+mod demo;
+mod generate;
+mod logging;
 mod manual;
-pub mod render;
-pub mod run;
-pub mod settings;
-pub mod status;
-pub mod tools;
+mod render;
+mod run;
+mod settings;
+mod status;
+mod tools;
 
 use crate::files::PathProblem;
 use crate::rotation::{FileRole, LockError, RotationError};
@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 /// Exit codes, as the README lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Every requested reset was done.
     AllDone = 0,
     /// The run went to its end, but not everything went well.
@@ -121,7 +121,7 @@ fn text_refusal(e: anyhow::Error) -> Exit {
 }
 
 /// Shows an error that stopped a command before it did anything (exit 2).
-pub fn refused(format: LogFormat, e: &anyhow::Error) -> Exit {
+pub(crate) fn refused(format: LogFormat, e: &anyhow::Error) -> Exit {
     render::error(format, &described(e), hint(e).as_deref());
     Exit::NothingDone
 }
@@ -147,7 +147,7 @@ fn described(e: &anyhow::Error) -> String {
 /// that the JSON error's `hint` holds the advice, not its `message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}")]
-pub struct Advised {
+pub(crate) struct Advised {
     pub what: String,
     pub hint: String,
 }
