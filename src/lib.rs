@@ -109,6 +109,26 @@ mod architecture {
         }
     }
 
+    /// What ARCHITECTURE.md promises: the pieces a run uses know nothing
+    /// of the run, of the follow-up or of the command line.
+    #[test]
+    fn the_pieces_of_a_run_know_nothing_of_the_run() {
+        let graph = imports();
+        let pieces = [
+            "portal", "vault", "report", "metrics", "input", "files", "scrub", "phone", "dialect",
+            "events",
+        ];
+        for piece in pieces {
+            for above in ["rotation", "status", "cli"] {
+                assert!(
+                    !graph[piece].contains(above),
+                    "{piece} imports {above}: {:?}",
+                    graph[piece]
+                );
+            }
+        }
+    }
+
     #[test]
     fn only_the_command_line_uses_the_simulator() {
         for (module, deps) in imports() {
