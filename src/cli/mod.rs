@@ -4,16 +4,12 @@
 //! errors say what is wrong; the hints that say what to do are added here.
 
 mod args;
-mod check;
-mod demo;
-mod generate;
+mod commands;
 mod logging;
 mod manual;
 mod render;
-mod run;
 mod settings;
-mod status;
-mod tools;
+mod signals;
 
 use crate::files::PathProblem;
 use crate::rotation::{FileRole, LockError, RotationError};
@@ -97,16 +93,18 @@ pub fn main() -> ExitCode {
     };
     let exit = runtime.block_on(async {
         match cli.command {
-            args::Command::Run(a) => run::run(a).await.0,
-            args::Command::Plan(a) => run::plan(a).await.0,
-            args::Command::Check(a) => check::check(a).await.0,
-            args::Command::Labels => check::labels().unwrap_or_else(text_refusal),
-            args::Command::Status(a) => status::status(a).await.0,
-            args::Command::Decrypt(a) => tools::decrypt(a).unwrap_or_else(text_refusal),
-            args::Command::Keygen(a) => tools::keygen(a).unwrap_or_else(text_refusal),
-            args::Command::Sim(a) => tools::sim(a).await.unwrap_or_else(text_refusal),
-            args::Command::Demo(a) => demo::demo(a).await.unwrap_or_else(text_refusal),
-            args::Command::Generate(g) => generate::generate(g).unwrap_or_else(text_refusal),
+            args::Command::Run(a) => commands::run::run(a).await.0,
+            args::Command::Plan(a) => commands::plan::plan(a).await.0,
+            args::Command::Check(a) => commands::check::check(a).await.0,
+            args::Command::Labels => commands::labels::labels().unwrap_or_else(text_refusal),
+            args::Command::Status(a) => commands::status::status(a).await.0,
+            args::Command::Decrypt(a) => commands::decrypt::decrypt(a).unwrap_or_else(text_refusal),
+            args::Command::Keygen(a) => commands::keygen::keygen(a).unwrap_or_else(text_refusal),
+            args::Command::Sim(a) => commands::sim::sim(a).await.unwrap_or_else(text_refusal),
+            args::Command::Demo(a) => commands::demo::demo(a).await.unwrap_or_else(text_refusal),
+            args::Command::Generate(g) => {
+                commands::generate::generate(g).unwrap_or_else(text_refusal)
+            }
         }
     });
     // Leave tasks still waiting on the portal behind rather than waiting for them.

@@ -159,4 +159,3 @@ pub(crate) fn problem(page: &'static str, p: Problem) -> PortalError {
         Problem::Mismatch(what) => PortalError::Contract { page, what },
     }
 }
-

@@ -53,12 +53,12 @@ mod reset_walk;
 mod sessions;
 mod walk;
 
-pub use error::{AfterUnknown, PortalError, Problem, Remedy, ResetError};
 pub(crate) use error::problem;
-pub use sessions::{Lease, Portal, Priority};
+pub use error::{AfterUnknown, PortalError, Problem, Remedy, ResetError};
 pub(crate) use sessions::Handover;
-pub use walk::Browser;
 use sessions::*;
+pub use sessions::{Lease, Portal, Priority};
+pub use walk::Browser;
 
 /// The profile chosen on the login page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,6 @@ pub struct NewPassword {
     pub earlier: bool,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,4 +360,3 @@ mod tests {
         assert!(again.await.is_ok());
     }
 }
-

@@ -187,7 +187,11 @@ impl Browser {
 
     /// Logs in from the page at `address`: the login page, or (at the
     /// portal's address) home if the session is still open.
-    pub(super) async fn login_from(&self, address: Url, shortcut: Shortcut) -> Result<Url, PortalError> {
+    pub(super) async fn login_from(
+        &self,
+        address: Url,
+        shortcut: Shortcut,
+    ) -> Result<Url, PortalError> {
         let l = &self.shared.labels;
         let fetched = self
             .transport

@@ -10,16 +10,16 @@
 //! (bad input, a file in the way, a lock held) is a `RotationError`, and
 //! then no request was sent.
 
+mod error;
+mod finish;
 mod lock;
+mod outcome;
 pub mod outputs;
+mod plan;
+mod preflight;
 mod reset;
 pub(crate) mod resolve;
 mod resume;
-mod error;
-mod finish;
-mod outcome;
-mod plan;
-mod preflight;
 mod settings;
 
 pub use error::*;
@@ -343,7 +343,6 @@ impl Run<'_> {
             stranded: Stranded::default(),
         })
     }
-
 }
 
 /// What the resets did, for the outcome.

@@ -232,7 +232,11 @@ impl Shared {
     }
 
     /// Takes the pending notification if it is for one of `licences`.
-    pub(super) fn take_flash(&self, session: &str, shown_for: impl Fn(usize) -> bool) -> Option<String> {
+    pub(super) fn take_flash(
+        &self,
+        session: &str,
+        shown_for: impl Fn(usize) -> bool,
+    ) -> Option<String> {
         let mut st = self.state.lock().unwrap();
         let s = st.sessions.get_mut(session)?;
         let shown = match &s.flash {

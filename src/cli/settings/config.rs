@@ -170,7 +170,11 @@ impl Loaded {
     }
 
     /// The flag's path, else the file's.
-    pub(super) fn path_or(&self, flag: Option<&PathBuf>, from_file: Option<&PathBuf>) -> Option<PathBuf> {
+    pub(super) fn path_or(
+        &self,
+        flag: Option<&PathBuf>,
+        from_file: Option<&PathBuf>,
+    ) -> Option<PathBuf> {
         flag.cloned().or_else(|| from_file.map(|p| self.resolve(p)))
     }
 }

@@ -15,8 +15,7 @@ fn plain_http_only_on_loopback() {
 
 #[test]
 fn date_fields_are_replaced_and_bad_ones_refused() {
-    let now =
-        chrono::TimeZone::with_ymd_and_hms(&chrono::Local, 2026, 11, 26, 3, 30, 0).unwrap();
+    let now = chrono::TimeZone::with_ymd_and_hms(&chrono::Local, 2026, 11, 26, 3, 30, 0).unwrap();
     assert_eq!(
         dated("rotation-%Y%m%d.csv.age", &now).unwrap(),
         PathBuf::from("rotation-20261126.csv.age")

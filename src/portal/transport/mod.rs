@@ -20,10 +20,10 @@ use zeroize::{Zeroize, Zeroizing};
 mod error;
 mod throttle;
 
-pub use error::{TransportError, Unreachable};
 use error::*;
-pub use throttle::{Phase, Requests, Retry, Stats, Throttle};
+pub use error::{TransportError, Unreachable};
 use throttle::*;
+pub use throttle::{Phase, Requests, Retry, Stats, Throttle};
 
 /// A request: a GET of a URL, or a form sent with POST. A login form holds
 /// the portal password: `Debug` shows no value, and values are wiped on drop.

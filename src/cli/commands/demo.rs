@@ -3,9 +3,9 @@
 //! through the same rotation and rendering as `run`, then shows where the
 //! result is, how to decrypt it, and a few rows with the passwords masked.
 
-use super::Exit;
-use super::args::{DemoArgs, LogFormat};
-use super::settings::View;
+use crate::cli::Exit;
+use crate::cli::args::{DemoArgs, LogFormat};
+use crate::cli::settings::View;
 use crate::events::Interruption;
 use crate::portal::labels::Labels;
 use crate::portal::{Credentials, LoginProfile, PortalSettings};
@@ -18,10 +18,10 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// The sample CSV, which matches the simulator's default dataset.
-const SAMPLE: &str = include_str!("../../samples/licences.csv");
+const SAMPLE: &str = include_str!("../../../samples/licences.csv");
 
 pub async fn demo(args: DemoArgs) -> Result<Exit> {
-    super::logging::init(LogFormat::Text, false);
+    crate::cli::logging::init(LogFormat::Text, false);
     let dir = tempfile::Builder::new()
         .prefix("sip-rotate-demo-")
         .tempdir()?
@@ -60,7 +60,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
     );
     eprintln!();
 
-    let settings = super::run::RunSettings {
+    let settings = crate::cli::settings::RunSettings {
         rotation: rotation::Settings {
             input: input.clone(),
             output: output.clone(),
@@ -109,7 +109,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
         },
     };
     let interruption = Interruption::default();
-    let result = super::run::rotate(settings, &interruption).await;
+    let result = crate::cli::commands::run::rotate(settings, &interruption).await;
     let _ = stop_sim.send(());
     let _ = server.await;
     let (exit, _) = result?;

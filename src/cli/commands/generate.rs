@@ -1,8 +1,8 @@
 //! `sip-rotate generate`: man pages and shell completions, made from the
 //! very clap definitions that parse the flags, so that they never drift.
 
-use super::Exit;
-use super::args::{Cli, Generate, Shell};
+use crate::cli::Exit;
+use crate::cli::args::{Cli, Generate, Shell};
 use crate::files::NewFile;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
@@ -68,7 +68,7 @@ const PAGE_START: &str = ".ie \\n(.g .ds Aq \\(aq";
 /// or a link planted in it, is never written over.
 fn man_pages(dir: &Path) -> Result<()> {
     if dir.as_os_str() == "-" {
-        return Err(super::Advised::error(
+        return Err(crate::cli::Advised::error(
             "generate man writes one file per page",
             "give it a folder, not '-'",
         ));
@@ -84,7 +84,7 @@ fn man_pages(dir: &Path) -> Result<()> {
         let page = page_of(&man, &cmd)?;
         let path = dir.join(man.get_filename());
         if let Some(why) = not_ours(&path) {
-            return Err(super::Advised::error(
+            return Err(crate::cli::Advised::error(
                 format!(
                     "{} {why}: not replaced, and no page written",
                     path.display()
@@ -103,7 +103,7 @@ fn man_pages(dir: &Path) -> Result<()> {
     // A folder made a link is not written through (the pages' own folder
     // is the one asked for).
     if std::fs::symlink_metadata(&config_dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(super::Advised::error(
+        return Err(crate::cli::Advised::error(
             format!(
                 "{} is a symbolic link: no page written through it",
                 config_dir.display()
@@ -113,7 +113,7 @@ fn man_pages(dir: &Path) -> Result<()> {
     }
     let config_path = config_dir.join("sip-rotate.toml.5");
     if let Some(why) = not_ours(&config_path) {
-        return Err(super::Advised::error(
+        return Err(crate::cli::Advised::error(
             format!(
                 "{} {why}: not replaced, and no page written",
                 config_path.display()
@@ -125,7 +125,7 @@ fn man_pages(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create the folder {}", config_dir.display()))?;
     pages.push((
         config_path,
-        super::manual::config_page(version).into_bytes(),
+        crate::cli::manual::config_page(version).into_bytes(),
     ));
     for (path, page) in &pages {
         let write = || -> std::io::Result<()> {
@@ -155,7 +155,7 @@ fn page_of(man: &clap_mangen::Man, cmd: &clap::Command) -> Result<Vec<u8>> {
     let mut page = Vec::new();
     man.render_title(&mut page)?;
     man.render_name_section(&mut page)?;
-    page.extend_from_slice(super::manual::synopsis(cmd).as_bytes());
+    page.extend_from_slice(crate::cli::manual::synopsis(cmd).as_bytes());
     man.render_description_section(&mut page)?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut page)?;
@@ -164,7 +164,7 @@ fn page_of(man: &clap_mangen::Man, cmd: &clap::Command) -> Result<Vec<u8>> {
         man.render_subcommands_section(&mut page)?;
     }
     page.extend_from_slice(
-        super::manual::roff(&super::manual::sections(
+        crate::cli::manual::roff(&crate::cli::manual::sections(
             cmd.get_display_name().unwrap_or(cmd.get_name()),
         ))
         .as_bytes(),

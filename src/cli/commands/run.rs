@@ -1,12 +1,13 @@
-//! `run` and `plan`: settings merged once, signals wired, the library
+//! `sip-rotate run`: settings merged once, signals wired, the library
 //! called, its outcome rendered, the exit code decided from it. Nothing
 //! here decides what a run does.
 
-use super::args::{LogFormat, PlanArgs, RunArgs};
-use super::render::{self, Show};
-pub use super::settings::RunSettings;
-use super::settings::{Loaded, PlanSettings, View};
-use super::{Exit, logging};
+use crate::cli::args::{LogFormat, RunArgs};
+use crate::cli::render::{self, Show};
+use crate::cli::settings::Loaded;
+pub use crate::cli::settings::RunSettings;
+use crate::cli::signals::{Work, watch_signals};
+use crate::cli::{Exit, logging};
 use crate::events::Interruption;
 use crate::metrics::RunMetrics;
 use crate::portal::Portal;
@@ -14,73 +15,6 @@ use crate::rotation::{self, Earlier, Outcome, StopReason};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::time::SystemTime;
-use tokio::signal::unix::{SignalKind, signal};
-
-/// Ctrl-C, SIGTERM or SIGHUP: the first stops the run (no new reset, waiting
-/// requests dropped, a `Confirmer` in flight finishes), the second
-/// abandons the `Confirmer` requests in flight too, the third exits.
-pub fn watch_signals(interruption: &Interruption, format: LogFormat, work: Work) -> Result<()> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    // A dropped ssh session at 2 a.m. is an interruption, not a death.
-    let mut hangup = signal(SignalKind::hangup())?;
-    let interruption = interruption.clone();
-    let say = move |text: &str| match format {
-        LogFormat::Text => logging::say(text),
-        LogFormat::Json => render::json_line(serde_json::json!({
-            "level": "WARN",
-            "event": "signal",
-            "message": text,
-        })),
-    };
-    tokio::spawn(async move {
-        for n in 1.. {
-            let hung_up = tokio::select! {
-                _ = interrupt.recv() => false,
-                _ = terminate.recv() => false,
-                _ = hangup.recv() => true,
-            };
-            if hung_up {
-                // The terminal may be gone: nothing may be drawn on it.
-                logging::forget_terminal();
-            }
-            // The message first: once stopped, the command may end (and the
-            // process with it) before this task is polled again. A terminal
-            // that hung up was forgotten above, so saying it cannot block.
-            match n {
-                1 => {
-                    say(match work {
-                        Work::Resets => {
-                            "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (a second Ctrl-C or signal abandons it)"
-                        }
-                        Work::Reads => "stopping: waiting requests are dropped (nothing is reset)",
-                    });
-                    interruption.stop.cancel();
-                }
-                2 => {
-                    say(
-                        "abandoning the Confirmer requests in flight: their passwords will be unknown",
-                    );
-                    interruption.abort.cancel();
-                }
-                _ => {
-                    crate::portal::chromium::end_all();
-                    std::process::exit(Exit::Aborted as i32)
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// What a command sends the portal, for what an interruption says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Work {
-    /// `run`: `Confirmer` requests may be in flight.
-    Resets,
-    /// `plan`, `check`, `status`: pages are only read.
-    Reads,
-}
 
 /// The exit code of a run, from its outcome alone.
 pub fn exit_code(o: &Outcome) -> Exit {
@@ -120,7 +54,7 @@ pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
         .unwrap_or(LogFormat::Text);
     let interruption = Interruption::default();
     if let Err(e) = watch_signals(&interruption, format, Work::Resets) {
-        return (super::refused(format, &e), format);
+        return (crate::cli::refused(format, &e), format);
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let settings = match Loaded::read(args.portal.config.as_deref())
@@ -129,7 +63,7 @@ pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
         Ok(s) => s,
         // Flags or a config file that do not make a run: no metrics file
         // is trusted yet (it is checked against the others with them).
-        Err(e) => return (super::refused(format, &e), format),
+        Err(e) => return (crate::cli::refused(format, &e), format),
     };
     format = settings.view.format;
     logging::init(format, settings.view.quiet);
@@ -137,8 +71,10 @@ pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
     let (exit, outcome, metrics) = match rotate(settings, &interruption).await {
         Ok((exit, outcome)) => (exit, Some(outcome), metrics),
         // Refused for the metrics file itself: it stays as it is.
-        Err(e) if e.concerns_the_metrics_file() => (super::refused(format, &e.into()), None, None),
-        Err(e) => (super::refused(format, &e.into()), None, metrics),
+        Err(e) if e.concerns_the_metrics_file() => {
+            (crate::cli::refused(format, &e.into()), None, None)
+        }
+        Err(e) => (crate::cli::refused(format, &e.into()), None, metrics),
     };
     if let Some(path) = &metrics {
         write_metrics(path, started, exit, outcome.as_ref(), format);
@@ -191,65 +127,6 @@ pub async fn rotate(
     let exit = exit_code(&outcome);
     render::outcome(view, &outcome, rate, exit);
     Ok((exit, outcome))
-}
-
-/// `sip-rotate plan`.
-pub async fn plan(args: PlanArgs) -> (Exit, LogFormat) {
-    let mut format = args
-        .log_format
-        .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
-        .unwrap_or(LogFormat::Text);
-    let interruption = Interruption::default();
-    if let Err(e) = watch_signals(&interruption, format, Work::Reads) {
-        return (super::refused(format, &e), format);
-    }
-    let settings = match Loaded::read(args.portal.config.as_deref())
-        .and_then(|cfg| PlanSettings::new(&args, &cfg))
-    {
-        Ok(s) => s,
-        Err(e) => return (super::refused(format, &e), format),
-    };
-    format = settings.view.format;
-    logging::init(format, false);
-    let exit = match plan_with(settings, &interruption).await {
-        Ok(exit) => exit,
-        Err(e) => super::refused(format, &e),
-    };
-    (exit, format)
-}
-
-async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Result<Exit> {
-    let PlanSettings {
-        input,
-        report,
-        portal,
-        view,
-    } = settings;
-    let rate = portal.rate;
-    let portal = Portal::new(portal, interruption.portal_interruptions());
-    let show = Show::new(
-        View {
-            progress: view.progress,
-            ..view
-        },
-        rate,
-    );
-    let plan = rotation::plan(&input, report.as_ref(), portal, &show, interruption).await;
-    show.finish();
-    let plan = plan?;
-    render::plan(view, &plan, rate)?;
-    let unresolved = plan
-        .rows
-        .iter()
-        .any(|r| r.status == crate::report::Status::Unresolved);
-    Ok(match &plan.stopped {
-        // plan never presses Confirmer: only a page that showed a password
-        // nobody asked for may have cut a phone off.
-        Some(StopReason::PasswordShown(_)) => Exit::Aborted,
-        Some(_) => Exit::NothingDone,
-        None if unresolved || !plan.problems.is_empty() => Exit::Partial,
-        None => Exit::AllDone,
-    })
 }
 
 #[cfg(test)]

@@ -1,18 +1,17 @@
-//! `check` and `labels`: what an operator does before the first run against
+//! `sip-rotate check`: what an operator does before the first run against
 //! the real portal. `check` walks one licence's way to its confirmation page
 //! and says, label by label, what the run would find; `labels` prints the
 //! labels file to edit when the portal words one differently.
 
-use super::args::{CheckArgs, LogFormat};
-use super::render::{self, Show};
-use super::settings::{Loaded, View};
-use super::{Exit, logging};
+use crate::cli::args::{CheckArgs, LogFormat};
+use crate::cli::render::{self, Show};
+use crate::cli::settings::{Loaded, View};
+use crate::cli::{Exit, logging};
 use crate::events::Interruption;
 use crate::input::{self, LicenceSelector};
 use crate::portal::Requests;
 use crate::portal::html::Kind;
-use crate::portal::inspect::{self, Check, Found, Target};
-use crate::portal::labels::Labels;
+use crate::portal::inspect::{Check, Found, Target};
 use crate::portal::{EngineRan, Portal, PortalError};
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -20,7 +19,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn kind_name(kind: Kind) -> &'static str {
+pub(super) fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Link => "link",
         Kind::Button => "button",
@@ -31,37 +30,6 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Text => "text",
         Kind::Value => "value",
     }
-}
-
-/// `sip-rotate labels`: the labels file with the guide's words.
-pub fn labels() -> Result<Exit> {
-    let guide = Labels::default();
-    let mut out = String::from(
-        "# The words sip-rotate looks for on the portal's pages, as the operator's guide\n\
-         # shows them. Change those the real portal words differently (sip-rotate check\n\
-         # says which, and what the page shows instead), delete the others if you like,\n\
-         # and give the file with --labels FILE (or labels = \"FILE\" in the config file).\n",
-    );
-    let mut step = "";
-    let mut written = std::collections::HashSet::new();
-    for (at, want) in inspect::places(&guide) {
-        // A label looked for on two pages is one key.
-        if !written.insert(want.key) {
-            continue;
-        }
-        if at != step {
-            out.push_str(&format!("\n# {at} page\n"));
-            step = at;
-        }
-        let value = toml::Value::String(want.words.to_string()).to_string();
-        out.push_str(&format!(
-            "{:<20} = {value:<34} # {}\n",
-            want.key,
-            kind_name(want.kind)
-        ));
-    }
-    std::io::stdout().write_all(out.as_bytes())?;
-    Ok(Exit::AllDone)
 }
 
 /// The licence `check` walks to.
@@ -113,26 +81,26 @@ pub async fn check(args: CheckArgs) -> (Exit, LogFormat) {
         .unwrap_or(LogFormat::Text);
     if args.print_labels {
         return (
-            labels().unwrap_or_else(|e| super::refused(format, &e)),
+            super::labels::labels().unwrap_or_else(|e| crate::cli::refused(format, &e)),
             format,
         );
     }
     logging::init(format, false);
     let exit = match check_with(&args, format).await {
         Ok(exit) => exit,
-        Err(e) => super::refused(format, &e),
+        Err(e) => crate::cli::refused(format, &e),
     };
     (exit, format)
 }
 
 async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
     let cfg = Loaded::read(args.portal.config.as_deref())?;
-    let input = super::settings::input_of(args.input.as_ref(), &cfg)?;
+    let input = crate::cli::settings::input_of(args.input.as_ref(), &cfg)?;
     let target = target(args, &input)?;
-    let settings = super::settings::portal_settings(&args.portal, &cfg)?;
+    let settings = crate::cli::settings::portal_settings(&args.portal, &cfg)?;
     let (address, rate) = (settings.start.clone(), settings.rate);
     let interruption = Interruption::default();
-    super::run::watch_signals(&interruption, format, super::run::Work::Reads)?;
+    crate::cli::signals::watch_signals(&interruption, format, crate::cli::signals::Work::Reads)?;
     let portal = Arc::new(Portal::new(settings, interruption.portal_interruptions()));
     let started = Instant::now();
     let show = Show::new(

@@ -1,10 +1,10 @@
 //! `sip-rotate status`: after a rotation, which phones are back. Renders
 //! what `status::status` reads; the exit code says whether all are back.
 
-use super::args::{LogFormat, StatusArgs};
-use super::render::{self, Show};
-use super::settings::{Loaded, View};
-use super::{Exit, logging};
+use crate::cli::args::{LogFormat, StatusArgs};
+use crate::cli::render::{self, Show};
+use crate::cli::settings::{Loaded, View};
+use crate::cli::{Exit, logging};
 use crate::events::Interruption;
 use crate::files::PathProblem;
 use crate::portal::Portal;
@@ -24,7 +24,7 @@ pub async fn status(args: StatusArgs) -> (Exit, LogFormat) {
     logging::init(format, false);
     let exit = match follow(&args, format).await {
         Ok(exit) => exit,
-        Err(e) => super::refused(format, &e),
+        Err(e) => crate::cli::refused(format, &e),
     };
     (exit, format)
 }
@@ -35,13 +35,13 @@ fn round_line(round: &Round) -> String {
         round.number,
         chrono::Local::now().format("%H:%M:%S"),
         round.back(),
-        super::render::count(round.phones.len(), "phone", "phones")
+        crate::cli::render::count(round.phones.len(), "phone", "phones")
     )
 }
 
 async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     let cfg = Loaded::read(args.portal.config.as_deref())?;
-    let input = super::settings::input_of(args.input.as_ref(), &cfg)?;
+    let input = crate::cli::settings::input_of(args.input.as_ref(), &cfg)?;
     // The status report's place, checked before the first request: hours
     // of watching must not end on a file that cannot be written.
     if let Some(report) = &args.report {
@@ -72,10 +72,10 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
         watch: args.watch.map(Duration::from_secs),
         until: args.until.map(Duration::from_secs),
     };
-    let portal_settings = super::settings::portal_settings(&args.portal, &cfg)?;
+    let portal_settings = crate::cli::settings::portal_settings(&args.portal, &cfg)?;
     let rate = portal_settings.rate;
     let interruption = Interruption::default();
-    super::run::watch_signals(&interruption, format, super::run::Work::Reads)?;
+    crate::cli::signals::watch_signals(&interruption, format, crate::cli::signals::Work::Reads)?;
     let portal = Portal::new(portal_settings, interruption.portal_interruptions());
     let show = Show::new(
         View {
@@ -160,7 +160,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
             logging::say(&format!(
                 "{} of {} back{not_found}{}",
                 outcome.last.back(),
-                super::render::count(outcome.last.phones.len(), "phone", "phones"),
+                crate::cli::render::count(outcome.last.phones.len(), "phone", "phones"),
                 match &outcome.ended {
                     Ended::AllBack | Ended::OneRound => String::new(),
                     Ended::Until => " when --until passed".into(),
