@@ -1,6 +1,6 @@
 //! The two ways sip-rotate writes CSV. `Rfc4180` is for scripts: comma,
 //! UTF-8 without BOM, every value byte-exact (but in a report, see
-//! `Guard`). `Excel` is for people who open the file by double-click in a
+//! `FormulaCells`). `Excel` is for people who open the file by double-click in a
 //! French spreadsheet: `;`, a UTF-8 BOM so that accents survive, CRLF, and
 //! every cell that a spreadsheet would run as a formula written as text.
 
@@ -16,7 +16,7 @@ pub enum Dialect {
 
 /// Whether cells that look like formulas are written as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Guard {
+pub enum FormulaCells {
     /// Byte-exact: for files that scripts read (a decrypted CSV).
     Exact,
     /// As text: for files people open (a report, anything in Excel).
@@ -47,9 +47,9 @@ impl Dialect {
     }
 
     /// The guard a file of this dialect gets when it would be exact otherwise.
-    pub fn guard(self, wanted: Guard) -> Guard {
+    pub fn guard(self, wanted: FormulaCells) -> FormulaCells {
         match self {
-            Dialect::Excel => Guard::AsText,
+            Dialect::Excel => FormulaCells::AsText,
             Dialect::Rfc4180 => wanted,
         }
     }
@@ -63,8 +63,8 @@ fn looks_like_a_formula(value: &str) -> bool {
 /// The cell as written: a formula-looking value becomes `="value"`, which a
 /// spreadsheet shows as that very text (`+33184787880` stays that number as
 /// written, `=1+1` shows as `=1+1`), then quoted where CSV needs it.
-pub fn cell(value: &str, dialect: Dialect, guard: Guard) -> Cow<'_, str> {
-    let value: Cow<str> = if guard == Guard::AsText && looks_like_a_formula(value) {
+pub fn cell(value: &str, dialect: Dialect, guard: FormulaCells) -> Cow<'_, str> {
+    let value: Cow<str> = if guard == FormulaCells::AsText && looks_like_a_formula(value) {
         Cow::Owned(format!("=\"{}\"", value.replace('"', "\"\"")))
     } else {
         Cow::Borrowed(value)
@@ -81,7 +81,7 @@ pub fn cell(value: &str, dialect: Dialect, guard: Guard) -> Cow<'_, str> {
 }
 
 /// Appends one row to `out`.
-pub fn push_row(out: &mut Vec<u8>, fields: &[&str], dialect: Dialect, guard: Guard) {
+pub fn push_row(out: &mut Vec<u8>, fields: &[&str], dialect: Dialect, guard: FormulaCells) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(dialect.separator());
@@ -169,7 +169,7 @@ impl<W: std::io::Write> ExcelRows<W> {
                 let texts: Vec<Cow<str>> =
                     fields.iter().map(|f| String::from_utf8_lossy(f)).collect();
                 let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
-                push_row(&mut line, &refs, Dialect::Excel, Guard::AsText);
+                push_row(&mut line, &refs, Dialect::Excel, FormulaCells::AsText);
             }
             fields.iter_mut().for_each(zeroize::Zeroize::zeroize);
             self.out.write_all(&line)?;
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn formulas_are_text_where_people_read_and_exact_where_scripts_do() {
         use Dialect::*;
-        use Guard::*;
+        use FormulaCells::*;
         assert_eq!(cell("=1+1", Rfc4180, Exact), "=1+1");
         assert_eq!(cell("=1+1", Rfc4180, AsText), "\"=\"\"=1+1\"\"\"");
         assert_eq!(

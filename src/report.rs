@@ -1,7 +1,7 @@
 //! What happened to each requested licence, without secrets: the report
 //! CSV, one row per licence (or per input line that did not resolve).
 
-use crate::dialect::{Dialect, Guard, push_row};
+use crate::dialect::{Dialect, FormulaCells, push_row};
 use crate::files::NewFile;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -172,7 +172,7 @@ pub fn write(
     let mut sorted: Vec<&ReportRow> = rows.iter().collect();
     sorted.sort_by_key(|r| r.line);
     let mut text = dialect.preamble().to_vec();
-    push_row(&mut text, &REPORT_HEADER, dialect, Guard::AsText);
+    push_row(&mut text, &REPORT_HEADER, dialect, FormulaCells::AsText);
     for r in sorted {
         push_row(
             &mut text,
@@ -197,7 +197,7 @@ pub fn write(
                 &crate::scrub::message(&r.detail),
             ],
             dialect,
-            Guard::AsText,
+            FormulaCells::AsText,
         );
     }
     write_whole(path, &text, replace)

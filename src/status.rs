@@ -4,7 +4,7 @@
 //! `status` reads it for the licences of an input (or the ones a report says
 //! were reset), once or round after round until all are back.
 
-use crate::dialect::{Dialect, Guard, push_row};
+use crate::dialect::{Dialect, FormulaCells, push_row};
 use crate::events::{Event, Interruption, Observer};
 use crate::input::{self, InputRow, LicenceSelector};
 use crate::portal::Requests;
@@ -294,7 +294,7 @@ async fn read_again(
         observer.event(Event::Resolving(crate::events::ResolveProgress {
             services: total,
             services_read: tables.len(),
-            pages: portal.stats().requests(crate::portal::Phase::Resolve),
+            pages: portal.stats().requests(crate::portal::Purpose::Resolve),
             ..Default::default()
         }));
     }
@@ -354,7 +354,7 @@ pub fn write_report(
         )));
     }
     let mut text = dialect.preamble().to_vec();
-    push_row(&mut text, &REPORT_HEADER, dialect, Guard::AsText);
+    push_row(&mut text, &REPORT_HEADER, dialect, FormulaCells::AsText);
     for p in phones {
         push_row(
             &mut text,
@@ -367,7 +367,7 @@ pub fn write_report(
                 &p.state,
             ],
             dialect,
-            Guard::AsText,
+            FormulaCells::AsText,
         );
     }
     report::write_whole(path, &text, replace)

@@ -7,7 +7,7 @@
 use super::gate::{Press, Step};
 
 use super::html::{self, Form, Kind, Missing, Want};
-use super::transport::{Fetched, Phase, Req, Retry};
+use super::transport::{Fetched, Purpose, Req, Retry};
 use super::{Browser, Portal, PortalError, Priority, ToConfirmation};
 use crate::phone;
 use scraper::Html;
@@ -247,7 +247,7 @@ fn want_of<'a>(steps: &'a [(&'static str, Vec<Want<'a>>)], key: &str) -> Want<'a
 /// Fetches a page for the inspection, captured like any other.
 async fn get(
     b: &Browser,
-    phase: Phase,
+    phase: Purpose,
     req: Req,
     kind: &'static str,
 ) -> Result<Fetched, PortalError> {
@@ -348,7 +348,7 @@ async fn walk(
     // Login.
     checks.at("login");
     let start = b.shared.start.clone();
-    let page = get(b, Phase::Login, Req::Get(start), "login").await?;
+    let page = get(b, Purpose::Login, Req::Get(start), "login").await?;
     let req = {
         let doc = Html::parse_document(&page.body);
         if !html::is_login_page(&doc, w("password_field").words) {
@@ -369,7 +369,7 @@ async fn walk(
         }
         b.login_request(&doc, form)?
     };
-    let home = get(b, Phase::Login, req, "home").await?;
+    let home = get(b, Purpose::Login, req, "home").await?;
     // Home, then Mes Services.
     checks.at("home");
     let my_services = {
@@ -388,7 +388,7 @@ async fn walk(
         return Ok(());
     };
     checks.at("Mes Services");
-    let page = get(b, Phase::Resolve, Req::Get(my_services), "Mes Services").await?;
+    let page = get(b, Purpose::Resolve, Req::Get(my_services), "Mes Services").await?;
     let Some(search) = link(
         &Html::parse_document(&page.body),
         &page.url,
@@ -399,7 +399,7 @@ async fn walk(
     };
     // The search form, filled for the client.
     checks.at("search");
-    let page = get(b, Phase::Resolve, Req::Get(search), "search").await?;
+    let page = get(b, Purpose::Resolve, Req::Get(search), "search").await?;
     let form = {
         let doc = Html::parse_document(&page.body);
         match html::need_form_with_button(&doc, &page.url, w("search_button")) {
@@ -434,7 +434,7 @@ async fn walk(
     // The results, over their pages, to the client's MetaCentrex service.
     checks.at("search results");
     let service_page = loop {
-        let page = get(b, Phase::Resolve, req, "search results").await?;
+        let page = get(b, Purpose::Resolve, req, "search results").await?;
         let doc = Html::parse_document(&page.body);
         let wants = [
             "column_service_ref",
@@ -519,7 +519,7 @@ async fn walk(
     };
     // The service, its users tab and table, to the licence.
     checks.at("service");
-    let page = get(b, Phase::Resolve, Req::Get(service_page), "service").await?;
+    let page = get(b, Purpose::Resolve, Req::Get(service_page), "service").await?;
     let Some(users) = link(
         &Html::parse_document(&page.body),
         &page.url,
@@ -531,7 +531,7 @@ async fn walk(
     checks.at("users");
     let mut req = Req::Get(users);
     let (licence, sda, detail) = loop {
-        let page = get(b, Phase::Resolve, req, "users").await?;
+        let page = get(b, Purpose::Resolve, req, "users").await?;
         let doc = Html::parse_document(&page.body);
         let wants = [
             "column_licence",
@@ -604,7 +604,7 @@ async fn walk(
     // The detail page: the licence, its number, the reset button.
     checks.at("detail");
     b.walking = Some(licence.clone());
-    let page = get(b, Phase::Reset, Req::Get(detail), "detail").await?;
+    let page = get(b, Purpose::Reset, Req::Get(detail), "detail").await?;
     let to_confirm = {
         let doc = Html::parse_document(&page.body);
         match html::field_value(&doc, w("field_licence").words) {
@@ -678,11 +678,11 @@ async fn walk(
     checks.at("confirmation");
     let page = match to_confirm {
         // Réinitialiser: only the confirmation comes back.
-        (ToConfirmation::Request(req), _) => get(b, Phase::Reset, req, "confirmation").await?,
+        (ToConfirmation::Request(req), _) => get(b, Purpose::Reset, req, "confirmation").await?,
         // A script of the page shows it: pressed in the browser (the gate
         // found the press harmless).
         (ToConfirmation::Click(path), _) => {
-            let settled = b.transport.click(Phase::Reset, &path, false).await?;
+            let settled = b.transport.click(Purpose::Reset, &path, false).await?;
             let doc = Html::parse_document(&settled.page.body);
             b.arrived(&settled.page, "confirmation", &doc)?;
             settled.page

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use transport::{Fetched, Req, Retry, Throttle, Transport};
 use url::Url;
 
-pub use transport::{Phase, Requests, Stats, TransportError};
+pub use transport::{Purpose, Requests, Stats, TransportError};
 
 mod error;
 mod reset_walk;

@@ -76,7 +76,7 @@ impl Browser {
         let l = &self.shared.labels;
         let reset = self
             .page(
-                Phase::Reset,
+                Purpose::Reset,
                 Req::Get(licence.detail.clone()),
                 Retry::Yes,
                 "detail",
@@ -153,7 +153,7 @@ impl Browser {
         let confirm = match to_confirm {
             ToConfirmation::Request(req) => {
                 self.page(
-                    Phase::Reset,
+                    Purpose::Reset,
                     req,
                     Retry::Yes,
                     "confirmation",
@@ -168,7 +168,7 @@ impl Browser {
             }
             // A script of the page shows it: pressed in the browser.
             ToConfirmation::Click(path) => {
-                match self.transport.click(Phase::Reset, &path, false).await {
+                match self.transport.click(Purpose::Reset, &path, false).await {
                     Ok(settled) => self.read(&settled.page, "confirmation", read_confirmation),
                     Err(e) => Err(PortalError::Transport(e)),
                 }
@@ -225,12 +225,12 @@ impl Browser {
         let sent = match action {
             Action::Send(req) => self
                 .transport
-                .fetch(Phase::Reset, req, Retry::FirstHopOnce)
+                .fetch(Purpose::Reset, req, Retry::FirstHopOnce)
                 .await
                 .map(|fetched| (fetched, Vec::new())),
             Action::Click(path) => self
                 .transport
-                .click(Phase::Reset, &path, true)
+                .click(Purpose::Reset, &path, true)
                 .await
                 .map(|settled| (settled.page, settled.answers)),
         };

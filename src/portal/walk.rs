@@ -36,7 +36,7 @@ impl Browser {
     /// Reset requests this browser sent so far (Détail, Réinitialiser,
     /// Confirmer, the result page, and their retries; not logins).
     pub fn reset_requests(&self) -> u64 {
-        self.transport.sent_in(Phase::Reset)
+        self.transport.sent_in(Purpose::Reset)
     }
 
     /// Which of the run's logins sent this browser's last `Confirmer` (1
@@ -48,7 +48,7 @@ impl Browser {
     /// Fetches a page and reads it with `parse`; a login page ends the session.
     pub(super) async fn page<T>(
         &self,
-        phase: Phase,
+        phase: Purpose,
         req: Req,
         retry: Retry,
         name: &'static str,
@@ -195,7 +195,7 @@ impl Browser {
         let l = &self.shared.labels;
         let fetched = self
             .transport
-            .fetch(Phase::Login, Req::Get(address), Retry::Yes)
+            .fetch(Purpose::Login, Req::Get(address), Retry::Yes)
             .await?;
         let login_request = {
             let doc = Html::parse_document(&fetched.body);
@@ -220,7 +220,10 @@ impl Browser {
         let my_services = want!(l, my_services, Link);
         let home = match login_request {
             Some(req) => {
-                let answer = self.transport.fetch(Phase::Login, req, Retry::Yes).await?;
+                let answer = self
+                    .transport
+                    .fetch(Purpose::Login, req, Retry::Yes)
+                    .await?;
                 match self.read(&answer, "home", |doc, url| {
                     Ok(html::need_link(doc, url, my_services)?)
                 }) {
@@ -305,7 +308,7 @@ impl Browser {
         let l = &self.shared.labels;
         let search = self
             .page(
-                Phase::Resolve,
+                Purpose::Resolve,
                 Req::Get(my_services),
                 Retry::Yes,
                 "Mes Services",
@@ -313,7 +316,7 @@ impl Browser {
             )
             .await?;
         self.page(
-            Phase::Resolve,
+            Purpose::Resolve,
             Req::Get(search),
             Retry::Yes,
             "search",
@@ -441,12 +444,18 @@ impl Browser {
                 },
             };
             let answer = self
-                .page(Phase::Resolve, req.clone(), Retry::Yes, name, |doc, url| {
-                    Ok((
-                        parse(doc, url)?,
-                        find_link(doc, url, &self.shared.labels.next),
-                    ))
-                })
+                .page(
+                    Purpose::Resolve,
+                    req.clone(),
+                    Retry::Yes,
+                    name,
+                    |doc, url| {
+                        Ok((
+                            parse(doc, url)?,
+                            find_link(doc, url, &self.shared.labels.next),
+                        ))
+                    },
+                )
                 .await;
             match answer {
                 Ok((page_rows, more)) => {
@@ -547,7 +556,7 @@ impl Browser {
             self.session().await?;
             let found = self
                 .page(
-                    Phase::Resolve,
+                    Purpose::Resolve,
                     Req::Get(service.page.clone()),
                     Retry::Yes,
                     "service",
@@ -620,7 +629,7 @@ impl Browser {
         let shared = self.shared.clone();
         let looked = self
             .page(
-                Phase::Resolve,
+                Purpose::Resolve,
                 Req::Get(licence.detail.clone()),
                 Retry::Yes,
                 "detail",

@@ -14,9 +14,9 @@ impl Run<'_> {
     ) -> Outcome {
         report.extend(resets.rows);
         let phase = if resets.began {
-            RunPhase::Resets
+            Phase::Resets
         } else {
-            RunPhase::Resolution
+            Phase::Resolution
         };
         let stopped = resets
             .stopped

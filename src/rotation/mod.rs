@@ -120,7 +120,7 @@ pub async fn rotate(
 }
 
 impl Run<'_> {
-    fn stopped_by_signal(&self, phase: RunPhase) -> Option<StopReason> {
+    fn stopped_by_signal(&self, phase: Phase) -> Option<StopReason> {
         self.interruption
             .stop
             .is_cancelled()
@@ -130,7 +130,7 @@ impl Run<'_> {
     async fn go(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
         if let Err(e) = self.portal.connect(rows.len()).await {
             let why = self
-                .stopped_by_signal(RunPhase::Login)
+                .stopped_by_signal(Phase::Login)
                 .unwrap_or_else(|| stop_reason_of(&e));
             let skipped = rows
                 .iter()
@@ -148,8 +148,8 @@ impl Run<'_> {
         self.observer.event(Event::LoggedIn);
         self.portal.look_ahead();
         match self.settings.phases() {
-            Phases::OneAfterTheOther => self.one_after_the_other(rows, resumed).await,
-            Phases::Overlapped => self.overlapped(rows, resumed).await,
+            Schedule::OneAfterTheOther => self.one_after_the_other(rows, resumed).await,
+            Schedule::Overlapped => self.overlapped(rows, resumed).await,
         }
     }
 
@@ -179,7 +179,7 @@ impl Run<'_> {
             }
         };
         let mut report: Vec<ReportRow> = Vec::new();
-        if let Some(why) = self.stopped_by_signal(RunPhase::Resolution) {
+        if let Some(why) = self.stopped_by_signal(Phase::Resolution) {
             report.extend(resolution.rows_when_stopped(&why));
             return self.finish(report, None, Some(why), resumed, ResetsDone::default());
         }
@@ -205,7 +205,7 @@ impl Run<'_> {
             let why = match yes {
                 Some(true) => None,
                 Some(false) => Some(StopReason::NotConfirmed),
-                None => Some(StopReason::Interrupted(RunPhase::Question)),
+                None => Some(StopReason::Interrupted(Phase::Question)),
             };
             if let Some(why) = why {
                 report.extend(
@@ -232,7 +232,7 @@ impl Run<'_> {
         let resets = reset::reset_all(
             &self.portal,
             reset::queue_of(targets),
-            &self.settings.guard,
+            &self.settings.limits,
             self.settings.workers,
             None,
             &mut sink,
@@ -309,7 +309,7 @@ impl Run<'_> {
         let resetting = reset::reset_all(
             &self.portal,
             queue,
-            &self.settings.guard,
+            &self.settings.limits,
             self.settings.workers,
             verdict.as_ref(),
             &mut sink,

@@ -7,7 +7,7 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// Ctrl-C or SIGTERM, in the phase named.
-    Interrupted(RunPhase),
+    Interrupted(Phase),
     /// The question before the resets was answered no.
     NotConfirmed,
     /// Rows did not resolve, and the rule is all or nothing.
@@ -39,7 +39,7 @@ pub enum StopReason {
 
 /// Where a run was when it stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunPhase {
+pub enum Phase {
     Login,
     Resolution,
     Question,
@@ -63,10 +63,10 @@ impl fmt::Display for StopReason {
                 f,
                 "interrupted {}",
                 match phase {
-                    RunPhase::Login => "while logging in",
-                    RunPhase::Resolution => "while resolving the licences",
-                    RunPhase::Question => "at the question",
-                    RunPhase::Resets => "during the resets",
+                    Phase::Login => "while logging in",
+                    Phase::Resolution => "while resolving the licences",
+                    Phase::Question => "at the question",
+                    Phase::Resets => "during the resets",
                 }
             ),
             StopReason::NotConfirmed => f.write_str("not confirmed"),

@@ -44,7 +44,7 @@ pub async fn plan(
     let (mut plan_rows, targets, stopped) = match portal.connect(rows.len()).await {
         Err(e) => {
             let why = if stop.is_cancelled() {
-                StopReason::Interrupted(RunPhase::Login)
+                StopReason::Interrupted(Phase::Login)
             } else {
                 stop_reason_of(&e)
             };
@@ -55,7 +55,7 @@ pub async fn plan(
             match resolve::resolve(&portal, &rows, stop, observer).await {
                 Ok(r) => {
                     let stopped =
-                        (r.skipped() > 0).then_some(StopReason::Interrupted(RunPhase::Resolution));
+                        (r.skipped() > 0).then_some(StopReason::Interrupted(Phase::Resolution));
                     (r.plan_rows(), r.targets, stopped)
                 }
                 Err(e) => (Vec::new(), Vec::new(), Some(stop_reason_of(&e))),

@@ -4,7 +4,7 @@
 //! first and alone, and a run that goes wrong stops early.
 
 use super::resolve::Target;
-use super::{Event, Guard, Observer, StopReason, Stranded};
+use super::{Event, Limits, Observer, StopReason, Stranded};
 use crate::portal::gate::{CommitPermit, Verdict, VerdictState};
 use crate::portal::{
     AfterUnknown, Browser, Lease, NewPassword, Portal, PortalError, Priority, ResetError,
@@ -109,7 +109,7 @@ pub(super) struct Resets {
 pub(super) async fn reset_all(
     portal: &Arc<Portal>,
     mut queue: Queue,
-    guard: &Guard,
+    limits: &Limits,
     workers: usize,
     resolved: Option<&Arc<Verdict>>,
     sink: &mut Sink<'_>,
@@ -133,7 +133,7 @@ pub(super) async fn reset_all(
         None => permit,
     };
     let mut canaries = Vec::new();
-    while canaries.len() < guard.canary {
+    while canaries.len() < limits.canary {
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => None,
@@ -185,8 +185,8 @@ pub(super) async fn reset_all(
                 stop: stop.clone(),
                 failures: failures.clone(),
                 role,
-                max_tries: guard.max_resets,
-                max_failures: guard.max_failures,
+                max_tries: limits.max_resets,
+                max_failures: limits.max_failures,
                 permit: permit.clone(),
                 leased: leased.take(),
                 hold,
@@ -280,10 +280,10 @@ pub(super) async fn reset_all(
                 let failed = failures.load(Ordering::SeqCst);
                 if let Some(why) = stops_the_run {
                     done.stopped = Some(why);
-                } else if failed >= guard.max_failures && done.stopped.is_none() {
+                } else if failed >= limits.max_failures && done.stopped.is_none() {
                     done.stopped = Some(StopReason::MaxFailures {
                         failed,
-                        limit: guard.max_failures,
+                        limit: limits.max_failures,
                     });
                 }
                 let mut row = t.report(Status::Failed, reason, confirmations, requests);
@@ -304,7 +304,7 @@ pub(super) async fn reset_all(
             if !succeeded || stop.is_cancelled() {
                 if done.stopped.is_none() && !stop.is_cancelled() {
                     done.stopped = Some(StopReason::Canary {
-                        canaries: guard.canary,
+                        canaries: limits.canary,
                     });
                 }
                 canary.settle(VerdictState::NoGo);

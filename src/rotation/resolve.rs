@@ -210,7 +210,7 @@ pub(super) async fn resolve_each(
             Found::Services(..) => progress.clients_read += 1,
             Found::Licences(..) => progress.services_read += 1,
         }
-        progress.pages = portal.stats().requests(crate::portal::Phase::Resolve);
+        progress.pages = portal.stats().requests(crate::portal::Purpose::Resolve);
         observer.event(Event::Resolving(progress));
         let (client, complete) = match found_now {
             // Cut short by the stop: the loop ends at its next turn.

@@ -5,7 +5,7 @@ use super::*;
 
 /// Limits that stop a run going wrong before it cuts off many phones.
 #[derive(Debug, Clone)]
-pub struct Guard {
+pub struct Limits {
     /// Licences reset first, alone; the rest only if they all succeed.
     pub canary: usize,
     /// Failed licences after which the run stops.
@@ -46,7 +46,7 @@ pub struct Settings {
     /// Files the run only reads (recipients, labels, password, settings),
     /// each with what it is: no file the run writes may be one of them.
     pub read_files: Vec<(String, PathBuf)>,
-    pub guard: Guard,
+    pub limits: Limits,
     /// Sessions at most (the portal client's concurrency).
     pub workers: usize,
     /// Reset the rows that resolve even if others do not.
@@ -66,7 +66,7 @@ pub struct Settings {
 
 /// How the two phases meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phases {
+pub enum Schedule {
     /// The whole resolution first: the question needs it.
     OneAfterTheOther,
     /// Resets start as soon as a client is resolved. Under the
@@ -77,11 +77,11 @@ pub enum Phases {
 }
 
 impl Settings {
-    pub fn phases(&self) -> Phases {
+    pub fn phases(&self) -> Schedule {
         if self.confirm {
-            Phases::OneAfterTheOther
+            Schedule::OneAfterTheOther
         } else {
-            Phases::Overlapped
+            Schedule::Overlapped
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::cli::settings::View;
 use crate::events::Interruption;
 use crate::portal::labels::Labels;
 use crate::portal::{Credentials, LoginProfile, PortalSettings};
-use crate::rotation::{self, Guard, ReportFile};
+use crate::rotation::{self, Limits, ReportFile};
 use crate::sim::{SimConfig, Simulator};
 use crate::vault::{self, Recipients};
 use anyhow::{Context, Result};
@@ -73,7 +73,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             lock: dir.join("demo.lock"),
             recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
             read_files: Vec::new(),
-            guard: Guard {
+            limits: Limits {
                 canary: 1,
                 max_failures: 10,
                 max_resets: 5,

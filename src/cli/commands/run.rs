@@ -134,7 +134,7 @@ mod tests {
     use super::*;
     use crate::portal::Requests;
     use crate::report::{Origin, ReportRow, Status};
-    use crate::rotation::{JournalFate, LateProblem, Passwords, RunPhase};
+    use crate::rotation::{JournalFate, LateProblem, Passwords, Phase};
     use std::time::Duration;
 
     fn row(status: Status) -> ReportRow {
@@ -229,12 +229,7 @@ mod tests {
                 "answered no",
             ),
             (
-                outcome(
-                    &[Skipped],
-                    Some(Interrupted(RunPhase::Resolution)),
-                    false,
-                    0,
-                ),
+                outcome(&[Skipped], Some(Interrupted(Phase::Resolution)), false, 0),
                 Exit::NothingDone,
                 "a signal before any Confirmer: no phone cut off",
             ),

@@ -6,7 +6,7 @@
 use super::args::{CsvDialect, LogFormat, PlanArgs, PortalArgs, Profile, RunArgs};
 use crate::portal::labels::Labels;
 use crate::portal::{Credentials, PortalSettings};
-use crate::rotation::{self, Guard, ReportFile};
+use crate::rotation::{self, Limits, ReportFile};
 use crate::vault::Recipients;
 use anyhow::{Context, Result, bail};
 use secrecy::SecretString;
@@ -570,7 +570,7 @@ impl RunSettings {
                 "add --yes to reset without asking",
             ));
         }
-        let guard = Guard {
+        let limits = Limits {
             canary: args.canary.or(f.canary).unwrap_or(DEFAULT_CANARY),
             max_failures: args
                 .max_failures
@@ -581,7 +581,7 @@ impl RunSettings {
                 .or(f.max_resets)
                 .unwrap_or(DEFAULT_MAX_RESETS),
         };
-        if guard.max_failures == 0 || guard.max_resets == 0 {
+        if limits.max_failures == 0 || limits.max_resets == 0 {
             bail!("--max-failures and --max-resets must be at least 1");
         }
         let portal = portal(&args.portal, cfg)?;
@@ -634,7 +634,7 @@ impl RunSettings {
                 lock,
                 recipients,
                 read_files,
-                guard,
+                limits,
                 workers: portal.settings.concurrency,
                 skip_unresolved: args.skip_unresolved || f.skip_unresolved.unwrap_or(false),
                 resume,

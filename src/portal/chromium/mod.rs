@@ -27,7 +27,7 @@ mod process;
 
 pub use process::{Chromium, end_all, executable, installed};
 
-use super::transport::{Fetched, Phase, Throttle, TransportError};
+use super::transport::{Fetched, Purpose, Throttle, TransportError};
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EventRequestPaused, FailRequestParams,
@@ -228,7 +228,7 @@ async fn admit(
             return Err(ErrorReason::BlockedByClient);
         }
     }
-    let phase = Phase::from_index(watch.phase.load(Ordering::Relaxed));
+    let phase = Purpose::from_index(watch.phase.load(Ordering::Relaxed));
     throttle
         .admit(phase, waiting)
         .await
@@ -383,7 +383,7 @@ impl Tab {
     /// Loads `url` as a browser follows a link, and waits for it to settle.
     pub async fn load(
         &self,
-        phase: Phase,
+        phase: Purpose,
         url: &Url,
         method: &'static str,
         form: Option<&[(String, String)]>,
@@ -427,7 +427,7 @@ impl Tab {
     /// and waits for the page to settle.
     pub async fn click(
         &self,
-        phase: Phase,
+        phase: Purpose,
         path: &str,
         timeout: Duration,
         commit: bool,
@@ -470,7 +470,7 @@ impl Tab {
 
     /// A step begins: what its requests count as, and where its answers
     /// and redirects begin.
-    fn begin(&self, phase: Phase, commit: bool) -> Step {
+    fn begin(&self, phase: Purpose, commit: bool) -> Step {
         self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
         Step {

@@ -23,7 +23,7 @@ mod throttle;
 use error::*;
 pub use error::{TransportError, Unreachable};
 use throttle::*;
-pub use throttle::{Phase, Requests, Retry, Stats, Throttle};
+pub use throttle::{Purpose, Requests, Retry, Stats, Throttle};
 
 /// A request: a GET of a URL, or a form sent with POST. A login form holds
 /// the portal password: `Debug` shows no value, and values are wiped on drop.
@@ -288,7 +288,7 @@ impl Transport {
     /// short only by a second interruption.
     pub async fn click(
         &self,
-        phase: Phase,
+        phase: Purpose,
         path: &str,
         commit: bool,
     ) -> Result<super::chromium::Settled, TransportError> {
@@ -336,7 +336,7 @@ impl Transport {
     /// (each request through the throttle).
     async fn in_browser_once(
         &self,
-        phase: Phase,
+        phase: Purpose,
         req: &Req,
         commit: bool,
     ) -> Result<Fetched, TransportError> {
@@ -394,7 +394,7 @@ impl Transport {
     }
 
     /// Requests sent by this session so far in `phase`.
-    pub fn sent_in(&self, phase: Phase) -> u64 {
+    pub fn sent_in(&self, phase: Purpose) -> u64 {
         self.sent[phase as usize].load(Ordering::Relaxed)
     }
 
@@ -404,7 +404,7 @@ impl Transport {
     /// that shows its password only on the second.
     pub async fn fetch(
         &self,
-        phase: Phase,
+        phase: Purpose,
         req: Req,
         retry: Retry,
     ) -> Result<Fetched, TransportError> {
@@ -436,7 +436,7 @@ impl Transport {
 
     async fn follow(
         &self,
-        phase: Phase,
+        phase: Purpose,
         req: Req,
         retry: Retry,
     ) -> Result<Fetched, TransportError> {
@@ -491,7 +491,7 @@ impl Transport {
     /// the one rule of what is retried for a request that changes nothing.
     async fn retried(
         &self,
-        phase: Phase,
+        phase: Purpose,
         req: &Req,
         waiting: &CancellationToken,
     ) -> Result<Answer, TransportError> {
@@ -528,7 +528,7 @@ impl Transport {
     /// anything is sent.
     async fn send(
         &self,
-        phase: Phase,
+        phase: Purpose,
         req: &Req,
         waiting: &CancellationToken,
     ) -> Result<Answer, TransportError> {

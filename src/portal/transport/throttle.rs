@@ -6,18 +6,18 @@ use super::*;
 
 /// Which part of the run a request belongs to, for the request budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum Purpose {
     Login = 0,
     Resolve = 1,
     Reset = 2,
 }
 
-impl Phase {
-    pub fn from_index(i: u8) -> Phase {
+impl Purpose {
+    pub fn from_index(i: u8) -> Purpose {
         match i {
-            0 => Phase::Login,
-            1 => Phase::Resolve,
-            _ => Phase::Reset,
+            0 => Purpose::Login,
+            1 => Purpose::Resolve,
+            _ => Purpose::Reset,
         }
     }
 }
@@ -40,9 +40,9 @@ pub struct Requests {
 impl Requests {
     pub fn of(stats: &Stats) -> Requests {
         Requests {
-            login: stats.requests(Phase::Login),
-            resolve: stats.requests(Phase::Resolve),
-            reset: stats.requests(Phase::Reset),
+            login: stats.requests(Purpose::Login),
+            resolve: stats.requests(Purpose::Resolve),
+            reset: stats.requests(Purpose::Reset),
             too_many: stats.too_many_requests.load(Ordering::Relaxed),
             retries: stats.retries.load(Ordering::Relaxed),
             sessions: stats.sessions.load(Ordering::Relaxed),
@@ -72,7 +72,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn requests(&self, phase: Phase) -> u64 {
+    pub fn requests(&self, phase: Purpose) -> u64 {
         self.by_phase[phase as usize].load(Ordering::Relaxed)
     }
     /// The engine that ran: the browser once one of its sessions started.
@@ -314,7 +314,7 @@ impl Throttle {
     /// like any other. `waiting` drops it before it is sent.
     pub async fn admit(
         &self,
-        phase: Phase,
+        phase: Purpose,
         waiting: &CancellationToken,
     ) -> Result<(), TransportError> {
         tokio::select! {
