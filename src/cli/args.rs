@@ -11,7 +11,7 @@ use std::path::PathBuf;
     name = "sip-rotate",
     // The version and, when known, the commit it was built from (build.rs).
     version = env!("SIP_ROTATE_VERSION"),
-    // A fixed width keeps --help identical to the README's copy on any terminal.
+    // A fixed width: --help reads the same on any terminal.
     term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
     after_help = "Exit codes: 0 every requested reset done; 1 the run went to its end, not all well (failures, unresolved rows, the report); 2 no Confirmer sent, no phone cut off (usage, input, files, lock, login refused, unresolved, not confirmed, interrupted before any Confirmer); 3 stopped or interrupted after a Confirmer was sent, or a page showed a password nobody asked for."
@@ -51,7 +51,7 @@ pub enum Command {
 pub enum Generate {
     /// Write one man page per command (sip-rotate.1, sip-rotate-run.1...) into a folder.
     Man {
-        /// The folder (created if missing); pages already there are never replaced.
+        /// The folder (created if missing); an earlier page of sip-rotate is replaced, any other file at a page's name stops it.
         dir: PathBuf,
     },
     /// Print the completion script of a shell on standard output.

@@ -30,7 +30,7 @@ pub fn sections(command: &str) -> Vec<Section> {
             None,
             "sip-rotate(1), sip-rotate-run(1), sip-rotate-plan(1), sip-rotate-check(1), \
              sip-rotate-status(1), sip-rotate-decrypt(1), sip-rotate.toml(5), age(1); \
-             the README, for the operator's workflow and the security model."
+             /usr/share/doc/sip-rotate/docs/operating.md and security.md, for the operator's workflow and the security model."
                 .into(),
         )],
     });

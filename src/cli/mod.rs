@@ -19,7 +19,7 @@ use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Exit codes, as the README lists them.
+/// Exit codes, as the man pages and docs/operating.md list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {
     /// Every requested reset was done.

@@ -220,7 +220,7 @@ impl Setsid for Command {
 }
 
 #[test]
-fn the_age_cli_alone_recovers_a_journal_as_the_readme_says() {
+fn the_age_cli_alone_recovers_a_journal_as_the_docs_say() {
     if Command::new("age").arg("--version").output().is_err() {
         assert!(
             std::env::var_os("SIP_ROTATE_REQUIRE_AGE").is_none(),
@@ -233,13 +233,13 @@ fn the_age_cli_alone_recovers_a_journal_as_the_readme_says() {
     let sim = Sim::start(dir.path(), &["--latency-ms", "20"]);
     let (identity, public) = identity(dir.path());
     let journal = killed_run(&sim, dir.path(), &["-r", &public], 4);
-    // The README's command, as it is written there.
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let command = readme
+    // The command of docs/formats.md, as it is written there.
+    let formats =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/formats.md")).unwrap();
+    let command = formats
         .lines()
         .find(|l| l.starts_with("awk ") && l.contains("age -d -i identity.txt"))
-        .expect("the README gives the command")
+        .expect("docs/formats.md gives the command")
         .replace("identity.txt", &identity.display().to_string())
         .replace("rotation.csv.age.journal", &journal.display().to_string());
     let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();

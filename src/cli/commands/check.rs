@@ -215,7 +215,7 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 );
             } else if !scripted.is_empty() {
                 logging::say(&format!(
-                    "{} runs a script of the page: check again, and run, with --engine browser (see the README's two engines)",
+                    "{} runs a script of the page: check again, and run, with --engine browser (see 'The two engines' in docs/operating.md)",
                     scripted.join(", ")
                 ));
             } else {

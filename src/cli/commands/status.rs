@@ -7,8 +7,8 @@ use crate::cli::settings::{Loaded, View};
 use crate::cli::{Exit, logging};
 use crate::events::Interruption;
 use crate::files::PathProblem;
+use crate::follow::{self, Ended, FollowSettings, PhoneState, Round};
 use crate::portal::Portal;
-use crate::status::{self, Ended, PhoneState, Round, StatusSettings};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
         match crate::files::check_replaceable(
             report,
             args.overwrite_report,
-            crate::status::is_report,
+            crate::follow::is_report,
         ) {
             Ok(()) => {}
             Err(PathProblem::Symlink(_)) => {
@@ -67,7 +67,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
             bail!("{}: it is the input", cannot());
         }
     }
-    let settings = StatusSettings {
+    let settings = FollowSettings {
         input,
         watch: args.watch.map(Duration::from_secs),
         until: args.until.map(Duration::from_secs),
@@ -95,7 +95,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
             "total": round.phones.len(),
         })),
     };
-    let outcome = status::status(&settings, portal, &show, &interruption, &mut on_round).await;
+    let outcome = follow::follow(&settings, portal, &show, &interruption, &mut on_round).await;
     show.finish();
     let outcome = outcome?;
     if outcome.last.number == 0 {
@@ -209,7 +209,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     }
     if let Some(path) = &args.report {
         let dialect = args.csv_dialect.map(Into::into).unwrap_or_default();
-        crate::status::write_report(path, &outcome.last.phones, args.overwrite_report, dialect)
+        crate::follow::write_report(path, &outcome.last.phones, args.overwrite_report, dialect)
             .with_context(|| format!("cannot write the status report {}", path.display()))?;
     }
     // The states of a portal that stopped answering are stale: that run

@@ -1,7 +1,7 @@
 //! After the rotation: which phones are back. A reset cuts a phone off
 //! until someone reconfigures it with its new password; the portal's users
 //! table shows, in its `État` column, whether each phone is registered.
-//! `status` reads it for the licences of an input (or the ones a report says
+//! `status` (this module is its library half) reads it for the licences of an input (or the ones a report says
 //! were reset), once or round after round until all are back.
 
 use crate::dialect::{Dialect, FormulaCells, push_row};
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 /// What `status` reads, and how long it follows.
 #[derive(Debug, Clone)]
-pub struct StatusSettings {
+pub struct FollowSettings {
     /// An input CSV, or a report of a run (whose `reset` rows are followed).
     pub input: PathBuf,
     /// Read again this often, until every phone is back.
@@ -131,8 +131,8 @@ fn state_of(t: &Target, row: &LicenceRow, portal: &Portal) -> PhoneState {
 }
 
 /// Follows the phones of `settings.input`; `on_round` hears each round.
-pub async fn status(
-    settings: &StatusSettings,
+pub async fn follow(
+    settings: &FollowSettings,
     portal: Portal,
     observer: &dyn Observer,
     interruption: &Interruption,
