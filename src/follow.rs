@@ -97,14 +97,17 @@ pub struct StatusOutcome {
 /// The rows to follow: a report's `reset` rows and its `failed` rows whose
 /// `Confirmer` was sent (the reset may have happened), or an input's rows.
 fn rows_of(input: input::Input) -> Vec<InputRow> {
-    if !input.is_report {
+    let input::InputKind::Report {
+        left_out,
+        maybe_cut_off,
+    } = input.kind
+    else {
         return input.rows;
-    }
-    let mut rows: Vec<_> = input
-        .left_out
+    };
+    let mut rows: Vec<_> = left_out
         .into_iter()
         .filter(|r| r.status == input::Reported::Reset)
-        .chain(input.maybe_cut_off)
+        .chain(maybe_cut_off)
         .collect();
     rows.sort_by_key(|r| r.line);
     rows.into_iter()
@@ -161,13 +164,13 @@ pub async fn follow(
         if stop.is_cancelled() {
             return Ok(finish(empty, Vec::new(), Ended::Interrupted, &portal));
         }
-        return Err(RotationError::Portal(e.to_string()));
+        return Err(RotationError::Portal(e));
     }
     observer.event(Event::LoggedIn);
     // The first round finds the phones: one search per client.
     let resolution = match resolve::resolve(&portal, &rows, stop, observer).await {
         Ok(r) => r,
-        Err(e) => return Err(RotationError::Portal(e.to_string())),
+        Err(e) => return Err(RotationError::Portal(e)),
     };
     if stop.is_cancelled() {
         return Ok(finish(
@@ -198,11 +201,9 @@ pub async fn follow(
             .iter()
             .all(|p| p.registration == Registration::NotShown)
     {
-        return Err(RotationError::Portal(format!(
-            "the users tables show no '{}' column: which phones are registered cannot be told \
-             (sip-rotate check says what the table has; the label is column_state)",
-            portal.labels().column_state
-        )));
+        return Err(RotationError::NoStateColumn {
+            label: portal.labels().column_state.clone(),
+        });
     }
     on_round(&round);
     let mut failed_rounds = 0;

@@ -163,14 +163,35 @@ impl Reported {
 /// What an input file asks for.
 #[derive(Debug, Clone, Default)]
 pub struct Input {
+    /// The rows to reset (of a report: the rows to retry).
     pub rows: Vec<InputRow>,
-    /// When the input is a report of an earlier run: its rows not retried.
-    pub left_out: Vec<LeftOut>,
-    /// Of a report's `failed` rows, those whose `Confirmer` was sent: the
-    /// reset may have happened, and the phone be cut off (retried too).
-    pub maybe_cut_off: Vec<LeftOut>,
-    /// Whether the input is a report of an earlier run.
-    pub is_report: bool,
+    pub kind: InputKind,
+}
+
+/// The two kinds of input file.
+#[derive(Debug, Clone, Default)]
+pub enum InputKind {
+    /// A list of licences, each row asked for.
+    #[default]
+    Licences,
+    /// The report of an earlier run.
+    Report {
+        /// Its rows not retried (reset, duplicates).
+        left_out: Vec<LeftOut>,
+        /// Of its `failed` rows, those whose `Confirmer` was sent: the
+        /// reset may have happened, and the phone be cut off (retried too).
+        maybe_cut_off: Vec<LeftOut>,
+    },
+}
+
+impl Input {
+    /// A report's rows not retried; none for a list of licences.
+    pub fn left_out(&self) -> &[LeftOut] {
+        match &self.kind {
+            InputKind::Licences => &[],
+            InputKind::Report { left_out, .. } => left_out,
+        }
+    }
 }
 
 /// Text of the file: BOM removed, UTF-8 if valid, else Windows-1252.
@@ -555,9 +576,14 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
     }
     Ok(Input {
         rows,
-        left_out,
-        maybe_cut_off,
-        is_report: report,
+        kind: if report {
+            InputKind::Report {
+                left_out,
+                maybe_cut_off,
+            }
+        } else {
+            InputKind::Licences
+        },
     })
 }
 
@@ -609,9 +635,9 @@ mod tests {
         )
         .unwrap();
         let input = read(&p).unwrap();
-        assert!(input.is_report);
-        assert_eq!(input.left_out.len(), 1);
-        assert_eq!(input.left_out[0].accountcode, "123");
+        assert!(matches!(input.kind, InputKind::Report { .. }));
+        assert_eq!(input.left_out().len(), 1);
+        assert_eq!(input.left_out()[0].accountcode, "123");
         assert_eq!(
             input.rows.len(),
             2,

@@ -139,6 +139,25 @@ pub struct PortalArgs {
     pub allow_origin: Vec<String>,
 }
 
+/// How a command that talks to the portal writes on stderr.
+#[derive(Debug, Args)]
+pub struct Diagnostics {
+    /// Log format on stderr: one JSON object per line with json [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How a report is written, for every command that writes one.
+#[derive(Debug, Args)]
+pub struct ReportStyle {
+    /// Replace the report file if it is an earlier report of this command (never another file, never through a link).
+    #[arg(long)]
+    pub overwrite_report: bool,
+    /// How the report is written: rfc4180 (comma) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
+    #[arg(long, value_enum)]
+    pub csv_dialect: Option<CsvDialect>,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// CSV of licences to reset (client_ref,licence[,service_ref][,sda]).
@@ -161,12 +180,8 @@ pub struct RunArgs {
     /// Write a CSV report without secrets, one row per licence; %Y, %m, %d... as for --output.
     #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
-    /// Replace the report file if it is an earlier report (never another file, never through a link).
-    #[arg(long)]
-    pub overwrite_report: bool,
-    /// How the report is written: rfc4180 (comma) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
-    #[arg(long, value_enum)]
-    pub csv_dialect: Option<CsvDialect>,
+    #[command(flatten)]
+    pub report_style: ReportStyle,
     /// Replace this file at the end of every run with Prometheus metrics (node_exporter's textfile collector).
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
@@ -201,9 +216,8 @@ pub struct RunArgs {
     /// Resets tried per licence while the answer to Confirmer is lost (timeout, cut connection, 5xx) [default: 5].
     #[arg(long, value_name = "N")]
     pub max_resets: Option<u32>,
-    /// Log format on stderr: one JSON object per line with json [default: text].
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub diagnostics: Diagnostics,
 }
 
 #[derive(Debug, Args)]
@@ -219,9 +233,8 @@ pub struct CheckArgs {
     /// Print a labels file with the guide's wording, ready to edit, and stop (as `sip-rotate labels`).
     #[arg(long)]
     pub print_labels: bool,
-    /// Log format on stderr: one JSON object per line with json [default: text].
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub diagnostics: Diagnostics,
 }
 
 #[derive(Debug, Args)]
@@ -234,21 +247,16 @@ pub struct StatusArgs {
     /// Write each phone's last État to this CSV (client_ref,service_ref,licence,sda,name,state).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Replace the status report if it is an earlier one (never another file).
-    #[arg(long)]
-    pub overwrite_report: bool,
-    /// How the report is written: rfc4180 or excel [default: rfc4180].
-    #[arg(long, value_enum)]
-    pub csv_dialect: Option<CsvDialect>,
+    #[command(flatten)]
+    pub report_style: ReportStyle,
     /// Read again every this many seconds (at least 1), until every phone is back.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub watch: Option<u64>,
     /// Stop following this many seconds after the start (with --watch).
     #[arg(long, value_name = "SECONDS", requires = "watch")]
     pub until: Option<u64>,
-    /// Log format on stderr: one JSON object per line with json [default: text].
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub diagnostics: Diagnostics,
 }
 
 #[derive(Debug, Args)]
@@ -261,15 +269,10 @@ pub struct PlanArgs {
     /// Write the plan as a CSV report.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Replace the report file if it is an earlier report (never another file, never through a link).
-    #[arg(long)]
-    pub overwrite_report: bool,
-    /// How the report is written: rfc4180 (comma) or excel (;, BOM, CRLF, for a spreadsheet) [default: rfc4180].
-    #[arg(long, value_enum)]
-    pub csv_dialect: Option<CsvDialect>,
-    /// Log format on stderr: one JSON object per line with json [default: text].
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub report_style: ReportStyle,
+    #[command(flatten)]
+    pub diagnostics: Diagnostics,
 }
 
 #[derive(Debug, Args)]

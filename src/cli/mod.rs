@@ -224,6 +224,12 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::ClientWithoutRecipient(_) => {
             "add a row client_ref,recipient for each of them to the --client-recipients file, or leave --client-recipients out (then the run's own recipients read every file)".into()
         }
+        RotationError::NoStateColumn { .. } => {
+            "sip-rotate check says what the users table has; if the portal words the column otherwise, set column_state in a labels file (--labels)".into()
+        }
+        RotationError::Portal(e) if e.remedy() == Some(crate::portal::Remedy::Labels) => {
+            "give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first".into()
+        }
         RotationError::NothingToFollow(_) => {
             "give the run's input CSV, or the report of a run that reset phones".into()
         }

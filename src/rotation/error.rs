@@ -71,8 +71,14 @@ pub enum RotationError {
         run: Vec<String>,
     },
     /// The portal could not be read (`status`, which changes nothing).
-    #[error("{0}")]
-    Portal(String),
+    #[error(transparent)]
+    Portal(#[from] crate::portal::PortalError),
+    /// The users tables have no column of the phones' registration: which
+    /// phones are back cannot be told, and following would say none is.
+    #[error(
+        "the users tables show no '{label}' column: which phones are registered cannot be told"
+    )]
+    NoStateColumn { label: String },
     /// `status` over a report without a `reset` row, or an empty input.
     #[error("{} names no phone to follow (a report's reset rows, or an input's rows)", .0.display())]
     NothingToFollow(PathBuf),

@@ -145,7 +145,7 @@ pub(super) fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, Rot
         .rows
         .iter()
         .map(|r| r.client_ref.clone())
-        .chain(input.left_out.iter().map(|r| r.client_ref.clone()))
+        .chain(input.left_out().iter().map(|r| r.client_ref.clone()))
         .collect();
     clients.sort();
     clients.dedup();
@@ -199,11 +199,12 @@ pub(super) fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, Rot
     } else {
         Resumed::none()
     }
-    .with_report(&input.left_out);
+    .with_report(input.left_out());
+    let from_report = matches!(input.kind, input::InputKind::Report { .. });
     Ok(Prepared {
+        left_out: input.left_out().to_vec(),
         rows: input.rows,
-        left_out: input.left_out,
-        from_report: input.is_report,
+        from_report,
         resumed,
         journal,
         _lock: lock,

@@ -349,6 +349,11 @@ fn a_portal_whose_état_says_otherwise_is_counted_as_unknown_never_as_down() {
     );
     let stderr = exits_with(&mut status_cmd(&sim, &input), 2);
     assert!(stderr.contains("show no 'État' column"), "{stderr}");
+    // The fix apart from the fact (the library describes, the binary advises).
+    assert!(
+        stderr.contains("hint: sip-rotate check says what the users table has"),
+        "{stderr}"
+    );
     let out = Command::new(bin())
         .args(["check", "--input"])
         .arg(&input)

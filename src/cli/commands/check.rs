@@ -76,6 +76,7 @@ fn found_text(found: &Found) -> String {
 /// `sip-rotate check`.
 pub async fn check(args: CheckArgs) -> (Exit, LogFormat) {
     let format = args
+        .diagnostics
         .log_format
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
         .unwrap_or(LogFormat::Text);

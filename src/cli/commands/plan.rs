@@ -13,6 +13,7 @@ use anyhow::Result;
 /// `sip-rotate plan`.
 pub async fn plan(args: PlanArgs) -> (Exit, LogFormat) {
     let mut format = args
+        .diagnostics
         .log_format
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
         .unwrap_or(LogFormat::Text);

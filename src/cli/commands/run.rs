@@ -49,6 +49,7 @@ pub fn exit_code(o: &Outcome) -> Exit {
 pub async fn run(args: RunArgs) -> (Exit, LogFormat) {
     let started = SystemTime::now();
     let mut format = args
+        .diagnostics
         .log_format
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
         .unwrap_or(LogFormat::Text);

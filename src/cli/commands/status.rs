@@ -18,6 +18,7 @@ use std::time::Duration;
 /// `sip-rotate status`.
 pub async fn status(args: StatusArgs) -> (Exit, LogFormat) {
     let format = args
+        .diagnostics
         .log_format
         .or_else(|| Loaded::log_format_of(args.portal.config.as_deref()))
         .unwrap_or(LogFormat::Text);
@@ -48,7 +49,7 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
         let cannot = || format!("cannot write the status report {}", report.display());
         match crate::files::check_replaceable(
             report,
-            args.overwrite_report,
+            args.report_style.overwrite_report,
             crate::follow::is_report,
         ) {
             Ok(()) => {}
@@ -208,9 +209,18 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
         }
     }
     if let Some(path) = &args.report {
-        let dialect = args.csv_dialect.map(Into::into).unwrap_or_default();
-        crate::follow::write_report(path, &outcome.last.phones, args.overwrite_report, dialect)
-            .with_context(|| format!("cannot write the status report {}", path.display()))?;
+        let dialect = args
+            .report_style
+            .csv_dialect
+            .map(Into::into)
+            .unwrap_or_default();
+        crate::follow::write_report(
+            path,
+            &outcome.last.phones,
+            args.report_style.overwrite_report,
+            dialect,
+        )
+        .with_context(|| format!("cannot write the status report {}", path.display()))?;
     }
     // The states of a portal that stopped answering are stale: that run
     // could not tell, whatever the last round said.

@@ -479,7 +479,11 @@ impl RunSettings {
         let f = &cfg.file;
         let now = chrono::Local::now();
         let quiet = args.quiet || f.quiet.unwrap_or(false);
-        let format = args.log_format.or(f.log_format).unwrap_or(LogFormat::Text);
+        let format = args
+            .diagnostics
+            .log_format
+            .or(f.log_format)
+            .unwrap_or(LogFormat::Text);
         let recipients_files: Vec<PathBuf> = if args.recipients_files.is_empty() {
             f.recipients_file.iter().map(|p| cfg.resolve(p)).collect()
         } else {
@@ -557,8 +561,11 @@ impl RunSettings {
             path,
             // A resumed run's report takes the place of the interrupted
             // run's (its rows say what that run did); never another file.
-            replace: args.overwrite_report || f.overwrite_report.unwrap_or(false) || resume,
+            replace: args.report_style.overwrite_report
+                || f.overwrite_report.unwrap_or(false)
+                || resume,
             dialect: args
+                .report_style
                 .csv_dialect
                 .or(f.csv_dialect)
                 .map(Into::into)
@@ -670,6 +677,7 @@ pub struct PlanSettings {
 impl PlanSettings {
     pub fn new(args: &PlanArgs, cfg: &Loaded) -> Result<PlanSettings> {
         let format = args
+            .diagnostics
             .log_format
             .or(cfg.file.log_format)
             .unwrap_or(LogFormat::Text);
@@ -677,8 +685,9 @@ impl PlanSettings {
             input: input(args.input.as_ref(), cfg)?,
             report: args.report.clone().map(|path| ReportFile {
                 path,
-                replace: args.overwrite_report,
+                replace: args.report_style.overwrite_report,
                 dialect: args
+                    .report_style
                     .csv_dialect
                     .or(cfg.file.csv_dialect)
                     .map(Into::into)
