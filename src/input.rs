@@ -8,6 +8,7 @@
 //! nothing is reset then.
 
 use crate::phone;
+use crate::report::Status;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -443,18 +444,14 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
         // covers, are not retried.
         if report {
             let (si, sname, status) = get(Column::Status);
-            let status = status.trim().to_lowercase();
-            if !matches!(
-                status.as_str(),
-                "reset" | "duplicate" | "failed" | "unresolved" | "skipped" | "planned"
-            ) {
+            let Ok(status) = status.parse::<Status>() else {
                 return Err(err(
                     Some(line),
                     Some((si, sname)),
-                    format!("unknown status '{}'", shown(&status)),
+                    format!("unknown status '{}'", shown(status.trim())),
                     "a report's status is reset, duplicate, failed, unresolved, skipped or planned: the rows reset or duplicate are not retried, the others are",
                 ));
-            }
+            };
             let value = |c: Column| {
                 if columns.contains(&Some(c)) {
                     get(c).2
@@ -471,12 +468,12 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                 sda: value(Column::Sda),
                 accountcode: value(Column::AccountCode),
             };
-            match status.as_str() {
-                "reset" => {
+            match status {
+                Status::Reset => {
                     left_out.push(row(Reported::Reset));
                     continue;
                 }
-                "duplicate" => {
+                Status::Duplicate => {
                     left_out.push(row(Reported::Duplicate));
                     continue;
                 }
@@ -486,7 +483,7 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
                 .trim()
                 .parse::<u32>()
                 .unwrap_or(0);
-            if status == "failed" && confirmed > 0 {
+            if status == Status::Failed && confirmed > 0 {
                 maybe_cut_off.push(row(Reported::FailedAfterConfirmer));
             }
         }

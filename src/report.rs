@@ -28,6 +28,29 @@ impl Status {
             Status::Planned => "planned",
         }
     }
+
+    /// Every status, in the order a summary counts them.
+    pub const ALL: [Status; 6] = [
+        Status::Reset,
+        Status::Failed,
+        Status::Unresolved,
+        Status::Duplicate,
+        Status::Skipped,
+        Status::Planned,
+    ];
+}
+
+/// A report's `status` column, read back (case and spaces aside).
+impl std::str::FromStr for Status {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Status, ()> {
+        let s = s.trim();
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
+            .ok_or(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,17 +3,8 @@
 
 use super::*;
 
-pub(super) const STATUSES: [Status; 6] = [
-    Status::Reset,
-    Status::Failed,
-    Status::Unresolved,
-    Status::Duplicate,
-    Status::Skipped,
-    Status::Planned,
-];
-
 pub(super) fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
-    STATUSES
+    Status::ALL
         .iter()
         .map(|&s| (s, rows.iter().filter(|r| r.status == s).count()))
         .filter(|(_, n)| *n > 0)
