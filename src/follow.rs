@@ -27,6 +27,34 @@ pub struct FollowSettings {
     pub watch: Option<Duration>,
     /// Stop following this long after the start.
     pub until: Option<Duration>,
+    /// Where each phone's last État goes (`status --report`), and whether
+    /// an earlier status report there may be replaced.
+    pub report: Option<(PathBuf, bool)>,
+}
+
+/// The status report's place, checked before the first request: hours of
+/// watching must not end on a file that cannot be written.
+fn check_files(settings: &FollowSettings) -> Result<(), RotationError> {
+    let Some((report, replace)) = &settings.report else {
+        return Ok(());
+    };
+    crate::files::check_replaceable(report, *replace, is_report).map_err(
+        |problem| match problem {
+            crate::files::PathProblem::NotOurs(path) => RotationError::NotAStatusReport(path),
+            problem => RotationError::Path {
+                role: crate::rotation::FileRole::Report,
+                problem,
+            },
+        },
+    )?;
+    if crate::files::identity_of(report) == crate::files::identity_of(&settings.input) {
+        return Err(RotationError::SameFile {
+            a: crate::rotation::FileRole::Report,
+            b: crate::rotation::FileRole::Input,
+            path: report.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// One phone, as the last round saw it.
@@ -142,6 +170,7 @@ pub async fn follow(
     on_round: &mut dyn FnMut(&Round),
 ) -> Result<StatusOutcome, RotationError> {
     let started = Instant::now();
+    check_files(settings)?;
     let rows = rows_of(input::read(&settings.input)?);
     if rows.is_empty() {
         return Err(RotationError::NothingToFollow(settings.input.clone()));

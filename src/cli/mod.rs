@@ -233,6 +233,9 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::NothingToFollow(_) => {
             "give the run's input CSV, or the report of a run that reset phones".into()
         }
+        RotationError::NotAStatusReport(_) => {
+            "choose another --report: status replaces only a status report it wrote".into()
+        }
         RotationError::NotAReport(_) | RotationError::PartName(_) => {
             "choose another --report".into()
         }

@@ -53,6 +53,8 @@ pub enum RotationError {
     PartName(PathBuf),
     #[error("{} is not a sip-rotate report: only a report is ever replaced", .0.display())]
     NotAReport(PathBuf),
+    #[error("{} is not a status report: only a status report is ever replaced", .0.display())]
+    NotAStatusReport(PathBuf),
     #[error("{} exists: an earlier run did not finish, and its new passwords are in that journal", .0.display())]
     JournalExists(PathBuf),
     /// The journal of a rotation that finished, kept because only it holds

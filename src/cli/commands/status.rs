@@ -1,12 +1,12 @@
 //! `sip-rotate status`: after a rotation, which phones are back. Renders
-//! what `status::status` reads; the exit code says whether all are back.
+//! what `follow::follow` reads (the library checks the files, as for
+//! `run`); the exit code says whether all are back.
 
 use crate::cli::args::{LogFormat, StatusArgs};
 use crate::cli::render::{self, Show};
 use crate::cli::settings::{Loaded, View};
 use crate::cli::{Exit, logging};
 use crate::events::Interruption;
-use crate::files::PathProblem;
 use crate::follow::{self, Ended, FollowSettings, PhoneState, Round};
 use crate::portal::Portal;
 use anyhow::{Context, Result, bail};
@@ -43,35 +43,14 @@ fn round_line(round: &Round) -> String {
 async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     let cfg = Loaded::read(args.portal.config.as_deref())?;
     let input = crate::cli::settings::input_of(args.input.as_ref(), &cfg)?;
-    // The status report's place, checked before the first request: hours
-    // of watching must not end on a file that cannot be written.
-    if let Some(report) = &args.report {
-        let cannot = || format!("cannot write the status report {}", report.display());
-        match crate::files::check_replaceable(
-            report,
-            args.report_style.overwrite_report,
-            crate::follow::is_report,
-        ) {
-            Ok(()) => {}
-            Err(PathProblem::Symlink(_)) => {
-                bail!("{}: it is a symbolic link, never written through", cannot())
-            }
-            Err(PathProblem::NotOurs(_)) => {
-                bail!(
-                    "{}: it is not a status report, only one is ever replaced",
-                    cannot()
-                )
-            }
-            Err(problem) => return Err(problem).with_context(cannot),
-        }
-        if crate::files::identity_of(report) == crate::files::identity_of(&input) {
-            bail!("{}: it is the input", cannot());
-        }
-    }
     let settings = FollowSettings {
         input,
         watch: args.watch.map(Duration::from_secs),
         until: args.until.map(Duration::from_secs),
+        report: args
+            .report
+            .clone()
+            .map(|path| (path, args.report_style.overwrite_report)),
     };
     let portal_settings = crate::cli::settings::portal_settings(&args.portal, &cfg)?;
     let rate = portal_settings.rate;
