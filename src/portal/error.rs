@@ -128,6 +128,8 @@ pub enum AfterUnknown {
     GiveUp,
     /// The portal led outside its origin: no further request makes sense.
     StopRun,
+    /// The operator abandoned the press in flight (a second signal).
+    Abandoned,
 }
 
 /// Why a page could not be read as the contract says.

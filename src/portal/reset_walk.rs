@@ -258,7 +258,7 @@ impl Browser {
             Err(TransportError::Interrupted) => {
                 return Err(ResetError::Unknown {
                     reason: "interrupted after Confirmer was sent".into(),
-                    next: AfterUnknown::GiveUp,
+                    next: AfterUnknown::Abandoned,
                 });
             }
             Err(e) => {

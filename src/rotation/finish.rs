@@ -96,6 +96,9 @@ impl Run<'_> {
         }
         // The files the earlier runs' passwords went into, when merged.
         let mut merged_into: Option<Vec<HeldIn>> = None;
+        // Resumed without an identity, the journal gone: the earlier runs'
+        // passwords are in the parts they wrote, and their rows say so.
+        let mut left_in_parts: Option<Vec<EarlierPart>> = None;
         if let Some(mut journal) = journal {
             let journal_path = journal.path().to_path_buf();
             let this_run = journal.appended();
@@ -215,6 +218,10 @@ impl Run<'_> {
                         merged_into = Some(passwords.result.clone());
                         JournalFate::Removed
                     }
+                    Ok(()) if resumed.earlier().is_some_and(|e| e.in_journal > 0) => {
+                        left_in_parts = resumed.earlier().map(|e| e.parts);
+                        JournalFate::Removed
+                    }
                     // Empty: for whoever reads the summary, there was none.
                     Ok(()) if entries == 0 => JournalFate::NotCreated,
                     Ok(()) => JournalFate::Removed,
@@ -263,6 +270,35 @@ impl Run<'_> {
                     row.detail = format!(
                         "reset by an earlier run: password in {}{code}",
                         held.path.display()
+                    );
+                }
+            }
+        }
+        if let Some(parts) = &left_in_parts {
+            let template = &self.settings.output;
+            for row in rows
+                .iter_mut()
+                .filter(|r| r.origin == report::Origin::EarlierRun)
+            {
+                let file = if outputs::per_client(template) {
+                    outputs::output_for(template, &row.client_ref)
+                } else {
+                    template.clone()
+                };
+                let names: Vec<String> = parts
+                    .iter()
+                    .filter(|p| outputs::is_part_of(&file, &p.held.path))
+                    .map(|p| p.held.path.display().to_string())
+                    .collect();
+                if !names.is_empty() {
+                    let code = if row.accountcode.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (account code {})", row.accountcode)
+                    };
+                    row.detail = format!(
+                        "reset by an earlier run: password in {}{code}",
+                        names.join(" or ")
                     );
                 }
             }

@@ -605,6 +605,9 @@ async fn reset_one(
                     }
                     AfterUnknown::StopRun => "find out why the portal leads elsewhere",
                     AfterUnknown::GiveUp => "check the portal's pages (see the labels)",
+                    AfterUnknown::Abandoned => {
+                        "its answer was abandoned (the run's report retries it with --input)"
+                    }
                 };
                 let failure = Failure {
                     stops_the_run: (next == AfterUnknown::StopRun).then(|| StopReason::Portal {

@@ -313,3 +313,43 @@ fn rows_the_portal_failed_to_show_are_not_the_input_s_to_fix() {
         "{stderr}"
     );
 }
+
+/// A licence whose page the portal keeps failing, the others reset: the
+/// hint sends the operator to the report, not to the same command (which
+/// would reset the others again), and doing what it says resets the one
+/// left, once.
+#[test]
+fn after_a_portal_failure_the_hint_retries_only_what_is_left() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--fail-page", "detail:FPC172911"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let report = dir.path().join("report.csv");
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--rate", "100", "--max-resets", "1", "--report"])
+            .arg(&report),
+        1,
+    );
+    let first = sim.resets().len();
+    assert!(first > 0, "{stderr}");
+    let hint = format!("the same command with --input {}", report.display());
+    assert!(stderr.contains(&hint), "{stderr}");
+    assert!(!stderr.contains("run the same command again"), "{stderr}");
+    // Done as said, once the page answers: only the one left is reset.
+    let healthy = Setup::new(&[]);
+    exits_with(
+        run_cmd(
+            &healthy.sim,
+            &report,
+            &dir.path().join("out2.age"),
+            &healthy.public,
+        )
+        .args(["--yes", "--rate", "100"]),
+        0,
+    );
+    let resets = healthy.sim.resets();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert!(resets[0].key.contains("FPC172911"), "{resets:?}");
+}

@@ -351,33 +351,7 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
             r.detail
         ));
     }
-    let stop_remedy = o.stopped.as_ref().and_then(StopReason::remedy);
-    let labels = Some(crate::portal::Remedy::Labels);
-    if o.rows.iter().any(|r| r.remedy == labels) || stop_remedy == labels {
-        lines.push(
-            "hint: give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first: it never confirms".into(),
-        );
-    }
-    let run_again = Some(crate::portal::Remedy::RunAgain);
-    let failed_by_the_portal = o.rows.iter().filter(|r| r.remedy == run_again).count();
-    if failed_by_the_portal > 0 || stop_remedy == run_again {
-        lines.push(format!(
-            "hint: {} because the portal failed, not because of the input: run the same command again once the portal answers{}",
-            if failed_by_the_portal > 0 {
-                format!(
-                    "{} did not go through",
-                    count(failed_by_the_portal, "row", "rows")
-                )
-            } else {
-                "the run stopped".to_string()
-            },
-            if o.confirmations == 0 {
-                " (nothing was reset)"
-            } else {
-                ""
-            }
-        ));
-    }
+    lines.extend(remedy_hints(o).into_iter().map(|h| format!("hint: {h}")));
     lines.extend(where_the_passwords_are(o));
     // Last: everything after its first line is the text to save.
     if let Some(stranded) = &o.passwords.stranded {
@@ -392,6 +366,68 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         lines.push(stranded.journal_text.trim_end().to_string());
     }
     lines
+}
+
+/// What to do about the failures, from their typed causes: the labels, or
+/// a portal that failed. Doing what a hint says must work: running the same
+/// command again is right only when nothing was reset (it would reset the
+/// others again, or find its output there); otherwise the report retries
+/// exactly what is left, and a journal is finished with --resume.
+fn remedy_hints(o: &Outcome) -> Vec<String> {
+    let mut hints = Vec::new();
+    let stop_remedy = o.stopped.as_ref().and_then(StopReason::remedy);
+    let labels = Some(crate::portal::Remedy::Labels);
+    if o.rows.iter().any(|r| r.remedy == labels) || stop_remedy == labels {
+        hints.push(
+            "give the portal's words in a labels file (--labels FILE; sip-rotate labels prints one to edit), and try it with sip-rotate check first: it never confirms".into(),
+        );
+    }
+    let run_again = Some(crate::portal::Remedy::RunAgain);
+    let failed_by_the_portal = o.rows.iter().filter(|r| r.remedy == run_again).count();
+    if failed_by_the_portal > 0 || stop_remedy == run_again {
+        let what = if failed_by_the_portal > 0 {
+            format!(
+                "{} did not go through",
+                count(failed_by_the_portal, "row", "rows")
+            )
+        } else {
+            "the run stopped".to_string()
+        };
+        let earlier_wait = o
+            .passwords
+            .earlier
+            .as_ref()
+            .is_some_and(|e| e.in_journal > 0);
+        let to_do = if matches!(o.passwords.journal, JournalFate::Kept { .. })
+            && o.stopped.is_some()
+        {
+            "once the portal answers, finish the rotation with the same command and --resume"
+                .to_string()
+        } else if o.confirmations == 0 && !earlier_wait {
+            "run the same command again once the portal answers (nothing was reset)".to_string()
+        } else {
+            match &o.report {
+                Some(report) => format!(
+                    "once the portal answers, retry only what is left: the same command with --input {} (it leaves out the licences reset) and a new -o",
+                    report.display()
+                ),
+                None => "once the portal answers, retry only what is left (a run with --report writes the report that --input retries exactly); running the same command again would reset the others again".to_string(),
+            }
+        };
+        hints.push(format!(
+            "{what} because the portal failed, not because of the input: {to_do}"
+        ));
+    }
+    hints
+}
+
+/// Every hint of the summary, as JSON's one `hint`.
+fn all_hints(o: &Outcome, rate: f64) -> Option<String> {
+    let hints: Vec<String> = remedy_hints(o)
+        .into_iter()
+        .chain(slow_down_hint(o, rate))
+        .collect();
+    (!hints.is_empty()).then(|| hints.join("; "))
 }
 
 /// The summary of a run as one JSON object.
@@ -439,11 +475,19 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
         },
         "elapsed_seconds": o.elapsed.as_secs_f64(),
         "rate_limit": rate,
-        "hint": slow_down_hint(o, rate),
+        "hint": all_hints(o, rate),
         "warnings": logging::warnings(),
         "stopped": o.stopped.as_ref().map(stop_text),
         "results": held(&o.passwords.result),
         "parts": held(&o.passwords.part),
+        // Earlier runs' passwords that are not in the result: in their
+        // parts (each with whether it is still the file written).
+        "earlier_parts": o.passwords.earlier.as_ref().filter(|e| e.in_journal > 0).map(|e| {
+            e.parts
+                .iter()
+                .map(|p| json!({"path": p.held.path.display().to_string(), "passwords": p.held.passwords, "intact": p.intact}))
+                .collect::<Vec<_>>()
+        }),
         "journal": journal,
         "lost": o.passwords.lost,
         "stranded": o.passwords.stranded.as_ref().map(|s| json!({
@@ -487,7 +531,7 @@ pub(super) fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
         ),
         Exit::Partial => (
             format!(
-                "FAILED in part: {} not reset (exit 1)",
+                "FAILED in part: {} not reset{} (exit 1)",
                 match (one_licence.len(), every_licence.len()) {
                     (licences, 0) => count(licences, "licence", "licences"),
                     (0, rows) => count(rows, "row '*'", "rows '*'"),
@@ -495,6 +539,19 @@ pub(super) fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
                         "{} and {}",
                         count(licences, "licence", "licences"),
                         count(rows, "row '*'", "rows '*'")
+                    ),
+                },
+                // A Confirmer went, no password came back: its phone may
+                // be cut off, which "not reset" alone would hide.
+                match one_licence
+                    .iter()
+                    .filter(|r| r.status == Status::Failed && r.confirmations > 0)
+                    .count()
+                {
+                    0 => String::new(),
+                    n => format!(
+                        ", {n} of them after a Confirmer: {} may be cut off",
+                        if n == 1 { "its phone" } else { "their phones" }
                     ),
                 }
             ),
@@ -527,7 +584,22 @@ pub(super) fn headline(exit: Exit, o: &Outcome) -> (String, logging::Tone) {
 
 /// Shows the end of a run: nothing when quiet and all went well.
 pub fn outcome(view: View, o: &Outcome, rate: f64, exit: Exit) {
-    if view.quiet && exit == Exit::AllDone {
+    // Quiet on success, unless the result is not where all the passwords
+    // are: some of an earlier run's stay in its part or its journal, and
+    // nobody would know it.
+    let earlier_elsewhere = o
+        .passwords
+        .earlier
+        .as_ref()
+        .is_some_and(|e| e.in_journal > 0)
+        || matches!(
+            o.passwords.journal,
+            JournalFate::Kept {
+                because: KeptBecause::EarlierRuns,
+                ..
+            }
+        );
+    if view.quiet && exit == Exit::AllDone && !earlier_elsewhere {
         return;
     }
     match view.format {
