@@ -127,23 +127,24 @@ impl Run<'_> {
             .then_some(StopReason::Interrupted(phase))
     }
 
+    /// The end of a run that stopped before any reset: its rows as they
+    /// stand, no password anywhere.
+    fn stopped_before_resets(
+        &self,
+        report: Vec<ReportRow>,
+        why: StopReason,
+        resumed: &mut Resumed,
+    ) -> Outcome {
+        self.finish(report, None, Some(why), resumed, ResetsDone::default())
+    }
+
     async fn go(&self, rows: &[InputRow], resumed: &mut Resumed) -> Outcome {
         if let Err(e) = self.portal.connect(rows.len()).await {
             let why = self
                 .stopped_by_signal(Phase::Login)
                 .unwrap_or_else(|| stop_reason_of(&e));
-            let skipped = rows
-                .iter()
-                .map(|r| {
-                    resolve::rejected_row(
-                        r,
-                        Status::Skipped,
-                        &r.licence.to_string(),
-                        format!("not resolved: {why}"),
-                    )
-                })
-                .collect();
-            return self.finish(skipped, None, Some(why), resumed, ResetsDone::default());
+            let skipped = all_skipped(rows, &why);
+            return self.stopped_before_resets(skipped, why, resumed);
         }
         self.observer.event(Event::LoggedIn);
         self.portal.look_ahead();
@@ -158,36 +159,20 @@ impl Run<'_> {
         let resolution = match resolve::resolve(&self.portal, rows, stop, self.observer).await {
             Ok(r) => r,
             Err(e) => {
-                let skipped = rows
-                    .iter()
-                    .map(|r| {
-                        resolve::rejected_row(
-                            r,
-                            Status::Skipped,
-                            &r.licence.to_string(),
-                            format!("not resolved: {e}"),
-                        )
-                    })
-                    .collect();
-                return self.finish(
-                    skipped,
-                    None,
-                    Some(stop_reason_of(&e)),
-                    resumed,
-                    ResetsDone::default(),
-                );
+                let skipped = all_skipped(rows, &e);
+                return self.stopped_before_resets(skipped, stop_reason_of(&e), resumed);
             }
         };
         let mut report: Vec<ReportRow> = Vec::new();
         if let Some(why) = self.stopped_by_signal(Phase::Resolution) {
             report.extend(resolution.rows_when_stopped(&why));
-            return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+            return self.stopped_before_resets(report, why, resumed);
         }
         let unresolved = resolution.unresolved().count();
         if unresolved > 0 && !self.settings.skip_unresolved {
             report.extend(resolution.plan_rows());
             let why = StopReason::Unresolved { rows: unresolved };
-            return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+            return self.stopped_before_resets(report, why, resumed);
         }
         report.extend(resolution.rejected);
         let targets: Vec<Target> = resumed.keep_all(resolution.targets, &mut report);
@@ -213,7 +198,7 @@ impl Run<'_> {
                         .iter()
                         .map(|t| t.report(Status::Skipped, format!("not reset: {why}"), 0, 0)),
                 );
-                return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+                return self.stopped_before_resets(report, why, resumed);
             }
         }
         let mut sink = match self.open_sink() {
@@ -225,7 +210,7 @@ impl Run<'_> {
                         .map(|t| t.report(Status::Skipped, format!("not reset: {e}"), 0, 0)),
                 );
                 let why = StopReason::WriteFailed(e.to_string());
-                return self.finish(report, None, Some(why), resumed, ResetsDone::default());
+                return self.stopped_before_resets(report, why, resumed);
             }
         };
         self.observer.event(Event::Planned(targets.len()));
@@ -250,18 +235,8 @@ impl Run<'_> {
             Ok(sink) => sink,
             Err(e) => {
                 let why = StopReason::WriteFailed(e.to_string());
-                let skipped = rows
-                    .iter()
-                    .map(|r| {
-                        resolve::rejected_row(
-                            r,
-                            Status::Skipped,
-                            &r.licence.to_string(),
-                            format!("not resolved: {why}"),
-                        )
-                    })
-                    .collect();
-                return self.finish(skipped, None, Some(why), resumed, ResetsDone::default());
+                let skipped = all_skipped(rows, &why);
+                return self.stopped_before_resets(skipped, why, resumed);
             }
         };
         let (tx, queue) = mpsc::unbounded_channel();
@@ -363,4 +338,18 @@ fn stop_reason_of(e: &PortalError) -> StopReason {
             remedy: e.remedy(),
         },
     }
+}
+
+/// Every row skipped, for a run that stopped before resolving any: why.
+fn all_skipped(rows: &[InputRow], why: &dyn std::fmt::Display) -> Vec<ReportRow> {
+    rows.iter()
+        .map(|r| {
+            resolve::rejected_row(
+                r,
+                Status::Skipped,
+                &r.licence.to_string(),
+                format!("not resolved: {why}"),
+            )
+        })
+        .collect()
 }

@@ -277,26 +277,33 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
         }
         Line::Entry(m, _) => contents.entries.push(m),
         Line::Finished => contents.finished = true,
+        Line::Torn(_) => {}
     })
     .map_err(io_err(path))?;
     Ok(contents)
 }
 
-/// The complete entries of a journal, each with its armored block.
-pub(super) fn entries(input: &mut dyn BufRead) -> std::io::Result<Vec<(JournalMark, String)>> {
-    let mut all = Vec::new();
-    scan(input, |line| {
-        if let Line::Entry(m, block) = line {
-            all.push((m, block));
-        }
+/// The complete entries of a journal, each with its armored block, and
+/// the marks of the entries cut off before their end.
+pub(super) type Entries = (Vec<(JournalMark, String)>, Vec<JournalMark>);
+
+pub(super) fn entries(input: &mut dyn BufRead) -> std::io::Result<Entries> {
+    let (mut all, mut torn) = (Vec::new(), Vec::new());
+    scan(input, |line| match line {
+        Line::Entry(m, block) => all.push((m, block)),
+        Line::Torn(m) => torn.push(m),
+        _ => {}
     })?;
-    Ok(all)
+    Ok((all, torn))
 }
 
 enum Line {
     Recipients(Vec<String>),
     Part(PartNote),
     Entry(JournalMark, String),
+    /// An entry whose block ends before its armor does: a run killed while
+    /// writing it, or one still writing.
+    Torn(JournalMark),
     Finished,
 }
 
@@ -305,6 +312,13 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
     for line in input.split(b'\n') {
         let line = line?;
         let line = String::from_utf8_lossy(&line);
+        let starts_another = [ENTRY, RECIPIENTS, PART]
+            .iter()
+            .any(|p| line.starts_with(p))
+            || line.trim_end() == FINISHED;
+        if starts_another && let Some((mark, _)) = current.take() {
+            found(Line::Torn(mark));
+        }
         if let Some(json) = line.strip_prefix(ENTRY) {
             current = serde_json::from_str(json).ok().map(|m| (m, String::new()));
         } else if let Some(json) = line.strip_prefix(RECIPIENTS) {
@@ -328,6 +342,9 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
                 found(Line::Entry(mark, block));
             }
         }
+    }
+    if let Some((mark, _)) = current {
+        found(Line::Torn(mark));
     }
     Ok(())
 }

@@ -284,6 +284,9 @@ pub struct Decrypted {
     /// The licences of journal entries that none of the identities opens
     /// (encrypted to other recipients); every other entry was written.
     pub unreadable: Vec<String>,
+    /// Licences of journal entries cut off before their end: a run killed
+    /// while writing one (the licence is reset again by --resume).
+    pub torn: Vec<String>,
 }
 
 /// Decrypts an output or a journal, read from `input` (named `name` in
@@ -321,7 +324,9 @@ pub fn decrypt(
         out.write_all(OUTPUT_HEADER.as_bytes())
             .and_then(|_| out.write_all(b"\n"))
             .map_err(VaultError::Output)?;
-        for (mark, block) in journal::entries(&mut input).map_err(io_err(name))? {
+        let (complete, torn) = journal::entries(&mut input).map_err(io_err(name))?;
+        done.torn = torn.into_iter().map(|m| m.licence).collect();
+        for (mark, block) in complete {
             // One entry at a time, so that a bad one does not spoil the rest.
             let mut line = Zeroizing::new(Vec::new());
             match decrypt_stream(block.as_bytes(), identities, &mut *line) {
@@ -358,7 +363,7 @@ pub fn journal_rows(
     let file = crate::files::open_read(path).map_err(io_err(path))?;
     let mut input = BufReader::new(file);
     let mut rows = Vec::new();
-    for (mark, block) in journal::entries(&mut input).map_err(io_err(path))? {
+    for (mark, block) in journal::entries(&mut input).map_err(io_err(path))?.0 {
         let mut line = Zeroizing::new(Vec::new());
         decrypt_stream(block.as_bytes(), identities, &mut *line).map_err(|why| {
             VaultError::Decrypt {

@@ -456,3 +456,53 @@ fn decrypt_reads_every_entry_it_can_and_names_the_others() {
         "{stderr}"
     );
 }
+
+/// A journal cut in the middle of its last entry (a run killed while
+/// writing it): decrypt reads the others, and names the cut one instead of
+/// counting it silently as nothing.
+#[test]
+fn decrypt_names_a_journal_entry_cut_off_before_its_end() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let entries = killed_after(
+        &sim,
+        run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public)
+            .args(["--yes", "--rate", "40"]),
+        &output,
+        3,
+    );
+    let journal = journal_of(&output);
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(&journal, &bytes).unwrap();
+    let out = Command::new(bin())
+        .args(["decrypt", "-i"])
+        .arg(&identity)
+        .arg("-o")
+        .arg(dir.path().join("j.csv"))
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} decrypted",
+            if entries == 2 {
+                "1 row".to_string()
+            } else {
+                format!("{} rows", entries - 1)
+            }
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 journal entry was cut off before its end"),
+        "{stderr}"
+    );
+}

@@ -58,12 +58,23 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
         crate::cli::render::count(done.rows, "row", "rows"),
         name.display()
     ));
+    if !done.torn.is_empty() {
+        crate::cli::logging::say(&format!(
+            "{} cut off before its end (a run killed while writing it), so not decrypted: licence{} {}; their passwords are lost, and --resume resets them again",
+            crate::cli::render::count(done.torn.len(), "journal entry was", "journal entries were"),
+            if done.torn.len() == 1 { "" } else { "s" },
+            done.torn.join(", ")
+        ));
+    }
     if !done.unreadable.is_empty() {
         crate::cli::logging::say(&format!(
             "{} could not be decrypted with these identities (licences {}): they were encrypted to other recipients; add their identities with -i",
             crate::cli::render::count(done.unreadable.len(), "journal entry", "journal entries"),
             done.unreadable.join(", ")
         ));
+        return Ok(Exit::Partial);
+    }
+    if !done.torn.is_empty() {
         return Ok(Exit::Partial);
     }
     Ok(Exit::AllDone)

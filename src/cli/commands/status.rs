@@ -105,8 +105,9 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
                 }
                 writeln!(
                     out,
-                    "client {client}: {} of {total} phones still down",
-                    still.len()
+                    "client {client}: {} of {} still down",
+                    still.len(),
+                    crate::cli::render::count(*total, "phone", "phones")
                 )?;
                 for p in still {
                     writeln!(

@@ -238,8 +238,9 @@ pub(super) fn stop_text(why: &StopReason) -> String {
         StopReason::LoginRefused => {
             format!("{why} (--login, MYOPENIP_PASSWORD or --password-file, --profile)")
         }
-        StopReason::Unresolved { .. } => format!(
-            "{why}: nothing was reset. Fix them, or add --skip-unresolved to reset the other rows"
+        StopReason::Unresolved { rows } => format!(
+            "{why}: nothing was reset. Fix {}, or add --skip-unresolved to reset the other rows",
+            if *rows == 1 { "it" } else { "them" }
         ),
         _ => why.to_string(),
     }
