@@ -29,6 +29,16 @@ impl Run<'_> {
                     .any(|r| r.status == Status::Skipped)
                     .then_some(StopReason::Interrupted(phase))
             });
+        // A signal that came while the last Confirmer was in flight, once
+        // every row is done, stopped nothing: the run ends as finished (its
+        // result written, the journal gone), not as one to resume.
+        let nothing_left = phase == Phase::Resets
+            && !report.is_empty()
+            && report
+                .iter()
+                .all(|r| matches!(r.status, Status::Reset | Status::Duplicate));
+        let stopped =
+            stopped.filter(|why| !(nothing_left && matches!(why, StopReason::Interrupted(_))));
         let done = ResetsDone {
             began: resets.began,
             confirmations: resets.confirmations,

@@ -176,3 +176,44 @@ fn a_confirmer_in_flight_finishes_after_the_first_signal_and_is_abandoned_at_the
     );
     assert!(statuses.iter().all(|s| s == "failed" || s == "skipped"));
 }
+
+/// A signal while the last Confirmer is in flight: that reset finishes,
+/// and nothing is left, so the run ends as finished (exit 0, the result
+/// written, no journal), not as one to resume.
+#[test]
+fn a_signal_during_the_last_confirmer_stops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--page-latency", "confirm:FPC172910=1500"]);
+    let (id, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172908\n4054,FPC172910\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out.age");
+    let child = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "100", "--concurrency", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim
+        .pages_served()
+        .iter()
+        .filter(|k| *k == "confirm")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no second confirm");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(sim.resets().len(), 2, "{stderr}");
+    assert_eq!(decrypt(&id, &output).len(), 2, "{stderr}");
+    assert!(!dir.path().join("out.age.journal").exists(), "{stderr}");
+    assert!(!dir.path().join("out.age.part1").exists(), "{stderr}");
+}
