@@ -30,6 +30,12 @@ pub enum PortalError {
         password_field: String,
         my_services: String,
     },
+    /// The address at `--portal` has no page (404) before any login page
+    /// was seen: a wrong address or path, not a portal that failed.
+    #[error(
+        "{address} answered 404 Not Found: is --portal the MyOpenIP portal's address (its start or login page)?"
+    )]
+    NoPageAtTheAddress { address: String },
     /// The portal showed its login page or refused a form token: log in again.
     #[error("the portal session ended")]
     SessionEnded,
@@ -92,6 +98,7 @@ impl PortalError {
             self,
             PortalError::LoginRefused
                 | PortalError::NotThePortal { .. }
+                | PortalError::NoPageAtTheAddress { .. }
                 | PortalError::SessionLoop(_)
                 | PortalError::WouldCommit { .. }
                 | PortalError::PasswordShown { .. }

@@ -193,10 +193,30 @@ impl Browser {
         shortcut: Shortcut,
     ) -> Result<Url, PortalError> {
         let l = &self.shared.labels;
-        let fetched = self
+        let never_found = self
+            .shared
+            .login_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none();
+        // Without query: it may hold a token.
+        let shown = format!(
+            "{}{}",
+            address.origin().ascii_serialization(),
+            address.path()
+        );
+        let fetched = match self
             .transport
             .fetch(Purpose::Login, Req::Get(address), Retry::Yes)
-            .await?;
+            .await
+        {
+            Err(TransportError::Status(status, _))
+                if status == reqwest::StatusCode::NOT_FOUND && never_found =>
+            {
+                return Err(PortalError::NoPageAtTheAddress { address: shown });
+            }
+            other => other?,
+        };
         let login_request = {
             let doc = Html::parse_document(&fetched.body);
             if html::is_login_page(&doc, &l.password_field) {

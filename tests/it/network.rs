@@ -190,3 +190,21 @@ fn another_site_at_the_portal_s_address_is_named_as_such() {
     );
     assert_eq!(requests(&stderr), 1, "{stderr}");
 }
+
+/// A path at the portal's address that has no page (a typo in --portal):
+/// said as a wrong address at once, not as a portal that failed.
+#[test]
+fn a_portal_address_without_a_page_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, public) = identity(dir.path());
+    let sim = Sim::start(dir.path(), &[]);
+    let wrong = format!("{}/nowhere/", sim.url.trim_end_matches('/'));
+    let (code, stderr) = run_against(dir.path(), &wrong, &public);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("answered 404 Not Found: is --portal the MyOpenIP portal's address"),
+        "{stderr}"
+    );
+    assert_eq!(requests(&stderr), 1, "not tried again: {stderr}");
+    assert!(sim.resets().is_empty());
+}

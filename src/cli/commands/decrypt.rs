@@ -60,7 +60,7 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
     ));
     if !done.torn.is_empty() {
         crate::cli::logging::say(&format!(
-            "{} cut off before its end (a run killed while writing it), so not decrypted: licence{} {}; their passwords are lost, and --resume resets them again",
+            "{} cut off before its end, so not decrypted (a run stopped while writing it; its summary said where that password went): licence{} {}; --resume counts it as not reset",
             crate::cli::render::count(done.torn.len(), "journal entry was", "journal entries were"),
             if done.torn.len() == 1 { "" } else { "s" },
             done.torn.join(", ")
@@ -72,9 +72,6 @@ pub fn decrypt(args: DecryptArgs) -> Result<Exit> {
             crate::cli::render::count(done.unreadable.len(), "journal entry", "journal entries"),
             done.unreadable.join(", ")
         ));
-        return Ok(Exit::Partial);
-    }
-    if !done.torn.is_empty() {
         return Ok(Exit::Partial);
     }
     Ok(Exit::AllDone)
