@@ -9,7 +9,8 @@
 //! what happened; `events` is what a run tells while it goes, and what
 //! interrupts it. `cli` parses flags, calls the library and renders what it
 //! returns. `sim` is the simulated portal for tests and demos: it uses the
-//! client's types, and nothing but `cli` and the tests use it.
+//! client's types, and nothing but `cli`, the tests and the benchmarks use
+//! it.
 
 pub mod cli;
 pub(crate) mod dialect;

@@ -1,5 +1,6 @@
-//! Command-line flags as clap parses them, before any check. `config.rs`
-//! turns them into a validated configuration; nothing else reads them.
+//! Command-line flags as clap parses them, before any check. `settings`
+//! merges them with the config file into checked settings; nothing else
+//! reads them.
 
 use crate::portal::LoginProfile;
 use clap::{Args, Parser, Subcommand, ValueEnum};

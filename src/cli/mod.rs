@@ -1,6 +1,6 @@
 //! The command line: flags (`args`), merged once with the config file into
-//! checked settings (`settings`), the library called (`run`, `tools`,
-//! `demo`), what it returns shown (`render`, `logging`). The library's
+//! checked settings (`settings`), the library called by one file per
+//! command (`commands`), what it returns shown (`render`, `logging`). The library's
 //! errors say what is wrong; the hints that say what to do are added here.
 
 mod args;

@@ -195,7 +195,8 @@ impl Press {
 }
 
 /// What sends a press that may commit a reset: only an open journal gives
-/// one (`Journal::permit`), so a command without a journal cannot commit.
+/// one (`CommitPermit::journaled`), so a command without a journal cannot
+/// commit.
 #[derive(Debug, Clone)]
 pub struct CommitPermit {
     /// The verdicts these presses wait for, if any.
