@@ -266,21 +266,11 @@ impl Run<'_> {
                 .iter_mut()
                 .filter(|r| r.origin == report::Origin::EarlierRun)
             {
-                let file = if outputs::per_client(template) {
-                    outputs::output_for(template, &row.client_ref)
-                } else {
-                    template.clone()
-                };
+                // Without {client}, the one output.
+                let file = outputs::output_for(template, &row.client_ref);
                 if let Some(held) = results.iter().find(|h| h.path == file).or(results.first()) {
-                    let code = if row.accountcode.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (account code {})", row.accountcode)
-                    };
-                    row.detail = format!(
-                        "reset by an earlier run: password in {}{code}",
-                        held.path.display()
-                    );
+                    row.detail =
+                        resume::earlier_detail(&held.path.display().to_string(), &row.accountcode);
                 }
             }
         }
@@ -290,26 +280,14 @@ impl Run<'_> {
                 .iter_mut()
                 .filter(|r| r.origin == report::Origin::EarlierRun)
             {
-                let file = if outputs::per_client(template) {
-                    outputs::output_for(template, &row.client_ref)
-                } else {
-                    template.clone()
-                };
+                let file = outputs::output_for(template, &row.client_ref);
                 let names: Vec<String> = parts
                     .iter()
                     .filter(|p| outputs::is_part_of(&file, &p.held.path))
                     .map(|p| p.held.path.display().to_string())
                     .collect();
                 if !names.is_empty() {
-                    let code = if row.accountcode.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (account code {})", row.accountcode)
-                    };
-                    row.detail = format!(
-                        "reset by an earlier run: password in {}{code}",
-                        names.join(" or ")
-                    );
+                    row.detail = resume::earlier_detail(&names.join(" or "), &row.accountcode);
                 }
             }
         }

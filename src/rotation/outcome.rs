@@ -149,6 +149,15 @@ pub struct Passwords {
     pub stranded: Option<Stranded>,
 }
 
+impl Passwords {
+    /// Passwords earlier runs left that this run's result does not hold
+    /// (they stay in their parts or their journal): what a resumed run
+    /// must still say, and what keeps its exit from saying "nothing cut off".
+    pub fn earlier_waiting(&self) -> Option<&Earlier> {
+        self.earlier.as_ref().filter(|e| e.in_journal > 0)
+    }
+}
+
 /// Encrypted journal entries that no file could take: shown to the
 /// operator, who saves them; `sip-rotate decrypt` reads them as a journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -237,20 +237,22 @@ impl Resumed {
                 .unwrap_or_default();
             *alike.get_mut(&key).expect("counted") -= 1;
             let journal = self.journal.as_ref().expect("resuming");
-            let detail = format!(
-                "reset by an earlier run: password in {}{}",
-                journal.display(),
-                if code.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (account code {code})")
-                }
-            );
+            let detail = earlier_detail(&journal.display().to_string(), &code);
             let mut row = target.report(Status::Reset, detail, 0, 0);
             row.accountcode = code;
             row.origin = Origin::EarlierRun;
             report.push(row);
         }
         kept
+    }
+}
+
+/// The report's word on a row an earlier run reset: where its password
+/// is, and the phone's account code when known.
+pub(super) fn earlier_detail(held_in: &str, accountcode: &str) -> String {
+    if accountcode.is_empty() {
+        format!("reset by an earlier run: password in {held_in}")
+    } else {
+        format!("reset by an earlier run: password in {held_in} (account code {accountcode})")
     }
 }

@@ -26,11 +26,7 @@ pub fn exit_code(o: &Outcome) -> Exit {
     });
     // 2 is the promise that no phone was cut off: no Confirmer sent, by
     // this run or by an earlier one it resumes.
-    let earlier_passwords_wait = o
-        .passwords
-        .earlier
-        .as_ref()
-        .is_some_and(|e| e.in_journal > 0);
+    let earlier_passwords_wait = o.passwords.earlier_waiting().is_some();
     match &o.stopped {
         // A page showed a password nobody asked for: a phone may be cut off.
         Some(StopReason::PasswordShown(_)) => Exit::Aborted,

@@ -148,8 +148,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             decrypt(j)
         ));
     }
-    if let Some(earlier) = &p.earlier
-        && earlier.in_journal > 0
+    if let Some(earlier) = p.earlier_waiting()
         && let Some((j, entries, ..)) = journal
     {
         let parts: Vec<String> = earlier.parts.iter().map(earlier_part).collect();
@@ -189,8 +188,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     }
     // Resumed without an identity, the journal gone: the earlier runs'
     // passwords stay in the parts they wrote.
-    if let Some(earlier) = &p.earlier
-        && earlier.in_journal > 0
+    if let Some(earlier) = p.earlier_waiting()
         && journal.is_none()
     {
         let parts: Vec<String> = earlier.parts.iter().map(earlier_part).collect();
@@ -394,11 +392,7 @@ fn remedy_hints(o: &Outcome) -> Vec<String> {
         } else {
             "the run stopped".to_string()
         };
-        let earlier_wait = o
-            .passwords
-            .earlier
-            .as_ref()
-            .is_some_and(|e| e.in_journal > 0);
+        let earlier_wait = o.passwords.earlier_waiting().is_some();
         let to_do = if matches!(o.passwords.journal, JournalFate::Kept { .. })
             && o.stopped.is_some()
         {
@@ -483,7 +477,7 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
         "parts": held(&o.passwords.part),
         // Earlier runs' passwords that are not in the result: in their
         // parts (each with whether it is still the file written).
-        "earlier_parts": o.passwords.earlier.as_ref().filter(|e| e.in_journal > 0).map(|e| {
+        "earlier_parts": o.passwords.earlier_waiting().map(|e| {
             e.parts
                 .iter()
                 .map(|p| json!({"path": p.held.path.display().to_string(), "passwords": p.held.passwords, "intact": p.intact}))
@@ -588,11 +582,7 @@ pub fn outcome(view: View, o: &Outcome, rate: f64, exit: Exit) {
     // Quiet on success, unless the result is not where all the passwords
     // are: some of an earlier run's stay in its part or its journal, and
     // nobody would know it.
-    let earlier_elsewhere = o
-        .passwords
-        .earlier
-        .as_ref()
-        .is_some_and(|e| e.in_journal > 0)
+    let earlier_elsewhere = o.passwords.earlier_waiting().is_some()
         || matches!(
             o.passwords.journal,
             JournalFate::Kept {
