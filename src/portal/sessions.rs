@@ -364,6 +364,20 @@ impl Portal {
         }
     }
 
+    /// The sessions the run can count on, whatever happens later: an
+    /// `auto` run may move to the browser at any step, and there no more
+    /// than its cap open. Workers parked at a gate hold theirs, so the
+    /// rotation keeps their number below this, or resolution would wait
+    /// for a session forever.
+    pub fn sessions_assured(&self) -> usize {
+        match self.shared.engine_choice {
+            EngineChoice::Http => self.concurrency,
+            EngineChoice::Auto | EngineChoice::Browser => {
+                self.concurrency.min(browser_sessions_at_most())
+            }
+        }
+    }
+
     /// Sessions the rate keeps busy: one cycle over the time between two
     /// requests (at least one).
     pub fn sessions_needed(&self) -> usize {

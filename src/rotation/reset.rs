@@ -155,9 +155,16 @@ pub(super) async fn reset_all(
     // Workers that walk ahead of the resolution's verdict, up to their
     // Confirmer: as many as the rate keeps busy beyond one session (a fast
     // portal needs one: nobody walks ahead, and no login is added), at
-    // most half of them, so that resolution keeps sessions to finish with.
+    // most half of them, and always fewer than the sessions the portal
+    // will open, so that resolution keeps one to finish with (the browser
+    // opens at most two a core: four walkers parked there took them all,
+    // and the run waited forever).
     let mut ahead = match resolved {
-        Some(_) => portal.sessions_needed().saturating_sub(1).min(workers / 2),
+        Some(_) => portal
+            .sessions_needed()
+            .saturating_sub(1)
+            .min(workers / 2)
+            .min(portal.sessions_assured().saturating_sub(1)),
         None => usize::MAX,
     };
     for (role, workers) in [(Role::Canary, 1), (Role::After, workers.max(1))] {

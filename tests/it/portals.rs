@@ -432,3 +432,61 @@ fn check_with_the_browser_captures_a_screenshot_of_each_page() {
     assert!(sim.resets().is_empty(), "check confirmed");
     assert_nothing_left(&tmp);
 }
+
+/// Workers that walk ahead of the resolution park at their `Confirmer`
+/// holding a browser context each. The browser opens at most two a core:
+/// with enough workers, those parked took every context, resolution had
+/// none left, and the run waited forever. Now fewer walk ahead than the
+/// browser opens, so the run ends.
+#[test]
+fn walkers_parked_at_the_gate_leave_the_browser_a_session_to_resolve_with() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--latency-ms", "20"]);
+    // Seven clients: a resolution long enough for the walkers ahead to
+    // reach their Confirmer before it ends.
+    let clients = ["4054", "4082", "4094", "4107", "4143", "4164", "4201"];
+    let input = dir.path().join("in.csv");
+    let rows: String = clients.iter().map(|c| format!("{c},*\n")).collect();
+    std::fs::write(&input, format!("client_ref,licence\n{rows}")).unwrap();
+    let output = dir.path().join("out.age");
+    // Half of the workers may walk ahead: twice the browser's cap of two
+    // contexts a core is enough for them to take every one.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let concurrency = (4 * cores).max(8).to_string();
+    let mut child = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--engine", "browser", "--rate", "20"])
+        .args(["--concurrency", &concurrency])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the run waited for a session forever");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    let rows = decrypt(&identity, &output);
+    assert_eq!(rows.len(), 8 * clients.len(), "{stderr}");
+    assert_eq!(truth.len(), rows.len(), "each licence once: {stderr}");
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+}
