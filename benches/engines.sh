@@ -8,7 +8,9 @@
 # Defaults: 53 licences, 20 ms, --rate 20, --concurrency 8. Not a test:
 # nothing here is run by CI. Needs chromium (apt-get install chromium).
 # ONLY_BROWSER=1 measures the scripted portal alone; SIP_ROTATE_BENCH_FLAGS adds
-# flags to the run (e.g. "--browser /path/to/wrapper").
+# flags to the run (e.g. "--browser /path/to/wrapper"). A run still going
+# after SIP_ROTATE_BENCH_TIMEOUT seconds (300) is ended: its row shows fewer
+# resets than licences instead of the bench hanging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SIP_ROTATE_BENCH_RUN:-target/release/sip-rotate}
@@ -70,7 +72,7 @@ measure() {
   key=$("$bin" keygen -o "$dir/id.txt" 2>/dev/null)
   local start end peak=0 cpu=0
   start=$(date +%s.%N)
-  MYOPENIP_PASSWORD=bench-pw XDG_STATE_HOME=$dir/state "$bin" run --input "$dir/in.csv" \
+  MYOPENIP_PASSWORD=bench-pw XDG_STATE_HOME=$dir/state timeout "${SIP_ROTATE_BENCH_TIMEOUT:-300}" "$bin" run --input "$dir/in.csv" \
     --portal "$url/" --login bench -r "$key" -o "$dir/out.age" --yes --quiet \
     --rate "$rate" --concurrency "$concurrency" --engine "$engine" ${SIP_ROTATE_BENCH_FLAGS:-} --report "$dir/report.csv" \
     >"$dir/run.out" 2>"$dir/run.err" &
