@@ -490,3 +490,74 @@ fn walkers_parked_at_the_gate_leave_the_browser_a_session_to_resolve_with() {
         assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
     }
 }
+
+/// A run killed without warning (`kill -9`) cannot remove its browser
+/// profile: the next run that starts a browser does, and leaves alone a
+/// profile whose run still holds it.
+#[test]
+fn the_next_browser_removes_the_profile_a_killed_run_left() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--shape", "scripted", "--latency-ms", "300"]);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let child = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+        .args(["--yes", "--rate", "10", "--engine", "browser"])
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_resets(&sim, 1);
+    signal(&child, "-KILL");
+    child.wait_with_output().unwrap();
+    let profiles = || -> Vec<PathBuf> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("sip-rotate-browser-"))
+            .collect()
+    };
+    let left = profiles();
+    assert_eq!(left.len(), 1, "{left:?}");
+    // As if killed a while ago (a starting run is given 10 s to lock its own).
+    let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let age = |folder: &std::path::Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(folder.join("sip-rotate.lock"))
+            .unwrap()
+            .set_modified(a_minute_ago)
+            .unwrap();
+    };
+    age(&left[0]);
+    // A profile whose run still goes: its lock is held.
+    let alive = tmp.join("sip-rotate-browser-alive");
+    std::fs::create_dir(&alive).unwrap();
+    std::fs::set_permissions(&alive, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let held = std::fs::File::create(alive.join("sip-rotate.lock")).unwrap();
+    held.lock().unwrap();
+    age(&alive);
+    let out = check_cmd(&sim, &input)
+        .args(["--engine", "browser"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        profiles(),
+        vec![alive.clone()],
+        "only the killed run's profile goes"
+    );
+    drop(held);
+}

@@ -92,6 +92,67 @@ pub struct Chromium {
     pub(super) handler: tokio::task::JoinHandle<()>,
     pub(super) child: std::process::Child,
     pub(super) profile: Option<tempfile::TempDir>,
+    /// Held locked while the browser lives: a profile whose lock nobody
+    /// holds was left by a run killed without warning (see `sweep_left_profiles`).
+    pub(super) _profile_lock: std::fs::File,
+}
+
+/// The prefix of a browser profile's folder in the temporary folder.
+const PROFILE_PREFIX: &str = "sip-rotate-browser-";
+/// The file of a profile that its run holds locked.
+const PROFILE_LOCK: &str = "sip-rotate.lock";
+
+/// Removes the profiles runs killed without warning (`kill -9`, a power
+/// cut) left in `tmp`: a run's own handlers remove its profile on every
+/// signal it can see, and no other process would ever remove these (they
+/// may hold the portal's cookies). Only a folder that is surely such a
+/// profile goes: named so, a real folder (not a link), ours and 0700,
+/// holding a lock file that no process holds and that is older than a
+/// starting run takes to lock it.
+fn sweep_left_profiles(tmp: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(PROFILE_PREFIX.as_bytes())
+        {
+            continue;
+        }
+        let folder = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&folder) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || meta.permissions().mode() & 0o777 != 0o700 {
+            continue;
+        }
+        let lock = folder.join(PROFILE_LOCK);
+        let Ok(lock_meta) = std::fs::symlink_metadata(&lock) else {
+            continue;
+        };
+        let settled = lock_meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= Duration::from_secs(10));
+        if !lock_meta.is_file() || !settled {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&lock) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            tracing::debug!(
+                "removing a browser profile a killed run left: {}",
+                folder.display()
+            );
+            let _ = std::fs::remove_dir_all(&folder);
+        }
+    }
 }
 
 /// The browser to use: `--browser`, else `SIP_ROTATE_BROWSER`, else the
@@ -132,8 +193,9 @@ impl Chromium {
             why,
         };
         // 0700 (set here: the builder follows the umask), removed at the end.
+        sweep_left_profiles(&std::env::temp_dir());
         let profile = tempfile::Builder::new()
-            .prefix("sip-rotate-browser-")
+            .prefix(PROFILE_PREFIX)
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| start(format!("cannot make its profile folder: {e}")))?;
@@ -142,6 +204,14 @@ impl Chromium {
             std::fs::set_permissions(profile.path(), std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| start(format!("cannot make its profile folder private: {e}")))?;
         }
+        let profile_lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(profile.path().join(PROFILE_LOCK))
+            .map_err(|e| start(format!("cannot make its profile's lock: {e}")))?;
+        profile_lock
+            .try_lock()
+            .map_err(|e| start(format!("cannot lock its profile: {e}")))?;
         let mut command = std::process::Command::new(executable);
         command
             .args([
@@ -267,6 +337,7 @@ impl Chromium {
             handler,
             child,
             profile: Some(profile),
+            _profile_lock: profile_lock,
         })
     }
 
