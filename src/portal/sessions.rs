@@ -358,10 +358,14 @@ impl Portal {
     /// MiB, and CPU: more only compete for the machine).
     pub(super) fn sessions_at_most(&self) -> usize {
         if self.shared.in_browser.load(Ordering::SeqCst) {
-            self.concurrency.min(browser_sessions_at_most())
+            self.in_the_browser_at_most()
         } else {
             self.concurrency
         }
+    }
+
+    fn in_the_browser_at_most(&self) -> usize {
+        self.concurrency.min(browser_sessions_at_most())
     }
 
     /// The sessions the run can count on, whatever happens later: an
@@ -372,9 +376,7 @@ impl Portal {
     pub fn sessions_assured(&self) -> usize {
         match self.shared.engine_choice {
             EngineChoice::Http => self.concurrency,
-            EngineChoice::Auto | EngineChoice::Browser => {
-                self.concurrency.min(browser_sessions_at_most())
-            }
+            EngineChoice::Auto | EngineChoice::Browser => self.in_the_browser_at_most(),
         }
     }
 

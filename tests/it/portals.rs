@@ -354,27 +354,35 @@ fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
     }
 }
 
-#[test]
-fn three_quick_signals_leave_no_browser_and_no_profile() {
-    if !have("chromium") {
-        return;
-    }
-    let Setup {
-        dir, sim, public, ..
-    } = Setup::new(&["--shape", "scripted", "--latency-ms", "300"]);
-    let tmp = dir.path().join("tmp");
+/// A `run` of one client on a slow scripted portal, in the browser, with
+/// its own TMPDIR (returned), spawned.
+fn slow_run_in_its_own_tmpdir(more: &[&str]) -> (Setup, PathBuf, std::process::Child) {
+    let setup = Setup::new(&["--shape", "scripted", "--latency-ms", "300"]);
+    let tmp = setup.dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let input = dir.path().join("in.csv");
+    let input = setup.dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
-    let child = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+    let output = setup.dir.path().join("out.age");
+    let child = run_cmd(&setup.sim, &input, &output, &setup.public)
         .args(["--yes", "--rate", "10"])
+        .args(more)
         .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    (setup, tmp, child)
+}
+
+#[test]
+fn three_quick_signals_leave_no_browser_and_no_profile() {
+    if !have("chromium") {
+        return;
+    }
+    let (setup, tmp, child) = slow_run_in_its_own_tmpdir(&[]);
+    let sim = &setup.sim;
     // In the midst of the resets, three signals in quick succession.
-    wait_for_resets(&sim, 1);
+    wait_for_resets(sim, 1);
     for _ in 0..3 {
         signal(&child, "-INT");
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -460,27 +468,13 @@ fn walkers_parked_at_the_gate_leave_the_browser_a_session_to_resolve_with() {
     // contexts a core is enough for them to take every one.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let concurrency = (4 * cores).max(8).to_string();
-    let mut child = run_cmd(&sim, &input, &output, &public)
-        .args(["--yes", "--engine", "browser", "--rate", "20"])
-        .args(["--concurrency", &concurrency])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the run waited for a session forever");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let stderr = exits_with_within(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--engine", "browser", "--rate", "20"])
+            .args(["--concurrency", &concurrency]),
+        0,
+        std::time::Duration::from_secs(120),
+    );
     let truth = sim.resets();
     let last = last_passwords(&truth);
     let rows = decrypt(&identity, &output);
@@ -499,21 +493,10 @@ fn the_next_browser_removes_the_profile_a_killed_run_left() {
     if !have("chromium") {
         return;
     }
-    let Setup {
-        dir, sim, public, ..
-    } = Setup::new(&["--shape", "scripted", "--latency-ms", "300"]);
-    let tmp = dir.path().join("tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    let input = dir.path().join("in.csv");
-    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
-    let child = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
-        .args(["--yes", "--rate", "10", "--engine", "browser"])
-        .env("TMPDIR", &tmp)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_resets(&sim, 1);
+    let (setup, tmp, child) = slow_run_in_its_own_tmpdir(&["--engine", "browser"]);
+    let sim = &setup.sim;
+    let input = setup.dir.path().join("in.csv");
+    wait_for_resets(sim, 1);
     signal(&child, "-KILL");
     child.wait_with_output().unwrap();
     let profiles = || -> Vec<PathBuf> {
@@ -543,16 +526,11 @@ fn the_next_browser_removes_the_profile_a_killed_run_left() {
     let held = std::fs::File::create(alive.join("sip-rotate.lock")).unwrap();
     held.lock().unwrap();
     age(&alive);
-    let out = check_cmd(&sim, &input)
-        .args(["--engine", "browser"])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    exits_with(
+        check_cmd(sim, &input)
+            .args(["--engine", "browser"])
+            .env("TMPDIR", &tmp),
+        0,
     );
     assert_eq!(
         profiles(),

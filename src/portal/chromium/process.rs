@@ -192,8 +192,8 @@ impl Chromium {
             path: executable.to_path_buf(),
             why,
         };
-        // 0700 (set here: the builder follows the umask), removed at the end.
         sweep_left_profiles(&std::env::temp_dir());
+        // 0700 (set here: the builder follows the umask), removed at the end.
         let profile = tempfile::Builder::new()
             .prefix(PROFILE_PREFIX)
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))

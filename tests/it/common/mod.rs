@@ -323,6 +323,37 @@ pub fn exits_with(command: &mut Command, code: i32) -> String {
     stderr
 }
 
+/// As `exits_with`, but a run still going after `limit` is killed and
+/// fails the test (a run that waits forever must not hang the suite).
+pub fn exits_with_within(command: &mut Command, code: i32, limit: Duration) -> String {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = pipe.read_to_string(&mut stderr);
+        stderr
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("still going after {limit:?}: {}", reader.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(code), "{stderr}");
+    stderr
+}
+
 /// Whether the command-line tool `name` is installed. CI installs every
 /// tool the tests use and sets `SIP_ROTATE_REQUIRE_TOOLS`: there a missing
 /// one fails the test instead of skipping it.
