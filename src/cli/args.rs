@@ -422,6 +422,9 @@ pub struct SimArgs {
     /// next page, tokens in <meta> and in the Suivant links.
     #[arg(long, value_enum, value_name = "SHAPE")]
     pub shape: Vec<crate::sim::Shape>,
+    /// With --shape scripted: the pages load the script their reset needs from this other origin (another sim serves it), as from a CDN.
+    #[arg(long, value_name = "ORIGIN")]
+    pub scripts_from: Option<String>,
 }
 
 fn page_latency(s: &str) -> Result<(String, u64), String> {

@@ -82,6 +82,9 @@ pub struct SimConfig {
     pub labels: crate::portal::labels::Labels,
     /// How the portal is built, beyond its variant's markup.
     pub shapes: Vec<Shape>,
+    /// The origin (another simulator) the scripted portal's pages load
+    /// their kit from, as pages loading a CDN's script do.
+    pub scripts_from: Option<String>,
 }
 
 /// Ways a portal may be built that a browser handles, and that the portal
@@ -160,6 +163,7 @@ impl SimConfig {
             labels: crate::portal::labels::Labels::default(),
             reconnect_after: None,
             shapes: Vec::new(),
+            scripts_from: None,
         }
     }
 }

@@ -518,25 +518,47 @@ pub enum Dialog {
         info: String,
         confirm: String,
         page_token: String,
+        /// The address of the portal's kit (`portal_kit`), when the page
+        /// loads it from another origin rather than carrying it.
+        kit: Option<String>,
     },
 }
 
+/// How the reset script reads an answer of the API. A session that ended
+/// answers with the login page, not JSON: the page is then reloaded, as
+/// portals do.
+const READ_ANSWER: &str = r#"async function (r) {
+    var type = r.headers.get('content-type') || '';
+    if (!r.ok || type.indexOf('application/json') < 0) { location.reload(); throw new Error('session'); }
+    return r.json();
+  }"#;
+
+/// The script a portal's pages may load from a CDN (`sim --scripts-from`):
+/// the reset script's way of reading an answer, without which its button
+/// does nothing.
+pub fn portal_kit() -> String {
+    format!("window.portalKit = {{ json: {READ_ANSWER} }};\n")
+}
+
 /// The script of a scripted reset: it asks the API, fills the dialog, and
-/// writes the password into the page. A session that ended answers with the
-/// login page, not JSON: the page is then reloaded, as portals do.
-fn reset_script(style: Style, info: &str, confirm: &str) -> String {
+/// writes the password into the page; with `kit`, it reads the API's
+/// answers with the kit the page loads from there.
+fn reset_script(style: Style, info: &str, confirm: &str, kit: Option<&str>) -> String {
     let words = style.labels;
     let js = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let (load, json) = match kit {
+        Some(url) => (
+            format!("<script src=\"{}\"></script>", esc(url)),
+            "function (r) { return window.portalKit.json(r); }".to_string(),
+        ),
+        None => (String::new(), READ_ANSWER.to_string()),
+    };
     format!(
-        r#"<script>
+        r#"{load}<script>
 (function () {{
   var info = {info}, confirm = {confirm};
   var dialog = document.getElementById('confirm-reset');
-  async function json(r) {{
-    var type = r.headers.get('content-type') || '';
-    if (!r.ok || type.indexOf('application/json') < 0) {{ location.reload(); throw new Error('session'); }}
-    return r.json();
-  }}
+  var json = {json};
   document.getElementById('reset-button').addEventListener('click', async function () {{
     var data = await json(await fetch(info, {{ credentials: 'same-origin', headers: {{ 'Accept': 'application/json' }} }}));
     dialog.innerHTML = '<h2>' + {title} + '</h2><p><span>' + {associated} + '</span> <strong id="number"></strong></p>'
@@ -629,12 +651,13 @@ pub fn detail(
             info,
             confirm,
             page_token,
+            kit,
         }) => format!(
             "<meta name=\"csrf-token\" content=\"{}\"><div id=\"notice\"></div>\
              <button type=\"button\" id=\"reset-button\">{reset_words}</button>\
              <dialog id=\"confirm-reset\"></dialog>{}",
             esc(page_token),
-            reset_script(style, info, confirm)
+            reset_script(style, info, confirm, kit.as_deref())
         ),
         // The link loads the dialog's content from the portal.
         Some(Dialog::Remote(url)) => format!(

@@ -32,6 +32,10 @@ pub enum Route {
     /// The scripted portal's JSON API: confirms a reset (POST, with the
     /// page's token in a header).
     ApiConfirm(String),
+    /// A script of the portal's pages, served without a session (from
+    /// another origin with `sim --scripts-from`): the same path on both
+    /// variants, as a CDN's address does not follow the portal's.
+    Kit,
 }
 
 impl Route {
@@ -65,9 +69,13 @@ impl Route {
             Route::Confirm(_) => "confirm",
             Route::ApiInfo(_) => "api-info",
             Route::ApiConfirm(_) => "api-confirm",
+            Route::Kit => "kit",
         }
     }
 }
+
+/// Where `Route::Kit` is.
+const KIT: &str = "/assets/portal-kit.js";
 
 /// Input names of one variant.
 pub struct Names {
@@ -128,6 +136,7 @@ impl Variant {
     pub fn url(self, route: &Route) -> String {
         use Route::*;
         match (self, route) {
+            (_, Kit) => KIT.into(),
             (Variant::Classic, Root) => "/".into(),
             (Variant::Classic, Login) => "/connexion".into(),
             (Variant::Classic, Home) => "/accueil".into(),
@@ -161,6 +170,9 @@ impl Variant {
     /// Finds the route of a request; `params` holds the query and form fields.
     pub fn route(self, path: &str, params: &HashMap<String, String>) -> Option<Route> {
         let param = |k: &str| params.get(k).cloned();
+        if path == KIT {
+            return Some(Route::Kit);
+        }
         match self {
             Variant::Classic => {
                 let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -219,6 +231,7 @@ mod tests {
             Route::Detail("FPC1".into()),
             Route::ApiInfo("FPC1".into()),
             Route::ApiConfirm("FPC1".into()),
+            Route::Kit,
         ];
         for v in [Variant::Classic, Variant::Modern] {
             for r in &routes {

@@ -80,6 +80,14 @@ pub(super) async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) ->
     response
 }
 
+fn kit_script() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/javascript")
+        .body(Body::from(pages::portal_kit()))
+        .unwrap()
+}
+
 pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let v = sh.cfg.variant;
@@ -155,6 +163,10 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
         );
     }
 
+    // A CDN's script: the same for anyone, session or not.
+    if route == Route::Kit {
+        return kit_script();
+    }
     let names = v.names();
     let sid = cookie(&parts.headers, names.cookie);
     let session_ok = match &sid {
@@ -195,6 +207,7 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
     }
     let sid = sid.unwrap();
     match route {
+        Route::Kit => kit_script(),
         Route::Root => redirect(StatusCode::FOUND, &v.url(&Route::Home)),
         Route::Login => dispatch_anonymous(&sh, route, &parts.method, &params, Some(&sid)),
         Route::Home => {
@@ -308,6 +321,9 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
                     info: v.url(&Route::ApiInfo(l.clone())),
                     confirm: v.url(&Route::ApiConfirm(l.clone())),
                     page_token: sh.new_token(Some(&sid), None),
+                    kit: sh.cfg.scripts_from.as_ref().map(|origin| {
+                        format!("{}{}", origin.trim_end_matches('/'), v.url(&Route::Kit))
+                    }),
                 })
             } else if sh.has(Shape::RemoteDialog) {
                 let mut url = v.url(&Route::Reset(l.clone()));

@@ -354,6 +354,58 @@ fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
     }
 }
 
+/// A portal whose pages load the script their reset needs from another
+/// origin (a CDN: here a second simulator): the browser refuses it, and
+/// `check` and `run` stop before any Confirmer, naming the origin and
+/// `--allow-origin`; with it, the script comes through (and only it: the
+/// other origin is asked for nothing else) and the run resets every licence.
+#[test]
+fn a_script_from_another_origin_is_refused_until_allowed() {
+    if !have("chromium") {
+        return;
+    }
+    let cdn_dir = tempfile::tempdir().unwrap();
+    let cdn = Sim::start(cdn_dir.path(), &[]);
+    let cdn_origin = cdn.url.trim_end_matches('/').to_string();
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--scripts-from", &cdn_origin]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let advice = format!("--allow-origin {cdn_origin}");
+    let out = check_cmd(&sim, &input).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains(&advice), "{said}");
+    let stderr = exits_with(run_cmd(&sim, &input, &output, &public).arg("--yes"), 2);
+    assert!(stderr.contains(&advice), "{stderr}");
+    assert!(sim.resets().is_empty());
+    assert!(!output.exists());
+    assert!(cdn.pages_served().is_empty(), "{:?}", cdn.pages_served());
+
+    exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--allow-origin", &cdn_origin]),
+        0,
+    );
+    let served = cdn.pages_served();
+    assert!(
+        !served.is_empty() && served.iter().all(|p| p == "kit"),
+        "{served:?}"
+    );
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    assert_eq!(truth.len(), last.len(), "a licence reset twice");
+    let rows = decrypt(&identity, &output);
+    assert_eq!(rows.len(), 8);
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+}
+
 /// A `run` of one client on a slow scripted portal, in the browser, with
 /// its own TMPDIR (returned), spawned.
 fn slow_run_in_its_own_tmpdir(more: &[&str]) -> (Setup, PathBuf, std::process::Child) {

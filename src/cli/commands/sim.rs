@@ -71,6 +71,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
             first_user_name: args.hostile_user_name.clone(),
         },
         shapes: args.shape.clone(),
+        scripts_from: args.scripts_from.clone(),
     })
 }
 

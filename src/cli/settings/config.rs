@@ -65,9 +65,10 @@ pub(super) fn allow_origins(flags: &[String], file: &[String]) -> Result<Vec<url
                     crate::scrub::message(text)
                 )
             })?;
-            if url.scheme() != "https" {
+            // As for the portal: plain http only on loopback.
+            if url.scheme() != "https" && !(url.scheme() == "http" && super::on_loopback(&url)) {
                 bail!(
-                    "--allow-origin {}: only https origins may serve the portal's scripts",
+                    "--allow-origin {}: only https origins (http on loopback) may serve the portal's scripts",
                     crate::scrub::url(&url)
                 );
             }

@@ -35,6 +35,17 @@ pub const DEFAULT_CANARY: usize = 1;
 pub const DEFAULT_MAX_FAILURES: usize = 10;
 pub const DEFAULT_MAX_RESETS: u32 = 5;
 
+/// Whether `url`'s host is this machine: plain http cannot be read on the
+/// way there.
+pub(super) fn on_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
 /// `--portal` must be https, except on loopback (the simulator).
 pub fn portal_url(text: &str) -> Result<Url> {
     let url = Url::parse(text).with_context(|| {
@@ -55,15 +66,9 @@ pub fn portal_url(text: &str) -> Result<Url> {
             "give the address alone, the login with --login and the password as MYOPENIP_PASSWORD, a password file or a credential",
         ));
     }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    };
     match url.scheme() {
         "https" => Ok(url),
-        "http" if loopback => Ok(url),
+        "http" if on_loopback(&url) => Ok(url),
         "http" => Err(super::Advised::error(
             format!(
                 "--portal {url} is plain http: the portal password and the new passwords would cross the network in clear"

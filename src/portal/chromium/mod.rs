@@ -217,7 +217,15 @@ async fn admit(
             && event.request.method.eq_ignore_ascii_case("GET");
         if !(sub_resource && allowed.contains(&here)) {
             watch.foreign.lock().unwrap().get_or_insert_with(|| {
-                let kind = event.resource_type.as_ref().to_string();
+                let kind = match event.resource_type {
+                    R::Script => "a script",
+                    R::Stylesheet => "a style sheet",
+                    R::Document | R::Other => "a page",
+                    R::Xhr | R::Fetch | R::EventSource => "a request of its script",
+                    R::WebSocket => "a WebSocket",
+                    _ => "a resource",
+                }
+                .to_string();
                 TransportError::ForeignResource {
                     to: format!("{}{}", here.ascii_serialization(), url.path()),
                     allowable: matches!(event.resource_type, R::Script | R::Stylesheet)

@@ -45,7 +45,7 @@ pub enum TransportError {
     ForeignResource {
         /// Its origin and path (no query).
         to: String,
-        /// What the browser asked it for (Script, Stylesheet, XHR, …).
+        /// What the browser asked it for, in words ("a script").
         kind: String,
         /// A script or a style, which `--allow-origin` may let through.
         allowable: Option<String>,
@@ -55,10 +55,10 @@ pub enum TransportError {
 pub(super) fn foreign_resource(to: &str, kind: &str, allowable: &Option<String>) -> String {
     match allowable {
         Some(origin) => format!(
-            "the portal's page loads {to} ({kind}) from another origin: refused; if that is the portal's own (a CDN), let its scripts and styles through with --allow-origin {origin}"
+            "the portal's page loads {kind} from another origin, {to}: refused; if that is the portal's own (a CDN), let its scripts and styles through with --allow-origin {origin}"
         ),
         None => format!(
-            "the portal's page asks {to} ({kind}), outside the portal's own origin: refused, nothing was sent there"
+            "the portal's page asks for {kind} at {to}, outside the portal's own origin: refused, nothing was sent there"
         ),
     }
 }
