@@ -137,10 +137,41 @@ impl Write for AroundTheBar {
     }
 }
 
+/// Where a line is written, for the width it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// `line` wrapped at spaces to the width of the terminal `to` is, the lines
+/// after the first indented two more than it, so that what is shown fits
+/// the terminal's columns. A pipe, a file or cron's mail get each line
+/// whole, for grep and for the programs that read them.
+pub fn fit(line: &str, to: Stream) -> String {
+    let size = match to {
+        Stream::Stdout => terminal_size::terminal_size_of(std::io::stdout()),
+        Stream::Stderr => terminal_size::terminal_size_of(std::io::stderr()),
+    };
+    // A terminal that says no width (0), or one too narrow to wrap in.
+    match size.map(|(w, _)| usize::from(w.0)) {
+        Some(width) if width >= 40 && textwrap::core::display_width(line) > width => {
+            let indent = line.len() - line.trim_start_matches(' ').len();
+            let more = " ".repeat(indent + 2);
+            let options = textwrap::Options::new(width)
+                .subsequent_indent(&more)
+                .break_words(false);
+            textwrap::fill(line, options)
+        }
+        _ => line.to_string(),
+    }
+}
+
 /// Writes one line on stderr, around the progress bar: no secret, and no
-/// control character that a page or a file put in it.
+/// control character that a page or a file put in it; on a terminal,
+/// wrapped to its width.
 pub fn say(line: &str) {
-    let line = crate::scrub::message(line);
+    let line = fit(&crate::scrub::message(line), Stream::Stderr);
     let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
 }
 
@@ -153,7 +184,7 @@ pub enum Tone {
 
 /// Writes a headline on stderr, bold and coloured where colour may go.
 pub fn headline(line: &str, tone: Tone) {
-    let line = crate::scrub::message(line);
+    let line = fit(&crate::scrub::message(line), Stream::Stderr);
     let line = if colour() {
         let code = match tone {
             Tone::Good => "1;32",

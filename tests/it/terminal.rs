@@ -196,6 +196,81 @@ fn warnings_do_not_break_into_the_progress_bar() {
     );
 }
 
+/// On an 80-column terminal, what `check`, `plan` and a run that partly
+/// failed show fits: long lines (a failure, its hint, the requests, a
+/// plan's row) wrap at spaces. The same lines in a pipe stay whole.
+#[test]
+fn what_the_commands_show_fits_80_columns() {
+    if !have_script() {
+        return;
+    }
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--fail-page", "detail:FPC173010", "--latency-ms", "5"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let common = format!(
+        "--input {} --portal {} --login {LOGIN} --rate 100",
+        input.display(),
+        sim.url
+    );
+    let bin = bin().display().to_string();
+    let command = format!(
+        "stty cols 80 rows 24; TERM=xterm {bin} check {common}; {bin} plan {common}; {bin} run {common} -r {public} -o {} --yes --canary 0",
+        dir.path().join("out.age").display()
+    );
+    let (code, screen) = on_a_terminal(&sim, &command, "").unwrap();
+    assert_eq!(code, 1, "{screen}");
+    // The screen's lines as drawn: a colour is dropped, and an escape that
+    // moves the cursor (the bars redrawn) starts another line, as \r, \n
+    // and a bar do.
+    let mut lines = vec![String::new()];
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: parameters, then one final letter.
+                let end = chars.by_ref().find(|c| c.is_ascii_alphabetic());
+                if end != Some('m') {
+                    lines.push(String::new());
+                }
+            }
+            '\r' | '\n' => lines.push(String::new()),
+            // A bar's spinner: a bar drawn as wide as the terminal is
+            // followed by the next bar with no line break (the terminal
+            // wraps there).
+            '\u{2800}'..='\u{28ff}' => lines.push(c.to_string()),
+            c => lines.last_mut().unwrap().push(c),
+        }
+    }
+    let mut wrapped = 0;
+    for shown in &lines {
+        assert!(
+            shown.chars().count() <= 80,
+            "{} columns: {shown:?}",
+            shown.chars().count()
+        );
+        wrapped += usize::from(shown.starts_with("  ") && !shown.starts_with("   "));
+    }
+    // It did wrap (the failure's hint is longer than 80 columns).
+    assert!(
+        screen.contains("FPC173010: no usable answer from the portal"),
+        "{screen}"
+    );
+    assert!(wrapped > 0, "{screen}");
+    // The same hint in a pipe: one line.
+    let out = run_cmd(&sim, &input, &dir.path().join("piped.age"), &public)
+        .args(["--yes", "--canary", "0", "--rate", "100"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("hint: ") && l.chars().count() > 80),
+        "{said}"
+    );
+}
+
 /// The terminal goes away under a running run (an ssh session dropped): a
 /// hang-up, and nothing can be written there any more. The run stops as on
 /// any signal: its passwords in the part file and the journal, its report

@@ -161,22 +161,36 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
     match format {
         LogFormat::Text => {
             let mut out = std::io::stdout().lock();
+            let fit = |line: &str| logging::fit(line, logging::Stream::Stdout);
             writeln!(
                 out,
-                "check of {walked_to} on {} (Confirmer is never sent)",
-                crate::scrub::url(&address)
+                "{}",
+                fit(&format!(
+                    "check of {walked_to} on {} (Confirmer is never sent)",
+                    crate::scrub::url(&address)
+                ))
             )?;
-            for c in &checks {
-                let words = format!("'{}'", c.words);
-                writeln!(
-                    out,
-                    "  {:<15} {:<20} {:<7} {:<34} {}",
-                    c.step,
+            // A heading for each step, then its labels in columns as wide
+            // as their longest entry.
+            let quoted: Vec<String> = checks.iter().map(|c| format!("'{}'", c.words)).collect();
+            let width = |cells: &mut dyn Iterator<Item = usize>| cells.max().unwrap_or(0);
+            let key_width = width(&mut checks.iter().map(|c| c.key.len()));
+            let kind_width = width(&mut checks.iter().map(|c| kind_name(c.kind).len()));
+            let words_width = width(&mut quoted.iter().map(|w| w.chars().count()));
+            let mut step = None;
+            for (c, words) in checks.iter().zip(&quoted) {
+                if step != Some(c.step) {
+                    step = Some(c.step);
+                    writeln!(out, "{}", c.step)?;
+                }
+                let line = format!(
+                    "  {:<key_width$}  {:<kind_width$}  {:<words_width$}  {}",
                     c.key,
                     kind_name(c.kind),
                     words,
                     found_text(&c.found)
-                )?;
+                );
+                writeln!(out, "{}", fit(&line))?;
             }
             out.flush()?;
             for l in render::requests_line(&requests, started.elapsed(), rate) {

@@ -6,8 +6,7 @@ use super::*;
 pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     for t in &plan.targets {
-        writeln!(
-            out,
+        let line = format!(
             "line {}: reset {} ({}, SDA {}, {}, {}) of client {}, service {}",
             t.line,
             t.licence.licence,
@@ -25,17 +24,18 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
             },
             t.client_ref,
             t.service_ref
-        )?;
+        );
+        writeln!(out, "{}", logging::fit(&line, logging::Stream::Stdout))?;
     }
     for r in plan.rows.iter().filter(|r| r.status != Status::Planned) {
-        writeln!(
-            out,
+        let line = format!(
             "line {}: {} {}: {}",
             r.line,
             r.status.as_str(),
             r.licence,
             r.detail
-        )?;
+        );
+        writeln!(out, "{}", logging::fit(&line, logging::Stream::Stdout))?;
     }
     out.flush()?;
     let unresolved = plan

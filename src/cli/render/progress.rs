@@ -148,9 +148,16 @@ impl Observer for Show {
         let (tx, rx) = oneshot::channel();
         let n = question.resets;
         let s = if n > 1 { "s" } else { "" };
+        // The question on a line of its own, the answer typed after it.
         let text = format!(
-            "About to reset {n} SIP password{s}: {} will be cut off until reconfigured. Continue? [y/N] ",
-            phones_in_use(question.in_use, question.state_unknown)
+            "{}\nContinue? [y/N] ",
+            logging::fit(
+                &format!(
+                    "About to reset {n} SIP password{s}: {} will be cut off until reconfigured.",
+                    phones_in_use(question.in_use, question.state_unknown)
+                ),
+                logging::Stream::Stderr
+            )
         );
         if let Some(bars) = &self.bars {
             bars.resolving.finish_and_clear();
