@@ -337,6 +337,10 @@ fn after_a_portal_failure_the_hint_retries_only_what_is_left() {
     let hint = format!("the same command with --input {}", report.display());
     assert!(stderr.contains(&hint), "{stderr}");
     assert!(!stderr.contains("run the same command again"), "{stderr}");
+    assert!(
+        stderr.contains("another -o and another --report"),
+        "{stderr}"
+    );
     // Done as said, once the page answers: only the one left is reset.
     let healthy = Setup::new(&[]);
     exits_with(
@@ -346,7 +350,8 @@ fn after_a_portal_failure_the_hint_retries_only_what_is_left() {
             &dir.path().join("out2.age"),
             &healthy.public,
         )
-        .args(["--yes", "--rate", "100"]),
+        .args(["--yes", "--rate", "100", "--max-resets", "1", "--report"])
+        .arg(dir.path().join("report2.csv")),
         0,
     );
     let resets = healthy.sim.resets();
