@@ -118,6 +118,27 @@ fn a_licence_that_is_not_there_is_not_called_a_label_problem() {
     assert!(sim.resets().is_empty());
 }
 
+/// `--licence` that the input does not name, and no `*` row: said before
+/// any request, with what to give; given, check walks to it.
+#[test]
+fn a_licence_the_input_does_not_name_is_refused_with_what_to_give() {
+    let Setup { dir, sim, .. } = Setup::new(&[]);
+    let input = dir.path().join("one.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let said = exits_with(check_cmd(&sim, &input).args(["--licence", "FPC172911"]), 2);
+    assert!(
+        said.contains("the input names no licence FPC172911"),
+        "{said}"
+    );
+    assert!(
+        said.contains("hint: give --licence one of the input's licences"),
+        "{said}"
+    );
+    assert!(sim.pages_served().is_empty(), "{:?}", sim.pages_served());
+    exits_with(check_cmd(&sim, &input).args(["--licence", "FPC172910"]), 0);
+    assert!(sim.resets().is_empty());
+}
+
 /// Every secret the simulator handed out.
 fn handed_out(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -253,6 +253,53 @@ fn the_portal_password_comes_from_a_systemd_credential() {
     assert_eq!(sim.resets().len(), 8);
 }
 
+/// A password source that gives nothing says so and what to do; done as
+/// said, the run goes: an empty password file, a password_command that
+/// prints nothing, one that fails. Nothing is reset before.
+#[test]
+fn a_password_source_that_gives_nothing_says_what_to_do() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let config = write_config(dir.path(), &sim, &public, "");
+    let with = |source: &str| {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("password_"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        std::fs::write(&config, format!("{text}{source}\n")).unwrap();
+    };
+    let file = dir.path().join("portal-password");
+    std::fs::write(&file, "").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    with("password_file = \"portal-password\"");
+    let said = exits_with(&mut run_with_config(&config), 2);
+    assert!(said.contains("is empty"), "{said}");
+    assert!(
+        said.contains("hint: put the portal password on its first line"),
+        "{said}"
+    );
+    with("password_command = \"true\"");
+    let said = exits_with(&mut run_with_config(&config), 2);
+    assert!(said.contains("printed nothing"), "{said}");
+    assert!(
+        said.contains("hint: it must print the portal password on its first line"),
+        "{said}"
+    );
+    with("password_command = \"exit 3\"");
+    let said = exits_with(&mut run_with_config(&config), 2);
+    assert!(said.contains("password_command failed"), "{said}");
+    assert!(said.contains("hint: run it by hand"), "{said}");
+    assert!(sim.resets().is_empty());
+    // Done as the first hint says.
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    with("password_file = \"portal-password\"");
+    exits_with(&mut run_with_config(&config), 0);
+    assert_eq!(sim.resets().len(), 8);
+}
+
 #[test]
 fn two_runs_on_one_portal_account_never_overlap_whatever_their_folders() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use crate::portal::Requests;
 use crate::portal::html::Kind;
 use crate::portal::inspect::{Check, Found, Target};
 use crate::portal::{EngineRan, Portal, PortalError};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
@@ -43,10 +43,13 @@ fn target(args: &CheckArgs, input: &std::path::Path) -> Result<Target> {
             .or_else(|| rows.iter().find(|r| r.licence == LicenceSelector::All)),
     };
     let Some(row) = row else {
-        bail!(
-            "the input names no licence {} and has no '*' row to find it in",
-            args.licence.as_deref().unwrap_or("")
-        );
+        return Err(crate::cli::Advised::error(
+            format!(
+                "the input names no licence {} and has no '*' row to find it in",
+                args.licence.as_deref().unwrap_or("")
+            ),
+            "give --licence one of the input's licences, or add a row with its client and '*'",
+        ));
     };
     Ok(Target {
         client_ref: row.client_ref.clone(),

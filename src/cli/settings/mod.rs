@@ -231,8 +231,12 @@ fn portal_password(
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the password file {}", path.display()))?,
         );
-        let password = first_line(&text)
-            .ok_or_else(|| anyhow::anyhow!("the password file {} is empty", path.display()))?;
+        let password = first_line(&text).ok_or_else(|| {
+            super::Advised::error(
+                format!("the password file {} is empty", path.display()),
+                "put the portal password on its first line",
+            )
+        })?;
         Ok((password, Some(path.to_path_buf())))
     };
     if let Some(path) = flag_file {
@@ -263,10 +267,17 @@ fn portal_password(
         let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
         if !out.status.success() {
             // Its text is not shown: it may carry the password itself.
-            bail!("the config file's password_command failed ({})", out.status);
+            return Err(super::Advised::error(
+                format!("the config file's password_command failed ({})", out.status),
+                "run it by hand as the user the run runs as: it must print the portal password on its first line and exit 0",
+            ));
         }
-        let password = first_line(&text)
-            .ok_or_else(|| anyhow::anyhow!("the config file's password_command printed nothing"))?;
+        let password = first_line(&text).ok_or_else(|| {
+            super::Advised::error(
+                "the config file's password_command printed nothing",
+                "it must print the portal password on its first line",
+            )
+        })?;
         return Ok((password, None));
     }
     Err(super::Advised::error(
@@ -511,9 +522,10 @@ impl RunSettings {
             }
         };
         if output.as_os_str() == "-" {
-            bail!(
-                "-o -: the result must be a file (it is written under a temporary name, then renamed when complete)"
-            );
+            return Err(super::Advised::error(
+                "-o -: the result must be a file (it is written under a temporary name, then renamed when complete)",
+                "give a file name, e.g. -o 'rotation-%Y%m%d-%H%M%S.csv.age'",
+            ));
         }
         if !args.identities.is_empty() && args.resume.or(f.resume).is_none() {
             return Err(super::Advised::error(
