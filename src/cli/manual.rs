@@ -37,41 +37,64 @@ pub fn sections(command: &str) -> Vec<Section> {
     all
 }
 
-/// The same codes for every command: cron and people act on them.
+/// The exit codes, the same for every command (cron and people act on
+/// them): each in short, as `--help` ends with it, and what the man page
+/// adds. 0's long form depends on the command.
+pub const EXIT_CODES: [(u8, &str, &str); 4] = [
+    (0, "every requested reset done", ""),
+    (
+        1,
+        "the run went to its end, not all well (failures, unresolved rows, the report)",
+        "Every password reset is in the result; the summary says what went wrong.",
+    ),
+    (
+        2,
+        "no Confirmer sent, no phone cut off, whatever the reason",
+        "Bad usage or input, a file in the way, another run on the same portal account, a portal \
+         that cannot be reached, login refused, a row that does not resolve (without \
+         --skip-unresolved), not confirmed, interrupted (Ctrl-C, SIGTERM, SIGHUP) before any \
+         Confirmer, at the question or during plan, check or status included.",
+    ),
+    (
+        3,
+        "a Confirmer may have been sent and something is unfinished",
+        "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), or a \
+         page showed a new password nobody asked for. The new passwords are in the journal \
+         (OUTPUT.journal) and in OUTPUT.partN, as the summary says.",
+    ),
+];
+
+/// The line `--help` ends with.
+pub fn exit_codes_in_short() -> String {
+    let codes: Vec<String> = EXIT_CODES
+        .iter()
+        .map(|(code, short, _)| format!("{code} {short}"))
+        .collect();
+    format!("Exit codes: {}.", codes.join("; "))
+}
+
 fn exit_status(command: &str) -> Section {
     let zero = match command {
         "sip-rotate-run" | "sip-rotate-demo" | "sip-rotate" => "Every requested reset was done.",
         _ => "The command did what it was asked.",
     };
+    let items = EXIT_CODES
+        .iter()
+        .map(|&(code, short, more)| {
+            let tag: &'static str = ["0", "1", "2", "3"][usize::from(code)];
+            let text = if code == 0 {
+                zero.to_string()
+            } else {
+                let mut chars = short.chars();
+                let first = chars.next().map(|c| c.to_uppercase().to_string());
+                format!("{}{}. {more}", first.unwrap_or_default(), chars.as_str())
+            };
+            (Some(tag), text)
+        })
+        .collect();
     Section {
         title: "EXIT STATUS",
-        items: vec![
-            (Some("0"), zero.into()),
-            (
-                Some("1"),
-                "The run went to its end, but not everything went well: some licences failed or did \
-                 not resolve (--skip-unresolved), or the report could not be written. Every password \
-                 reset is in the result; the summary says what went wrong."
-                    .into(),
-            ),
-            (
-                Some("2"),
-                "No Confirmer was sent, no phone was cut off, whatever the reason: bad usage or input, \
-                 a file in the way, another run on the same portal account, a portal that cannot be \
-                 reached, login refused, a row that does not resolve, not confirmed, interrupted \
-                 (Ctrl-C, SIGTERM, SIGHUP) before any Confirmer, at the question or during plan, \
-                 check or status included."
-                    .into(),
-            ),
-            (
-                Some("3"),
-                "A Confirmer may have been sent and something is unfinished: stopped or interrupted \
-                 after a Confirmer (the canary, --max-failures, a signal), or a page showed a new \
-                 password nobody asked for. The new passwords are in the journal (OUTPUT.journal) \
-                 and in OUTPUT.partN, as the summary says."
-                    .into(),
-            ),
-        ],
+        items,
     }
 }
 

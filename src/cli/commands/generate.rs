@@ -78,6 +78,9 @@ fn man_pages(dir: &Path) -> Result<()> {
     let version = env!("SIP_ROTATE_VERSION");
     let mut pages = Vec::new();
     for cmd in commands() {
+        // --help's last line is the exit codes in short: the page has them
+        // in full (EXIT STATUS), not again at its end.
+        let cmd = cmd.after_help(None::<&str>);
         let man = clap_mangen::Man::new(cmd.clone())
             .source(format!("sip-rotate {version}"))
             .manual("sip-rotate manual");
