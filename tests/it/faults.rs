@@ -519,14 +519,14 @@ fn the_canary_stops_a_run_on_pages_that_do_not_match() {
     );
     assert!(stderr.contains("canary"), "{stderr}");
     assert!(sim.resets().is_empty());
+    // The canary failed; the workers after it, walking ahead to their
+    // Confirmer meanwhile (four), may have failed there too.
     let report_rows = parse_csv(&std::fs::read(&report).unwrap());
-    assert_eq!(
-        report_rows
-            .iter()
-            .filter(|r| r["status"] == "failed")
-            .count(),
-        1
-    );
+    let failed = report_rows
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .count();
+    assert!((1..=5).contains(&failed), "{report_rows:?}");
     // With two canaries, the second is not tried once the first failed.
     // The workers after the canaries walk their licences up to Confirmer
     // meanwhile (the default concurrency: four), and may fail there the
