@@ -31,6 +31,12 @@
 //!   password, a redirect to a missing page. The outcome is unknown: it is
 //!   reported, never repeated (a new reset would cut the phone off again
 //!   for nothing).
+//!
+//! In the browser, nothing is *not taken*: a browser sends a request again
+//! by itself when the answer to the first is lost on a kept-alive
+//! connection, and nothing of it shows in DevTools. The answer seen (a
+//! refused token, the login page) may be the second's, the first taken.
+//! Such an answer is *not readable* (`in_the_browser`).
 
 use super::html::{self, Form, Want};
 use super::labels::Labels;
@@ -291,6 +297,18 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         | TransportError::TooManyRedirects
         | TransportError::TooLarge(_)
         | TransportError::Connect(_) => Answer::ReadWithoutPassword,
+    }
+}
+
+/// The class of an answer to a press made in the browser: one that says
+/// *not taken* may answer the browser's own second sending of a press whose
+/// first was taken (seen with Chromium: a `Confirmer` posted by a script,
+/// its answer cut, posted again at once and refused). Not readable, then:
+/// counted as a confirmation, and the licence reset again.
+pub fn in_the_browser(answer: Answer) -> Answer {
+    match answer {
+        Answer::NotTaken => Answer::NotReadable,
+        other => other,
     }
 }
 

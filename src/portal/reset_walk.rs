@@ -197,6 +197,11 @@ impl Browser {
         // done", unless nothing was sent or the portal did not take it
         // (the gate's rule).
         let before = self.transport.sent();
+        let pressed_in_the_browser = matches!(action, Action::Click(_));
+        let class = |answer: Answer| match pressed_in_the_browser {
+            true => gate::in_the_browser(answer),
+            false => answer,
+        };
         self.confirmed_in
             .store(self.login_number, Ordering::Relaxed);
         let unknown = |answer: Answer, reason: String| {
@@ -262,7 +267,7 @@ impl Browser {
                 });
             }
             Err(e) => {
-                return Err(match gate::answer_of_error(&e) {
+                return Err(match class(gate::answer_of_error(&e)) {
                     Answer::NotTaken => ResetError::NotDone(match e {
                         TransportError::Forbidden => PortalError::SessionEnded,
                         e => PortalError::Transport(e),
@@ -305,8 +310,9 @@ impl Browser {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let answer = gate::answer_of_scripts(&script_answers)
+        let seen = gate::answer_of_scripts(&script_answers)
             .unwrap_or_else(|| gate::answer_of_page(&doc, l, &fetched, login_address.as_ref()));
+        let answer = class(seen);
         match (found, answer) {
             (Some(password), _) => {
                 *self.unsettled.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -318,6 +324,10 @@ impl Browser {
             }
             // The session had ended: the portal did not take the press.
             (None, Answer::NotTaken) => Err(ResetError::NotDone(PortalError::SessionEnded)),
+            (None, Answer::NotReadable) if seen == Answer::NotTaken => Err(unknown(
+                Answer::NotReadable,
+                "Confirmer was answered as not taken, in the browser, which may have sent it twice: whether the portal took it is unknown".into(),
+            )),
             (None, Answer::NotReadable) => Err(unknown(
                 Answer::NotReadable,
                 "the session ended after Confirmer, before its result page".into(),

@@ -80,6 +80,20 @@ pub(super) async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) ->
     response
 }
 
+impl Shared {
+    /// A committed reset whose answer is lost, at `--drop-rate`: the
+    /// connection is closed unanswered (this never returns then).
+    async fn maybe_drop(&self, parts: &axum::http::request::Parts) {
+        if self.roll(self.cfg.drop_rate) {
+            self.counters.lock().unwrap().dropped_confirmations += 1;
+            if let Some(DropConnection(killer)) = parts.extensions.get::<DropConnection>() {
+                killer.notify_one();
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 fn kit_script() -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
@@ -413,6 +427,7 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
             if let Err(e) = sh.commit_reset(&sid, i) {
                 return sh.cannot_commit(e);
             }
+            sh.maybe_drop(&parts).await;
             // The script writes the password itself: no notification waits.
             let password = {
                 let mut st = sh.state.lock().unwrap();
@@ -434,13 +449,7 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
             if let Err(e) = sh.commit_reset(&sid, i) {
                 return sh.cannot_commit(e);
             }
-            if sh.roll(sh.cfg.drop_rate) {
-                sh.counters.lock().unwrap().dropped_confirmations += 1;
-                if let Some(DropConnection(killer)) = parts.extensions.get::<DropConnection>() {
-                    killer.notify_one();
-                    std::future::pending::<()>().await;
-                }
-            }
+            sh.maybe_drop(&parts).await;
             let to = match v {
                 Variant::Classic => v.url(&Route::Detail(l)),
                 Variant::Modern => v.url(&Route::Users(
