@@ -254,6 +254,55 @@ fn a_confirmer_whose_answer_is_lost_in_the_browser_is_counted_and_reset_again() 
     scripted_run(&["--variant", "1", "--drop-rate", "0.3"], &[]);
 }
 
+/// The script of a harmless step (the reset button's, asking the number)
+/// answered 503 every time: retried as any request, then that licence is
+/// said to have failed because of the portal, not of a label; the others
+/// are reset.
+#[test]
+fn a_script_s_request_that_keeps_failing_is_the_portal_s_fault_not_a_label_s() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--fail-page", "api-info:FPC172910"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--report"])
+            .arg(&report),
+        1,
+    );
+    assert!(said.contains("because the portal failed"), "{said}");
+    assert!(!said.contains("labels"), "{said}");
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    let failed: Vec<_> = rows.iter().filter(|r| r["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    assert_eq!(failed[0]["licence"], "FPC172910");
+    assert!(failed[0]["detail"].contains("503"), "{failed:?}");
+    assert!(
+        sim.pages_served()
+            .iter()
+            .filter(|p| *p == "api-info")
+            .count()
+            > 2
+    );
+    let truth = sim.resets();
+    assert!(truth.iter().all(|t| t.licence != "FPC172910"));
+    let last = last_passwords(&truth);
+    let decrypted = decrypt(&identity, &output);
+    assert_eq!(decrypted.len(), 7);
+    for row in &decrypted {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+}
+
 #[test]
 fn moving_to_the_browser_carries_the_portal_session_on() {
     if !have("chromium") {

@@ -297,18 +297,54 @@ impl Transport {
         } else {
             &self.interruptions.reads
         };
-        let _asked = self.browser_step();
-        let tab = self.tab().await?;
-        let timeout = self.engine_timeout();
-        let settled = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Err(TransportError::Interrupted),
-            settled = tab.click(phase, path, timeout, commit) => settled,
+        let once = || async {
+            let _asked = self.browser_step();
+            let tab = self.tab().await?;
+            let timeout = self.engine_timeout();
+            for _ in 0..MAX_PAUSES {
+                let settled = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Err(TransportError::Interrupted),
+                    settled = tab.click(phase, path, timeout, commit) => settled,
+                }?;
+                self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
+                // A press that may commit is judged by the gate's rule on
+                // what its script's requests were answered; any other is
+                // one step, whose script's requests are retried as the
+                // requests of the HTTP engine: a 429 pauses, then the
+                // control is pressed again; a 5xx is transient.
+                if commit {
+                    return Ok(settled);
+                }
+                let script = |a: &&super::chromium::Answer| {
+                    a.kind == super::chromium::Answered::Script && a.status >= 429
+                };
+                match settled
+                    .answers
+                    .iter()
+                    .find(script)
+                    .map(|a| (a.status, a.retry_after))
+                {
+                    Some((429, retry_after)) => {
+                        self.throttle.slowed_down(retry_after.unwrap_or(1));
+                        continue;
+                    }
+                    Some((status, _)) if status >= 500 => {
+                        return Err(TransportError::Transient(format!(
+                            "{status} to a request of the page's script, pressing the control at {}",
+                            settled.page.path
+                        )));
+                    }
+                    _ => return Ok(settled),
+                }
+            }
+            Err(TransportError::RateLimited(MAX_PAUSES))
         };
-        if settled.is_ok() {
-            self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
+        if commit {
+            once().await
+        } else {
+            self.with_retries(once).await
         }
-        settled
     }
 
     fn engine_timeout(&self) -> Duration {
