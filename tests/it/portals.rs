@@ -116,12 +116,30 @@ fn browsers_running(tmp: &std::path::Path) -> usize {
 
 /// The command lines (arguments joined by spaces) of those processes.
 fn browser_command_lines(tmp: &std::path::Path) -> Vec<String> {
+    browser_processes(tmp, "cmdline")
+}
+
+/// The environments (variables joined by spaces) of those processes.
+fn browser_environments(tmp: &std::path::Path) -> Vec<String> {
+    browser_processes(tmp, "environ")
+}
+
+/// What `/proc/PID/{what}` holds, for the processes whose command line
+/// names `tmp`.
+fn browser_processes(tmp: &std::path::Path, what: &str) -> Vec<String> {
     let tmp = tmp.to_string_lossy().into_owned();
+    let text = |path: std::path::PathBuf| {
+        std::fs::read(path).map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+    };
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|cmd| String::from_utf8_lossy(&cmd).replace('\0', " "))
-        .filter(|cmd| cmd.contains(&tmp))
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let cmd = text(dir.join("cmdline")).ok()?;
+            cmd.contains(&tmp)
+                .then(|| text(dir.join(what)).ok())
+                .flatten()
+        })
         .collect()
 }
 
@@ -166,11 +184,23 @@ fn scripted_run(more: &[&str], more_of_run: &[&str]) {
     let mut child = run.spawn().unwrap();
     // While it runs: the browser speaks DevTools over pipes, never a port
     // another local user could reach.
+    // Nor does the portal password reach their environment.
     let mut seen = Vec::new();
+    let mut environments = 0;
+    let mut password_handed = false;
     while child.try_wait().unwrap().is_none() {
         seen.extend(browser_command_lines(&tmp));
+        for env in browser_environments(&tmp) {
+            environments += 1;
+            password_handed |= env.contains(PASSWORD);
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(environments > 0);
+    assert!(
+        !password_handed,
+        "the portal password in a browser's environment"
+    );
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");

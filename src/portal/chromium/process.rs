@@ -264,6 +264,16 @@ impl Chromium {
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
             .arg("about:blank")
+            // Nothing of sip-rotate's environment but what starts a
+            // program: the portal password may be in it (MYOPENIP_PASSWORD),
+            // and the browser's processes (its crash handler too) would
+            // hold it.
+            .env_clear()
+            .envs(
+                ["PATH", "LANG", "LC_ALL", "TZ"]
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+            )
             // Whatever the browser writes outside its profile (its singleton
             // socket, a crash handler's database, config) goes inside it too.
             .env("TMPDIR", profile.path())
