@@ -113,6 +113,12 @@ pub enum Shape {
     // the page's CSRF token (from a <meta>) in a header, and writes the new
     // password into a notification. Without running the script, no reset.
     Scripted,
+    // With scripted: the reset button's script asks "are you sure?" in a
+    // dialog of the page's own (confirm()) before anything.
+    AskOnReset,
+    // With scripted: Confirmer's script asks again in a confirm() before
+    // it posts the reset.
+    AskOnConfirm,
 }
 
 /// Where `Shape::BaseHref` serves the portal.

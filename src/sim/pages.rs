@@ -521,7 +521,17 @@ pub enum Dialog {
         /// The address of the portal's kit (`portal_kit`), when the page
         /// loads it from another origin rather than carrying it.
         kit: Option<String>,
+        /// Which of the two buttons asks first in a `confirm()`.
+        ask: Ask,
     },
+}
+
+/// Which buttons of a scripted reset ask "are you sure?" in a `confirm()`
+/// before they do anything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask {
+    pub on_reset: bool,
+    pub on_confirm: bool,
 }
 
 /// How the reset script reads an answer of the API. A session that ended
@@ -543,7 +553,19 @@ pub fn portal_kit() -> String {
 /// The script of a scripted reset: it asks the API, fills the dialog, and
 /// writes the password into the page; with `kit`, it reads the API's
 /// answers with the kit the page loads from there.
-fn reset_script(style: Style, info: &str, confirm: &str, kit: Option<&str>) -> String {
+fn reset_script(style: Style, info: &str, confirm: &str, kit: Option<&str>, ask: Ask) -> String {
+    let asks = |yes: bool, question: &str| match yes {
+        true => format!(
+            "if (!window.confirm({})) {{ return; }}",
+            serde_json::Value::String(question.to_string())
+        ),
+        false => String::new(),
+    };
+    let ask_on_reset = asks(
+        ask.on_reset,
+        "Voulez-vous vraiment réinitialiser le mot de passe SIP ?",
+    );
+    let ask_on_confirm = asks(ask.on_confirm, "Êtes-vous sûr ?");
     let words = style.labels;
     let js = |s: &str| serde_json::Value::String(s.to_string()).to_string();
     let (load, json) = match kit {
@@ -560,6 +582,7 @@ fn reset_script(style: Style, info: &str, confirm: &str, kit: Option<&str>) -> S
   var dialog = document.getElementById('confirm-reset');
   var json = {json};
   document.getElementById('reset-button').addEventListener('click', async function () {{
+    {ask_on_reset}
     var data = await json(await fetch(info, {{ credentials: 'same-origin', headers: {{ 'Accept': 'application/json' }} }}));
     dialog.innerHTML = '<h2>' + {title} + '</h2><p><span>' + {associated} + '</span> <strong id="number"></strong></p>'
       + '<p class="warning">Si vous validez votre choix, votre service sera interrompu.</p>'
@@ -567,6 +590,7 @@ fn reset_script(style: Style, info: &str, confirm: &str, kit: Option<&str>) -> S
     document.getElementById('number').textContent = data.sda;
     dialog.setAttribute('open', '');
     document.getElementById('confirm-button').addEventListener('click', async function () {{
+      {ask_on_confirm}
       var token = document.querySelector('meta[name="csrf-token"]').getAttribute('content');
       var answer = await json(await fetch(confirm, {{
         method: 'POST', credentials: 'same-origin',
@@ -652,12 +676,13 @@ pub fn detail(
             confirm,
             page_token,
             kit,
+            ask,
         }) => format!(
             "<meta name=\"csrf-token\" content=\"{}\"><div id=\"notice\"></div>\
              <button type=\"button\" id=\"reset-button\">{reset_words}</button>\
              <dialog id=\"confirm-reset\"></dialog>{}",
             esc(page_token),
-            reset_script(style, info, confirm, kit.as_deref())
+            reset_script(style, info, confirm, kit.as_deref(), *ask)
         ),
         // The link loads the dialog's content from the portal.
         Some(Dialog::Remote(url)) => format!(

@@ -338,6 +338,10 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
                     kit: sh.cfg.scripts_from.as_ref().map(|origin| {
                         format!("{}{}", origin.trim_end_matches('/'), v.url(&Route::Kit))
                     }),
+                    ask: pages::Ask {
+                        on_reset: sh.has(Shape::AskOnReset),
+                        on_confirm: sh.has(Shape::AskOnConfirm),
+                    },
                 })
             } else if sh.has(Shape::RemoteDialog) {
                 let mut url = v.url(&Route::Reset(l.clone()));

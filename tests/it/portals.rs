@@ -333,6 +333,57 @@ fn a_script_s_request_that_keeps_failing_is_the_portal_s_fault_not_a_label_s() {
     }
 }
 
+/// Dialogs of the page's own stop a page until answered. After Confirmer
+/// (through the gate), "are you sure?" is answered yes and every licence is
+/// reset; on the reset button, the `confirm()` is dismissed and the run
+/// stops at once saying so, nothing reset (a `confirm()` may be the
+/// portal's confirmation, which only the gate may let through).
+#[test]
+fn a_dialog_of_the_page_s_own_never_hangs_and_is_accepted_only_after_confirmer() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--shape", "ask-on-confirm"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    exits_with_within(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        0,
+        std::time::Duration::from_secs(120),
+    );
+    let last = last_passwords(&sim.resets());
+    assert_eq!(sim.resets().len(), 8);
+    for row in &decrypt(&identity, &output) {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+
+    let asking = Setup::new(&["--shape", "scripted", "--shape", "ask-on-reset"]);
+    let said = exits_with_within(
+        run_cmd(&asking.sim, &input, &dir.path().join("no.age"), &public)
+            .args(["--yes", "--rate", "100"]),
+        2,
+        std::time::Duration::from_secs(120),
+    );
+    assert!(
+        said.contains("in a dialog of its own (confirm)") && said.contains("dismissed"),
+        "{said}"
+    );
+    assert!(asking.sim.resets().is_empty());
+    let said = exits_with_within(
+        &mut check_cmd(&asking.sim, &input),
+        2,
+        std::time::Duration::from_secs(120),
+    );
+    assert!(said.contains("Voulez-vous vraiment"), "{said}");
+    assert!(asking.sim.resets().is_empty());
+}
+
 #[test]
 fn moving_to_the_browser_carries_the_portal_session_on() {
     if !have("chromium") {

@@ -36,6 +36,9 @@ use chromiumoxide::cdp::browser_protocol::network::{
     BlockPattern, CookieParam, ErrorReason, EventLoadingFailed, EventLoadingFinished,
     EventRequestWillBeSent, EventResponseReceived, ResourceType, SetCookiesParams,
 };
+use chromiumoxide::cdp::browser_protocol::page::{
+    DialogType, EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
+};
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
@@ -343,6 +346,9 @@ struct Watch {
     answers: Mutex<Vec<Answer>>,
     /// A request refused because it led elsewhere, first one.
     foreign: Mutex<Option<TransportError>>,
+    /// A dialog of the page's own (`confirm()`, `prompt()`) dismissed in a
+    /// step that may not commit, said in words; the step fails with it.
+    dismissed: Mutex<Option<String>>,
 }
 
 /// One session of the browser engine: its own browser context, one page.
@@ -565,6 +571,9 @@ impl Tab {
         }
         if let Some(refused) = self.watch.foreign.lock().unwrap().take() {
             return Err(refused);
+        }
+        if let Some(asked) = self.watch.dismissed.lock().unwrap().take() {
+            return Err(TransportError::Engine(asked));
         }
         let body = Zeroizing::new(self.page.content().await.map_err(Self::step_error)?);
         let screenshot = if self.screenshots && !self.watch.committing.load(Ordering::SeqCst) {

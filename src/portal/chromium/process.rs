@@ -460,6 +460,40 @@ impl Chromium {
                 }
             }));
         }
+        // A dialog of the page's own (alert, confirm, prompt, the question
+        // before leaving a page) stops the page until it is answered: a
+        // step would wait for it forever. After a press that may commit
+        // (it went through the gate), it is accepted, as the person who
+        // pressed Confirmer would; so is an alert, or leaving the page.
+        // Anything else is dismissed, and the step fails saying so: a
+        // `confirm()` may itself be the portal's confirmation, and only
+        // the gate lets a reset be confirmed.
+        let mut dialogs = page
+            .event_listener::<EventJavascriptDialogOpening>()
+            .await
+            .map_err(protocol)?;
+        {
+            let (page, watch) = (page.clone(), watch.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(e) = dialogs.next().await {
+                    watch.stirred();
+                    let accept = watch.committing.load(Ordering::SeqCst)
+                        || matches!(e.r#type, DialogType::Alert | DialogType::Beforeunload);
+                    if !accept {
+                        let words: String = e.message.chars().take(80).collect();
+                        watch.dismissed.lock().unwrap().get_or_insert_with(|| {
+                            format!(
+                                "the page asked '{words}' in a dialog of its own ({}): sip-rotate answers those only after a Confirmer it pressed, and dismissed it",
+                                e.r#type.as_ref()
+                            )
+                        });
+                    }
+                    let _ = page
+                        .execute(HandleJavaScriptDialogParams::new(accept))
+                        .await;
+                }
+            }));
+        }
         // Requests in flight, and the answers to the page's own requests.
         tasks.push(
             follow(&page, &watch, |watch, e: &EventRequestWillBeSent| {

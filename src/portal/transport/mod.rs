@@ -174,6 +174,25 @@ fn backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
+/// A step of the browser, bounded whatever holds it up: the step waits
+/// for its answers up to `timeout` by itself, but a browser that stops
+/// answering DevTools (a page held by something nobody answers) would
+/// hold it forever.
+async fn within<T>(
+    timeout: Duration,
+    step: impl std::future::Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    // The step's own waits, then as long again for the browser's answers.
+    tokio::time::timeout(timeout * 2 + Duration::from_secs(5), step)
+        .await
+        .unwrap_or_else(|_| {
+            Err(TransportError::Transient(format!(
+                "the browser did not finish the step within {} s",
+                (timeout * 2 + Duration::from_secs(5)).as_secs()
+            )))
+        })
+}
+
 impl Transport {
     /// A session whose requests may go to `origin` only.
     pub fn new(
@@ -305,7 +324,7 @@ impl Transport {
                 let settled = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => Err(TransportError::Interrupted),
-                    settled = tab.click(phase, path, timeout, commit) => settled,
+                    settled = within(timeout, tab.click(phase, path, timeout, commit)) => settled,
                 }?;
                 self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
                 // A press that may commit is judged by the gate's rule on
@@ -381,10 +400,15 @@ impl Transport {
         let timeout = self.engine_timeout();
         for _ in 0..MAX_PAUSES {
             let settled = match req {
-                Req::Get(url) => tab.load(phase, url, "GET", None, timeout, commit).await?,
+                Req::Get(url) => {
+                    within(timeout, tab.load(phase, url, "GET", None, timeout, commit)).await?
+                }
                 Req::Post(url, pairs) => {
-                    tab.load(phase, url, "POST", Some(pairs), timeout, commit)
-                        .await?
+                    within(
+                        timeout,
+                        tab.load(phase, url, "POST", Some(pairs), timeout, commit),
+                    )
+                    .await?
                 }
             };
             self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
