@@ -417,6 +417,9 @@ pub struct SimArgs {
     /// Hostile portal: name the first licence's user this (e.g. =1+1).
     #[arg(long, value_name = "NAME")]
     pub hostile_user_name: Option<String>,
+    /// Hostile portal: every page runs this script first.
+    #[arg(long, value_name = "JS")]
+    pub hostile_page_script: Option<String>,
     /// Hostile portal: pad the home page with this many MiB.
     #[arg(long, value_name = "MIB", default_value = "0")]
     pub hostile_home_page_mib: usize,

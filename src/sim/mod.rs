@@ -137,6 +137,8 @@ pub struct Hostile {
     /// The first licence's user is named this (e.g. `=1+1`, which a
     /// spreadsheet would run as a formula).
     pub first_user_name: Option<String>,
+    /// Every page runs this script first (a compromised portal or CDN).
+    pub page_script: Option<String>,
 }
 
 impl SimConfig {

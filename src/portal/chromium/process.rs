@@ -389,6 +389,19 @@ impl Chromium {
         )
         .await
         .map_err(protocol)?;
+        // Nor does a page's script get anything that sends outside the
+        // Fetch domain's sight: sockets, WebRTC, workers (whose own
+        // sockets nothing would see), service workers. Removed from every
+        // frame before its scripts run.
+        page.execute(
+            chromiumoxide::cdp::browser_protocol::page::AddScriptToEvaluateOnNewDocumentParams::builder()
+                .source(UNSEEN_SENDERS_REMOVED)
+                .run_immediately(true)
+                .build()
+                .map_err(EngineError::Protocol)?,
+        )
+        .await
+        .map_err(protocol)?;
         if let Some(handed) = handed {
             // Host-only, for the whole portal, readable by its scripts as
             // they were (the jar does not say otherwise): a portal whose
@@ -562,6 +575,16 @@ impl Chromium {
         })
     }
 }
+
+/// The script every frame runs first: what a page could send with, unseen
+/// by the Fetch domain, is gone and cannot be put back.
+const UNSEEN_SENDERS_REMOVED: &str = "(() => {
+  for (const name of ['WebSocket', 'WebSocketStream', 'WebTransport', 'SharedWorker', 'Worker',
+                      'RTCPeerConnection', 'webkitRTCPeerConnection', 'RTCDataChannel']) {
+    try { Object.defineProperty(window, name, { value: undefined, writable: false, configurable: false }); } catch (e) {}
+  }
+  try { Object.defineProperty(Navigator.prototype, 'serviceWorker', { get: () => undefined, configurable: false }); } catch (e) {}
+})();";
 
 /// Ends the browser of `group` and takes it off the list.
 pub(super) fn forget(group: i32) {
