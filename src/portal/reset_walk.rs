@@ -197,7 +197,8 @@ impl Browser {
         // done", unless nothing was sent or the portal did not take it
         // (the gate's rule).
         let before = self.transport.sent();
-        let pressed_in_the_browser = matches!(action, Action::Click(_));
+        // A form sent by the browser, or a control pressed there.
+        let pressed_in_the_browser = self.transport.runs_scripts();
         let class = |answer: Answer| match pressed_in_the_browser {
             true => gate::in_the_browser(answer),
             false => answer,

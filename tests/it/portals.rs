@@ -282,6 +282,34 @@ fn a_confirmer_whose_answer_is_lost_in_the_browser_is_counted_and_reset_again() 
         return;
     }
     scripted_run(&["--variant", "1", "--drop-rate", "0.3"], &[]);
+    // A plain form sent by the browser: the same. Every answer is lost;
+    // the password is read where the portal shows it again.
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--drop-rate", "1"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--engine", "browser", "--report"])
+            .arg(&report),
+        0,
+    );
+    let truth = sim.resets();
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    assert_eq!(
+        rows[0]["confirmations"],
+        truth.len().to_string(),
+        "{rows:?}"
+    );
+    let last = last_passwords(&truth);
+    let decrypted = decrypt(&identity, &output);
+    assert_eq!(decrypted[0]["password"], last["FPC172910"]);
 }
 
 /// The script of a harmless step (the reset button's, asking the number)
