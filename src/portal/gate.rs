@@ -313,19 +313,19 @@ pub fn in_the_browser(answer: Answer) -> Answer {
 }
 
 /// The class of what the page's own requests were answered, when a press
-/// ran a script: a `5xx` is not readable (the request may have been
-/// taken), a `403` or a `429` not taken; `None` when they say nothing (the
-/// page then tells).
+/// ran a script: a `5xx` or no answer at all (status 0: the connection cut)
+/// is not readable (the request may have been taken), a `403` or a `429`
+/// not taken; `None` when they say nothing (the page then tells).
 pub fn answer_of_scripts(answers: &[super::chromium::Answer]) -> Option<Answer> {
     use super::chromium::Answered;
     let status = answers
         .iter()
         .filter(|a| a.kind == Answered::Script)
         .map(|a| a.status)
-        .find(|s| *s >= 400)?;
+        .find(|s| *s >= 400 || *s == super::chromium::NO_ANSWER)?;
     Some(match status {
         403 | 429 => Answer::NotTaken,
-        500.. => Answer::NotReadable,
+        super::chromium::NO_ANSWER | 500.. => Answer::NotReadable,
         _ => Answer::ReadWithoutPassword,
     })
 }
@@ -372,6 +372,26 @@ mod tests {
             first_redirect: first_redirect.map(|u| url::Url::parse(u).unwrap()),
             screenshot: None,
         }
+    }
+
+    #[test]
+    fn a_script_s_request_cut_is_not_readable() {
+        use crate::portal::chromium::{Answer as Seen, Answered, NO_ANSWER};
+        let seen = |status| Seen {
+            kind: Answered::Script,
+            status,
+            retry_after: None,
+        };
+        assert_eq!(answer_of_scripts(&[seen(200)]), None);
+        assert_eq!(
+            answer_of_scripts(&[seen(200), seen(NO_ANSWER)]),
+            Some(Answer::NotReadable)
+        );
+        assert_eq!(answer_of_scripts(&[seen(503)]), Some(Answer::NotReadable));
+        assert_eq!(
+            answer_of_scripts(&[seen(404)]),
+            Some(Answer::ReadWithoutPassword)
+        );
     }
 
     #[test]

@@ -311,7 +311,8 @@ impl Browser {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let seen = gate::answer_of_scripts(&script_answers)
+        let of_scripts = gate::answer_of_scripts(&script_answers);
+        let seen = of_scripts
             .unwrap_or_else(|| gate::answer_of_page(&doc, l, &fetched, login_address.as_ref()));
         let answer = class(seen);
         match (found, answer) {
@@ -328,6 +329,10 @@ impl Browser {
             (None, Answer::NotReadable) if seen == Answer::NotTaken => Err(unknown(
                 Answer::NotReadable,
                 "Confirmer was answered as not taken, in the browser, which may have sent it twice: whether the portal took it is unknown".into(),
+            )),
+            (None, Answer::NotReadable) if of_scripts.is_some() => Err(unknown(
+                Answer::NotReadable,
+                "the request Confirmer sent got no usable answer (cut, or 5xx)".into(),
             )),
             (None, Answer::NotReadable) => Err(unknown(
                 Answer::NotReadable,

@@ -255,6 +255,10 @@ pub enum Answered {
     Script,
 }
 
+/// The status of a request of the page's script that got no answer: its
+/// connection was cut, or it never connected.
+pub const NO_ANSWER: u16 = 0;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Answer {
     pub kind: Answered,

@@ -542,6 +542,19 @@ impl Chromium {
         tasks.push(
             follow(&page, &watch, |watch, e: &EventLoadingFailed| {
                 watch.pending.lock().unwrap().ended(e.request_id.inner());
+                // A request of the page's script that got no answer (not
+                // one refused here, nor one the page itself cancelled).
+                let script = matches!(e.r#type, ResourceType::Xhr | ResourceType::Fetch);
+                let ours = e.blocked_reason.is_some()
+                    || e.error_text.contains("BLOCKED_BY_CLIENT")
+                    || e.error_text.contains("ERR_ABORTED");
+                if script && !ours && e.canceled != Some(true) {
+                    watch.answers.lock().unwrap().push(Answer {
+                        kind: Answered::Script,
+                        status: NO_ANSWER,
+                        retry_after: None,
+                    });
+                }
             })
             .await
             .map_err(protocol)?,

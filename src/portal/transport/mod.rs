@@ -336,7 +336,8 @@ impl Transport {
                     return Ok(settled);
                 }
                 let script = |a: &&super::chromium::Answer| {
-                    a.kind == super::chromium::Answered::Script && a.status >= 429
+                    a.kind == super::chromium::Answered::Script
+                        && (a.status >= 429 || a.status == super::chromium::NO_ANSWER)
                 };
                 match settled
                     .answers
@@ -347,6 +348,12 @@ impl Transport {
                     Some((429, retry_after)) => {
                         self.throttle.slowed_down(retry_after.unwrap_or(1));
                         continue;
+                    }
+                    Some((super::chromium::NO_ANSWER, _)) => {
+                        return Err(TransportError::Transient(format!(
+                            "no answer to a request of the page's script, pressing the control at {}",
+                            settled.page.path
+                        )));
                     }
                     Some((status, _)) if status >= 500 => {
                         return Err(TransportError::Transient(format!(
