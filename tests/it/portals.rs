@@ -464,6 +464,37 @@ fn a_page_s_script_reaches_no_other_origin_by_sockets_or_workers() {
     }
 }
 
+/// A portal that answers 429 to more than six requests a second, the
+/// page's script's requests included (one that then reloads the page into
+/// the 429 page): the run pauses, loads the page again and presses again;
+/// every licence is reset once with its password.
+#[test]
+fn a_scripted_portal_that_asks_to_slow_down_is_waited_for() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--rate-limit", "6"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "20"]),
+        0,
+    );
+    assert!(said.contains("answered 429"), "{said}");
+    let truth = sim.resets();
+    let last = last_passwords(&truth);
+    assert_eq!((truth.len(), last.len()), (16, 16), "{said}");
+    for row in &decrypt(&identity, &output) {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+}
+
 #[test]
 fn moving_to_the_browser_carries_the_portal_session_on() {
     if !have("chromium") {

@@ -443,6 +443,16 @@ impl Tab {
 
     /// Presses the element at `path` (a `css_path` of the page as it is),
     /// and waits for the page to settle.
+    /// The address of the page shown now.
+    pub async fn address(&self) -> Option<Url> {
+        self.page
+            .url()
+            .await
+            .ok()
+            .flatten()
+            .and_then(|u| Url::parse(&u).ok())
+    }
+
     pub async fn click(
         &self,
         phase: Purpose,

@@ -316,11 +316,36 @@ impl Transport {
         } else {
             &self.interruptions.reads
         };
+        // Where the control was pressed first: a press whose script failed
+        // is made again on that page loaded afresh (the script may have
+        // left it, or reloaded it into an error page).
+        let from: std::sync::Mutex<Option<url::Url>> = std::sync::Mutex::new(None);
         let once = || async {
             let _asked = self.browser_step();
             let tab = self.tab().await?;
             let timeout = self.engine_timeout();
             for _ in 0..MAX_PAUSES {
+                let again = from.lock().unwrap().clone();
+                match again {
+                    Some(url) => {
+                        let reloaded = tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => Err(TransportError::Interrupted),
+                            page = within(timeout, tab.load(phase, &url, "GET", None, timeout, false)) => page,
+                        }?;
+                        self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
+                        let status =
+                            StatusCode::from_u16(reloaded.page.status).unwrap_or(StatusCode::OK);
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            self.throttle.slowed_down(1);
+                            continue;
+                        }
+                        if let Some(e) = refusal(status, &Req::Get(url)) {
+                            return Err(e);
+                        }
+                    }
+                    None => *from.lock().unwrap() = tab.address().await,
+                }
                 let settled = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => Err(TransportError::Interrupted),
