@@ -281,7 +281,12 @@ fn a_confirmer_whose_answer_is_lost_in_the_browser_is_counted_and_reset_again() 
     if !have("chromium") {
         return;
     }
-    scripted_run(&["--variant", "1", "--drop-rate", "0.3"], &[]);
+    // Up to ten tries a licence: five answers lost in a row (0.3^5, one
+    // run in thirty with sixteen licences) would rightly stop at five.
+    scripted_run(
+        &["--variant", "1", "--drop-rate", "0.3"],
+        &["--max-resets", "10"],
+    );
     // A plain form sent by the browser: the same. Every answer is lost;
     // the password is read where the portal shows it again.
     let Setup {
