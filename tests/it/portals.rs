@@ -610,6 +610,21 @@ fn without_the_browser_a_scripted_portal_is_refused_before_any_reset() {
         assert!(!stderr.contains("in the browser"), "{engine}: {stderr}");
         assert!(sim.resets().is_empty());
     }
+    // A program that is no browser ends at once: said at once, not after
+    // the timeout (twice 30 s before).
+    let stderr = exits_with_within(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public).args([
+            "--yes",
+            "--rate",
+            "100",
+            "--browser",
+            "/bin/false",
+        ]),
+        2,
+        std::time::Duration::from_secs(20),
+    );
+    assert!(stderr.contains("it ended at once"), "{stderr}");
+    assert!(sim.resets().is_empty());
 }
 
 /// A portal whose pages load the script their reset needs from another

@@ -336,11 +336,25 @@ impl Chromium {
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
         // Its first answer says it started (a browser that cannot start
         // closes the pipe, and this fails).
+        // A program that ends at once (not a browser, or one that cannot
+        // start) is said at once, not after the timeout.
         let ready = tokio::time::timeout(timeout.max(Duration::from_secs(20)), cdp.version());
-        if !matches!(ready.await, Ok(Ok(_))) {
+        let ended = async {
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let why = tokio::select! {
+            answer = ready => (!matches!(answer, Ok(Ok(_)))).then(|| "it gave no answer over DevTools".to_string()),
+            status = ended => Some(format!("it ended at once ({status}): is it a Chromium?")),
+        };
+        if let Some(why) = why {
             handler.abort();
             kill(child);
-            return Err(start("it gave no answer over DevTools".into()));
+            return Err(start(why));
         }
         Ok(Chromium {
             cdp,
