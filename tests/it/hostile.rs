@@ -44,6 +44,8 @@ fn a_login_form_sent_to_another_origin_is_refused_before_the_password_leaves() {
         stderr.contains("outside the portal's own address"),
         "{stderr}"
     );
+    // No session got in: the summary does not count one.
+    assert!(stderr.contains("no session logged in"), "{stderr}");
     assert_never_contacted(&listener);
     assert!(sim.resets().is_empty());
     assert!(!output.exists());

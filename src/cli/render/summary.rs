@@ -43,19 +43,24 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
     // Over the span of the requests, the one the limiter bounds (n requests
     // take n - 1 periods), not over the whole run.
     let achieved = r.achieved_rate.unwrap_or(0.0);
+    // Sessions count once logged in: a login refused (or stopped before
+    // its answer) opened none, with either engine.
+    let sessions = match (r.sessions, r.engine) {
+        (0, EngineRan::Browser) => "no session logged in (browser engine)".to_string(),
+        (0, EngineRan::Http) => "no session logged in".to_string(),
+        (n, EngineRan::Browser) => format!(
+            "{} in the browser",
+            count(n as usize, "session", "sessions")
+        ),
+        (n, EngineRan::Http) => count(n as usize, "session", "sessions"),
+    };
     [
         format!(
-            "portal requests: {} (login {}, resolve {}, reset {}), {} session{}{}{}",
+            "portal requests: {} (login {}, resolve {}, reset {}), {sessions}{}",
             r.total(),
             r.login,
             r.resolve,
             r.reset,
-            r.sessions,
-            if r.sessions == 1 { "" } else { "s" },
-            match r.engine {
-                EngineRan::Browser => " in the browser",
-                EngineRan::Http => "",
-            },
             faults.iter().map(|f| format!(", {f}")).collect::<String>()
         ),
         format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)"),
