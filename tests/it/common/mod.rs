@@ -151,6 +151,22 @@ pub fn last_passwords(truth: &[TruthLine]) -> HashMap<String, String> {
         .collect()
 }
 
+/// Opens the result `output` with `identity` and checks that each row's
+/// password is the last one the portal gave its licence (`truth`); returns
+/// the rows.
+pub fn assert_exact_passwords(
+    identity: &Path,
+    output: &Path,
+    truth: &[TruthLine],
+) -> Vec<HashMap<String, String>> {
+    let last = last_passwords(truth);
+    let rows = decrypt(identity, output);
+    for row in &rows {
+        assert_eq!(Some(&row["password"]), last.get(&row["licence"]), "{row:?}");
+    }
+    rows
+}
+
 /// A temporary folder with a simulator (started with `sim_args`) and an age
 /// identity in it; tests take it apart with `let Setup { dir, sim, .. } = ...`.
 pub struct Setup {
