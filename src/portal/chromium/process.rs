@@ -243,6 +243,13 @@ impl Chromium {
                 "--use-mock-keychain",
                 "--mute-audio",
                 "--hide-scrollbars",
+                // Asked not to open popups, nor to send WebRTC's UDP: in
+                // headless mode neither stopped a popup's WebRTC from
+                // sending to an address the page gave; the removal of
+                // `window.open` did (UNSEEN_SENDERS_REMOVED). Kept as a
+                // second line.
+                "--block-new-web-contents",
+                "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
             ])
             // Every other name fails to resolve: the browser's own
             // background lookups, and any request that would not pass the
@@ -604,10 +611,13 @@ impl Chromium {
 }
 
 /// The script every frame runs first: what a page could send with, unseen
-/// by the Fetch domain, is gone and cannot be put back.
+/// by the Fetch domain, is gone and cannot be put back. `window.open` goes
+/// too: a popup is a window this script never ran in (Chromium's
+/// `--block-new-web-contents` did not stop one in headless mode), whose
+/// WebRTC sent a page's password to a UDP address.
 const UNSEEN_SENDERS_REMOVED: &str = "(() => {
   for (const name of ['WebSocket', 'WebSocketStream', 'WebTransport', 'SharedWorker', 'Worker',
-                      'RTCPeerConnection', 'webkitRTCPeerConnection', 'RTCDataChannel']) {
+                      'RTCPeerConnection', 'webkitRTCPeerConnection', 'RTCDataChannel', 'open']) {
     try { Object.defineProperty(window, name, { value: undefined, writable: false, configurable: false }); } catch (e) {}
   }
   try { Object.defineProperty(Navigator.prototype, 'serviceWorker', { get: () => undefined, configurable: false }); } catch (e) {}
