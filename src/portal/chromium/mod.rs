@@ -548,6 +548,11 @@ impl Tab {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut quiet = 0;
         while quiet < QUIET_LOOKS {
+            // A question of the page's own, dismissed: the step cannot be
+            // done, whatever the page does next (it may reload for ever).
+            if let Some(asked) = self.watch.dismissed.lock().unwrap().take() {
+                return Err(TransportError::Engine(asked));
+            }
             if tokio::time::Instant::now() > deadline {
                 let waited = self.watch.pending.lock().unwrap().paths();
                 let why = if waited.is_empty() {

@@ -517,7 +517,7 @@ impl Chromium {
                         let words: String = e.message.chars().take(80).collect();
                         watch.dismissed.lock().unwrap().get_or_insert_with(|| {
                             format!(
-                                "the page asked '{words}' in a dialog of its own ({}): sip-rotate answers those only after a Confirmer it pressed, and dismissed it",
+                                "the page asked '{words}' in a dialog of its own ({}): sip-rotate answers those only after a Confirmer it pressed, and dismissed it; a portal that asks there cannot be driven yet: send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate",
                                 e.r#type.as_ref()
                             )
                         });
