@@ -40,7 +40,7 @@ use chromiumoxide::cdp::browser_protocol::page::{
     DialogType, EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
-    CreateBrowserContextParams, CreateTargetParams,
+    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams, EventTargetCreated,
 };
 use chromiumoxide::handler::HandlerConfig;
 use futures::StreamExt;

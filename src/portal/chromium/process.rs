@@ -88,8 +88,10 @@ pub fn end_all() {
 
 /// The browser of a run: one process (and its children), one profile.
 pub struct Chromium {
-    pub(super) cdp: chromiumoxide::Browser,
+    pub(super) cdp: Arc<chromiumoxide::Browser>,
     pub(super) handler: tokio::task::JoinHandle<()>,
+    /// Closes every window a page opens (see `launch`).
+    pub(super) popups: tokio::task::JoinHandle<()>,
     pub(super) child: std::process::Child,
     pub(super) profile: Option<tempfile::TempDir>,
     /// Held locked while the browser lives: a profile whose lock nobody
@@ -363,9 +365,38 @@ impl Chromium {
             kill(child);
             return Err(start(why));
         }
+        // A window a page opens (a link or a form with a target) is a page
+        // this engine does not drive: its requests pass beside the
+        // throttle, and its scripts keep what the removal takes. Closed as
+        // soon as it is known. Not soon enough for its first request,
+        // which still reaches the portal uncounted (left in the notes):
+        // but a run whose page opened a window at each press took 23 s
+        // instead of 4, every window left open with its renderer.
+        let cdp = Arc::new(cdp);
+        let mut created = match cdp.event_listener::<EventTargetCreated>().await {
+            Ok(created) => created,
+            Err(e) => {
+                handler.abort();
+                kill(child);
+                return Err(start(e.to_string()));
+            }
+        };
+        let popups = {
+            let cdp = cdp.clone();
+            tokio::spawn(async move {
+                while let Some(e) = created.next().await {
+                    if e.target_info.r#type == "page" && e.target_info.opener_id.is_some() {
+                        let _ = cdp
+                            .execute(CloseTargetParams::new(e.target_info.target_id.clone()))
+                            .await;
+                    }
+                }
+            })
+        };
         Ok(Chromium {
             cdp,
             handler,
+            popups,
             child,
             profile: Some(profile),
             _profile_lock: profile_lock,
@@ -635,6 +666,7 @@ pub(super) fn forget(group: i32) {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
+        self.popups.abort();
         self.handler.abort();
         forget(self.child.id() as i32);
         let _ = self.child.try_wait();
