@@ -144,11 +144,18 @@ pub enum Stream {
     Stderr,
 }
 
+/// `line` as written to `to`: through the one scrubber (no secret, no
+/// control character a page or a file put in it), then wrapped to the
+/// terminal's width (`fit`). Every line on stdout and stderr goes here.
+pub fn shown(line: &str, to: Stream) -> String {
+    fit(&crate::scrub::message(line), to)
+}
+
 /// `line` wrapped at spaces to the width of the terminal `to` is, the lines
 /// after the first indented two more than it, so that what is shown fits
 /// the terminal's columns. A pipe, a file or cron's mail get each line
 /// whole, for grep and for the programs that read them.
-pub fn fit(line: &str, to: Stream) -> String {
+fn fit(line: &str, to: Stream) -> String {
     let size = match to {
         Stream::Stdout => terminal_size::terminal_size_of(std::io::stdout()),
         Stream::Stderr => terminal_size::terminal_size_of(std::io::stderr()),
@@ -171,7 +178,7 @@ pub fn fit(line: &str, to: Stream) -> String {
 /// control character that a page or a file put in it; on a terminal,
 /// wrapped to its width.
 pub fn say(line: &str) {
-    let line = fit(&crate::scrub::message(line), Stream::Stderr);
+    let line = shown(line, Stream::Stderr);
     let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
 }
 
@@ -184,7 +191,7 @@ pub enum Tone {
 
 /// Writes a headline on stderr, bold and coloured where colour may go.
 pub fn headline(line: &str, tone: Tone) {
-    let line = fit(&crate::scrub::message(line), Stream::Stderr);
+    let line = shown(line, Stream::Stderr);
     let line = if colour() {
         let code = match tone {
             Tone::Good => "1;32",

@@ -40,15 +40,15 @@ pub fn sections(command: &str) -> Vec<Section> {
 /// The exit codes, the same for every command (cron and people act on
 /// them): each in short, as `--help` ends with it, and what the man page
 /// adds. 0's long form depends on the command.
-pub const EXIT_CODES: [(u8, &str, &str); 4] = [
-    (0, "every requested reset done", ""),
+pub const EXIT_CODES: [(&str, &str, &str); 4] = [
+    ("0", "every requested reset done", ""),
     (
-        1,
+        "1",
         "the run went to its end, not all well (failures, unresolved rows, the report)",
         "Every password reset is in the result; the summary says what went wrong.",
     ),
     (
-        2,
+        "2",
         "no Confirmer sent, no phone cut off, whatever the reason",
         "Bad usage or input, a file in the way, another run on the same portal account, a portal \
          that cannot be reached, login refused, a row that does not resolve (without \
@@ -56,7 +56,7 @@ pub const EXIT_CODES: [(u8, &str, &str); 4] = [
          Confirmer, at the question or during plan, check or status included.",
     ),
     (
-        3,
+        "3",
         "a Confirmer may have been sent and something is unfinished",
         "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), or a \
          page showed a new password nobody asked for. The new passwords are in the journal \
@@ -81,15 +81,14 @@ fn exit_status(command: &str) -> Section {
     let items = EXIT_CODES
         .iter()
         .map(|&(code, short, more)| {
-            let tag: &'static str = ["0", "1", "2", "3"][usize::from(code)];
-            let text = if code == 0 {
+            let text = if code == "0" {
                 zero.to_string()
             } else {
                 let mut chars = short.chars();
                 let first = chars.next().map(|c| c.to_uppercase().to_string());
                 format!("{}{}. {more}", first.unwrap_or_default(), chars.as_str())
             };
-            (Some(tag), text)
+            (Some(code), text)
         })
         .collect();
     Section {

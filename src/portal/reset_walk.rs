@@ -199,9 +199,12 @@ impl Browser {
         let before = self.transport.sent();
         // A form sent by the browser, or a control pressed there.
         let pressed_in_the_browser = self.transport.runs_scripts();
-        let class = |answer: Answer| match pressed_in_the_browser {
-            true => gate::in_the_browser(answer),
-            false => answer,
+        let class = |answer: Answer| {
+            if pressed_in_the_browser {
+                gate::in_the_browser(answer)
+            } else {
+                answer
+            }
         };
         self.confirmed_in
             .store(self.login_number, Ordering::Relaxed);

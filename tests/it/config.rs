@@ -274,24 +274,28 @@ fn a_password_source_that_gives_nothing_says_what_to_do() {
     let file = dir.path().join("portal-password");
     std::fs::write(&file, "").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    with("password_file = \"portal-password\"");
-    let said = exits_with(&mut run_with_config(&config), 2);
-    assert!(said.contains("is empty"), "{said}");
-    assert!(
-        said.contains("hint: put the portal password on its first line"),
-        "{said}"
-    );
-    with("password_command = \"true\"");
-    let said = exits_with(&mut run_with_config(&config), 2);
-    assert!(said.contains("printed nothing"), "{said}");
-    assert!(
-        said.contains("hint: it must print the portal password on its first line"),
-        "{said}"
-    );
-    with("password_command = \"exit 3\"");
-    let said = exits_with(&mut run_with_config(&config), 2);
-    assert!(said.contains("password_command failed"), "{said}");
-    assert!(said.contains("hint: run it by hand"), "{said}");
+    for (source, what, hint) in [
+        (
+            "password_file = \"portal-password\"",
+            "is empty",
+            "hint: put the portal password on its first line",
+        ),
+        (
+            "password_command = \"true\"",
+            "printed nothing",
+            "hint: it must print the portal password on its first line",
+        ),
+        (
+            "password_command = \"exit 3\"",
+            "password_command failed",
+            "hint: run it by hand",
+        ),
+    ] {
+        with(source);
+        let said = exits_with(&mut run_with_config(&config), 2);
+        assert!(said.contains(what), "{said}");
+        assert!(said.contains(hint), "{said}");
+    }
     assert!(sim.resets().is_empty());
     // Done as the first hint says.
     std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();

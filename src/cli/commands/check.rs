@@ -164,11 +164,11 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
     match format {
         LogFormat::Text => {
             let mut out = std::io::stdout().lock();
-            let fit = |line: &str| logging::fit(line, logging::Stream::Stdout);
+            let shown = |line: &str| logging::shown(line, logging::Stream::Stdout);
             writeln!(
                 out,
                 "{}",
-                fit(&format!(
+                shown(&format!(
                     "check of {walked_to} on {} (Confirmer is never sent)",
                     crate::scrub::url(&address)
                 ))
@@ -176,10 +176,13 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
             // A heading for each step, then its labels in columns as wide
             // as their longest entry.
             let quoted: Vec<String> = checks.iter().map(|c| format!("'{}'", c.words)).collect();
-            let width = |cells: &mut dyn Iterator<Item = usize>| cells.max().unwrap_or(0);
-            let key_width = width(&mut checks.iter().map(|c| c.key.len()));
-            let kind_width = width(&mut checks.iter().map(|c| kind_name(c.kind).len()));
-            let words_width = width(&mut quoted.iter().map(|w| w.chars().count()));
+            let key_width = checks.iter().map(|c| c.key.len()).max().unwrap_or(0);
+            let kind_width = checks
+                .iter()
+                .map(|c| kind_name(c.kind).len())
+                .max()
+                .unwrap_or(0);
+            let words_width = quoted.iter().map(|w| w.chars().count()).max().unwrap_or(0);
             let mut step = None;
             for (c, words) in checks.iter().zip(&quoted) {
                 if step != Some(c.step) {
@@ -193,7 +196,7 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                     words,
                     found_text(&c.found)
                 );
-                writeln!(out, "{}", fit(&line))?;
+                writeln!(out, "{}", shown(&line))?;
             }
             out.flush()?;
             for l in render::requests_line(&requests, started.elapsed(), rate) {

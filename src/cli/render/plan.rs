@@ -25,7 +25,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
             t.client_ref,
             t.service_ref
         );
-        writeln!(out, "{}", logging::fit(&line, logging::Stream::Stdout))?;
+        writeln!(out, "{}", logging::shown(&line, logging::Stream::Stdout))?;
     }
     for r in plan.rows.iter().filter(|r| r.status != Status::Planned) {
         let line = format!(
@@ -35,7 +35,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
             r.licence,
             r.detail
         );
-        writeln!(out, "{}", logging::fit(&line, logging::Stream::Stdout))?;
+        writeln!(out, "{}", logging::shown(&line, logging::Stream::Stdout))?;
     }
     out.flush()?;
     let unresolved = plan

@@ -151,7 +151,7 @@ impl Observer for Show {
         // The question on a line of its own, the answer typed after it.
         let text = format!(
             "{}\nContinue? [y/N] ",
-            logging::fit(
+            logging::shown(
                 &format!(
                     "About to reset {n} SIP password{s}: {} will be cut off until reconfigured.",
                     phones_in_use(question.in_use, question.state_unknown)

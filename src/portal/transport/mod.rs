@@ -183,14 +183,13 @@ async fn within<T>(
     step: impl std::future::Future<Output = Result<T, TransportError>>,
 ) -> Result<T, TransportError> {
     // The step's own waits, then as long again for the browser's answers.
-    tokio::time::timeout(timeout * 2 + Duration::from_secs(5), step)
-        .await
-        .unwrap_or_else(|_| {
-            Err(TransportError::Transient(format!(
-                "the browser did not finish the step within {} s",
-                (timeout * 2 + Duration::from_secs(5)).as_secs()
-            )))
-        })
+    let limit = timeout * 2 + Duration::from_secs(5);
+    tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+        Err(TransportError::Transient(format!(
+            "the browser did not finish the step within {} s",
+            limit.as_secs()
+        )))
+    })
 }
 
 impl Transport {
@@ -344,7 +343,9 @@ impl Transport {
                             return Err(e);
                         }
                     }
-                    None => *from.lock().unwrap() = tab.address().await,
+                    // Only a harmless press is made again.
+                    None if !commit => *from.lock().unwrap() = tab.address().await,
+                    None => {}
                 }
                 let settled = tokio::select! {
                     biased;
