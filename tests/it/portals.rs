@@ -476,6 +476,44 @@ fn a_page_s_script_reaches_no_other_origin_by_sockets_or_workers() {
     );
 }
 
+/// A page that opens a window of the portal's at each press (a link with a
+/// target, clicked by its script): the window's requests would pass beside
+/// the throttle and the counts. None reaches the portal: what the portal
+/// served is what the run counted.
+#[test]
+fn a_window_the_page_opens_sends_nothing_to_the_portal() {
+    if !have("chromium") {
+        return;
+    }
+    let script = "document.addEventListener('click', function () {\
+                    var a = document.createElement('a');\
+                    a.href = location.href + (location.search ? '&' : '?') + 'popup=1';\
+                    a.target = '_blank'; a.click(); }, true);";
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", script]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        0,
+    );
+    assert_eq!(
+        assert_exact_passwords(&identity, &output, &sim.resets()).len(),
+        8
+    );
+    let counters = sim.stop();
+    assert!(
+        said.contains(&format!("portal requests: {} ", counters["requests.total"])),
+        "the portal served {} requests: {said}",
+        counters["requests.total"]
+    );
+}
+
 /// A portal that answers 429 to more than six requests a second, the
 /// page's script's requests included (one that then reloads the page into
 /// the 429 page): the run pauses, loads the page again and presses again;
