@@ -402,6 +402,9 @@ pub struct SimArgs {
     /// Twins that also show the same number and name (only their pages differ).
     #[arg(long)]
     pub identical_twins: bool,
+    /// A refused login is answered this many milliseconds late, as portals slow down password guessing.
+    #[arg(long, value_name = "MS", default_value = "0")]
+    pub slow_refusal_ms: u64,
     /// A reset phone registers again this many seconds after its last reset, but one in seven never does.
     #[arg(long, value_name = "SECS")]
     pub reconnect_after: Option<f64>,

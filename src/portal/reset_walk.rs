@@ -308,12 +308,7 @@ impl Browser {
                 ),
             ));
         }
-        let login_address = self
-            .shared
-            .login_address
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let login_address = self.shared.login_address();
         let of_scripts = gate::answer_of_scripts(&script_answers);
         let seen = of_scripts
             .unwrap_or_else(|| gate::answer_of_page(&doc, l, &fetched, login_address.as_ref()));

@@ -26,6 +26,110 @@ pub(super) enum WalkStart<'a> {
     Search(&'a (dyn Fn(Form) -> Result<Req, PortalError> + Send + Sync)),
 }
 
+/// Where the portal stands with the run's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Standing {
+    /// No login has been answered yet.
+    #[default]
+    Unproven,
+    /// A login sent them and waits for its answer; the others wait too.
+    Proving,
+    Accepted,
+    Refused,
+}
+
+/// One login at a time sends the credentials until the portal accepted
+/// them: a wrong password is sent once, not by every session the rate
+/// wants at once (a portal may lock an account after a few failures). The
+/// others get their login page meanwhile, and send theirs as soon as one
+/// was accepted.
+#[derive(Default)]
+pub(super) struct Proof(tokio::sync::watch::Sender<Standing>);
+
+impl Proof {
+    pub(super) fn refused(&self) -> bool {
+        *self.0.borrow() == Standing::Refused
+    }
+
+    /// Waits until this login may send the credentials: at once once they
+    /// were accepted, or as the one that proves them when nobody does.
+    pub(super) async fn turn(&self) -> Result<ProofTurn<'_>, PortalError> {
+        let mut seen = self.0.subscribe();
+        loop {
+            let mut proving = false;
+            self.0.send_if_modified(|now| {
+                proving = *now == Standing::Unproven;
+                if proving {
+                    *now = Standing::Proving;
+                }
+                proving
+            });
+            if proving {
+                return Ok(ProofTurn {
+                    proof: self,
+                    proving,
+                });
+            }
+            let now = *seen.borrow_and_update();
+            match now {
+                Standing::Accepted => {
+                    return Ok(ProofTurn {
+                        proof: self,
+                        proving,
+                    });
+                }
+                Standing::Refused => return Err(PortalError::LoginRefused),
+                // The one proving gave up: this one may.
+                Standing::Unproven => continue,
+                Standing::Proving => {
+                    // The sender is `self`'s: it outlives this wait.
+                    let _ = seen.changed().await;
+                }
+            }
+        }
+    }
+}
+
+/// A login's turn to send the credentials. Dropped unsettled (an error
+/// that says nothing of the credentials), the next login proves them.
+pub(super) struct ProofTurn<'a> {
+    proof: &'a Proof,
+    proving: bool,
+}
+
+impl ProofTurn<'_> {
+    /// What the portal answered: the login was `accepted` or refused.
+    pub(super) fn settle(mut self, accepted: bool) {
+        self.proving = false;
+        self.proof.0.send_replace(if accepted {
+            Standing::Accepted
+        } else {
+            Standing::Refused
+        });
+    }
+}
+
+impl Drop for ProofTurn<'_> {
+    fn drop(&mut self) {
+        if self.proving {
+            self.proof.0.send_if_modified(|now| {
+                let mine = *now == Standing::Proving;
+                if mine {
+                    *now = Standing::Unproven;
+                }
+                mine
+            });
+        }
+    }
+}
+
+impl Shared {
+    /// Where this run found the login page, if it did.
+    pub(super) fn login_address(&self) -> Option<Url> {
+        self.login_address.borrow().clone()
+    }
+}
+
 impl Shared {
     /// A new session's transport: in the browser once the run uses it.
     pub(super) fn transport(&self) -> Result<Transport, TransportError> {
@@ -80,15 +184,17 @@ pub(super) struct Shared {
     pub(super) credentials: Credentials,
     pub(super) timeout: Duration,
     pub(super) throttle: Arc<Throttle>,
-    /// Set once a login was refused: no browser tries again.
-    pub(super) login_refused: AtomicBool,
+    /// Whether the portal took the credentials: one login at a time sends
+    /// them until one was accepted; once one was refused, none does.
+    pub(super) proof: Proof,
     pub(super) interruptions: Interruptions,
     /// New passwords pages showed where none was expected, until the run
     /// takes them to its journal.
     pub(super) stray: Mutex<Vec<Stray>>,
     /// The address where the login page was found: a press sent straight
-    /// there was not taken.
-    pub(super) login_address: Mutex<Option<Url>>,
+    /// there was not taken. Watched: the sessions the rate needs open as
+    /// soon as the first finds it (see `Portal::connect`).
+    pub(super) login_address: tokio::sync::watch::Sender<Option<Url>>,
     pub(super) engine_choice: EngineChoice,
     /// The browser engine, started at its first session.
     pub(super) engine: Arc<chromium::Engine>,
@@ -200,10 +306,10 @@ impl Portal {
                 credentials: settings.credentials,
                 timeout: settings.timeout,
                 throttle: Arc::new(Throttle::new(settings.rate, concurrency)),
-                login_refused: AtomicBool::new(false),
+                proof: Proof::default(),
                 interruptions,
                 stray: Mutex::new(Vec::new()),
-                login_address: Mutex::new(None),
+                login_address: tokio::sync::watch::Sender::new(None),
                 engine_choice: settings.engine,
                 engine: Arc::new(chromium::Engine::new(
                     settings.browser,
@@ -446,19 +552,34 @@ impl Portal {
     ///
     /// `work`: how many pieces of work will follow (the input's rows), at
     /// most as many sessions as that are worth opening.
+    ///
+    /// The sessions the rate needs start as soon as the first one found
+    /// the login page: they get theirs while the first one logs in, and
+    /// send their credentials once the portal accepted its (a slow
+    /// portal's first second went by at one session's pace).
     pub async fn connect(self: &Arc<Self>, work: usize) -> Result<(), PortalError> {
-        self.lease(Priority::Resolve)
-            .await?
-            .session()
-            .await
-            .map(|_| ())?;
+        let mut first = self.lease(Priority::Resolve).await?;
+        let early = {
+            let portal = self.clone();
+            let mut found = self.shared.login_address.subscribe();
+            tokio::spawn(async move {
+                if found.wait_for(Option::is_some).await.is_ok() {
+                    portal.ramp_up(work);
+                }
+            })
+        };
+        let logged_in = first.session().await;
+        early.abort();
+        logged_in?;
         self.ramp_up(work);
         Ok(())
     }
 
-    /// Right after the first login, known good: the sessions the rate will
-    /// keep busy (one cycle of the first session over the period, at most
-    /// `work`) log in at once, beside the first session's walk. Opened one
+    /// Once the first session found the login page, and again once it
+    /// logged in: the sessions the rate will keep busy (one cycle of the
+    /// first session over the period, at most `work`) log in at once,
+    /// beside the first session's walk (their credentials wait for the
+    /// first's to be accepted: see `Proof`). Opened one
     /// by one as waiters find the limiter idle, a slow portal's first
     /// seconds went by at one session's pace. A fast portal needs one
     /// session: nothing opens.

@@ -169,13 +169,7 @@ impl Browser {
         // address and its redirect. A portal that does not show it there,
         // or does not take the login made from there (an address good
         // once), is asked at its address, as the first session asked it.
-        let learned = self
-            .shared
-            .login_address
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(address) = learned {
+        if let Some(address) = self.shared.login_address() {
             match self.login_from(address, Shortcut::Taken).await {
                 Err(PortalError::LoginRefused | PortalError::SessionEnded) => {}
                 other => return other,
@@ -193,12 +187,7 @@ impl Browser {
         shortcut: Shortcut,
     ) -> Result<Url, PortalError> {
         let l = &self.shared.labels;
-        let never_found = self
-            .shared
-            .login_address
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none();
+        let never_found = self.shared.login_address().is_none();
         // Without query: it may hold a token.
         let shown = format!(
             "{}{}",
@@ -221,11 +210,9 @@ impl Browser {
             let doc = Html::parse_document(&fetched.body);
             if html::is_login_page(&doc, &l.password_field) {
                 self.arrived(&fetched, "login", &doc)?;
-                *self
-                    .shared
+                self.shared
                     .login_address
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(fetched.address.clone());
+                    .send_replace(Some(fetched.address.clone()));
                 let want = want!(l, password_field, Field);
                 let form = Form::with_field(&doc, &fetched.url, want.words)
                     .ok_or_else(|| problem("login", html::missing(&doc, want).into()))?;
@@ -240,6 +227,7 @@ impl Browser {
         let my_services = want!(l, my_services, Link);
         let home = match login_request {
             Some(req) => {
+                let turn = self.shared.proof.turn().await?;
                 let answer = self
                     .transport
                     .fetch(Purpose::Login, req, Retry::Yes)
@@ -247,8 +235,20 @@ impl Browser {
                 match self.read(&answer, "home", |doc, url| {
                     Ok(html::need_link(doc, url, my_services)?)
                 }) {
-                    Err(PortalError::SessionEnded) => return Err(PortalError::LoginRefused),
-                    other => other?,
+                    // Refused at an address found earlier: maybe the
+                    // address alone (the caller asks the portal's). Only
+                    // a refusal from the portal's own address settles it.
+                    Err(PortalError::SessionEnded) => {
+                        if shortcut == Shortcut::None {
+                            turn.settle(false);
+                        }
+                        return Err(PortalError::LoginRefused);
+                    }
+                    Ok(home) => {
+                        turn.settle(true);
+                        home
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             // Still logged in (the session was fine after all): start from home.
@@ -257,14 +257,7 @@ impl Browser {
             }) {
                 // No session of this run ever found a login page: the
                 // address is more likely wrong than the labels.
-                Err(PortalError::Missing { .. })
-                    if self
-                        .shared
-                        .login_address
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .is_none() =>
-                {
+                Err(PortalError::Missing { .. }) if self.shared.login_address().is_none() => {
                     return Err(PortalError::NotThePortal {
                         // Without query: it may hold a token.
                         address: format!(
@@ -356,14 +349,10 @@ impl Browser {
         if let Some(home) = &self.my_services {
             return Ok(home.clone());
         }
-        if self.shared.login_refused.load(Ordering::SeqCst) {
+        if self.shared.proof.refused() {
             return Err(PortalError::LoginRefused);
         }
         match self.login().await {
-            Err(PortalError::LoginRefused) => {
-                self.shared.login_refused.store(true, Ordering::SeqCst);
-                Err(PortalError::LoginRefused)
-            }
             Err(e) => Err(e),
             Ok(home) => {
                 self.login_number = self

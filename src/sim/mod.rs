@@ -78,6 +78,8 @@ pub struct SimConfig {
     pub failing_pages: Vec<String>,
     /// Twins look the same in every column (number and name too).
     pub identical_twins: bool,
+    /// How late a refused login is answered.
+    pub slow_refusal: Duration,
     /// The words of the portal's labels: the guide's, or another wording.
     pub labels: crate::portal::labels::Labels,
     /// How the portal is built, beyond its variant's markup.
@@ -168,6 +170,7 @@ impl SimConfig {
             page_latency: Vec::new(),
             failing_pages: Vec::new(),
             identical_twins: false,
+            slow_refusal: Duration::ZERO,
             labels: crate::portal::labels::Labels::default(),
             reconnect_after: None,
             shapes: Vec::new(),

@@ -163,6 +163,12 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
     if let Some((_, ms)) = sh.cfg.page_latency.iter().find(|(k, _)| this_page(k)) {
         tokio::time::sleep(Duration::from_millis(*ms)).await;
     }
+    // Counted as it arrives: a client that leaves before the (slow)
+    // answer still sent it.
+    if route == Route::Login && parts.method == Method::POST && !sh.credentials_match(&params) {
+        sh.counters.lock().unwrap().refused_logins += 1;
+        tokio::time::sleep(sh.cfg.slow_refusal).await;
+    }
     if sh.cfg.failing_pages.iter().any(|k| this_page(k)) {
         sh.counters.lock().unwrap().injected_failures += 1;
         return html(
@@ -477,6 +483,20 @@ pub(super) async fn serve_page(sh: Arc<Shared>, req: Request<Body>) -> Response<
 }
 
 /// The login page and the login form, reachable without a session.
+impl Shared {
+    /// Whether a login form sent holds the account's login, password and profile.
+    fn credentials_match(&self, params: &HashMap<String, String>) -> bool {
+        let names = self.cfg.variant.names();
+        let wanted_profile = match self.cfg.profile {
+            LoginProfile::Reseller => names.profile_values[0],
+            LoginProfile::Operator => names.profile_values[1],
+        };
+        params.get(names.login) == Some(&self.cfg.login)
+            && params.get(names.password) == Some(&self.cfg.password)
+            && params.get(names.profile).map(String::as_str) == Some(wanted_profile)
+    }
+}
+
 pub(super) fn dispatch_anonymous(
     sh: &Shared,
     route: Route,
@@ -494,16 +514,7 @@ pub(super) fn dispatch_anonymous(
     if !sh.check_token(params, None, None) {
         return sh.refused();
     }
-    let names = v.names();
-    let wanted_profile = match sh.cfg.profile {
-        LoginProfile::Reseller => names.profile_values[0],
-        LoginProfile::Operator => names.profile_values[1],
-    };
-    let ok = params.get(names.login) == Some(&sh.cfg.login)
-        && params.get(names.password) == Some(&sh.cfg.password)
-        && params.get(names.profile).map(String::as_str) == Some(wanted_profile);
-    if !ok {
-        sh.counters.lock().unwrap().refused_logins += 1;
+    if !sh.credentials_match(params) {
         return sh.login_page(
             StatusCode::OK,
             Some("Identifiant, mot de passe ou profil incorrect."),
@@ -532,7 +543,7 @@ pub(super) fn dispatch_anonymous(
         header::SET_COOKIE,
         HeaderValue::from_str(&format!(
             "{}={sid}; Path=/; HttpOnly; SameSite=Lax",
-            names.cookie
+            v.names().cookie
         ))
         .unwrap(),
     );

@@ -286,6 +286,33 @@ fn without_a_terminal_yes_is_required_and_a_refused_login_is_not_retried() {
     assert_eq!(counters.get("resets").copied().unwrap_or(0), 0);
 }
 
+/// On a slow portal the sessions the rate needs start while the first one
+/// logs in; they send the credentials only once the portal took the
+/// first's. A wrong password reaches the portal once, not once a session.
+#[test]
+fn a_wrong_password_is_sent_once_whatever_the_sessions_the_rate_wants() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "200", "--slow-refusal-ms", "2000"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n4021,*\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("o.age"), &public)
+            .args(["--yes", "--rate", "20", "--concurrency", "8"])
+            .env("MYOPENIP_PASSWORD", "wrong"),
+        2,
+    );
+    assert!(stderr.contains("refused the login"), "{stderr}");
+    let served = sim.pages_served();
+    let counters = sim.stop();
+    assert_eq!(counters["refused_logins"], 1, "{served:?}");
+    // Others did start: their login pages were asked for.
+    assert!(
+        served.iter().filter(|p| *p == "login").count() > 2,
+        "{served:?}"
+    );
+}
+
 #[test]
 fn plain_http_to_a_remote_portal_is_refused() {
     let dir = tempfile::tempdir().unwrap();

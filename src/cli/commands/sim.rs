@@ -64,6 +64,7 @@ pub fn sim_config(args: &SimArgs) -> Result<SimConfig> {
         page_latency: args.page_latency.clone(),
         failing_pages: args.fail_page.clone(),
         identical_twins: args.identical_twins,
+        slow_refusal: std::time::Duration::from_millis(args.slow_refusal_ms),
         hostile: crate::sim::Hostile {
             login_action: args.hostile_login_action.clone(),
             confirm_redirect: args.hostile_confirm_redirect.clone(),
