@@ -185,6 +185,37 @@ pub enum InputKind {
     },
 }
 
+impl InputRow {
+    /// The row as its journal records what the run was asked
+    /// (`client_ref,service_ref,licence`).
+    pub fn asked(&self) -> String {
+        format!(
+            "{},{},{}",
+            self.client_ref,
+            self.service_ref.as_deref().unwrap_or(""),
+            self.licence
+        )
+    }
+
+    /// Whether this row asks for everything the row `asked` (as
+    /// `asked()` wrote it) did: the same client, a service and a licence
+    /// that are the same or wider (no service, `*`).
+    pub fn covers(&self, asked: &str) -> bool {
+        let mut fields = asked.splitn(3, ',');
+        let (Some(client), Some(service), Some(licence)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        self.client_ref == client
+            && self.service_ref.as_deref().is_none_or(|s| s == service)
+            && match &self.licence {
+                LicenceSelector::All => true,
+                LicenceSelector::One(l) => l == licence,
+            }
+    }
+}
+
 impl Input {
     /// A report's rows not retried; none for a list of licences.
     pub fn left_out(&self) -> &[LeftOut] {

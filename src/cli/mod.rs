@@ -198,18 +198,30 @@ fn vault_hint(e: &VaultError) -> Option<String> {
     })
 }
 
+/// How a stopped rotation is finished, as every message says it: without
+/// an identity the stopped run's passwords stay in its own files.
+pub(crate) const TO_FINISH: &str = "run the same command with --resume to finish (add -i IDENTITY: the stopped run's passwords then join this run's result)";
+
+/// What to do with the journal of a run that did not finish.
+pub(crate) fn unfinished_hint(journal: &std::path::Path) -> String {
+    format!(
+        "{TO_FINISH}; the licences in the journal are not reset again. \
+         Or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
+        journal.display()
+    )
+}
+
 fn rotation_hint(e: &RotationError) -> Option<String> {
     Some(match e {
-        RotationError::JournalExists(journal) => format!(
-            "run the same command with --resume to finish it (the licences in the journal are not reset again), \
-             or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
-            journal.display()
-        ),
+        RotationError::JournalExists(journal) => unfinished_hint(journal),
         RotationError::FinishedJournalExists(journal) => format!(
             "decrypt it (sip-rotate decrypt -i IDENTITY {}), hand those passwords over, then move it away; \
              or give each run its own name (-o with %Y%m%d-%H%M%S)",
             journal.display()
         ),
+        RotationError::InputLeavesOut { .. } => {
+            "resume with the input the stopped run had (or one that still holds those rows): finished with this one, the rotation would leave them with their old passwords".into()
+        }
         RotationError::NoJournal(_) => {
             "--resume finishes a run whose journal is there; without it, start a new run".into()
         }

@@ -64,6 +64,18 @@ pub enum RotationError {
     #[error("there is no journal {} to resume from", .0.display())]
     NoJournal(PathBuf),
     #[error(
+        "the run {} began was also asked to reset {} that this input leaves out: {}{}",
+        journal.display(),
+        if missing.len() == 1 { "a row".to_string() } else { format!("{} rows", missing.len()) },
+        missing.iter().take(5).map(|r| format!("'{r}'")).collect::<Vec<_>>().join(", "),
+        if missing.len() > 5 { ", ..." } else { "" }
+    )]
+    InputLeavesOut {
+        journal: PathBuf,
+        /// `client_ref,service_ref,licence` each.
+        missing: Vec<String>,
+    },
+    #[error(
         "the journal {} is encrypted to {}; this run's recipients are another set ({})",
         path.display(), journal.join(", "), run.join(", ")
     )]

@@ -173,7 +173,11 @@ pub(super) fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, Rot
     let journal = if settings.resume {
         Journal::reopen(&journal_path)?
     } else {
-        Journal::create(&journal_path, &settings.recipients)?
+        Journal::create(
+            &journal_path,
+            &settings.recipients,
+            input.rows.iter().map(input::InputRow::asked).collect(),
+        )?
     };
     let resumed = if settings.resume {
         let journal = journal_path.clone();
@@ -188,6 +192,22 @@ pub(super) fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, Rot
                 });
             }
             Some(_) => {}
+        }
+        // The rotation the journal began must end with every row it was
+        // asked: an input that leaves some out would finish it, exit 0,
+        // with those never reset. (A report given as input names other
+        // rows, the licences a '*' stood for: not compared.)
+        if let Some(asked) = &contents.asked
+            && matches!(input.kind, input::InputKind::Licences)
+        {
+            let missing: Vec<String> = asked
+                .iter()
+                .filter(|r| !input.rows.iter().any(|now| now.covers(r)))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(RotationError::InputLeavesOut { journal, missing });
+            }
         }
         let earlier_rows = if settings.resume_identities.is_empty() {
             None

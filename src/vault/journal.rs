@@ -24,6 +24,7 @@ pub(super) const MAGIC: &[u8] = b"sip-rotate-";
 const ENTRY: &str = "sip-rotate-journal ";
 const RECIPIENTS: &str = "sip-rotate-recipients ";
 const PART: &str = "sip-rotate-part ";
+const ASKED: &str = "sip-rotate-asked ";
 const FINISHED: &str = "sip-rotate-finished";
 const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
@@ -50,6 +51,14 @@ pub struct JournalMark {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct RecipientsLine {
     recipients: Vec<String>,
+}
+
+/// The rows the run was asked to reset (`client_ref,service_ref,licence`
+/// each): a resumed run whose input leaves some out would end the rotation
+/// with them never reset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct AskedLine {
+    rows: Vec<String>,
 }
 
 /// A part file that an interrupted run wrote, as its journal records it.
@@ -97,6 +106,8 @@ fn digest_of(path: &Path) -> std::io::Result<String> {
 pub struct JournalContents {
     /// The recipients its entries are encrypted to (`None`: not recorded).
     pub recipients: Option<Vec<String>>,
+    /// The rows its rotation was asked to reset (`None`: not recorded).
+    pub asked: Option<Vec<String>>,
     /// Its complete entries, in order.
     pub entries: Vec<JournalMark>,
     pub parts: Vec<PartNote>,
@@ -127,9 +138,13 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Creates a new journal, recording `recipients`; fails if anything is
-    /// at its path (an unfinished run, a symbolic link).
-    pub fn create(path: &Path, recipients: &Recipients) -> Result<Journal, VaultError> {
+    /// Creates a new journal, recording `recipients` and the rows `asked`;
+    /// fails if anything is at its path (an unfinished run, a symbolic link).
+    pub fn create(
+        path: &Path,
+        recipients: &Recipients,
+        asked: Vec<String>,
+    ) -> Result<Journal, VaultError> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -143,6 +158,8 @@ impl Journal {
             recipients: recipients.texts().to_vec(),
         };
         journal.write_line(RECIPIENTS, &serde_json::to_string(&line).expect("strings"))?;
+        let line = AskedLine { rows: asked };
+        journal.write_line(ASKED, &serde_json::to_string(&line).expect("strings"))?;
         files::sync_dir(path);
         Ok(journal)
     }
@@ -270,6 +287,7 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
     let folder = files::folder_of(path);
     scan(&mut file, |line| match line {
         Line::Recipients(r) => contents.recipients = Some(r),
+        Line::Asked(rows) => contents.asked = Some(rows),
         Line::Part(mut p) => {
             // Its name, in the journal's folder: never a path elsewhere.
             p.file = folder.join(p.file.file_name().unwrap_or_default());
@@ -299,6 +317,7 @@ pub(super) fn entries(input: &mut dyn BufRead) -> std::io::Result<Entries> {
 
 enum Line {
     Recipients(Vec<String>),
+    Asked(Vec<String>),
     Part(PartNote),
     Entry(JournalMark, String),
     /// An entry whose block ends before its armor does: a run killed while
@@ -312,7 +331,7 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
     for line in input.split(b'\n') {
         let line = line?;
         let line = String::from_utf8_lossy(&line);
-        let starts_another = [ENTRY, RECIPIENTS, PART]
+        let starts_another = [ENTRY, RECIPIENTS, PART, ASKED]
             .iter()
             .any(|p| line.starts_with(p))
             || line.trim_end() == FINISHED;
@@ -325,6 +344,11 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
             current = None;
             if let Ok(r) = serde_json::from_str::<RecipientsLine>(json) {
                 found(Line::Recipients(r.recipients));
+            }
+        } else if let Some(json) = line.strip_prefix(ASKED) {
+            current = None;
+            if let Ok(a) = serde_json::from_str::<AskedLine>(json) {
+                found(Line::Asked(a.rows));
             }
         } else if line.trim_end() == FINISHED {
             current = None;
@@ -374,7 +398,7 @@ mod tests {
         let path = dir.path().join("out.age.journal");
         let (_, public) = super::super::generate_identity();
         let recipients = Recipients::parse(std::slice::from_ref(&public), &[]).unwrap();
-        let mut journal = Journal::create(&path, &recipients).unwrap();
+        let mut journal = Journal::create(&path, &recipients, Vec::new()).unwrap();
         journal.append(&recipients, &record("A")).unwrap();
         journal.append(&recipients, &record("B")).unwrap();
         // Locked while held: a second run cannot open it.

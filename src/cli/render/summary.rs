@@ -2,6 +2,7 @@
 //! then counts, requests, where the passwords are, and what to do.
 
 use super::*;
+use crate::cli::TO_FINISH;
 
 pub(super) fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
     Status::ALL
@@ -123,7 +124,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
                 count(passwords - this_run, "licence", "licences")
             )),
             Some((j, ..)) => lines.push(format!(
-                "the {} of this run {} in {files} and in {}; run the same command with --resume to finish",
+                "the {} of this run {} in {files} and in {}; {TO_FINISH}",
                 count(passwords, "new password", "new passwords"),
                 is_are(passwords),
                 j.display()
@@ -147,7 +148,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             String::new()
         };
         lines.push(format!(
-            "{} holds {entries} new password{}{of_this_run} ({}); run the same command with --resume to finish",
+            "{} holds {entries} new password{}{of_this_run} ({}); {TO_FINISH}",
             j.display(),
             if entries == 1 { "" } else { "s" },
             decrypt(j)
@@ -172,9 +173,9 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             },
             decrypt(j),
             if o.stopped.is_some() {
-                "; run the same command with --resume to finish"
+                format!("; {TO_FINISH}")
             } else {
-                ""
+                String::new()
             }
         ));
         // One file per client: say whose files lack them, since only the

@@ -558,11 +558,7 @@ impl RunSettings {
                         "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal",
                         journal.display()
                     ),
-                    format!(
-                        "run the same command with --resume to finish it (licences in the journal are not reset again), \
-                         or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
-                        journal.display()
-                    ),
+                    crate::cli::unfinished_hint(&journal),
                 ));
             }
             output
