@@ -15,7 +15,7 @@ use std::path::PathBuf;
     // A fixed width: --help reads the same on any terminal.
     term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
-    after_help = super::manual::exit_codes_in_short()
+    after_help = super::manual::exit_codes_in_short("run")
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,28 +25,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Reset the SIP passwords of the licences of a CSV and encrypt the new ones to a file.
-    #[command(after_help = super::manual::exit_codes_in_short())]
+    #[command(after_help = super::manual::exit_codes_in_short("run"))]
     Run(RunArgs),
     /// Resolve the CSV against the portal and show what `run` would reset, resetting nothing.
-    #[command(after_help = super::manual::exit_codes_in_short())]
+    #[command(after_help = super::manual::exit_codes_in_short("plan"))]
     Plan(PlanArgs),
     /// Walk the portal to one licence's confirmation page and check every label a run needs; never confirms.
-    #[command(after_help = super::manual::exit_codes_in_short())]
+    #[command(after_help = super::manual::exit_codes_in_short("check"))]
     Check(CheckArgs),
     /// Print a labels file with the guide's wording, ready to edit for --labels.
     Labels,
     /// After a rotation: which phones are back (the users tables' État), once or until all are.
-    #[command(after_help = super::manual::exit_codes_in_short())]
+    #[command(after_help = super::manual::exit_codes_in_short("status"))]
     Status(StatusArgs),
     /// Decrypt a result file or a journal into CSV.
-    #[command(after_help = super::manual::exit_codes_in_short())]
+    #[command(after_help = super::manual::exit_codes_in_short("decrypt"))]
     Decrypt(DecryptArgs),
     /// Write a new age identity and print its public key.
     Keygen(KeygenArgs),
     /// Serve a simulated MyOpenIP portal on loopback, for tests and trials.
     Sim(SimArgs),
     /// Reset the sample licences on an embedded simulated portal, end to end.
-    #[command(after_help = super::manual::exit_codes_in_short())]
+    #[command(after_help = super::manual::exit_codes_in_short("demo"))]
     Demo(DemoArgs),
     /// Write the man pages, or print a shell's completions, from these very flags.
     #[command(subcommand)]

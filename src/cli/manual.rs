@@ -37,36 +37,90 @@ pub fn sections(command: &str) -> Vec<Section> {
     all
 }
 
-/// The exit codes, the same for every command (cron and people act on
-/// them): each in short, as `--help` ends with it, and what the man page
-/// adds. 0's long form depends on the command.
-pub const EXIT_CODES: [(&str, &str, &str); 4] = [
-    ("0", "every requested reset done", ""),
-    (
-        "1",
-        "the run went to its end, not all well (failures, unresolved rows, the report)",
-        "Every password reset is in the result; the summary says what went wrong.",
-    ),
-    (
-        "2",
-        "no Confirmer sent, no phone cut off, whatever the reason",
-        "Bad usage or input, a file in the way, another run on the same portal account, a portal \
-         that cannot be reached, login refused, a row that does not resolve (without \
-         --skip-unresolved), not confirmed, interrupted (Ctrl-C, SIGTERM, SIGHUP) before any \
-         Confirmer, at the question or during plan, check or status included.",
-    ),
-    (
-        "3",
-        "a Confirmer may have been sent and something is unfinished",
-        "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), or a \
-         page showed a new password nobody asked for. The new passwords are in the journal \
-         (OUTPUT.journal) and in OUTPUT.partN, as the summary says.",
-    ),
-];
+/// 2 and 3 mean the same for every command (cron and people act on them):
+/// no phone was cut off; a `Confirmer` may have been sent.
+const NOTHING_CUT_OFF: (&str, &str, &str) = (
+    "2",
+    "no Confirmer sent, no phone cut off, whatever the reason",
+    "Bad usage or input, a file in the way, another run on the same portal account, a portal \
+     that cannot be reached, login refused, a row that does not resolve (without \
+     --skip-unresolved), not confirmed, interrupted (Ctrl-C, SIGTERM, SIGHUP) before any \
+     Confirmer, at the question or during plan, check or status included.",
+);
+const MAY_BE_CUT_OFF: (&str, &str, &str) = (
+    "3",
+    "a Confirmer may have been sent and something is unfinished",
+    "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), or a \
+     page showed a new password nobody asked for. The new passwords are in the journal \
+     (OUTPUT.journal) and in OUTPUT.partN, as the summary says.",
+);
 
-/// The line `--help` ends with.
-pub fn exit_codes_in_short() -> String {
-    let codes: Vec<String> = EXIT_CODES
+/// The exit codes of `command` (`run`, `sip-rotate-run`…): each in short,
+/// as `--help` ends with it, and what the man page adds.
+pub fn exit_codes(command: &str) -> Vec<(&'static str, &'static str, &'static str)> {
+    let command = command.strip_prefix("sip-rotate-").unwrap_or(command);
+    match command {
+        "plan" => vec![
+            ("0", "every row resolved, nothing in the way of a run", ""),
+            (
+                "1",
+                "the plan is complete but some rows do not resolve or something is in the way",
+                "The summary and the report say which; nothing was reset.",
+            ),
+            NOTHING_CUT_OFF,
+            MAY_BE_CUT_OFF,
+        ],
+        "check" => vec![
+            ("0", "every step and label a run needs was found", ""),
+            (
+                "2",
+                "a label is missing or the portal could not be walked; no Confirmer sent",
+                "The table says which step and label; nothing was reset.",
+            ),
+            MAY_BE_CUT_OFF,
+        ],
+        "status" => vec![
+            ("0", "every phone followed is registered again", ""),
+            (
+                "1",
+                "some phones are not registered again, or not found",
+                "The summary and the status report name them.",
+            ),
+            (
+                "2",
+                "the portal could not be read: states unknown; nothing changed",
+                "Bad usage or input, a portal that stopped answering, login refused, interrupted.",
+            ),
+        ],
+        "decrypt" => vec![
+            ("0", "every entry decrypted", ""),
+            (
+                "1",
+                "some journal entries could not be decrypted with these identities",
+                "The others are written; the message names those left.",
+            ),
+            (
+                "2",
+                "nothing decrypted",
+                "Bad usage, a file that is not sip-rotate's, no matching identity.",
+            ),
+        ],
+        _ => vec![
+            ("0", "every requested reset done", ""),
+            (
+                "1",
+                "the run went to its end, not all well (failures, unresolved rows, the report)",
+                "Every password reset is in the result; the summary says what went wrong.",
+            ),
+            NOTHING_CUT_OFF,
+            MAY_BE_CUT_OFF,
+        ],
+    }
+}
+
+/// The line `--help` of `command` ends with.
+pub fn exit_codes_in_short(command: &str) -> String {
+    let codes: Vec<String> = exit_codes(command)
         .iter()
         .map(|(code, short, _)| format!("{code} {short}"))
         .collect();
@@ -74,21 +128,13 @@ pub fn exit_codes_in_short() -> String {
 }
 
 fn exit_status(command: &str) -> Section {
-    let zero = match command {
-        "sip-rotate-run" | "sip-rotate-demo" | "sip-rotate" => "Every requested reset was done.",
-        _ => "The command did what it was asked.",
-    };
-    let items = EXIT_CODES
+    let items = exit_codes(command)
         .iter()
         .map(|&(code, short, more)| {
-            let text = if code == "0" {
-                zero.to_string()
-            } else {
-                let mut chars = short.chars();
-                let first = chars.next().map(|c| c.to_uppercase().to_string());
-                format!("{}{}. {more}", first.unwrap_or_default(), chars.as_str())
-            };
-            (Some(code), text)
+            let mut chars = short.chars();
+            let first = chars.next().map(|c| c.to_uppercase().to_string());
+            let text = format!("{}{}. {more}", first.unwrap_or_default(), chars.as_str());
+            (Some(code), text.trim_end().to_string())
         })
         .collect();
     Section {
@@ -319,7 +365,12 @@ pub fn synopsis(cmd: &clap::Command) -> String {
                 (Some(s), None) => format!("\\fB\\-{s}\\fR"),
                 (None, None) => continue,
             };
-            if takes_value {
+            // A value that may be left out is written with '=' (clap
+            // takes `--resume=auto`, never `--resume auto`).
+            let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+            if takes_value && optional && arg.is_require_equals_set() {
+                format!("{flag}[=\\fI{}\\fR]", escaped(&value))
+            } else if takes_value {
                 format!("{flag} \\fI{}\\fR", escaped(&value))
             } else {
                 flag

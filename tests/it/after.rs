@@ -224,6 +224,17 @@ fn status_follows_the_phones_back_online() {
         stdout.contains("client 4054: 8 of 8 phones still down"),
         "{stdout}"
     );
+    // What its help says 1 means, as a cron wrapper reads it: status's
+    // own codes, not run's.
+    let help = Command::new(bin())
+        .args(["status", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("1 some phones are not registered again") && !help.contains("reset done"),
+        "{help}"
+    );
 
     // Followed: those that can come back do; the others are listed at --until.
     let never: HashSet<String> = of_clients

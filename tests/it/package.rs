@@ -69,6 +69,10 @@ fn one_man_page_per_command_each_rendering_without_a_warning() {
         run.contains("[\\fB\\-\\-input\\fR \\fIFILE\\fR]"),
         "the synopsis names the values"
     );
+    assert!(
+        run.contains("[\\fB\\-\\-resume\\fR[=\\fIWHEN\\fR]]"),
+        "a value that may be left out is written with '=' (--resume auto is refused)"
+    );
     // The config file's page, in man5 beside man1.
     let config = std::fs::read_to_string(dir.path().join("man5/sip-rotate.toml.5")).unwrap();
     assert!(config.contains(".TH sip-rotate.toml 5"));
