@@ -63,11 +63,9 @@ impl fmt::Display for InputError {
         if let Some((n, name)) = &self.column {
             write!(f, ", column {n} ({name})")?;
         }
-        write!(f, ": {}", self.message)?;
-        if !self.hint.is_empty() {
-            write!(f, "\n  hint: {}", self.hint)?;
-        }
-        Ok(())
+        // What to do is the binary's to say, beside the message (a JSON
+        // error's `hint`, the line under it on a terminal).
+        write!(f, ": {}", self.message)
     }
 }
 

@@ -169,6 +169,9 @@ fn hint(e: &anyhow::Error) -> Option<String> {
     if let Some(e) = e.downcast_ref::<RotationError>() {
         return rotation_hint(e);
     }
+    if let Some(e) = e.downcast_ref::<crate::input::InputError>() {
+        return input_hint(e);
+    }
     e.downcast_ref::<VaultError>().and_then(vault_hint)
 }
 
@@ -211,8 +214,13 @@ pub(crate) fn unfinished_hint(journal: &std::path::Path) -> String {
     )
 }
 
+fn input_hint(e: &crate::input::InputError) -> Option<String> {
+    (!e.hint.is_empty()).then(|| e.hint.clone())
+}
+
 fn rotation_hint(e: &RotationError) -> Option<String> {
     Some(match e {
+        RotationError::Input(e) => return input_hint(e),
         RotationError::JournalExists(journal) => unfinished_hint(journal),
         RotationError::FinishedJournalExists(journal) => format!(
             "decrypt it (sip-rotate decrypt -i IDENTITY {}), hand those passwords over, then move it away; \

@@ -66,9 +66,11 @@ fn quiet_still_says_what_went_wrong() {
 
 #[test]
 fn no_colour_when_stderr_is_not_a_terminal() {
+    // A portal that asks to slow down: warnings for sure (the faults alone
+    // gave none in about one run of thirty).
     let Setup {
         dir, sim, public, ..
-    } = Setup::new(&FAULTS);
+    } = Setup::new(&[&FAULTS[..], &["--rate-limit", "25"]].concat());
     let out = run_cmd(
         &sim,
         &input(dir.path()),
@@ -285,4 +287,25 @@ fn with_json_the_advice_is_the_hint_not_the_message() {
             "{stderr}"
         );
     }
+    // An input's error too (the library's error says what, the binary
+    // what to do).
+    let out = Command::new(bin())
+        .arg("run")
+        .arg("--input")
+        .arg(dir.path().join("nope.csv"))
+        .args(["-r", &public, "-o"])
+        .arg(dir.path().join("out.age"))
+        .args(["--yes", "--log-format", "json"])
+        .args(["--portal", "https://portal.example.net/", "--login", "x"])
+        .env("MYOPENIP_PASSWORD", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = json_lines(&stderr);
+    let message = lines[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot read the file") && !message.contains("hint"),
+        "{stderr}"
+    );
+    assert_eq!(lines[0]["hint"], "check the input's path", "{stderr}");
 }
