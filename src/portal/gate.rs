@@ -287,9 +287,10 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         TransportError::Forbidden
         | TransportError::RateLimited(_)
         | TransportError::Unreachable(_) => Answer::NotTaken,
-        TransportError::Transient(_) | TransportError::Interrupted | TransportError::Engine(_) => {
-            Answer::NotReadable
-        }
+        TransportError::Transient(_)
+        | TransportError::Silent
+        | TransportError::Interrupted
+        | TransportError::Engine(_) => Answer::NotReadable,
         TransportError::ForeignOrigin { .. } | TransportError::ForeignResource { .. } => {
             Answer::LeadsElsewhere
         }

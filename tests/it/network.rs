@@ -208,3 +208,57 @@ fn a_portal_address_without_a_page_is_named_as_such() {
     assert_eq!(requests(&stderr), 1, "not tried again: {stderr}");
     assert!(sim.resets().is_empty());
 }
+
+/// A portal address that takes the connection and never answers (a hung
+/// server, a proxy that holds): tried again as briefly as a refused
+/// connection, then said in words that name the address and the timeout.
+#[test]
+fn a_portal_that_takes_the_request_and_never_answers_is_tried_briefly_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+    }
+    let (_, public) = identity(dir.path());
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let out = Command::new(bin())
+        .arg("run")
+        .arg("--input")
+        .arg(&input)
+        .args([
+            "--portal",
+            &format!("http://127.0.0.1:{port}/"),
+            "--login",
+            LOGIN,
+        ])
+        .args(["-r", &public, "--yes", "--timeout", "1", "-o"])
+        .arg(dir.path().join("out.age"))
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("sent no answer within the time allowed (--timeout)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("operation timed out"), "{stderr}");
+    assert_eq!(requests(&stderr), 3, "{stderr}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "{stderr}"
+    );
+}

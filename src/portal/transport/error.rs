@@ -5,9 +5,16 @@ use super::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// No answer, a cut connection, a timeout or a 5xx: the request may or may not have been done.
+    /// No answer, a cut connection or a 5xx: the request may or may not have been done.
     #[error("no usable answer from the portal ({0})")]
     Transient(String),
+    /// The request was sent and nothing came back within `--timeout`: it may
+    /// or may not have been done. Tried again as few times as a connection
+    /// nothing answered (a portal that hangs is said in seconds, not minutes).
+    #[error(
+        "the portal took the request but sent no answer within the time allowed (--timeout): check the --portal address (a proxy or a firewall in the way?) and that the portal is up"
+    )]
+    Silent,
     /// The portal refused a form (403): typically a token of an ended session.
     #[error("the portal refused the request (403 Forbidden)")]
     Forbidden,
@@ -107,7 +114,7 @@ pub(super) const UNREACHABLE_WAIT: Duration = Duration::from_millis(500);
 impl TransportError {
     pub fn is_transient(&self) -> bool {
         match self {
-            TransportError::Transient(_) => true,
+            TransportError::Transient(_) | TransportError::Silent => true,
             TransportError::Unreachable(u) => u.may_pass(),
             _ => false,
         }
@@ -125,7 +132,7 @@ pub(super) fn next_wait(
     unreachable_tries: &mut usize,
 ) -> impl FnMut(&TransportError, Option<Duration>) -> Option<Duration> + '_ {
     move |e, wait| match e {
-        TransportError::Unreachable(_) => {
+        TransportError::Unreachable(_) | TransportError::Silent => {
             *unreachable_tries += 1;
             (*unreachable_tries <= UNREACHABLE_RETRIES)
                 .then(|| wait.unwrap_or(UNREACHABLE_WAIT).min(UNREACHABLE_WAIT))
@@ -157,6 +164,8 @@ pub(super) fn classify(e: reqwest::Error) -> TransportError {
     } else if e.is_connect() && !e.is_timeout() {
         // Refused before anything was sent: nothing was done, but it is worth retrying too.
         TransportError::Transient(format!("connection failed: {}", source_text(e)))
+    } else if e.is_timeout() {
+        TransportError::Silent
     } else {
         TransportError::Transient(source_text(e))
     }
