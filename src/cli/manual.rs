@@ -456,9 +456,11 @@ pub fn config_page(version: &str) -> String {
                 (
                     None,
                     "A TOML file that holds what a cron line or a systemd unit should not repeat. \
-                     Each key but lock is the name of a flag with _ for -, and takes the flag's value; \
-                     a flag given on the command line wins. lock names the run lock's file (one for \
-                     every run of the file, by hand too). A relative path is taken from the file's own \
+                     Each key but lock, identities, recipients, allow_origins, password_command \
+                     and password_command_timeout is the name of a flag with _ for -, \
+                     and takes the flag's value; a flag given on the command line wins. identities, \
+                     recipients and allow_origins are lists of what -i, -r and --allow-origin take. \
+                     lock names the run lock's file (one for every run of the file, by hand too). A relative path is taken from the file's own \
                      folder. A key the command does not know is an error that names it, with its \
                      line; a value is never shown in an error."
                         .into(),
@@ -467,8 +469,9 @@ pub fn config_page(version: &str) -> String {
                     None,
                     "The portal password is never a key: systemd's LoadCredential= hands it over \
                      (credential myopenip-password), or password_file names a file of mode 0600, or \
-                     password_command a command whose first line of output it is, or \
-                     MYOPENIP_PASSWORD."
+                     password_command a command whose first line of output it is (within \
+                     password_command_timeout seconds, 120 unless set: a command that waits for a \
+                     passphrase would hold a scheduled run), or MYOPENIP_PASSWORD."
                         .into(),
                 ),
                 (

@@ -290,6 +290,12 @@ fn a_password_source_that_gives_nothing_says_what_to_do() {
             "password_command failed",
             "hint: run it by hand",
         ),
+        // One that waits for someone (a passphrase prompt): bounded.
+        (
+            "password_command = \"sleep 30\"\npassword_command_timeout = 1",
+            "printed no password within 1 s",
+            "without waiting for anyone",
+        ),
     ] {
         with(source);
         let said = exits_with(&mut run_with_config(&config), 2);

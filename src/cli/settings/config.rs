@@ -14,6 +14,8 @@ pub struct ConfigFile {
     pub password_file: Option<PathBuf>,
     /// A shell command whose first line of output is the portal password.
     pub password_command: Option<String>,
+    /// How long, in seconds, `password_command` may take (120).
+    pub password_command_timeout: Option<u64>,
     #[serde(default)]
     pub recipients: Vec<String>,
     pub recipients_file: Option<PathBuf>,

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use url::Url;
@@ -257,13 +258,40 @@ fn portal_password(
         return from_file(&credential_or_path(cfg, "password_file", path)?);
     }
     if let Some(command) = &cfg.file.password_command {
-        let out = std::process::Command::new("sh")
+        let child = std::process::Command::new("sh")
             .arg("-c")
             .arg(command)
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
-            .output()
+            // A group of its own, ended whole at the limit (the shell's
+            // children too, which would hold our stderr open).
+            .process_group(0)
+            .spawn()
             .context("cannot run the config file's password_command")?;
+        // Bounded: a command that waits for someone (a passphrase prompt)
+        // would hold a scheduled run for as long as its unit allows.
+        let pid = child.id() as i32;
+        let (done, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(child.wait_with_output()));
+        let limit = cfg
+            .file
+            .password_command_timeout
+            .map_or(PASSWORD_COMMAND_LIMIT, std::time::Duration::from_secs);
+        let out = match answer.recv_timeout(limit) {
+            Ok(out) => out.context("cannot run the config file's password_command")?,
+            Err(_) => {
+                // SAFETY: a signal to the group of the shell this process started.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                return Err(super::Advised::error(
+                    format!(
+                        "the config file's password_command printed no password within {} s (password_command_timeout)",
+                        limit.as_secs()
+                    ),
+                    "it must print the portal password without waiting for anyone (a passphrase prompt cannot be answered in a scheduled run): run it by hand as the user the run runs as",
+                ));
+            }
+        };
         let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
         if !out.status.success() {
             // Its text is not shown: it may carry the password itself.
@@ -287,6 +315,9 @@ fn portal_password(
         ),
     ))
 }
+
+/// How long `password_command` may take to print the password.
+const PASSWORD_COMMAND_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn first_line(text: &str) -> Option<SecretString> {
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
