@@ -139,7 +139,12 @@ pub struct PortalArgs {
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<crate::portal::EngineChoice>,
     /// The Chromium binary of the browser engine [default: chromium].
-    #[arg(long, value_name = "PATH", env = "SIP_ROTATE_BROWSER")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SIP_ROTATE_BROWSER",
+        hide_env_values = true
+    )]
     pub browser: Option<PathBuf>,
     /// Let the browser load scripts and styles from this other origin too (never a page, a form or an XHR); repeatable.
     #[arg(long, value_name = "URL")]

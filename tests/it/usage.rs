@@ -324,3 +324,18 @@ fn readme_names_the_two_setup_commands() {
     assert!(readme.contains("cargo run --release -- demo"));
     assert!(readme.contains("\ncargo test\n"));
 }
+
+/// An environment variable's note in --help names it, never a value (an
+/// unset one read `[env: SIP_ROTATE_BROWSER=]`).
+#[test]
+fn help_names_environment_variables_without_values() {
+    for command in ["run", "plan", "check", "status"] {
+        let out = Command::new(crate::common::bin())
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("[env: "), "{command}: {help}");
+        assert!(!help.contains("=]"), "{command}: {help}");
+    }
+}
