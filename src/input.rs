@@ -184,32 +184,26 @@ pub enum InputKind {
 }
 
 impl InputRow {
-    /// The row as its journal records what the run was asked
-    /// (`client_ref,service_ref,licence`).
-    pub fn asked(&self) -> String {
-        format!(
-            "{},{},{}",
-            self.client_ref,
-            self.service_ref.as_deref().unwrap_or(""),
-            self.licence
-        )
+    /// The row as the journal records what the run was asked.
+    pub fn asked(&self) -> crate::vault::AskedRow {
+        crate::vault::AskedRow {
+            client_ref: self.client_ref.clone(),
+            service_ref: self.service_ref.clone().unwrap_or_default(),
+            licence: self.licence.to_string(),
+        }
     }
 
-    /// Whether this row asks for everything the row `asked` (as
-    /// `asked()` wrote it) did: the same client, a service and a licence
-    /// that are the same or wider (no service, `*`).
-    pub fn covers(&self, asked: &str) -> bool {
-        let mut fields = asked.splitn(3, ',');
-        let (Some(client), Some(service), Some(licence)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            return false;
-        };
-        self.client_ref == client
-            && self.service_ref.as_deref().is_none_or(|s| s == service)
+    /// Whether this row asks for everything `asked` did: the same client,
+    /// a service and a licence that are the same or wider (no service, `*`).
+    pub fn covers(&self, asked: &crate::vault::AskedRow) -> bool {
+        self.client_ref == asked.client_ref
+            && self
+                .service_ref
+                .as_ref()
+                .is_none_or(|s| *s == asked.service_ref)
             && match &self.licence {
                 LicenceSelector::All => true,
-                LicenceSelector::One(l) => l == licence,
+                LicenceSelector::One(l) => *l == asked.licence,
             }
     }
 }

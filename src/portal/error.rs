@@ -39,6 +39,11 @@ pub enum PortalError {
     /// The portal showed its login page or refused a form token: log in again.
     #[error("the portal session ended")]
     SessionEnded,
+    /// The login that sent the credentials first ended without an answer
+    /// that tells whether the portal took them: no other sends them (a
+    /// wrong password would be sent again by each session waiting).
+    #[error("the first login ended without telling whether the portal took the credentials")]
+    CredentialsUnsettled,
     /// A press that may commit a reset, where the walk expects none (or in
     /// a command that never commits): refused by the gate, nothing sent.
     #[error(

@@ -36,6 +36,10 @@ pub(super) enum Standing {
     Proving,
     Accepted,
     Refused,
+    /// The login that sent them ended without an answer that tells (an
+    /// error, an interruption): the run stops on it, and nobody sends
+    /// them again meanwhile.
+    Unsettled,
 }
 
 /// One login at a time sends the credentials until the portal accepted
@@ -52,46 +56,36 @@ impl Proof {
     }
 
     /// Waits until this login may send the credentials: at once once they
-    /// were accepted, or as the one that proves them when nobody does.
+    /// were accepted, or as the one that proves them when nobody has.
     pub(super) async fn turn(&self) -> Result<ProofTurn<'_>, PortalError> {
         let mut seen = self.0.subscribe();
-        loop {
-            let mut proving = false;
-            self.0.send_if_modified(|now| {
-                proving = *now == Standing::Unproven;
-                if proving {
-                    *now = Standing::Proving;
-                }
-                proving
-            });
+        let mut proving = false;
+        self.0.send_if_modified(|now| {
+            proving = *now == Standing::Unproven;
             if proving {
-                return Ok(ProofTurn {
-                    proof: self,
-                    proving,
-                });
+                *now = Standing::Proving;
             }
-            let now = *seen.borrow_and_update();
-            match now {
-                Standing::Accepted => {
-                    return Ok(ProofTurn {
-                        proof: self,
-                        proving,
-                    });
-                }
+            proving
+        });
+        if !proving {
+            // The sender is `self`'s: it outlives this wait.
+            let _ = seen.wait_for(|now| *now != Standing::Proving).await;
+            match *seen.borrow() {
+                Standing::Accepted => {}
                 Standing::Refused => return Err(PortalError::LoginRefused),
-                // The one proving gave up: this one may.
-                Standing::Unproven => continue,
-                Standing::Proving => {
-                    // The sender is `self`'s: it outlives this wait.
-                    let _ = seen.changed().await;
-                }
+                _ => return Err(PortalError::CredentialsUnsettled),
             }
         }
+        Ok(ProofTurn {
+            proof: self,
+            proving,
+        })
     }
 }
 
-/// A login's turn to send the credentials. Dropped unsettled (an error
-/// that says nothing of the credentials), the next login proves them.
+/// A login's turn to send the credentials. The first one's, dropped
+/// unsettled (an error that says nothing of the credentials), leaves them
+/// unsettled for good: the run stops on that error.
 pub(super) struct ProofTurn<'a> {
     proof: &'a Proof,
     proving: bool,
@@ -109,16 +103,21 @@ impl ProofTurn<'_> {
     }
 }
 
+impl ProofTurn<'_> {
+    /// The answer told of the address, not of the credentials (a login
+    /// page found earlier that no longer takes them): the next login, from
+    /// the portal's own address, proves them.
+    pub(super) fn release(mut self) {
+        if std::mem::take(&mut self.proving) {
+            self.proof.0.send_replace(Standing::Unproven);
+        }
+    }
+}
+
 impl Drop for ProofTurn<'_> {
     fn drop(&mut self) {
         if self.proving {
-            self.proof.0.send_if_modified(|now| {
-                let mine = *now == Standing::Proving;
-                if mine {
-                    *now = Standing::Unproven;
-                }
-                mine
-            });
+            self.proof.0.send_replace(Standing::Unsettled);
         }
     }
 }
@@ -606,5 +605,47 @@ impl Portal {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The logins that wait while the first sends the credentials: they
+    /// send theirs once it was accepted, never after a refusal, nor after
+    /// a first login that ended without telling (a wrong password would be
+    /// sent again by each of them, one after the other).
+    #[tokio::test]
+    async fn only_an_accepted_first_login_lets_the_others_send_the_credentials() {
+        for (end, others_may) in [(Some(true), true), (Some(false), false), (None, false)] {
+            let proof = Proof::default();
+            let first = proof.turn().await.expect("nobody proves yet");
+            let waiting = async {
+                let others: Vec<bool> =
+                    futures::future::join_all((0..3).map(|_| async { proof.turn().await.is_ok() }))
+                        .await;
+                others
+            };
+            let settle = async {
+                tokio::task::yield_now().await;
+                match end {
+                    Some(accepted) => first.settle(accepted),
+                    None => drop(first),
+                }
+            };
+            let (others, ()) = tokio::join!(waiting, settle);
+            assert_eq!(others, vec![others_may; 3], "{end:?}");
+        }
+    }
+
+    /// A refusal at a login page found earlier tells of that address, not
+    /// of the credentials: the next login proves them.
+    #[tokio::test]
+    async fn a_login_released_lets_the_next_one_prove() {
+        let proof = Proof::default();
+        proof.turn().await.unwrap().release();
+        let next = proof.turn().await.unwrap();
+        assert!(next.proving);
     }
 }

@@ -239,8 +239,9 @@ impl Browser {
                     // address alone (the caller asks the portal's). Only
                     // a refusal from the portal's own address settles it.
                     Err(PortalError::SessionEnded) => {
-                        if shortcut == Shortcut::None {
-                            turn.settle(false);
+                        match shortcut {
+                            Shortcut::None => turn.settle(false),
+                            Shortcut::Taken => turn.release(),
                         }
                         return Err(PortalError::LoginRefused);
                     }

@@ -72,8 +72,7 @@ pub enum RotationError {
     )]
     InputLeavesOut {
         journal: PathBuf,
-        /// `client_ref,service_ref,licence` each.
-        missing: Vec<String>,
+        missing: Vec<crate::vault::AskedRow>,
     },
     #[error(
         "the journal {} is encrypted to {}; this run's recipients are another set ({})",

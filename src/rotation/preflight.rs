@@ -200,7 +200,7 @@ pub(super) fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, Rot
         if let Some(asked) = &contents.asked
             && matches!(input.kind, input::InputKind::Licences)
         {
-            let missing: Vec<String> = asked
+            let missing: Vec<vault::AskedRow> = asked
                 .iter()
                 .filter(|r| !input.rows.iter().any(|now| now.covers(r)))
                 .cloned()

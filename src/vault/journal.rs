@@ -53,12 +53,30 @@ struct RecipientsLine {
     recipients: Vec<String>,
 }
 
-/// The rows the run was asked to reset (`client_ref,service_ref,licence`
-/// each): a resumed run whose input leaves some out would end the rotation
-/// with them never reset.
+/// The rows the run was asked to reset: a resumed run whose input leaves
+/// some out would end the rotation with them never reset.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct AskedLine {
-    rows: Vec<String>,
+    rows: Vec<AskedRow>,
+}
+
+/// A row of the input, as the journal records it (no service: empty; every
+/// licence of the client: `*`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AskedRow {
+    pub client_ref: String,
+    pub service_ref: String,
+    pub licence: String,
+}
+
+impl std::fmt::Display for AskedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{},{},{}",
+            self.client_ref, self.service_ref, self.licence
+        )
+    }
 }
 
 /// A part file that an interrupted run wrote, as its journal records it.
@@ -107,7 +125,7 @@ pub struct JournalContents {
     /// The recipients its entries are encrypted to (`None`: not recorded).
     pub recipients: Option<Vec<String>>,
     /// The rows its rotation was asked to reset (`None`: not recorded).
-    pub asked: Option<Vec<String>>,
+    pub asked: Option<Vec<AskedRow>>,
     /// Its complete entries, in order.
     pub entries: Vec<JournalMark>,
     pub parts: Vec<PartNote>,
@@ -143,7 +161,7 @@ impl Journal {
     pub fn create(
         path: &Path,
         recipients: &Recipients,
-        asked: Vec<String>,
+        asked: Vec<AskedRow>,
     ) -> Result<Journal, VaultError> {
         let file = OpenOptions::new()
             .read(true)
@@ -317,7 +335,7 @@ pub(super) fn entries(input: &mut dyn BufRead) -> std::io::Result<Entries> {
 
 enum Line {
     Recipients(Vec<String>),
-    Asked(Vec<String>),
+    Asked(Vec<AskedRow>),
     Part(PartNote),
     Entry(JournalMark, String),
     /// An entry whose block ends before its armor does: a run killed while

@@ -292,7 +292,8 @@ fn portal_password(
                 ));
             }
         };
-        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&out.stdout).into_owned());
+        let stdout = zeroize::Zeroizing::new(out.stdout);
+        let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
         if !out.status.success() {
             // Its text is not shown: it may carry the password itself.
             return Err(super::Advised::error(
