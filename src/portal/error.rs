@@ -92,7 +92,8 @@ impl PortalError {
         match self {
             PortalError::Missing { .. } => Some(Remedy::Labels),
             PortalError::Transport(e) if e.is_transient() => Some(Remedy::RunAgain),
-            PortalError::Transport(TransportError::RateLimited(_)) => Some(Remedy::RunAgain),
+            PortalError::Transport(TransportError::RateLimited(_))
+            | PortalError::Transport(TransportError::PageHung(_)) => Some(Remedy::RunAgain),
             _ => None,
         }
     }

@@ -290,7 +290,9 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         TransportError::Transient(_)
         | TransportError::Silent
         | TransportError::Interrupted
-        | TransportError::Engine(_) => Answer::NotReadable,
+        | TransportError::Engine(_)
+        | TransportError::PageCrashed
+        | TransportError::PageHung(_) => Answer::NotReadable,
         TransportError::ForeignOrigin { .. } | TransportError::ForeignResource { .. } => {
             Answer::LeadsElsewhere
         }

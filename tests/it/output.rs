@@ -309,3 +309,52 @@ fn with_json_the_advice_is_the_hint_not_the_message() {
     );
     assert_eq!(lines[0]["hint"], "check the input's path", "{stderr}");
 }
+
+/// The rate said is over the time requests were sent: a run that then
+/// waited for a slow last answer says over what span (it read "20 s, 97
+/// requests/s" for 11 requests).
+#[test]
+fn the_rate_said_names_its_span_when_the_run_mostly_waited() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--page-latency", "detail:FPC172910=3000"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public).args(["--yes", "--rate", "50"]),
+        0,
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("elapsed: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let number = |after: &str| -> f64 {
+        line.split(after)
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let elapsed: f64 = line["elapsed: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sending = number(" s of requests");
+    assert!(sending < elapsed * 0.8, "{line}");
+    let requests: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("portal requests: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let rate = number(" requests/s");
+    assert!(
+        ((requests - 1.0) / rate - sending).abs() < 0.15,
+        "{requests} requests at {rate}/s in {sending} s: {line}"
+    );
+}

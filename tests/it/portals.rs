@@ -908,3 +908,103 @@ fn the_next_browser_removes_the_profile_a_killed_run_left() {
     );
     drop(held);
 }
+
+/// A page whose own script never returns (a loop on one licence's detail
+/// page) holds its renderer: that licence fails at once, naming the page,
+/// and is not tried again (each try waited its whole time, five times);
+/// the others are reset.
+#[test]
+fn a_page_whose_script_never_returns_fails_its_licence_alone() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&[
+        "--shape",
+        "scripted",
+        "--hostile-page-script",
+        "document.addEventListener('DOMContentLoaded', () => { if (location.pathname === '/licences/FPC172910') { while (true) {} } })",
+    ]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--timeout", "3", "--report"])
+            .arg(&report),
+        1,
+    );
+    assert!(!said.contains("retried"), "{said}");
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    let failed: Vec<_> = rows.iter().filter(|r| r["status"] != "reset").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    assert_eq!(failed[0]["licence"], "FPC172910");
+    assert!(
+        failed[0]["detail"].contains("/licences/FPC172910 stopped answering"),
+        "{failed:?}"
+    );
+    let truth = sim.resets();
+    assert_eq!(truth.len(), rows.len() - 1, "{said}");
+    assert!(truth.iter().all(|t| t.licence != "FPC172910"));
+    assert_eq!(
+        assert_exact_passwords(&identity, &output, &truth).len(),
+        truth.len()
+    );
+}
+
+/// The shipped unit sets `MemoryDenyWriteExecute=yes`: no memory of the
+/// process may become executable. The browser runs there (its scripts
+/// interpreted, no JIT); with the JIT every renderer died at its start and
+/// the run waited for ever. The run here is made the same way (prctl
+/// PR_SET_MDWE, which systemd uses; Linux 6.3 and later).
+#[test]
+fn the_browser_runs_where_memory_may_not_become_executable() {
+    if !have("chromium") {
+        return;
+    }
+    const PR_SET_MDWE: libc::c_int = 65;
+    const PR_MDWE_REFUSE_EXEC_GAIN: libc::c_ulong = 1;
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172910\n4054,FPC172913\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out.age");
+    let mut run = run_cmd(&sim, &input, &output, &public);
+    run.args(["--yes", "--rate", "100", "--timeout", "5"]);
+    // SAFETY: prctl in the child before exec, constant arguments; an
+    // error is said (a kernel without it: the test cannot be made).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut run, || {
+            if libc::prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = match run.output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("this kernel cannot deny write-execute memory ({e}): not checked");
+            return;
+        }
+    };
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("in the browser"), "{said}");
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 2, "{said}");
+    assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 2);
+}

@@ -64,7 +64,16 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
             r.reset,
             faults.iter().map(|f| format!(", {f}")).collect::<String>()
         ),
-        format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)"),
+        // A run that waited long without sending (a browser that did not
+        // start, a question, the journal) says over what span the rate is.
+        if r.sending.as_secs_f64() >= 0.8 * secs {
+            format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)")
+        } else {
+            format!(
+                "elapsed: {secs:.1} s, {achieved:.2} requests/s in {:.1} s of requests (limit {rate:.2}/s)",
+                r.sending.as_secs_f64()
+            )
+        },
     ]
 }
 

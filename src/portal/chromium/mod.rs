@@ -140,16 +140,25 @@ impl Engine {
         handed: Option<super::transport::HandedCookies>,
     ) -> Result<Tab, EngineError> {
         let browser = self.browser(&origin).await?;
-        browser
-            .session(
-                throttle,
-                origin,
-                self.allowed.clone(),
-                sent,
-                interruptions,
-                handed,
-            )
+        // A browser whose pages never come up (a renderer that dies as it
+        // starts) is said, not waited for.
+        let limit = self.timeout.max(Duration::from_secs(20));
+        let session = browser.session(
+            throttle,
+            origin,
+            self.allowed.clone(),
+            sent,
+            interruptions,
+            handed,
+        );
+        tokio::time::timeout(limit, session)
             .await
+            .unwrap_or_else(|_| {
+                Err(EngineError::Protocol(format!(
+                    "it opened no page within {} s (its renderer does not start: see the README's 'The two engines' for what the browser needs)",
+                    limit.as_secs()
+                )))
+            })
             .map(|mut tab| {
                 tab.screenshots = self.screenshots;
                 tab
@@ -353,6 +362,9 @@ struct Watch {
     /// A dialog of the page's own (`confirm()`, `prompt()`) dismissed in a
     /// step that may not commit, said in words; the step fails with it.
     dismissed: Mutex<Option<String>>,
+    /// The page's renderer is gone (it crashed, or it hung and was made to
+    /// crash): nothing more can be done in this tab.
+    crashed: std::sync::atomic::AtomicBool,
 }
 
 /// One session of the browser engine: its own browser context, one page.
@@ -393,9 +405,43 @@ const LOOK_EVERY: Duration = Duration::from_millis(10);
 const QUIET_LOOKS: u32 = 2;
 const QUIET: Duration = Duration::from_millis(30);
 
+/// How long a page that missed its step's time has to answer the simplest
+/// question before it is taken for hung.
+const HUNG_AFTER: Duration = Duration::from_secs(2);
+
 impl Tab {
     fn step_error(e: chromiumoxide::error::CdpError) -> TransportError {
         TransportError::Transient(format!("the browser: {e}"))
+    }
+
+    /// Whether the page's renderer is gone: the session needs another tab.
+    pub fn gone(&self) -> bool {
+        self.watch.crashed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the page answers a question at once. A script of the page
+    /// that never returns (a loop) holds its renderer: every step waits
+    /// its whole time, and so do the other sessions that renderer serves.
+    pub async fn responds(&self) -> bool {
+        !self.gone()
+            && tokio::time::timeout(HUNG_AFTER, self.page.evaluate("1"))
+                .await
+                .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Ends a page that stopped answering: its renderer is made to crash
+    /// (a script in a loop is stopped no other way; the sessions that
+    /// renderer served see their pages crash, and go on in new tabs), and
+    /// the tab is closed. Said to the session at its next step.
+    pub fn abandon(&self) {
+        self.watch.crashed.store(true, Ordering::SeqCst);
+        let page = self.page.clone();
+        tokio::spawn(async move {
+            let crash = chromiumoxide::cdp::browser_protocol::page::CrashParams::default();
+            let _ = tokio::time::timeout(HUNG_AFTER, page.execute(crash)).await;
+            let close = CloseTargetParams::new(page.target_id().clone());
+            let _ = tokio::time::timeout(HUNG_AFTER, page.execute(close)).await;
+        });
     }
 
     /// Loads `url` as a browser follows a link, and waits for it to settle.
@@ -410,10 +456,12 @@ impl Tab {
     ) -> Result<Settled, TransportError> {
         let step = self.begin(phase, commit);
         match form {
+            // Bounded by the step's time: a page whose script never
+            // returns never ends loading either.
             None => {
-                self.page
-                    .goto(url.as_str())
+                tokio::time::timeout(timeout, self.page.goto(url.as_str()))
                     .await
+                    .map_err(|_| TransportError::Transient("the page did not load in time".into()))?
                     .map_err(Self::step_error)?;
             }
             // A form sent as the page's own form would send it.
@@ -553,6 +601,9 @@ impl Tab {
             if let Some(asked) = self.watch.dismissed.lock().unwrap().take() {
                 return Err(TransportError::Engine(asked));
             }
+            if self.gone() {
+                return Err(TransportError::PageCrashed);
+            }
             if tokio::time::Instant::now() > deadline {
                 let waited = self.watch.pending.lock().unwrap().paths();
                 let why = if waited.is_empty() {
@@ -574,12 +625,13 @@ impl Tab {
             // quiet: each question is a round trip through the browser.
             let idle =
                 self.watch.pending.lock().unwrap().is_empty() && self.watch.quiet_for() >= QUIET;
+            // Asked until the step's deadline at most: a page that does not
+            // answer is judged once the step's time is up.
             let complete = idle
-                && self
-                    .page
-                    .evaluate("document.readyState")
+                && tokio::time::timeout_at(deadline, self.page.evaluate("document.readyState"))
                     .await
                     .ok()
+                    .and_then(|r| r.ok())
                     .and_then(|r| r.into_value::<String>().ok())
                     .is_some_and(|s| s == "complete");
             if complete {

@@ -257,6 +257,14 @@ impl Chromium {
                 // second line.
                 "--block-new-web-contents",
                 "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+                // No code made at run time: the portal's scripts are
+                // interpreted. A page's script gets no JIT to attack, and
+                // the browser runs where writable memory may never become
+                // executable (systemd's MemoryDenyWriteExecute=yes, which
+                // the shipped unit sets): with the JIT, every renderer died
+                // there at its start, and the run waited for a page that
+                // would never come.
+                "--js-flags=--jitless",
             ])
             // Every other name fails to resolve: the browser's own
             // background lookups, and any request that would not pass the
@@ -608,6 +616,23 @@ impl Chromium {
                 }
             }));
         }
+        // A renderer that died (out of memory, killed, made to crash when
+        // it hung): every step of this tab fails at once, and the session
+        // goes on in a new one.
+        page.execute(chromiumoxide::cdp::browser_protocol::inspector::EnableParams::default())
+            .await
+            .map_err(protocol)?;
+        tasks.push(
+            follow(
+                &page,
+                &watch,
+                |watch, _: &chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed| {
+                    watch.crashed.store(true, Ordering::SeqCst);
+                },
+            )
+            .await
+            .map_err(protocol)?,
+        );
         // Requests in flight, and the answers to the page's own requests.
         tasks.push(
             follow(&page, &watch, |watch, e: &EventRequestWillBeSent| {

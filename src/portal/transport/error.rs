@@ -38,6 +38,18 @@ pub enum TransportError {
     /// The browser engine could not be started or driven.
     #[error("{0}")]
     Engine(String),
+    /// The browser's page died under the step (its renderer crashed, or
+    /// was made to because another page it served hung): the step may be
+    /// taken again in a new tab.
+    #[error("no usable answer from the portal (the browser's page crashed)")]
+    PageCrashed,
+    /// The portal's page (its path) stopped answering in the browser: a
+    /// script of its own holds it. Not tried again: it would hang again,
+    /// as long each time.
+    #[error(
+        "the portal's page {0} stopped answering in the browser (a script of the page kept it busy past --timeout): it was closed"
+    )]
+    PageHung(String),
     #[error("the portal's answer is larger than {0} MiB: refused")]
     TooLarge(usize),
     /// A redirect, a link or a form leads outside the portal's origin: the
@@ -114,7 +126,9 @@ pub(super) const UNREACHABLE_WAIT: Duration = Duration::from_millis(500);
 impl TransportError {
     pub fn is_transient(&self) -> bool {
         match self {
-            TransportError::Transient(_) | TransportError::Silent => true,
+            TransportError::Transient(_) | TransportError::Silent | TransportError::PageCrashed => {
+                true
+            }
             TransportError::Unreachable(u) => u.may_pass(),
             _ => false,
         }

@@ -127,8 +127,12 @@ enum Carrier {
     /// A browser context of the run's browser, opened at the first request.
     Browser {
         engine: Arc<super::chromium::Engine>,
-        /// Boxed: a tab is far larger than an HTTP client.
-        tab: tokio::sync::OnceCell<Box<super::chromium::Tab>>,
+        /// Its page; replaced by a new one (a new context: the portal's
+        /// session is left, and the walk logs in again) when its renderer
+        /// is gone.
+        tab: tokio::sync::Mutex<Option<Arc<super::chromium::Tab>>>,
+        /// Tabs opened: a press is not made on a page a new tab reloaded.
+        tabs_opened: AtomicU64,
         /// The cookies of the HTTP session it carries on, if any: set in
         /// its context before its first request.
         handed: Mutex<Option<HandedCookies>>,
@@ -231,7 +235,8 @@ impl Transport {
         Transport {
             carrier: Carrier::Browser {
                 engine,
-                tab: tokio::sync::OnceCell::new(),
+                tab: tokio::sync::Mutex::new(None),
+                tabs_opened: AtomicU64::new(0),
                 handed: Mutex::new(handed),
             },
             throttle,
@@ -269,35 +274,66 @@ impl Transport {
         matches!(self.carrier, Carrier::Browser { .. })
     }
 
-    /// The browser page of this session, opened at its first use.
-    async fn tab(&self) -> Result<&super::chromium::Tab, TransportError> {
+    /// The browser page of this session, opened at its first use, and
+    /// again when its renderer is gone; with how many were opened.
+    async fn tab(&self) -> Result<(Arc<super::chromium::Tab>, u64), TransportError> {
         let Carrier::Browser {
             engine,
             tab,
+            tabs_opened,
             handed,
         } = &self.carrier
         else {
             unreachable!("asked of a browser session only")
         };
-        let tab = tab
-            .get_or_try_init(|| async {
-                let handed = handed.lock().unwrap().take();
-                engine
-                    .session(
-                        self.throttle.clone(),
-                        self.origin.clone(),
-                        self.sent.clone(),
-                        self.interruptions.clone(),
-                        handed,
-                    )
-                    .await
-                    .map(Box::new)
-            })
+        let mut current = tab.lock().await;
+        if let Some(open) = current.as_ref().filter(|t| !t.gone()) {
+            return Ok((open.clone(), tabs_opened.load(Ordering::SeqCst)));
+        }
+        let handed = handed.lock().unwrap().take();
+        let opened = engine
+            .session(
+                self.throttle.clone(),
+                self.origin.clone(),
+                self.sent.clone(),
+                self.interruptions.clone(),
+                handed,
+            )
             .await
             .map_err(|e| TransportError::Engine(e.to_string()))?;
+        let opened = Arc::new(opened);
+        *current = Some(opened.clone());
         // Only a browser that started counts as the engine that ran.
         self.throttle.stats.browser.store(true, Ordering::Relaxed);
-        Ok(tab)
+        Ok((opened, tabs_opened.fetch_add(1, Ordering::SeqCst) + 1))
+    }
+
+    /// A step of the browser, bounded (`within`); one that failed is
+    /// judged by the page: a page that no longer answers (a script of its
+    /// own in a loop) is closed and the step is not taken again (it would
+    /// hang again, as long); a page whose renderer crashed is left for a
+    /// new tab, and the step may be taken again there.
+    async fn in_tab<T>(
+        &self,
+        tab: &super::chromium::Tab,
+        timeout: Duration,
+        at: &str,
+        step: impl std::future::Future<Output = Result<T, TransportError>>,
+    ) -> Result<T, TransportError> {
+        match within(timeout, step).await {
+            Err(TransportError::Transient(why)) => {
+                if tab.gone() {
+                    Err(TransportError::PageCrashed)
+                } else if !tab.responds().await {
+                    tracing::debug!("the page {at} does not answer ({why}): closed");
+                    tab.abandon();
+                    Err(TransportError::PageHung(at.to_string()))
+                } else {
+                    Err(TransportError::Transient(why))
+                }
+            }
+            other => other,
+        }
     }
 
     /// Presses the control at `path` of the session's page (browser only),
@@ -319,18 +355,22 @@ impl Transport {
         // is made again on that page loaded afresh (the script may have
         // left it, or reloaded it into an error page).
         let from: std::sync::Mutex<Option<url::Url>> = std::sync::Mutex::new(None);
+        // The tab the control was first pressed in.
+        let first_tab: std::sync::Mutex<Option<u64>> = std::sync::Mutex::new(None);
         let once = || async {
             let _asked = self.browser_step();
-            let tab = self.tab().await?;
+            let (tab, opened) = self.tab().await?;
+            let in_a_new_tab = *first_tab.lock().unwrap().get_or_insert(opened) != opened;
             let timeout = self.engine_timeout();
             for _ in 0..MAX_PAUSES {
                 let again = from.lock().unwrap().clone();
                 match again {
                     Some(url) => {
+                        let at = url.path().to_string();
                         let reloaded = tokio::select! {
                             biased;
                             _ = cancel.cancelled() => Err(TransportError::Interrupted),
-                            page = within(timeout, tab.load(phase, &url, "GET", None, timeout, false)) => page,
+                            page = self.in_tab(&tab, timeout, &at, tab.load(phase, &url, "GET", None, timeout, false)) => page,
                         }?;
                         self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
                         let status =
@@ -342,15 +382,26 @@ impl Transport {
                         if let Some(e) = refusal(status, &Req::Get(url)) {
                             return Err(e);
                         }
+                        // A new tab is a new context: the portal's session
+                        // was left with the old one. The page it shows (its
+                        // login page) goes to the walk, which logs in again
+                        // and takes the step from its start.
+                        if in_a_new_tab {
+                            return Ok(reloaded);
+                        }
                     }
                     // Only a harmless press is made again.
                     None if !commit => *from.lock().unwrap() = tab.address().await,
                     None => {}
                 }
+                let at = match from.lock().unwrap().as_ref() {
+                    Some(url) => url.path().to_string(),
+                    None => "with the control pressed".to_string(),
+                };
                 let settled = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => Err(TransportError::Interrupted),
-                    settled = within(timeout, tab.click(phase, path, timeout, commit)) => settled,
+                    settled = self.in_tab(&tab, timeout, &at, tab.click(phase, path, timeout, commit)) => settled,
                 }?;
                 self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
                 // A press that may commit is judged by the gate's rule on
@@ -429,16 +480,25 @@ impl Transport {
         commit: bool,
     ) -> Result<Fetched, TransportError> {
         let _asked = self.browser_step();
-        let tab = self.tab().await?;
+        let (tab, _) = self.tab().await?;
         let timeout = self.engine_timeout();
+        let at = req.path();
         for _ in 0..MAX_PAUSES {
             let settled = match req {
                 Req::Get(url) => {
-                    within(timeout, tab.load(phase, url, "GET", None, timeout, commit)).await?
+                    self.in_tab(
+                        &tab,
+                        timeout,
+                        &at,
+                        tab.load(phase, url, "GET", None, timeout, commit),
+                    )
+                    .await?
                 }
                 Req::Post(url, pairs) => {
-                    within(
+                    self.in_tab(
+                        &tab,
                         timeout,
+                        &at,
                         tab.load(phase, url, "POST", Some(pairs), timeout, commit),
                     )
                     .await?

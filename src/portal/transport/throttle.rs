@@ -33,6 +33,8 @@ pub struct Requests {
     pub sessions: u64,
     /// Requests per second from the first sent to the last (`None` under two).
     pub achieved_rate: Option<f64>,
+    /// The time from the first request sent to the last.
+    pub sending: Duration,
     /// Which engine performed the steps.
     pub engine: crate::portal::EngineRan,
 }
@@ -47,6 +49,7 @@ impl Requests {
             retries: stats.retries.load(Ordering::Relaxed),
             sessions: stats.sessions.load(Ordering::Relaxed),
             achieved_rate: stats.achieved_rate(),
+            sending: stats.sending(),
             engine: stats.engine(),
         }
     }
@@ -98,6 +101,12 @@ impl Stats {
         let span = last.duration_since(first).as_secs_f64();
         let n = self.total();
         (n >= 2 && span > 0.0).then(|| (n - 1) as f64 / span)
+    }
+
+    /// The time from the first request sent to the last.
+    pub fn sending(&self) -> Duration {
+        (*self.sent_between.lock().unwrap())
+            .map_or(Duration::ZERO, |(first, last)| last.duration_since(first))
     }
 
     pub(super) fn sent_now(&self) {
