@@ -318,6 +318,7 @@ impl Run<'_> {
                 }),
             }
         }
+        let replaced_reports = self.replace_earlier_reports(&passwords.journal, resumed, &report);
         Outcome {
             rows,
             stopped,
@@ -326,9 +327,56 @@ impl Run<'_> {
             passwords,
             report,
             problems,
+            replaced_reports,
             requests: Requests::of(self.portal.stats()),
             elapsed: self.started.elapsed(),
             left_out: LeftOutCounts::default(),
+        }
+    }
+
+    /// One rotation, one report. A run that stops has its report noted in
+    /// the journal; the run that finishes the rotation writes the report
+    /// of all of it, which takes the place of the stopped runs' (a dated
+    /// `--report` names each run's report differently). A noted report is
+    /// removed only if it is still the file written, byte for byte.
+    fn replace_earlier_reports(
+        &self,
+        journal: &JournalFate,
+        resumed: &Resumed,
+        written: &Option<std::path::PathBuf>,
+    ) -> Vec<std::path::PathBuf> {
+        let Some(written) = written else {
+            return Vec::new();
+        };
+        match journal {
+            JournalFate::Kept {
+                path,
+                because:
+                    KeptBecause::Stopped | KeptBecause::Mismatch(_) | KeptBecause::RemovalFailed(_),
+                ..
+            } => {
+                if let Err(e) = Journal::reopen(path).and_then(|mut j| j.note_report(written)) {
+                    tracing::warn!("cannot note the report in {}: {e}", path.display());
+                }
+                Vec::new()
+            }
+            _ => {
+                let this = std::path::absolute(written).unwrap_or_else(|_| written.clone());
+                let mut removed = Vec::new();
+                for note in resumed.earlier_reports() {
+                    if note.file == this || removed.contains(&note.file) || !note.is_intact() {
+                        continue;
+                    }
+                    match std::fs::remove_file(&note.file) {
+                        Ok(()) => removed.push(note.file.clone()),
+                        Err(e) => tracing::warn!(
+                            "cannot remove the stopped run's report {}: {e}",
+                            note.file.display()
+                        ),
+                    }
+                }
+                removed
+            }
         }
     }
 }

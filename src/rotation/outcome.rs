@@ -237,6 +237,8 @@ pub struct Outcome {
     /// The report written, if one was asked for and could be.
     pub report: Option<PathBuf>,
     pub problems: Vec<LateProblem>,
+    /// The reports of the stopped runs this run's took the place of: removed.
+    pub replaced_reports: Vec<PathBuf>,
     pub requests: Requests,
     pub elapsed: Duration,
     /// When the input was a report of an earlier run: the rows not retried.

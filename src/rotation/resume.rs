@@ -62,6 +62,9 @@ pub(super) struct Resumed {
     /// The journal's passwords, decrypted (`--resume -i`): written into
     /// the result when the run completes.
     earlier_rows: Option<Vec<crate::vault::EarlierRow>>,
+    /// The reports of the runs that stopped: the report of the run that
+    /// finishes the rotation takes their place.
+    earlier_reports: Vec<crate::vault::ReportNote>,
 }
 
 impl Resumed {
@@ -73,6 +76,7 @@ impl Resumed {
             in_report: HashMap::new(),
             earlier: None,
             earlier_rows: None,
+            earlier_reports: Vec::new(),
         }
     }
 
@@ -113,6 +117,7 @@ impl Resumed {
             done,
             in_report: HashMap::new(),
             earlier_rows,
+            earlier_reports: contents.reports.clone(),
             earlier: Some(Earlier {
                 in_journal: contents.entries.len(),
                 by_client: contents
@@ -139,6 +144,11 @@ impl Resumed {
                 },
             }),
         }
+    }
+
+    /// The reports of the runs that stopped.
+    pub fn earlier_reports(&self) -> &[crate::vault::ReportNote] {
+        &self.earlier_reports
     }
 
     /// The earlier runs' rows, when the journal was read.

@@ -25,6 +25,7 @@ const ENTRY: &str = "sip-rotate-journal ";
 const RECIPIENTS: &str = "sip-rotate-recipients ";
 const PART: &str = "sip-rotate-part ";
 const ASKED: &str = "sip-rotate-asked ";
+const REPORT: &str = "sip-rotate-report ";
 const FINISHED: &str = "sip-rotate-finished";
 const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
@@ -106,6 +107,27 @@ impl PartNote {
     }
 }
 
+/// The report a stopped run wrote, as its journal records it: the run
+/// that finishes the rotation writes the report of the whole rotation,
+/// which takes its place (a dated `--report` gives it another name).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReportNote {
+    /// Absolute, as written.
+    pub file: PathBuf,
+    /// Its SHA-256 as written: a file at its name that is not that one
+    /// (edited, replaced) is not removed.
+    pub sha256: String,
+}
+
+impl ReportNote {
+    /// Whether the file at its name is still the report written, byte for
+    /// byte: a regular file with the digest written down.
+    pub fn is_intact(&self) -> bool {
+        std::fs::symlink_metadata(&self.file).is_ok_and(|m| m.is_file())
+            && digest_of(&self.file).is_ok_and(|d| d == self.sha256)
+    }
+}
+
 /// The SHA-256 of a file, in hex.
 fn digest_of(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
@@ -129,6 +151,8 @@ pub struct JournalContents {
     /// Its complete entries, in order.
     pub entries: Vec<JournalMark>,
     pub parts: Vec<PartNote>,
+    /// The reports of the runs that stopped.
+    pub reports: Vec<ReportNote>,
     /// A run finished the rotation it records, though the journal had to
     /// stay (it alone holds passwords no file has): no run is to finish.
     pub finished: bool,
@@ -267,6 +291,16 @@ impl Journal {
         self.write_line(PART, &serde_json::to_string(&note).expect("strings"))
     }
 
+    /// Records the report a run that stopped wrote (`path`, as written).
+    pub fn note_report(&mut self, path: &Path) -> Result<(), VaultError> {
+        let file = std::path::absolute(path).map_err(io_err(path))?;
+        let note = ReportNote {
+            sha256: digest_of(&file).map_err(io_err(&file))?,
+            file,
+        };
+        self.write_line(REPORT, &serde_json::to_string(&note).expect("strings"))
+    }
+
     /// Records that a run finished the rotation, the journal kept: a later
     /// run starts afresh beside it rather than taking it for one to finish.
     pub fn note_finished(&mut self) -> Result<(), VaultError> {
@@ -312,6 +346,7 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
             contents.parts.push(p)
         }
         Line::Entry(m, _) => contents.entries.push(m),
+        Line::Report(r) => contents.reports.push(r),
         Line::Finished => contents.finished = true,
         Line::Torn(_) => {}
     })
@@ -337,6 +372,7 @@ enum Line {
     Recipients(Vec<String>),
     Asked(Vec<AskedRow>),
     Part(PartNote),
+    Report(ReportNote),
     Entry(JournalMark, String),
     /// An entry whose block ends before its armor does: a run killed while
     /// writing it, or one still writing.
@@ -349,7 +385,7 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
     for line in input.split(b'\n') {
         let line = line?;
         let line = String::from_utf8_lossy(&line);
-        let starts_another = [ENTRY, RECIPIENTS, PART, ASKED]
+        let starts_another = [ENTRY, RECIPIENTS, PART, ASKED, REPORT]
             .iter()
             .any(|p| line.starts_with(p))
             || line.trim_end() == FINISHED;
@@ -371,6 +407,11 @@ fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result
         } else if line.trim_end() == FINISHED {
             current = None;
             found(Line::Finished);
+        } else if let Some(json) = line.strip_prefix(REPORT) {
+            current = None;
+            if let Ok(r) = serde_json::from_str::<ReportNote>(json) {
+                found(Line::Report(r));
+            }
         } else if let Some(json) = line.strip_prefix(PART) {
             current = None;
             if let Ok(p) = serde_json::from_str::<PartNote>(json) {

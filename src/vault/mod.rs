@@ -8,7 +8,9 @@ mod journal;
 mod output;
 
 pub use identities::read_identities;
-pub use journal::{AskedRow, Journal, JournalContents, journal_in_use, journal_path, read_journal};
+pub use journal::{
+    AskedRow, Journal, JournalContents, ReportNote, journal_in_use, journal_path, read_journal,
+};
 pub use output::{Output, clear_stale};
 
 use crate::dialect::{Dialect, ExcelRows};

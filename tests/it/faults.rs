@@ -726,7 +726,20 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
         public,
     } = Setup::new(&["--latency-ms", "20"]);
     let output = dir.path().join("rotation-%H%M%S.csv.age");
-    let report = dir.path().join("report.csv");
+    // Dated, as the timer's sample config has it: each run names its own.
+    let report = dir.path().join("report-%H%M%S.csv");
+    let reports = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("report-")
+            })
+            .collect()
+    };
     // Interrupted (a part file), then resumed and killed (the journal only).
     interrupted(
         &sim,
@@ -735,6 +748,7 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
         &public,
         &["--report", report.to_str().unwrap()],
     );
+    assert_eq!(reports().len(), 1, "the stopped run's report");
     resumed_then_killed(&sim, dir.path(), &output, &public);
     // A line put in the journal names a file that is no part of this
     // output: it is left alone.
@@ -779,8 +793,12 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
     );
     assert!(!stderr.contains("earlier runs"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
-    // One report, every licence in it; the earlier runs' rows name the result.
-    let reported = parse_csv(&std::fs::read(&report).unwrap());
+    // One report, every licence in it, in the place of the stopped run's;
+    // the earlier runs' rows name the result.
+    let left = reports();
+    assert_eq!(left.len(), 1, "one report: {left:?}\n{stderr}");
+    assert!(stderr.contains("the stopped run's"), "{stderr}");
+    let reported = parse_csv(&std::fs::read(&left[0]).unwrap());
     assert_eq!(reported.len(), rows.len());
     let earlier: Vec<_> = reported
         .iter()

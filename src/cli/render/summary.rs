@@ -367,6 +367,17 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
     }
     lines.extend(remedy_hints(o).into_iter().map(|h| format!("hint: {h}")));
     lines.extend(where_the_passwords_are(o));
+    if let (Some(report), false) = (&o.report, o.replaced_reports.is_empty()) {
+        lines.push(format!(
+            "report: {}, of the whole rotation; the stopped run's {} removed",
+            report.display(),
+            o.replaced_reports
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     // Last: everything after its first line is the text to save.
     if let Some(stranded) = &o.passwords.stranded {
         lines.push(format!(
@@ -505,6 +516,7 @@ pub fn summary_json(o: &Outcome, rate: f64, exit: Exit) -> serde_json::Value {
             "journal": s.journal_text,
         })),
         "report": o.report.as_ref().map(|p| p.display().to_string()),
+        "replaced_reports": o.replaced_reports.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "files": where_the_passwords_are(o),
     })
 }
