@@ -169,6 +169,7 @@ mod tests {
             },
             report: None,
             problems: Vec::new(),
+            replaced_reports: Vec::new(),
             requests: Requests::default(),
             elapsed: Duration::ZERO,
             left_out: Default::default(),
