@@ -149,6 +149,9 @@ pub struct PortalArgs {
     /// Let the browser load scripts and styles from this other origin too (never a page, a form or an XHR); repeatable.
     #[arg(long, value_name = "URL")]
     pub allow_origin: Vec<String>,
+    /// PEM file of the private certificate authority that signed the portal's certificate, trusted beside the system's (both engines).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How a command that talks to the portal writes on stderr.

@@ -180,8 +180,8 @@ fn environment(command: &str) -> Section {
             ),
             (
                 Some("SSL_CERT_FILE"),
-                "A PEM file of certificate authorities to trust, for a portal whose certificate comes \
-                 from a private authority."
+                "A PEM file of the certificate authorities the HTTP engine trusts, in place of the \
+                 system's; a private authority of the portal goes in --ca-file instead (both engines)."
                     .into(),
             ),
             (

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use transport::{Fetched, Req, Retry, Throttle, Transport};
 use url::Url;
 
-pub use transport::{Purpose, Requests, Stats, TransportError};
+pub use transport::{Purpose, Requests, Stats, TransportError, Trust};
 
 mod error;
 mod reset_walk;
@@ -96,6 +96,8 @@ pub struct PortalSettings {
     pub browser: std::path::PathBuf,
     /// Other origins the browser may load scripts and styles from.
     pub allow_origins: Vec<url::Origin>,
+    /// Authorities trusted beside the system's (`--ca-file`).
+    pub trust: Trust,
 }
 
 /// What performs the walk's steps (`--engine`).
@@ -298,6 +300,7 @@ mod tests {
                 engine: EngineChoice::Http,
                 browser: "chromium".into(),
                 allow_origins: Vec::new(),
+                trust: Trust::default(),
             },
             Interruptions::default(),
         ))

@@ -140,6 +140,7 @@ impl Shared {
                 self.timeout,
                 self.start.origin(),
                 self.interruptions.clone(),
+                &self.trust,
             )
         }
     }
@@ -205,6 +206,8 @@ pub(super) struct Shared {
     /// if its reset needs a script (see `Portal::look_ahead`).
     pub(super) look_ahead: AtomicBool,
     pub(super) capture: Option<Arc<capture::Capture>>,
+    /// Authorities trusted beside the system's (`--ca-file`).
+    pub(super) trust: transport::Trust,
 }
 
 /// Who asks for a browser. Resets go first: a licence already resolved is
@@ -314,8 +317,10 @@ impl Portal {
                     settings.browser,
                     settings.timeout,
                     settings.allow_origins,
+                    settings.trust.clone(),
                     settings.capture.is_some(),
                 )),
+                trust: settings.trust,
                 in_browser: AtomicBool::new(settings.engine == EngineChoice::Browser),
                 look_ahead: AtomicBool::new(false),
                 capture: settings.capture,

@@ -101,6 +101,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             engine: crate::portal::EngineChoice::Http,
             browser: crate::portal::chromium::executable(None),
             allow_origins: Vec::new(),
+            trust: Default::default(),
         },
         view: View {
             quiet: false,

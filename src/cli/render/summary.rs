@@ -66,7 +66,10 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
         ),
         // A run that waited long without sending (a browser that did not
         // start, a question, the journal) says over what span the rate is.
-        if r.sending.as_secs_f64() >= 0.8 * secs {
+        if r.achieved_rate.is_none() {
+            // Under two requests: no rate to speak of.
+            format!("elapsed: {secs:.1} s (limit {rate:.2}/s)")
+        } else if r.sending.as_secs_f64() >= 0.8 * secs {
             format!("elapsed: {secs:.1} s, {achieved:.2} requests/s (limit {rate:.2}/s)")
         } else {
             format!(

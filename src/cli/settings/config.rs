@@ -31,6 +31,8 @@ pub struct ConfigFile {
     pub browser: Option<PathBuf>,
     #[serde(default)]
     pub allow_origins: Vec<String>,
+    /// `--ca-file`: the private authority of the portal's certificate.
+    pub ca_file: Option<PathBuf>,
     pub labels: Option<PathBuf>,
     pub input: Option<PathBuf>,
     /// The result file, with strftime fields: `rotation-%Y%m%d.csv.age`.

@@ -447,8 +447,50 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
                 args.browser.as_deref().or(f.browser.as_deref()),
             ),
             allow_origins: allow_origins(&args.allow_origin, &f.allow_origins)?,
+            trust: trust(cfg.path_or(args.ca_file.as_ref(), f.ca_file.as_ref()))?,
         },
         read_files,
+    })
+}
+
+/// The authorities trusted beside the system's: `--ca-file`, read and
+/// checked before the portal is asked anything. `SSL_CERT_FILE` takes the
+/// place of the system's authorities: one that names no readable file of
+/// certificates would leave none trusted, and every https portal would
+/// read as untrusted, silently; said here instead.
+fn trust(ca_file: Option<PathBuf>) -> Result<crate::portal::Trust> {
+    if let Some(named) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        let named = PathBuf::from(named);
+        let bytes = std::fs::read(&named).map_err(|e| {
+            super::Advised::error(
+                format!("SSL_CERT_FILE names {}, which cannot be read: {e}", named.display()),
+                "unset SSL_CERT_FILE to trust the system's authorities, or name a PEM file of them; a private authority of the portal goes in --ca-file",
+            )
+        })?;
+        if crate::portal::Trust::from_pem(&bytes).is_err() {
+            return Err(super::Advised::error(
+                format!(
+                    "SSL_CERT_FILE names {}, which holds no PEM certificate: no authority would be trusted",
+                    named.display()
+                ),
+                "unset SSL_CERT_FILE to trust the system's authorities, or name a PEM file of them; a private authority of the portal goes in --ca-file",
+            ));
+        }
+    }
+    let Some(path) = ca_file else {
+        return Ok(crate::portal::Trust::default());
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        super::Advised::error(
+            format!("cannot read --ca-file {}: {e}", path.display()),
+            "give the PEM file of the authority that signed the portal's certificate",
+        )
+    })?;
+    crate::portal::Trust::from_pem(&bytes).map_err(|why| {
+        super::Advised::error(
+            format!("--ca-file {}: {why}", path.display()),
+            "give the authority's certificate as PEM (-----BEGIN CERTIFICATE-----); convert a DER one with openssl x509 -inform der -in FILE -out FILE.pem",
+        )
     })
 }
 

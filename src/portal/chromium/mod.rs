@@ -64,6 +64,12 @@ pub enum EngineError {
     Start { path: PathBuf, why: String },
     #[error("the browser failed: {0}")]
     Protocol(String),
+    /// `--ca-file` with `--engine browser`: the browser would start before
+    /// any HTTP answer verified the portal's certificate.
+    #[error(
+        "the browser trusts a private authority (--ca-file) through the portal's certificate the HTTP engine verified first: with --engine browser there is none; run with --engine auto"
+    )]
+    UnverifiedPortal,
 }
 
 /// The browser engine of a run: the browser, started at the first session
@@ -72,6 +78,9 @@ pub struct Engine {
     executable: PathBuf,
     timeout: Duration,
     allowed: Arc<Vec<url::Origin>>,
+    /// The authorities trusted beside the system's (`--ca-file`), and the
+    /// portal keys the HTTP engine verified by them.
+    trust: super::transport::Trust,
     /// Each page settled is also pictured, for `--capture`.
     screenshots: bool,
     browser: tokio::sync::OnceCell<Chromium>,
@@ -82,12 +91,14 @@ impl Engine {
         executable: PathBuf,
         timeout: Duration,
         allowed: Vec<url::Origin>,
+        trust: super::transport::Trust,
         screenshots: bool,
     ) -> Engine {
         Engine {
             executable,
             timeout,
             allowed: Arc::new(allowed),
+            trust,
             screenshots,
             browser: tokio::sync::OnceCell::new(),
         }
@@ -115,7 +126,22 @@ impl Engine {
             })
             .collect();
         self.browser
-            .get_or_try_init(|| Chromium::launch(&self.executable, self.timeout, &hosts))
+            .get_or_try_init(|| async {
+                // Chromium keeps its own authorities: it is told the keys
+                // of the portal's certificate the HTTP engine verified (a
+                // portal sends its certificate without its authority's).
+                let https = matches!(origin, url::Origin::Tuple(scheme, ..) if scheme == "https");
+                if https && !self.trust.is_empty() && !self.trust.any_verified() {
+                    return Err(EngineError::UnverifiedPortal);
+                }
+                Chromium::launch(
+                    &self.executable,
+                    self.timeout,
+                    &hosts,
+                    &self.trust.browser_keys(),
+                )
+                .await
+            })
             .await
     }
 
@@ -411,7 +437,19 @@ const HUNG_AFTER: Duration = Duration::from_secs(2);
 
 impl Tab {
     fn step_error(e: chromiumoxide::error::CdpError) -> TransportError {
-        TransportError::Transient(format!("the browser: {e}"))
+        let text = e.to_string();
+        // A certificate the browser refused stays refused: said as the
+        // HTTP engine says it, not tried again.
+        if let Some(at) = text.find("net::ERR_CERT_") {
+            let code: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            return TransportError::Unreachable(super::transport::Unreachable::Certificate(
+                format!("the browser says {code}"),
+            ));
+        }
+        TransportError::Transient(format!("the browser: {text}"))
     }
 
     /// Whether the page's renderer is gone: the session needs another tab.

@@ -88,9 +88,15 @@ pub(super) fn foreign_resource(to: &str, kind: &str, allowable: &Option<String>)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unreachable {
     #[error(
-        "the portal's certificate is not trusted ({0}): check the --portal address; a portal whose certificate comes from a private authority needs that authority's certificate in SSL_CERT_FILE (a PEM file)"
+        "the portal's certificate is not trusted ({0}): check the --portal address; a portal whose certificate comes from a private authority needs that authority's certificate (PEM) in --ca-file"
     )]
     Certificate(String),
+    /// webpki's `CaUsedAsEndEntity`: what `openssl req -x509` makes by
+    /// default. No authority given to trust can make it pass.
+    #[error(
+        "the portal's certificate is an authority's own (self-signed, CA:TRUE), presented as the server's: TLS clients refuse it whatever they trust; check the --portal address; the portal needs a server certificate (CA:FALSE) signed by an authority, whose certificate then goes in --ca-file if it is a private one"
+    )]
+    AuthorityAsServer,
     #[error(
         "the portal's address answers, but not with TLS: check the --portal address (https:// to a plain http port?)"
     )]
@@ -199,6 +205,11 @@ pub(super) fn unreachable(e: &reqwest::Error) -> Option<Unreachable> {
         while let Some(candidate) = inner {
             if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
                 return Some(match tls {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                        if other.to_string().contains("CaUsedAsEndEntity") =>
+                    {
+                        Unreachable::AuthorityAsServer
+                    }
                     rustls::Error::InvalidCertificate(why) => {
                         Unreachable::Certificate(certificate_problem(why))
                     }
@@ -236,10 +247,12 @@ pub(super) fn certificate_problem(why: &rustls::CertificateError) -> String {
             "made for another name than the portal's".into()
         }
         C::Revoked => "revoked".into(),
-        C::BadSignature => "its signature does not verify".into(),
+        // What webpki says of a self-signed server certificate.
+        C::BadSignature => {
+            "its signature does not verify against any authority this machine trusts: self-signed?"
+                .into()
+        }
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => "not made for a web server".into(),
-        // webpki's own words for a self-signed certificate.
-        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => "self-signed".into(),
         C::Other(other) => other.to_string(),
         other => format!("{other:?}"),
     }

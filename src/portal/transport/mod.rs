@@ -19,11 +19,13 @@ use zeroize::{Zeroize, Zeroizing};
 
 mod error;
 mod throttle;
+mod trust;
 
 use error::*;
 pub use error::{TransportError, Unreachable};
 use throttle::*;
 pub use throttle::{Purpose, Requests, Retry, Stats, Throttle};
+pub use trust::Trust;
 
 /// A request: a GET of a URL, or a form sent with POST. A login form holds
 /// the portal password: `Debug` shows no value, and values are wiped on drop.
@@ -163,6 +165,8 @@ pub struct Transport {
     /// The portal's scheme, host and port: no request goes anywhere else.
     origin: url::Origin,
     interruptions: super::Interruptions,
+    /// The authorities of `--ca-file`, and the portal keys verified by them.
+    trust: Trust,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -203,9 +207,12 @@ impl Transport {
         timeout: Duration,
         origin: url::Origin,
         interruptions: super::Interruptions,
+        trust: &Trust,
     ) -> Result<Transport, TransportError> {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()
+            .tls_certs_merge(trust.certificates.iter().cloned())
+            .tls_info(!trust.is_empty())
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
@@ -220,6 +227,7 @@ impl Transport {
             last_sent: Mutex::new(None),
             origin,
             interruptions,
+            trust: trust.clone(),
         })
     }
 
@@ -244,6 +252,7 @@ impl Transport {
             last_sent: Mutex::new(None),
             origin,
             interruptions,
+            trust: Trust::default(),
         }
     }
 
@@ -724,6 +733,13 @@ impl Transport {
             drop(asked);
             let response = response?;
             throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
+            if let Some(leaf) = response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|info| info.peer_certificate())
+            {
+                self.trust.verified(leaf);
+            }
             // A session cookie is a secret: nothing written shows it.
             for cookie in response.cookies() {
                 crate::scrub::remember(cookie.value(), crate::scrub::Secret::Token);
