@@ -524,3 +524,47 @@ fn client_recipients_without_a_file_per_client_are_refused() {
     );
     assert!(sim.pages_served().is_empty());
 }
+
+/// A rotation with one file per client stopped twice: the second stop says
+/// where each client's earlier passwords are (the part files the first
+/// stop wrote, and the journal), not that only the journal holds them.
+#[test]
+fn a_second_stop_says_the_clients_part_files_hold_the_earlier_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), &["--latency-ms", "20"]);
+    let (_, reseller_public) = identity_in(dir.path(), "reseller");
+    let (_, a_public) = identity_in(dir.path(), "a");
+    let (_, b_public) = identity_in(dir.path(), "b");
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
+    let recipients = dir.path().join("clients.csv");
+    std::fs::write(&recipients, format!("4054,{a_public}\n4082,{b_public}\n")).unwrap();
+    let template = dir.path().join("rotation-{client}.csv.age");
+    // Stopped by Ctrl-C once `resets` are done in all.
+    let stopped_at = |resume: bool, resets: usize| {
+        let mut run = run_cmd(&sim, &input, &template, &reseller_public);
+        run.args(["--yes", "--rate", "8", "--client-recipients"])
+            .arg(&recipients)
+            .stderr(Stdio::piped());
+        if resume {
+            run.arg("--resume");
+        }
+        let child = run.spawn().unwrap();
+        wait_for_resets(&sim, resets);
+        signal(&child, "-INT");
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = stopped_at(false, 2);
+    assert_eq!(code, Some(3), "{stderr}");
+    let (code, stderr) = stopped_at(true, 5);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("not yet in the clients' result files"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("only in that journal"), "{stderr}");
+}

@@ -358,3 +358,31 @@ fn the_rate_said_names_its_span_when_the_run_mostly_waited() {
         "{requests} requests at {rate}/s in {sending} s: {line}"
     );
 }
+
+/// The JSON summary's `hint` holds what the person's summary advises
+/// beside the stop and the files: a program reads it there (it was null
+/// while the advice sat in `stopped` and `files`).
+#[test]
+fn with_json_the_hint_holds_the_advice_of_a_stop() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172910\n4054,FPC999999\n",
+    )
+    .unwrap();
+    let out = run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+        .args(["--yes", "--rate", "50", "--log-format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let summary = json_lines(&stderr).pop().unwrap();
+    let hint = summary["hint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(hint.contains("--skip-unresolved"), "{hint}");
+    assert_eq!(summary["journal"], serde_json::Value::Null, "{stderr}");
+}

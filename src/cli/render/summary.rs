@@ -198,10 +198,19 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
                 .iter()
                 .map(|(client, n)| format!("client {client}: {n}"))
                 .collect();
-            lines.push(format!(
-                "not in the clients' files, only in that journal: {}; decrypt the journal to hand them over",
-                each.join(", ")
-            ));
+            // A run that stopped wrote each client's part: they are there
+            // too, until a resume with an identity gathers them.
+            if earlier.parts.iter().any(|p| p.intact) {
+                lines.push(format!(
+                    "not yet in the clients' result files: {}; they are in the part files above and in that journal",
+                    each.join(", ")
+                ));
+            } else {
+                lines.push(format!(
+                    "not in the clients' files, only in that journal: {}; decrypt the journal to hand them over",
+                    each.join(", ")
+                ));
+            }
         }
     }
     // Resumed without an identity, the journal gone: the earlier runs'
@@ -447,9 +456,31 @@ fn remedy_hints(o: &Outcome) -> Vec<String> {
 
 /// Every hint of the summary, as JSON's one `hint`.
 fn all_hints(o: &Outcome, rate: f64) -> Option<String> {
-    let hints: Vec<String> = remedy_hints(o)
+    // What the person reads beside the stop and the files, said in the
+    // JSON's own field too: a program reading it looks there.
+    let stop_advice = o.stopped.as_ref().and_then(|why| match why {
+        StopReason::Unresolved { .. } => Some(
+            "fix the rows that did not resolve, or add --skip-unresolved to reset the others"
+                .to_string(),
+        ),
+        StopReason::LoginRefused => {
+            Some("check --login, MYOPENIP_PASSWORD or --password-file, and --profile".to_string())
+        }
+        _ => None,
+    });
+    let to_finish = match &o.passwords.journal {
+        JournalFate::Kept {
+            path,
+            because: KeptBecause::Stopped,
+            ..
+        } => Some(crate::cli::unfinished_hint(path)),
+        _ => None,
+    };
+    let hints: Vec<String> = stop_advice
         .into_iter()
+        .chain(remedy_hints(o))
         .chain(slow_down_hint(o, rate))
+        .chain(to_finish)
         .collect();
     (!hints.is_empty()).then(|| hints.join("; "))
 }
