@@ -85,6 +85,19 @@ impl RunLock {
     /// a lock (empty, or naming its holder): anything else is left alone. A
     /// lock that a group shares (mode 0660, made once by hand) works for
     /// every user of that group.
+    /// Who holds the lock at `path` now, as its holder wrote it; `None`
+    /// when nobody does (or it is no lock file): nothing is written.
+    pub fn holder(path: &Path) -> Option<String> {
+        let file = crate::files::open_read(path).ok()?;
+        if !matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)) {
+            return None;
+        }
+        let mut head = Vec::new();
+        (&file).take(1024).read_to_end(&mut head).ok()?;
+        head.starts_with(b"pid ")
+            .then(|| String::from_utf8_lossy(&head).trim().to_string())
+    }
+
     pub fn acquire(path: &Path, holder: &str) -> Result<RunLock, LockError> {
         let io_err = |source| LockError::Io {
             path: path.to_path_buf(),

@@ -854,8 +854,10 @@ fn a_second_run_while_the_first_goes_is_told_it_is_in_use() {
                 .args(resume),
             2,
         );
+        // The lock's message, with who holds it (the journal's said only
+        // "in use by another run").
         assert!(
-            stderr.contains("in use by another run") || stderr.contains("another sip-rotate run"),
+            stderr.contains("another sip-rotate run holds the lock") && stderr.contains("pid "),
             "{resume:?}: {stderr}"
         );
         assert!(!stderr.contains("did not finish"), "{resume:?}: {stderr}");

@@ -617,6 +617,9 @@ impl RunSettings {
                 rotation::journal_of(&output).exists() || unfinished.is_some()
             }
         };
+        // The journal of a run of this pattern still going: said with who
+        // holds the run lock, once its name is known (below).
+        let mut in_use = None;
         // A dated name: the unfinished run of this pattern began at another time.
         let output = if resume && !rotation::journal_of(&output).exists() {
             unfinished.unwrap_or(output)
@@ -625,15 +628,16 @@ impl RunSettings {
                 // Still running, not stopped: the other run's to finish.
                 let journal = rotation::journal_of(&unfinished);
                 if crate::vault::journal_in_use(&journal) {
-                    return Err(crate::vault::VaultError::JournalInUse { path: journal }.into());
+                    in_use = Some(journal);
+                } else {
+                    return Err(super::Advised::error(
+                        format!(
+                            "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal",
+                            journal.display()
+                        ),
+                        crate::cli::unfinished_hint(&journal),
+                    ));
                 }
-                return Err(super::Advised::error(
-                    format!(
-                        "{} exists: a run of this output pattern did not finish, and its new passwords are in that journal",
-                        journal.display()
-                    ),
-                    crate::cli::unfinished_hint(&journal),
-                ));
             }
             output
         } else {
@@ -690,6 +694,12 @@ impl RunSettings {
                     .join(name)
             }
         };
+        if let Some(journal) = in_use {
+            return Err(match rotation::RunLock::holder(&lock) {
+                Some(holder) => rotation::LockError::Held { path: lock, holder }.into(),
+                None => crate::vault::VaultError::JournalInUse { path: journal }.into(),
+            });
+        }
         let client_recipients_file = cfg.path_or(
             args.client_recipients.as_ref(),
             f.client_recipients.as_ref(),
