@@ -386,3 +386,40 @@ fn with_json_the_hint_holds_the_advice_of_a_stop() {
     assert!(hint.contains("--skip-unresolved"), "{hint}");
     assert_eq!(summary["journal"], serde_json::Value::Null, "{stderr}");
 }
+
+/// A plan that did not find everything says so on its first line, as a
+/// failed run does: rows that do not resolve, a login refused.
+#[test]
+fn a_plan_that_did_not_find_everything_says_so_first() {
+    let Setup { dir, sim, .. } = Setup::new(&[]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172910\n4054,FPC999999\n",
+    )
+    .unwrap();
+    let plan = |password: &str| {
+        Command::new(bin())
+            .args(["plan", "--input"])
+            .arg(&input)
+            .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+            .env("MYOPENIP_PASSWORD", password)
+            .env("XDG_STATE_HOME", &sim.state)
+            .output()
+            .unwrap()
+    };
+    let out = plan(PASSWORD);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("PLAN INCOMPLETE: 1 row did not resolve (exit 1)\n"),
+        "{stderr}"
+    );
+    let out = plan("not-the-password");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("PLAN STOPPED: the portal refused the login"),
+        "{stderr}"
+    );
+}

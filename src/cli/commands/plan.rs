@@ -55,17 +55,18 @@ async fn plan_with(settings: PlanSettings, interruption: &Interruption) -> Resul
     let plan = rotation::plan(&input, report.as_ref(), portal, &show, interruption).await;
     show.finish();
     let plan = plan?;
-    render::plan(view, &plan, rate)?;
     let unresolved = plan
         .rows
         .iter()
         .any(|r| r.status == crate::report::Status::Unresolved);
-    Ok(match &plan.stopped {
+    let exit = match &plan.stopped {
         // plan never presses Confirmer: only a page that showed a password
         // nobody asked for may have cut a phone off.
         Some(StopReason::PasswordShown(_)) => Exit::Aborted,
         Some(_) => Exit::NothingDone,
         None if unresolved || !plan.problems.is_empty() => Exit::Partial,
         None => Exit::AllDone,
-    })
+    };
+    render::plan(view, &plan, rate, exit)?;
+    Ok(exit)
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// What `plan` found: one line per row on stdout, the summary on stderr.
-pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
+pub fn plan(view: View, plan: &Plan, rate: f64, exit: Exit) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     for t in &plan.targets {
         let line = format!(
@@ -62,6 +62,24 @@ pub fn plan(view: View, plan: &Plan, rate: f64) -> std::io::Result<()> {
     };
     match view.format {
         LogFormat::Text => {
+            // A plan that did not find everything says so first, as a
+            // failed run does.
+            let first = match (exit, &plan.stopped) {
+                (Exit::AllDone, _) => None,
+                (_, Some(why)) => Some(format!("PLAN STOPPED: {why} (exit {})", exit as u8)),
+                (_, None) if unresolved > 0 => Some(format!(
+                    "PLAN INCOMPLETE: {} did not resolve (exit {})",
+                    count(unresolved, "row", "rows"),
+                    exit as u8
+                )),
+                (_, None) => Some(format!(
+                    "PLAN INCOMPLETE: the report could not be written (exit {})",
+                    exit as u8
+                )),
+            };
+            if let Some(first) = first {
+                logging::headline(&first, logging::Tone::Bad);
+            }
             let counts: Vec<String> = counts(&plan.rows)
                 .iter()
                 .map(|(s, n)| format!("{n} {}", s.as_str()))
