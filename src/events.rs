@@ -57,6 +57,8 @@ pub trait Observer: Sync {
 pub struct Interruption {
     pub stop: CancellationToken,
     pub abort: CancellationToken,
+    /// Whether a press that may commit went (see `portal::Interruptions`).
+    pub pressed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Interruption {
@@ -64,6 +66,7 @@ impl Interruption {
         crate::portal::Interruptions {
             reads: self.stop.clone(),
             confirmations: self.abort.clone(),
+            pressed: self.pressed.clone(),
         }
     }
 }

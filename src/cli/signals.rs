@@ -41,9 +41,15 @@ pub fn watch_signals(interruption: &Interruption, format: LogFormat, work: Work)
             // that hung up was forgotten above, so saying it cannot block.
             match n {
                 1 => {
+                    let pressed = interruption
+                        .pressed
+                        .load(std::sync::atomic::Ordering::SeqCst);
                     say(match work {
-                        Work::Resets => {
+                        Work::Resets if pressed => {
                             "stopping: no new reset is started, waiting requests are dropped; a Confirmer in flight finishes (a second Ctrl-C or signal abandons it)"
+                        }
+                        Work::Resets => {
+                            "stopping: no reset has begun, none will; waiting requests are dropped"
                         }
                         Work::Reads => "stopping: waiting requests are dropped (nothing is reset)",
                     });

@@ -93,7 +93,7 @@ impl PortalError {
             PortalError::Missing { .. } => Some(Remedy::Labels),
             PortalError::Transport(e) if e.is_transient() => Some(Remedy::RunAgain),
             PortalError::Transport(TransportError::RateLimited(_))
-            | PortalError::Transport(TransportError::PageHung(_)) => Some(Remedy::RunAgain),
+            | PortalError::Transport(TransportError::PageHung { .. }) => Some(Remedy::RunAgain),
             _ => None,
         }
     }

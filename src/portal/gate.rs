@@ -184,8 +184,9 @@ impl Press {
     pub(super) async fn commit(
         self,
         permit: &CommitPermit,
-        cancel: &tokio_util::sync::CancellationToken,
+        interruptions: &super::Interruptions,
     ) -> Result<Action, TransportError> {
+        let cancel = &interruptions.reads;
         for verdict in &permit.after {
             let mut state = verdict.0.subscribe();
             let decided = tokio::select! {
@@ -195,6 +196,14 @@ impl Press {
             if !decided.is_ok_and(|s| *s == VerdictState::Go) {
                 return Err(TransportError::Interrupted);
             }
+        }
+        // Known before the press, and the press not made once stopped: an
+        // interruption that finds nothing pressed has none to wait for.
+        interruptions
+            .pressed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if cancel.is_cancelled() {
+            return Err(TransportError::Interrupted);
         }
         Ok(self.action)
     }
@@ -291,8 +300,10 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         | TransportError::Silent
         | TransportError::Interrupted
         | TransportError::Engine(_)
-        | TransportError::PageCrashed
-        | TransportError::PageHung(_) => Answer::NotReadable,
+        | TransportError::PageCrashed => Answer::NotReadable,
+        // The page that would show the password hangs: another reset would
+        // cut the phone off again, for a page that hangs again.
+        TransportError::PageHung { .. } => Answer::ReadWithoutPassword,
         TransportError::ForeignOrigin { .. } | TransportError::ForeignResource { .. } => {
             Answer::LeadsElsewhere
         }

@@ -139,6 +139,9 @@ impl EngineRan {
 pub struct Interruptions {
     pub reads: CancellationToken,
     pub confirmations: CancellationToken,
+    /// Set once the gate let a press that may commit go: until then an
+    /// interruption has no `Confirmer` in flight to wait for.
+    pub pressed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A MetaCentrex service found by a search.

@@ -190,7 +190,7 @@ impl Browser {
         let (accountcode, confirm) = self.prepare(licence, sda, already).await?;
         // Held here while the canary runs; never pressed if it failed.
         let action = confirm
-            .commit(permit, &self.shared.interruptions.reads)
+            .commit(permit, &self.shared.interruptions)
             .await
             .map_err(|e| ResetError::NotDone(e.into()))?;
         // From here on the password may have changed: no failure is "not

@@ -361,10 +361,19 @@ impl Run<'_> {
                 Vec::new()
             }
             _ => {
-                let this = std::path::absolute(written).unwrap_or_else(|_| written.clone());
+                let same = |a: &std::path::Path, b: &std::path::Path| {
+                    std::path::absolute(a).ok() == std::path::absolute(b).ok()
+                };
                 let mut removed = Vec::new();
                 for note in resumed.earlier_reports() {
-                    if note.file == this || removed.contains(&note.file) || !note.is_intact() {
+                    // Not this run's, nor its input (a report retried),
+                    // and still the report written, byte for byte.
+                    if same(&note.file, written)
+                        || same(&note.file, &self.settings.input)
+                        || removed.contains(&note.file)
+                        || !note.is_intact()
+                        || !report::is_report(&note.file)
+                    {
                         continue;
                     }
                     match std::fs::remove_file(&note.file) {

@@ -276,4 +276,16 @@ impl Outcome {
     pub fn count(&self, status: Status) -> usize {
         self.rows.iter().filter(|r| r.status == status).count()
     }
+
+    /// Whether no phone of the rotation was cut off: no `Confirmer` sent by
+    /// this run, and none by an earlier run it resumes (whose passwords
+    /// wait in the journal, or went into this run's result).
+    pub fn no_phone_cut_off(&self) -> bool {
+        self.confirmations == 0
+            && self.passwords.earlier_waiting().is_none()
+            && !self
+                .rows
+                .iter()
+                .any(|r| r.origin == crate::report::Origin::EarlierRun && r.status == Status::Reset)
+    }
 }

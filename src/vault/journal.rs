@@ -112,7 +112,9 @@ impl PartNote {
 /// which takes its place (a dated `--report` gives it another name).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReportNote {
-    /// Absolute, as written.
+    /// Read back, its name in the journal's folder (only a report beside
+    /// the journal is noted): never a path elsewhere, whatever the line
+    /// says, and the folder may have moved or been copied since.
     pub file: PathBuf,
     /// Its SHA-256 as written: a file at its name that is not that one
     /// (edited, replaced) is not removed.
@@ -291,12 +293,16 @@ impl Journal {
         self.write_line(PART, &serde_json::to_string(&note).expect("strings"))
     }
 
-    /// Records the report a run that stopped wrote (`path`, as written).
+    /// Records the report a run that stopped wrote (`path`, as written),
+    /// if it is beside the journal: by its name.
     pub fn note_report(&mut self, path: &Path) -> Result<(), VaultError> {
-        let file = std::path::absolute(path).map_err(io_err(path))?;
+        let beside = |p: &Path| std::path::absolute(files::folder_of(p)).ok();
+        if beside(path).is_none() || beside(path) != beside(&self.path) {
+            return Ok(());
+        }
         let note = ReportNote {
-            sha256: digest_of(&file).map_err(io_err(&file))?,
-            file,
+            sha256: digest_of(path).map_err(io_err(path))?,
+            file: path.file_name().map(PathBuf::from).unwrap_or_default(),
         };
         self.write_line(REPORT, &serde_json::to_string(&note).expect("strings"))
     }
@@ -346,7 +352,11 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, VaultError> {
             contents.parts.push(p)
         }
         Line::Entry(m, _) => contents.entries.push(m),
-        Line::Report(r) => contents.reports.push(r),
+        Line::Report(mut r) => {
+            // Its name, in the journal's folder: never a path elsewhere.
+            r.file = folder.join(r.file.file_name().unwrap_or_default());
+            contents.reports.push(r)
+        }
         Line::Finished => contents.finished = true,
         Line::Torn(_) => {}
     })

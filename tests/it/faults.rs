@@ -763,6 +763,16 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
         "sip-rotate-part {{\"file\":\"{}\",\"passwords\":1}}\n",
         victim.display()
     ));
+    // Nor does a report line naming it, its digest right: not a report.
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(b"precious\n")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    text.push_str(&format!(
+        "sip-rotate-report {{\"file\":\"{}\",\"sha256\":\"{digest}\"}}\n",
+        victim.display()
+    ));
     std::fs::write(&journal, text).unwrap();
     // Resumed with the identity: one result, every password of the rotation.
     let stderr = exits_with(

@@ -26,17 +26,17 @@ pub fn exit_code(o: &Outcome) -> Exit {
     });
     // 2 is the promise that no phone was cut off: no Confirmer sent, by
     // this run or by an earlier one it resumes.
-    let earlier_passwords_wait = o.passwords.earlier_waiting().is_some();
+    let no_phone_cut_off = o.no_phone_cut_off();
     match &o.stopped {
         // A page showed a password nobody asked for: a phone may be cut off.
         Some(StopReason::PasswordShown(_)) => Exit::Aborted,
         // Interrupted, or stopped for a reason of its own, before any
         // Confirmer, and no earlier run's password waiting in the journal:
         // nothing is cut off, whatever stopped it.
-        Some(_) if o.confirmations == 0 && !earlier_passwords_wait => Exit::NothingDone,
+        Some(_) if no_phone_cut_off => Exit::NothingDone,
         Some(_) => Exit::Aborted,
         None if all_reset && o.problems.is_empty() && o.passwords.lost == 0 => Exit::AllDone,
-        None if o.confirmations == 0 => Exit::NothingDone,
+        None if no_phone_cut_off => Exit::NothingDone,
         None => Exit::Partial,
     }
 }
@@ -258,5 +258,16 @@ mod tests {
         let mut lost = outcome(&[Reset], None, true, 1);
         lost.passwords.lost = 1;
         assert_eq!(exit_code(&lost), Exit::Partial);
+        // Resumed, its own licences all failed before any Confirmer: the
+        // earlier run's resets (now in this run's result) are the
+        // rotation's, so never 2 (found by a helper: "NOTHING RESET").
+        let mut resumed = outcome(&[Reset, Failed], None, true, 0);
+        resumed.rows[0].origin = Origin::EarlierRun;
+        assert_eq!(exit_code(&resumed), Exit::Partial);
+        resumed.stopped = Some(MaxFailures {
+            failed: 1,
+            limit: 1,
+        });
+        assert_eq!(exit_code(&resumed), Exit::Aborted);
     }
 }

@@ -430,13 +430,12 @@ fn remedy_hints(o: &Outcome) -> Vec<String> {
         } else {
             "the run stopped".to_string()
         };
-        let earlier_wait = o.passwords.earlier_waiting().is_some();
         let to_do = if matches!(o.passwords.journal, JournalFate::Kept { .. })
             && o.stopped.is_some()
         {
             "once the portal answers, finish the rotation with the same command and --resume"
                 .to_string()
-        } else if o.confirmations == 0 && !earlier_wait {
+        } else if o.no_phone_cut_off() {
             "run the same command again once the portal answers (nothing was reset)".to_string()
         } else {
             match &o.report {

@@ -43,13 +43,15 @@ pub enum TransportError {
     /// taken again in a new tab.
     #[error("no usable answer from the portal (the browser's page crashed)")]
     PageCrashed,
-    /// The portal's page (its path) stopped answering in the browser: a
-    /// script of its own holds it. Not tried again: it would hang again,
-    /// as long each time.
+    /// The portal's page stopped answering in the browser: a script holds
+    /// it. Tried once more in a new tab (a loop the last page left in its
+    /// renderer hangs the next page too); `again`, it hung there too: a
+    /// script of its own, not tried a third time.
     #[error(
-        "the portal's page {0} stopped answering in the browser (a script of the page kept it busy past --timeout): it was closed"
+        "the portal's page {page} stopped answering in the browser (a script of the page kept it busy past --timeout){}: it was closed",
+        if *again { ", in a new tab too" } else { "" }
     )]
-    PageHung(String),
+    PageHung { page: String, again: bool },
     #[error("the portal's answer is larger than {0} MiB: refused")]
     TooLarge(usize),
     /// A redirect, a link or a form leads outside the portal's origin: the
@@ -132,9 +134,10 @@ pub(super) const UNREACHABLE_WAIT: Duration = Duration::from_millis(500);
 impl TransportError {
     pub fn is_transient(&self) -> bool {
         match self {
-            TransportError::Transient(_) | TransportError::Silent | TransportError::PageCrashed => {
-                true
-            }
+            TransportError::Transient(_)
+            | TransportError::Silent
+            | TransportError::PageCrashed
+            | TransportError::PageHung { again: false, .. } => true,
             TransportError::Unreachable(u) => u.may_pass(),
             _ => false,
         }
@@ -146,16 +149,30 @@ impl TransportError {
     }
 }
 
+/// The tries of one request that the backoff alone does not bound.
+#[derive(Default)]
+pub(super) struct Tries {
+    unreachable: usize,
+    hung: usize,
+}
+
 /// The wait before the next try (`None`: no more): the backoff's, but
-/// short and few for a connection nothing answered.
+/// short and few for a connection nothing answered, and once only, at
+/// once, for a page that stopped answering (in a new tab: a loop the last
+/// page left in its renderer hangs the next page too; one of its own
+/// hangs it again, and it is not tried a third time).
 pub(super) fn next_wait(
-    unreachable_tries: &mut usize,
+    tries: &mut Tries,
 ) -> impl FnMut(&TransportError, Option<Duration>) -> Option<Duration> + '_ {
     move |e, wait| match e {
         TransportError::Unreachable(_) | TransportError::Silent => {
-            *unreachable_tries += 1;
-            (*unreachable_tries <= UNREACHABLE_RETRIES)
+            tries.unreachable += 1;
+            (tries.unreachable <= UNREACHABLE_RETRIES)
                 .then(|| wait.unwrap_or(UNREACHABLE_WAIT).min(UNREACHABLE_WAIT))
+        }
+        TransportError::PageHung { .. } => {
+            tries.hung += 1;
+            (tries.hung <= 1).then_some(Duration::ZERO)
         }
         _ => wait,
     }

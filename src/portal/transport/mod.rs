@@ -167,6 +167,8 @@ pub struct Transport {
     interruptions: super::Interruptions,
     /// The authorities of `--ca-file`, and the portal keys verified by them.
     trust: Trust,
+    /// The page that last stopped answering in this session's browser.
+    last_hung: Mutex<Option<String>>,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -228,6 +230,7 @@ impl Transport {
             origin,
             interruptions,
             trust: trust.clone(),
+            last_hung: Mutex::new(None),
         })
     }
 
@@ -253,6 +256,7 @@ impl Transport {
             origin,
             interruptions,
             trust: Trust::default(),
+            last_hung: Mutex::new(None),
         }
     }
 
@@ -336,7 +340,12 @@ impl Transport {
                 } else if !tab.responds().await {
                     tracing::debug!("the page {at} does not answer ({why}): closed");
                     tab.abandon();
-                    Err(TransportError::PageHung(at.to_string()))
+                    let again = self.last_hung.lock().unwrap().replace(at.to_string())
+                        == Some(at.to_string());
+                    Err(TransportError::PageHung {
+                        page: at.to_string(),
+                        again,
+                    })
                 } else {
                     Err(TransportError::Transient(why))
                 }
@@ -403,9 +412,13 @@ impl Transport {
                     None if !commit => *from.lock().unwrap() = tab.address().await,
                     None => {}
                 }
-                let at = match from.lock().unwrap().as_ref() {
+                let pressed_at = from.lock().unwrap().clone();
+                let at = match pressed_at {
                     Some(url) => url.path().to_string(),
-                    None => "with the control pressed".to_string(),
+                    None => tab
+                        .address()
+                        .await
+                        .map_or_else(|| "shown".to_string(), |u| u.path().to_string()),
                 };
                 let settled = tokio::select! {
                     biased;
@@ -667,7 +680,7 @@ impl Transport {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, TransportError>>,
     {
-        let mut tries = 0;
+        let mut tries = Tries::default();
         once.retry(backoff())
             .when(TransportError::is_transient)
             .adjust(next_wait(&mut tries))
