@@ -352,7 +352,12 @@ pub fn read(path: &Path) -> Result<Input, InputError> {
     // and error messages must name the line Excel shows.
     let text = decode(&bytes).replace("\r\n", "\n");
     if text.trim().is_empty() {
-        return Err(err(None, None, "the file is empty".into(), HEADER_HINT));
+        let what = if bytes.is_empty() {
+            "the file is empty"
+        } else {
+            "the file holds only blank lines: no header, no row"
+        };
+        return Err(err(None, None, what.into(), HEADER_HINT));
     }
     if let Some(line) = open_quote(&text) {
         return Err(err(

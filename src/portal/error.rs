@@ -53,7 +53,7 @@ pub enum PortalError {
     /// A step the run needs is a control that runs a script of the page
     /// and leads nowhere in HTML: only a browser can press it.
     #[error(
-        "the button '{control}' on the {page} page runs a script of the page (no form, no address, no dialog in the page): the HTTP engine does not run scripts; run with --engine browser (see 'The two engines' in docs/operating.md)"
+        "the button '{control}' on the {page} page runs a script of the page (no form, no address, no dialog in the page): the HTTP engine does not run scripts (--engine auto, the default, moves to the browser there: see 'The two engines' in docs/operating.md)"
     )]
     NeedsScript { page: &'static str, control: String },
     /// A page of this session showed the password of the `Confirmer` whose

@@ -96,8 +96,9 @@ fn identity_once(dir: &Path) -> (std::path::PathBuf, String) {
 fn every_bad_input_is_refused_with_line_and_column_and_nothing_is_reset() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), &[]);
-    let cases: [(&str, &[u8], &[&str]); 7] = [
+    let cases: [(&str, &[u8], &[&str]); 8] = [
         ("empty.csv", b"", &["empty"]),
+        ("blank.csv", b"\r\n\n  \n", &["only blank lines"]),
         (
             "missing.csv",
             b"client_ref;sda\r\n4054;\r\n",
