@@ -205,6 +205,10 @@ fn vault_hint(e: &VaultError) -> Option<String> {
 /// an identity the stopped run's passwords stay in its own files.
 pub(crate) const TO_FINISH: &str = "run the same command with --resume to finish (add -i IDENTITY: the stopped run's passwords then join this run's result)";
 
+/// The same, to a run that resumed with an identity already.
+pub(crate) const TO_FINISH_AGAIN: &str =
+    "run the same command (--resume -i IDENTITY) again to finish";
+
 /// What to do with the journal of a run that did not finish.
 pub(crate) fn unfinished_hint(journal: &std::path::Path) -> String {
     format!(

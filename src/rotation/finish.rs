@@ -328,6 +328,7 @@ impl Run<'_> {
             report,
             problems,
             replaced_reports,
+            resumed_with_identity: resumed.earlier_rows().is_some(),
             requests: Requests::of(self.portal.stats()),
             elapsed: self.started.elapsed(),
             left_out: LeftOutCounts::default(),

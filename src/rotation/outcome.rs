@@ -239,6 +239,9 @@ pub struct Outcome {
     pub problems: Vec<LateProblem>,
     /// The reports of the stopped runs this run's took the place of: removed.
     pub replaced_reports: Vec<PathBuf>,
+    /// This run resumed a stopped one with an identity (`-i`): the
+    /// advice to finish is to run it again as it is.
+    pub resumed_with_identity: bool,
     pub requests: Requests,
     pub elapsed: Duration,
     /// When the input was a report of an earlier run: the rows not retried.

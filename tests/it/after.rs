@@ -532,7 +532,7 @@ fn client_recipients_without_a_file_per_client_are_refused() {
 fn a_second_stop_says_the_clients_part_files_hold_the_earlier_passwords() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), &["--latency-ms", "20"]);
-    let (_, reseller_public) = identity_in(dir.path(), "reseller");
+    let (reseller, reseller_public) = identity_in(dir.path(), "reseller");
     let (_, a_public) = identity_in(dir.path(), "a");
     let (_, b_public) = identity_in(dir.path(), "b");
     let input = dir.path().join("in.csv");
@@ -540,14 +540,15 @@ fn a_second_stop_says_the_clients_part_files_hold_the_earlier_passwords() {
     let recipients = dir.path().join("clients.csv");
     std::fs::write(&recipients, format!("4054,{a_public}\n4082,{b_public}\n")).unwrap();
     let template = dir.path().join("rotation-{client}.csv.age");
-    // Stopped by Ctrl-C once `resets` are done in all.
+    // Stopped by Ctrl-C once `resets` are done in all; resumed with the
+    // reseller's identity.
     let stopped_at = |resume: bool, resets: usize| {
         let mut run = run_cmd(&sim, &input, &template, &reseller_public);
         run.args(["--yes", "--rate", "8", "--client-recipients"])
             .arg(&recipients)
             .stderr(Stdio::piped());
         if resume {
-            run.arg("--resume");
+            run.arg("--resume").arg("-i").arg(&reseller);
         }
         let child = run.spawn().unwrap();
         wait_for_resets(&sim, resets);
@@ -567,4 +568,7 @@ fn a_second_stop_says_the_clients_part_files_hold_the_earlier_passwords() {
         "{stderr}"
     );
     assert!(!stderr.contains("only in that journal"), "{stderr}");
+    // It was given the identity: the advice is to run it again as it is.
+    assert!(stderr.contains("(--resume -i IDENTITY) again"), "{stderr}");
+    assert!(!stderr.contains("add -i IDENTITY"), "{stderr}");
 }

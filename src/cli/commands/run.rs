@@ -170,6 +170,7 @@ mod tests {
             report: None,
             problems: Vec::new(),
             replaced_reports: Vec::new(),
+            resumed_with_identity: false,
             requests: Requests::default(),
             elapsed: Duration::ZERO,
             left_out: Default::default(),

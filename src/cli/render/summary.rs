@@ -2,7 +2,7 @@
 //! then counts, requests, where the passwords are, and what to do.
 
 use super::*;
-use crate::cli::TO_FINISH;
+use crate::cli::{TO_FINISH, TO_FINISH_AGAIN};
 
 pub(super) fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
     Status::ALL
@@ -97,6 +97,11 @@ pub(super) fn earlier_part(part: &EarlierPart) -> String {
 /// Where the passwords are, one sentence a line: what people act on.
 pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
+    let to_finish = if o.resumed_with_identity {
+        TO_FINISH_AGAIN
+    } else {
+        TO_FINISH
+    };
     let mut lines = Vec::new();
     let decrypt = |file: &Path| format!("sip-rotate decrypt -i IDENTITY {}", file.display());
     for HeldIn { path, passwords } in &p.result {
@@ -136,7 +141,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
                 count(passwords - this_run, "licence", "licences")
             )),
             Some((j, ..)) => lines.push(format!(
-                "the {} of this run {} in {files} and in {}; {TO_FINISH}",
+                "the {} of this run {} in {files} and in {}; {to_finish}",
                 count(passwords, "new password", "new passwords"),
                 is_are(passwords),
                 j.display()
@@ -160,7 +165,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             String::new()
         };
         lines.push(format!(
-            "{} holds {entries} new password{}{of_this_run} ({}); {TO_FINISH}",
+            "{} holds {entries} new password{}{of_this_run} ({}); {to_finish}",
             j.display(),
             if entries == 1 { "" } else { "s" },
             decrypt(j)
@@ -185,7 +190,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
             },
             decrypt(j),
             if o.stopped.is_some() {
-                format!("; {TO_FINISH}")
+                format!("; {to_finish}")
             } else {
                 String::new()
             }
@@ -468,6 +473,10 @@ fn all_hints(o: &Outcome, rate: f64) -> Option<String> {
         _ => None,
     });
     let to_finish = match &o.passwords.journal {
+        JournalFate::Kept {
+            because: KeptBecause::Stopped,
+            ..
+        } if o.resumed_with_identity => Some(TO_FINISH_AGAIN.to_string()),
         JournalFate::Kept {
             path,
             because: KeptBecause::Stopped,
