@@ -406,3 +406,31 @@ fn a_private_authority_is_trusted_with_ca_file() {
     );
     assert!(!stderr.contains("portal requests"), "{stderr}");
 }
+
+/// Plain http:// to a port that speaks TLS: the connection is closed
+/// unanswered; said so, tried again as briefly as a refused connection
+/// (it was five times over 10 s, then hyper's words).
+#[test]
+fn http_to_a_tls_port_is_said_in_words() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = TlsServer::start(dir.path(), port);
+    let (_, public) = identity(dir.path());
+    let (code, stderr) = run_against(
+        dir.path(),
+        &format!("http://localhost:{port}/"),
+        &public,
+        &[],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("http:// to a port that speaks https?"),
+        "{stderr}"
+    );
+    assert!(requests(&stderr) <= 3, "{stderr}");
+    assert!(!stderr.contains("SendRequest"), "{stderr}");
+}

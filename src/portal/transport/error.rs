@@ -117,12 +117,21 @@ pub enum Unreachable {
         "the portal's address gives no answer (the connection timed out): check the --portal address, and any firewall or proxy in the way"
     )]
     NoAnswer,
+    /// Plain HTTP, the connection closed before any answer, and the portal
+    /// never answered this run: what a TLS port does to plain HTTP.
+    #[error(
+        "the portal's address closed the connection without an answer: check the --portal address (http:// to a port that speaks https?) and that the portal is up"
+    )]
+    ClosedAtOnce,
 }
 
 impl Unreachable {
     /// Whether trying again a moment later may help.
     pub fn may_pass(&self) -> bool {
-        matches!(self, Unreachable::Refused | Unreachable::NoAnswer)
+        matches!(
+            self,
+            Unreachable::Refused | Unreachable::NoAnswer | Unreachable::ClosedAtOnce
+        )
     }
 }
 

@@ -742,7 +742,21 @@ impl Transport {
             let sent_at = Instant::now();
             *self.last_sent.lock().unwrap() = Some(sent_at);
             let asked = throttle.ask();
-            let response = builder.send().await.map_err(classify);
+            let response = builder.send().await.map_err(|e| {
+                let closed = chain_text(&e).contains("connection closed before message completed");
+                match classify(e) {
+                    // Plain HTTP that a TLS port closes: said so, and tried
+                    // again as briefly as a refused connection.
+                    TransportError::Transient(_)
+                        if closed
+                            && url.scheme() == "http"
+                            && throttle.demand.answers.load(Ordering::Relaxed) == 0 =>
+                    {
+                        TransportError::Unreachable(Unreachable::ClosedAtOnce)
+                    }
+                    other => other,
+                }
+            });
             drop(asked);
             let response = response?;
             throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
