@@ -97,13 +97,9 @@ impl PartNote {
     /// Whether the file at its name is still the part it records, byte
     /// for byte: a regular file with the digest written down.
     pub fn is_intact(&self) -> bool {
-        let Some(wanted) = &self.sha256 else {
-            return false;
-        };
-        if !std::fs::symlink_metadata(&self.file).is_ok_and(|m| m.is_file()) {
-            return false;
-        }
-        digest_of(&self.file).is_ok_and(|d| &d == wanted)
+        self.sha256
+            .as_deref()
+            .is_some_and(|wanted| is_as_written(&self.file, wanted))
     }
 }
 
@@ -125,9 +121,14 @@ impl ReportNote {
     /// Whether the file at its name is still the report written, byte for
     /// byte: a regular file with the digest written down.
     pub fn is_intact(&self) -> bool {
-        std::fs::symlink_metadata(&self.file).is_ok_and(|m| m.is_file())
-            && digest_of(&self.file).is_ok_and(|d| d == self.sha256)
+        is_as_written(&self.file, &self.sha256)
     }
+}
+
+/// Whether `path` is a regular file (no link) whose SHA-256 is `wanted`.
+fn is_as_written(path: &Path, wanted: &str) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+        && digest_of(path).is_ok_and(|d| d == wanted)
 }
 
 /// The SHA-256 of a file, in hex.

@@ -265,14 +265,27 @@ pub(super) fn stop_text(why: &StopReason) -> String {
             )
         }
         StopReason::Canary { canaries } => format!("{why} (--canary {canaries})"),
-        StopReason::LoginRefused => {
-            format!("{why} (--login, MYOPENIP_PASSWORD or --password-file, --profile)")
-        }
-        StopReason::Unresolved { rows } => format!(
-            "{why}: nothing was reset. Fix {}, or add --skip-unresolved to reset the other rows",
-            if *rows == 1 { "it" } else { "them" }
+        StopReason::LoginRefused => format!("{why} ({})", stop_advice(why).unwrap_or_default()),
+        StopReason::Unresolved { .. } => format!(
+            "{why}: nothing was reset; {}",
+            stop_advice(why).unwrap_or_default()
         ),
         _ => why.to_string(),
+    }
+}
+
+/// What to do about a stop, where its cause says: the person's summary
+/// says it beside the stop, the JSON in its `hint`.
+fn stop_advice(why: &StopReason) -> Option<String> {
+    match why {
+        StopReason::LoginRefused => {
+            Some("check --login, MYOPENIP_PASSWORD or --password-file, and --profile".into())
+        }
+        StopReason::Unresolved { rows } => Some(format!(
+            "fix {}, or add --skip-unresolved to reset the other rows",
+            if *rows == 1 { "it" } else { "them" }
+        )),
+        _ => None,
     }
 }
 
@@ -462,16 +475,7 @@ fn remedy_hints(o: &Outcome) -> Vec<String> {
 fn all_hints(o: &Outcome, rate: f64) -> Option<String> {
     // What the person reads beside the stop and the files, said in the
     // JSON's own field too: a program reading it looks there.
-    let stop_advice = o.stopped.as_ref().and_then(|why| match why {
-        StopReason::Unresolved { .. } => Some(
-            "fix the rows that did not resolve, or add --skip-unresolved to reset the others"
-                .to_string(),
-        ),
-        StopReason::LoginRefused => {
-            Some("check --login, MYOPENIP_PASSWORD or --password-file, and --profile".to_string())
-        }
-        _ => None,
-    });
+    let stop_advice = o.stopped.as_ref().and_then(stop_advice);
     let to_finish = match &o.passwords.journal {
         JournalFate::Kept {
             because: KeptBecause::Stopped,

@@ -461,19 +461,17 @@ fn portal(args: &PortalArgs, cfg: &Loaded) -> Result<PortalPart> {
 fn trust(ca_file: Option<PathBuf>) -> Result<crate::portal::Trust> {
     if let Some(named) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
         let named = PathBuf::from(named);
-        let bytes = std::fs::read(&named).map_err(|e| {
+        let refused = |what: String| {
             super::Advised::error(
-                format!("SSL_CERT_FILE names {}, which cannot be read: {e}", named.display()),
+                format!("SSL_CERT_FILE names {}, {what}", named.display()),
                 "unset SSL_CERT_FILE to trust the system's authorities, or name a PEM file of them; a private authority of the portal goes in --ca-file",
             )
-        })?;
+        };
+        let bytes =
+            std::fs::read(&named).map_err(|e| refused(format!("which cannot be read: {e}")))?;
         if crate::portal::Trust::from_pem(&bytes).is_err() {
-            return Err(super::Advised::error(
-                format!(
-                    "SSL_CERT_FILE names {}, which holds no PEM certificate: no authority would be trusted",
-                    named.display()
-                ),
-                "unset SSL_CERT_FILE to trust the system's authorities, or name a PEM file of them; a private authority of the portal goes in --ca-file",
+            return Err(refused(
+                "which holds no PEM certificate: no authority would be trusted".into(),
             ));
         }
     }

@@ -158,31 +158,21 @@ impl TransportError {
     }
 }
 
-/// The tries of one request that the backoff alone does not bound.
-#[derive(Default)]
-pub(super) struct Tries {
-    unreachable: usize,
-    hung: usize,
-}
-
 /// The wait before the next try (`None`: no more): the backoff's, but
-/// short and few for a connection nothing answered, and once only, at
-/// once, for a page that stopped answering (in a new tab: a loop the last
-/// page left in its renderer hangs the next page too; one of its own
-/// hangs it again, and it is not tried a third time).
+/// short and few for a connection nothing answered, and none for a page
+/// that stopped answering: tried at once in a new tab (a loop the last page
+/// left in its renderer hangs the next page too); one that hangs there
+/// too is no longer transient (`PageHung { again }`).
 pub(super) fn next_wait(
-    tries: &mut Tries,
+    unreachable_tries: &mut usize,
 ) -> impl FnMut(&TransportError, Option<Duration>) -> Option<Duration> + '_ {
     move |e, wait| match e {
         TransportError::Unreachable(_) | TransportError::Silent => {
-            tries.unreachable += 1;
-            (tries.unreachable <= UNREACHABLE_RETRIES)
+            *unreachable_tries += 1;
+            (*unreachable_tries <= UNREACHABLE_RETRIES)
                 .then(|| wait.unwrap_or(UNREACHABLE_WAIT).min(UNREACHABLE_WAIT))
         }
-        TransportError::PageHung { .. } => {
-            tries.hung += 1;
-            (tries.hung <= 1).then_some(Duration::ZERO)
-        }
+        TransportError::PageHung { .. } => Some(Duration::ZERO),
         _ => wait,
     }
 }

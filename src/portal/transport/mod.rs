@@ -680,7 +680,7 @@ impl Transport {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, TransportError>>,
     {
-        let mut tries = Tries::default();
+        let mut tries = 0;
         once.retry(backoff())
             .when(TransportError::is_transient)
             .adjust(next_wait(&mut tries))

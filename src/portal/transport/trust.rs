@@ -30,15 +30,9 @@ impl Trust {
         let mut trust = Trust::default();
         for der in CertificateDer::pem_slice_iter(bytes) {
             let der = der.map_err(|e| format!("not a PEM certificate ({e})"))?;
-            let anchor = webpki::anchor_from_trusted_cert(&der)
-                .map_err(|e| format!("a certificate that cannot be read ({e})"))?;
-            trust
-                .keys
-                .push(
-                    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(
-                        spki_der(&anchor.subject_public_key_info),
-                    )),
-                );
+            trust.keys.push(
+                key_of(&der).map_err(|e| format!("a certificate that cannot be read ({e})"))?,
+            );
             trust.certificates.push(
                 reqwest::Certificate::from_der(&der)
                     .map_err(|e| format!("a certificate that cannot be read ({e})"))?,
@@ -57,13 +51,9 @@ impl Trust {
     /// The portal's certificate (DER), as a connection that verified it
     /// against these authorities (and the system's) received it.
     pub(crate) fn verified(&self, leaf: &[u8]) {
-        let der = CertificateDer::from(leaf);
-        let Ok(cert) = webpki::anchor_from_trusted_cert(&der) else {
+        let Ok(key) = key_of(&CertificateDer::from(leaf)) else {
             return;
         };
-        let key = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki_der(
-            &cert.subject_public_key_info,
-        )));
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if !verified.contains(&key) {
             verified.push(key);
@@ -85,6 +75,17 @@ impl Trust {
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
     }
+}
+
+/// A certificate's key as Chromium names it: the SHA-256 of its DER
+/// SubjectPublicKeyInfo, base64.
+fn key_of(der: &CertificateDer<'_>) -> Result<String, webpki::Error> {
+    let cert = webpki::anchor_from_trusted_cert(der)?;
+    Ok(
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki_der(
+            &cert.subject_public_key_info,
+        ))),
+    )
 }
 
 /// The DER SubjectPublicKeyInfo of its contents (webpki keeps the SEQUENCE's
