@@ -14,11 +14,21 @@ pub(super) static STARTED: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
 pub(super) fn end(group: i32, profile: &Path) {
     // SAFETY: signals to a group this process made for the browser.
     unsafe { libc::kill(-group, libc::SIGKILL) };
+    end_and_remove(Some(group), profile);
+}
+
+/// Waits (3 s at most) until no process of the browser runs, killing those
+/// that name `profile`, then removes the profile. Removed only once they
+/// are gone: a process still writing there (the network service flushes
+/// its cookies) would leave the folder half removed.
+fn end_and_remove(group: Option<i32>, profile: &Path) {
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     loop {
-        // Reap the group's leader if it is ours; the others are the init's.
-        // SAFETY: a non-blocking wait on a child of this process.
-        unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
+        if let Some(group) = group {
+            // Reap the group's leader if it is ours; the others are the init's.
+            // SAFETY: a non-blocking wait on a child of this process.
+            unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
+        }
         if !browser_running(group, profile) || std::time::Instant::now() >= deadline {
             break;
         }
@@ -32,10 +42,10 @@ pub(super) fn end(group: i32, profile: &Path) {
 /// session of its own; it is ended here too). A zombie does not count:
 /// its files are closed, and its reaping is up to whoever inherited it (an
 /// init that reaps slowly once held every run a second and more at its end).
-pub(super) fn browser_running(group: i32, profile: &Path) -> bool {
+pub(super) fn browser_running(group: Option<i32>, profile: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         // SAFETY: signal 0 only asks whether the group still has a process.
-        return unsafe { libc::kill(-group, 0) } == 0;
+        return group.is_some_and(|group| unsafe { libc::kill(-group, 0) } == 0);
     };
     let profile = profile.as_os_str().as_encoded_bytes();
     let mut running = false;
@@ -59,12 +69,16 @@ pub(super) fn browser_running(group: i32, profile: &Path) -> bool {
         if matches!(state, Some("Z") | Some("X")) {
             continue;
         }
-        if fields.nth(1).and_then(|g| g.parse::<i32>().ok()) == Some(group) {
+        if group.is_some() && fields.nth(1).and_then(|g| g.parse::<i32>().ok()) == group {
             running = true;
             continue;
         }
-        let names_profile = std::fs::read(entry.path().join("cmdline"))
-            .is_ok_and(|cmd| cmd.windows(profile.len()).any(|w| w == profile));
+        // The profile's path as a whole argument or a folder in one (the
+        // crash handler's database), not a longer name it begins.
+        let names_profile = std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmd| {
+            cmd.windows(profile.len() + 1)
+                .any(|w| w.starts_with(profile) && matches!(w.last(), Some(0 | b'/')))
+        });
         if names_profile && !profile.is_empty() {
             // SAFETY: a process of the browser this run started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -157,7 +171,9 @@ fn sweep_left_profiles(tmp: &Path) {
                 "removing a browser profile a killed run left: {}",
                 folder.display()
             );
-            let _ = std::fs::remove_dir_all(&folder);
+            // Its browser died with the run, but the browser's other
+            // processes may outlive it a moment, writing there.
+            end_and_remove(None, &folder);
         }
     }
 }
