@@ -527,8 +527,6 @@ impl Tab {
         self.end(step, "load", timeout).await
     }
 
-    /// Presses the element at `path` (a `css_path` of the page as it is),
-    /// and waits for the page to settle.
     /// The address of the page shown now.
     pub async fn address(&self) -> Option<Url> {
         self.page
@@ -539,6 +537,18 @@ impl Tab {
             .and_then(|u| Url::parse(&u).ok())
     }
 
+    /// The path of the page shown now, as the browser knows it (not the
+    /// page's renderer: asked of one that hung, too).
+    pub async fn shown_path(&self) -> Option<String> {
+        tokio::time::timeout(HUNG_AFTER, self.address())
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.path().to_string())
+    }
+
+    /// Presses the element at `path` (a `css_path` of the page as it is),
+    /// and waits for the page to settle.
     pub async fn click(
         &self,
         phase: Purpose,

@@ -338,14 +338,14 @@ impl Transport {
                 if tab.gone() {
                     Err(TransportError::PageCrashed)
                 } else if !tab.responds().await {
-                    tracing::debug!("the page {at} does not answer ({why}): closed");
+                    // Named as it is shown: a step asked for `at` may hang
+                    // on the page it was sent on to (the login page).
+                    let page = tab.shown_path().await.unwrap_or_else(|| at.to_string());
+                    tracing::debug!("the page {page} does not answer ({why}): closed");
                     tab.abandon();
-                    let again = self.last_hung.lock().unwrap().replace(at.to_string())
-                        == Some(at.to_string());
-                    Err(TransportError::PageHung {
-                        page: at.to_string(),
-                        again,
-                    })
+                    let again =
+                        self.last_hung.lock().unwrap().replace(page.clone()) == Some(page.clone());
+                    Err(TransportError::PageHung { page, again })
                 } else {
                     Err(TransportError::Transient(why))
                 }
