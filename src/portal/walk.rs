@@ -407,7 +407,10 @@ impl Browser {
             self.my_services = None;
             self.search = None;
         }
-        self.transport = self.shared.browser_transport(handed);
+        self.transport = self
+            .shared
+            .browser_transport(handed)
+            .counting_with(&self.transport);
         true
     }
 

@@ -247,6 +247,18 @@ fn scripted_run(more: &[&str], more_of_run: &[&str]) {
     assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 16);
     if !expiring && !dropping {
         assert!(per_licence.values().all(|&n| n == 1), "{per_licence:?}");
+        // Each licence's requests in the report, the one its walk sent
+        // before it moved to the browser included, add up to the reset
+        // requests of the summary.
+        let in_report: u64 = parse_csv(&std::fs::read(&report).unwrap())
+            .iter()
+            .map(|r| r["requests"].parse::<u64>().unwrap())
+            .sum();
+        let summed = stderr
+            .split_once(", reset ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(n, _)| n.parse::<u64>().unwrap());
+        assert_eq!(Some(in_report), summed, "{stderr}");
     }
     assert_nothing_left(&tmp);
     assert_no_clear_password(&truth, &files_under(dir.path()), &sim.truth);

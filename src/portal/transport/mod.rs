@@ -260,6 +260,15 @@ impl Transport {
         }
     }
 
+    /// This transport, counting its requests with `earlier`'s: the session
+    /// goes on in it (a move to the browser), and a licence's requests are
+    /// counted across the move (the one before it was left out, and a
+    /// session that had reset licences before would count less than none).
+    pub fn counting_with(mut self, earlier: &Transport) -> Transport {
+        self.sent = earlier.sent.clone();
+        self
+    }
+
     /// The cookies this HTTP session would send to `url`, for a browser
     /// session to carry it on; none from a browser session.
     pub fn cookies_for(&self, url: &Url) -> Option<HandedCookies> {
