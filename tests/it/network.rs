@@ -392,6 +392,21 @@ fn a_private_authority_is_trusted_with_ca_file() {
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("no PEM certificate"), "{stderr}");
+    // The authority's certificate with its key, as a bundle given by mistake.
+    let bundle = dir.path().join("bundle.pem");
+    let mut both = std::fs::read(&ca).unwrap();
+    both.extend(std::fs::read(dir.path().join("ca.key")).unwrap());
+    std::fs::write(&bundle, both).unwrap();
+    let (code, stderr) = run_against(
+        dir.path(),
+        &portal,
+        &public,
+        &["--ca-file", bundle.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("it holds a private key"), "{stderr}");
+    assert!(!stderr.contains("portal requests"), "{stderr}");
     let (code, stderr) = run_against(
         dir.path(),
         &portal,

@@ -484,6 +484,18 @@ fn trust(ca_file: Option<PathBuf>) -> Result<crate::portal::Trust> {
             "give the PEM file of the authority that signed the portal's certificate",
         )
     })?;
+    // A key beside the certificates is a server's bundle given by mistake
+    // (its certificate is no authority, and its key is a secret this file
+    // should not spread): said before anything is trusted.
+    if bytes
+        .windows(b"PRIVATE KEY-----".len())
+        .any(|w| w == b"PRIVATE KEY-----")
+    {
+        return Err(super::Advised::error(
+            format!("--ca-file {}: it holds a private key", path.display()),
+            "give the certificate of the authority that signed the portal's certificate, alone (a file of trusted certificates holds no key; a server's certificate and key are not an authority)",
+        ));
+    }
     crate::portal::Trust::from_pem(&bytes).map_err(|why| {
         super::Advised::error(
             format!("--ca-file {}: {why}", path.display()),
