@@ -1285,3 +1285,53 @@ fn a_rotation_finished_with_its_journal_kept_lets_the_next_run_start() {
     }
     assert!(journals[0].exists());
 }
+
+/// A `Confirmer` the portal answered (a redirect to the page that shows
+/// the password) was taken, whatever becomes of that page: a portal that
+/// goes away before the page is read leaves the phone's outcome unknown,
+/// counted as a confirmation (exit 3), never "not reset" with exit 2 (the
+/// refused connections to the page after it were read as a press never
+/// sent: found by a helper).
+#[test]
+fn a_portal_that_goes_away_after_answering_confirmer_leaves_the_outcome_unknown() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--page-latency", "detail:FPC172910=1500"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let child = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "100", "--report"])
+        .arg(&report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The page the Confirmer's answer led to is being read (it takes
+    // 1.5 s): the portal goes away, at once (SIGKILL).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sim
+        .pages_served()
+        .iter()
+        .skip_while(|kind| kind.as_str() != "confirm")
+        .any(|kind| kind == "detail")
+    {
+        assert!(std::time::Instant::now() < deadline, "no Confirmer");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let truth = sim.truth.clone();
+    drop(sim);
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(read_truth(&truth).len(), 1, "{said}");
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(!said.contains("NOTHING RESET"), "{said}");
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    assert_eq!(rows.len(), 1, "{said}");
+    assert_ne!(rows[0]["status"], "reset", "{rows:?}");
+    assert!(
+        rows[0]["confirmations"].parse::<u32>().unwrap() >= 1,
+        "{rows:?}"
+    );
+}

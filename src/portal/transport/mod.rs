@@ -649,6 +649,12 @@ impl Transport {
                         TransportError::RateLimited(n) => {
                             TransportError::Transient(format!("asked to slow down {n} times"))
                         }
+                        // The press was answered (it redirected here): a
+                        // portal that then went away took it all the same.
+                        TransportError::Unreachable(why) => TransportError::Transient(format!(
+                            "the page its answer led to, {}: {why}",
+                            current.path()
+                        )),
                         e => e,
                     })?
             } else {
