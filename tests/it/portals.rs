@@ -1074,3 +1074,62 @@ fn the_browser_runs_where_memory_may_not_become_executable() {
     assert_eq!(truth.len(), 2, "{said}");
     assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 2);
 }
+
+/// A page's script changes something at the portal only as a press of
+/// ours asks, and only once at `Confirmer`: a detail page whose script
+/// reset another licence as it loaded (in `run`, and in `check`, which
+/// never confirms) is refused and named, nothing reset; a result page
+/// whose script sent `Confirmer` again once the password showed is
+/// refused the second time, and the password written is the portal's
+/// (found by a helper: both reset a licence nobody asked for, exit 0).
+#[test]
+fn a_page_changes_nothing_at_the_portal_but_as_a_press_of_ours_asks() {
+    if !have("chromium") {
+        return;
+    }
+    let on_load = r#"setTimeout(async () => { const m = document.querySelector('meta[name="csrf-token"]'); if (!m) return; try { const d = await (await fetch('/api/licences/FPC172913', {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/FPC172913/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m.content, 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} }, 0)"#;
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", on_load]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172908\n4054,FPC172910\n",
+    )
+    .unwrap();
+    let checked = check_cmd(&sim, &input).output().unwrap();
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert_ne!(checked.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("sent POST /api/licences/FPC172913/reinitialisation by itself"),
+        "{said}"
+    );
+    let output = dir.path().join("out.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        2,
+    );
+    assert!(said.contains("by itself"), "{said}");
+    assert!(sim.resets().is_empty(), "{said}");
+    drop(sim);
+    let again = r#"let sent = false; setInterval(async () => { const p = document.getElementById('password'); if (!p || !p.textContent || sent) return; sent = true; const lic = location.pathname.split('/').pop(); const m = document.querySelector('meta[name="csrf-token"]').content; try { const d = await (await fetch('/api/licences/' + lic, {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/' + lic + '/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m, 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} }, 5)"#;
+    let sim = Sim::start(
+        dir.path(),
+        &["--shape", "scripted", "--hostile-page-script", again],
+    );
+    let output = dir.path().join("out-again.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        0,
+    );
+    assert!(
+        said.contains("a second time in the press of Confirmer"),
+        "{said}"
+    );
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 2, "each licence once: {said}");
+    assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 2);
+}

@@ -274,6 +274,9 @@ async fn admit(
             return Err(ErrorReason::BlockedByClient);
         }
     }
+    if !watch.may_change(&event.request.method, url.path()) {
+        return Err(ErrorReason::BlockedByClient);
+    }
     let phase = Purpose::from_index(watch.phase.load(Ordering::Relaxed));
     throttle
         .admit(phase, waiting)
@@ -391,6 +394,61 @@ struct Watch {
     /// The page's renderer is gone (it crashed, or it hung and was made to
     /// crash): nothing more can be done in this tab.
     crashed: std::sync::atomic::AtomicBool,
+    /// What the session is doing (an `Acting`): whether a request of the
+    /// page that changes something at the portal may leave (see `admit`).
+    acting: AtomicU8,
+    /// Requests that change something let go in this step.
+    changes: AtomicUsize,
+    /// Such a request refused, said in words: the step fails with it.
+    unasked: Mutex<Option<String>>,
+}
+
+/// What a session is doing in its page, for the requests the page sends
+/// that would change something at the portal (any method but GET, HEAD
+/// and OPTIONS): a page sends one only as the consequence of a press of
+/// ours (a login, a search, a dialog a script opens), and only one in the
+/// press of `Confirmer` (the gate's, `committing`). Sent by the page of
+/// itself, as it loads or between two steps, it is refused: a page's
+/// script that reset another licence as its page loaded, in `run` and in
+/// `check`, reset one nobody asked for; one that sent `Confirmer` again
+/// once the password showed left the phone with a password nobody has
+/// (both found by a helper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Acting {
+    Idle = 0,
+    Loading = 1,
+    Pressing = 2,
+}
+
+impl Watch {
+    /// Whether a request of the page with `method` may leave now; a
+    /// refusal is said by the step (once), and logged.
+    fn may_change(&self, method: &str, path: &str) -> bool {
+        if ["GET", "HEAD", "OPTIONS"]
+            .iter()
+            .any(|m| method.eq_ignore_ascii_case(m))
+        {
+            return true;
+        }
+        let why = if self.committing.load(Ordering::SeqCst) {
+            if self.changes.fetch_add(1, Ordering::SeqCst) == 0 {
+                return true;
+            }
+            "a second time in the press of Confirmer"
+        } else if self.acting.load(Ordering::SeqCst) == Acting::Pressing as u8 {
+            return true;
+        } else {
+            "by itself (no press of sip-rotate asked for it)"
+        };
+        let said = format!(
+            "the portal's page sent {} {path} {why}: refused, nothing was sent (sip-rotate lets a page change something at the portal only as a press of its own asks, and only once at Confirmer)",
+            method.to_ascii_uppercase()
+        );
+        tracing::warn!("{said}");
+        self.unasked.lock().unwrap().get_or_insert(said);
+        false
+    }
 }
 
 /// One session of the browser engine: its own browser context, one page.
@@ -492,7 +550,13 @@ impl Tab {
         timeout: Duration,
         commit: bool,
     ) -> Result<Settled, TransportError> {
-        let step = self.begin(phase, commit);
+        // A form sent is a press of ours; a page loaded asks for nothing.
+        let acting = if form.is_some() {
+            Acting::Pressing
+        } else {
+            Acting::Loading
+        };
+        let step = self.begin(phase, commit, acting);
         match form {
             // Bounded by the step's time: a page whose script never
             // returns never ends loading either.
@@ -556,7 +620,7 @@ impl Tab {
         timeout: Duration,
         commit: bool,
     ) -> Result<Settled, TransportError> {
-        let step = self.begin(phase, commit);
+        let step = self.begin(phase, commit, Acting::Pressing);
         // Where it shows, brought into view: one question to the page
         // (finding, scrolling and measuring it apart took six).
         let script = format!(
@@ -594,9 +658,13 @@ impl Tab {
 
     /// A step begins: what its requests count as, and where its answers
     /// and redirects begin.
-    fn begin(&self, phase: Purpose, commit: bool) -> Step {
+    fn begin(&self, phase: Purpose, commit: bool, acting: Acting) -> Step {
         self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
+        self.watch.changes.store(0, Ordering::SeqCst);
+        // A refusal between two steps was the page's, not this step's.
+        *self.watch.unasked.lock().unwrap() = None;
+        self.watch.acting.store(acting as u8, Ordering::SeqCst);
         Step {
             from: self.mark(),
             began: std::time::Instant::now(),
@@ -613,6 +681,11 @@ impl Tab {
     ) -> Result<Settled, TransportError> {
         let acted = step.began.elapsed();
         let settled = self.settle(step.from, timeout).await;
+        // Settled: what the page sends from now on is its own doing (after
+        // a Confirmer, still counted as its second).
+        self.watch
+            .acting
+            .store(Acting::Idle as u8, Ordering::SeqCst);
         tracing::debug!(
             target: "sip_rotate::browser",
             "{what}: done in {acted:?}, settled in {:?}",
@@ -690,6 +763,12 @@ impl Tab {
         }
         if let Some(refused) = self.watch.foreign.lock().unwrap().take() {
             return Err(refused);
+        }
+        // A second Confirmer refused leaves the first one's page to read.
+        if !self.watch.committing.load(Ordering::SeqCst)
+            && let Some(unasked) = self.watch.unasked.lock().unwrap().take()
+        {
+            return Err(TransportError::Engine(unasked));
         }
         if let Some(asked) = self.watch.dismissed.lock().unwrap().take() {
             return Err(TransportError::Engine(asked));
