@@ -318,7 +318,11 @@ impl Journal {
         self.write(format!("{kind}{json}\n").into_bytes())
     }
 
-    /// One write of the whole text, then fsync: a crash leaves a cut line at worst.
+    /// One write of the whole text, then fsync: a crash leaves a cut line at
+    /// worst. A write that fails (a full disk) is taken back: the journal
+    /// ends where its last whole line did, so that entries rescued from the
+    /// terminal and appended to it (as the summary says) read as entries;
+    /// one appended after a cut line was glued to it, and read as neither.
     fn write(&mut self, mut text: Vec<u8>) -> Result<(), VaultError> {
         if !text.ends_with(b"\n") {
             text.push(b'\n');
@@ -326,9 +330,21 @@ impl Journal {
         if self.cut {
             text.insert(0, b'\n');
         }
+        let before = self.file.metadata().map(|m| m.len());
         self.cut = true;
-        self.file.write_all(&text).map_err(io_err(&self.path))?;
-        self.file.sync_data().map_err(io_err(&self.path))?;
+        let written = self
+            .file
+            .write_all(&text)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            if let Ok(before) = before
+                && self.file.set_len(before).is_ok()
+                && self.file.sync_data().is_ok()
+            {
+                self.cut = false;
+            }
+            return Err(io_err(&self.path)(e));
+        }
         self.cut = false;
         Ok(())
     }
@@ -393,9 +409,31 @@ enum Line {
 
 fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result<()> {
     let mut current: Option<(JournalMark, String)> = None;
+    let mut lines = Vec::new();
     for line in input.split(b'\n') {
-        let line = line?;
-        let line = String::from_utf8_lossy(&line);
+        let line = String::from_utf8_lossy(&line?).into_owned();
+        // A line appended to a cut one (no newline between them) is read
+        // as its own: the cut one is torn, the appended one whole.
+        // Only within a block's line: a mark's own line is taken whole,
+        // whatever its names hold.
+        let prefixes = [ENTRY, RECIPIENTS, PART, ASKED, REPORT];
+        let glued = if prefixes.iter().any(|p| line.starts_with(p)) {
+            None
+        } else {
+            prefixes
+                .iter()
+                .filter_map(|p| line.find(p).filter(|&at| at > 0))
+                .min()
+        };
+        match glued {
+            Some(at) => {
+                lines.push(line[..at].to_string());
+                lines.push(line[at..].to_string());
+            }
+            None => lines.push(line),
+        }
+    }
+    for line in lines {
         let starts_another = [ENTRY, RECIPIENTS, PART, ASKED, REPORT]
             .iter()
             .any(|p| line.starts_with(p))
@@ -493,5 +531,33 @@ mod tests {
         assert_eq!(contents.recipients, Some(vec![public]));
         assert_eq!(contents.parts[0].passwords, 1);
         assert!(std::fs::read(&path).unwrap().starts_with(MAGIC));
+    }
+
+    /// Entries rescued from the terminal and appended (`cat >>`) to a
+    /// journal that a full disk cut in the middle of an entry: the cut one
+    /// is torn, the rescued ones whole (they were read as one entry that
+    /// decrypted to nothing). A name holding a mark's words stays a name.
+    #[test]
+    fn entries_appended_to_a_cut_line_are_read_as_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.age.journal");
+        let (_, public) = super::super::generate_identity();
+        let recipients = Recipients::parse(std::slice::from_ref(&public), &[]).unwrap();
+        let mut journal = Journal::create(&path, &recipients, Vec::new()).unwrap();
+        journal.append(&recipients, &record("A")).unwrap();
+        let mut named = record("B");
+        named.name = format!("x {ENTRY}{{}} {PART}");
+        journal.append(&recipients, &named).unwrap();
+        drop(journal);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 40);
+        bytes.extend(Journal::entry(&recipients, &record("C")).unwrap());
+        std::fs::write(&path, &bytes).unwrap();
+        let (whole, torn) = entries(&mut std::io::BufReader::new(&bytes[..])).unwrap();
+        let whole: Vec<&str> = whole.iter().map(|(m, _)| m.licence.as_str()).collect();
+        assert_eq!(whole, ["A", "C"]);
+        assert_eq!(torn.len(), 1);
+        assert_eq!(torn[0].licence, "B");
+        assert_eq!(torn[0].name, named.name);
     }
 }

@@ -445,6 +445,12 @@ fn a_journal_that_cannot_be_written_stops_the_run_and_loses_no_password() {
         "the journal was cut: {journaled} of {} {stderr}",
         truth.len()
     );
+    // The write that failed was taken back: the journal ends with a whole
+    // line, and what is appended to it (the rescued entries) reads apart.
+    assert!(
+        std::fs::read(&journal).unwrap().ends_with(b"\n"),
+        "a cut line left at the journal's end"
+    );
     assert!(
         stderr.contains(&format!(
             "holds only {} of them",
