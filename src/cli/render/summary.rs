@@ -451,8 +451,8 @@ fn remedy_hints(o: &Outcome) -> Vec<String> {
         let to_do = if matches!(o.passwords.journal, JournalFate::Kept { .. })
             && o.stopped.is_some()
         {
-            "once the portal answers, finish the rotation with the same command and --resume"
-                .to_string()
+            // How is the journal's hint (--resume, and -i if need be): said once.
+            "finish the rotation once the portal answers".to_string()
         } else if o.no_phone_cut_off() {
             "run the same command again once the portal answers (nothing was reset)".to_string()
         } else {

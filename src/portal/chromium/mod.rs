@@ -181,7 +181,7 @@ impl Engine {
             .await
             .unwrap_or_else(|_| {
                 Err(EngineError::Protocol(format!(
-                    "it opened no page within {} s (its renderer does not start: see the README's 'The two engines' for what the browser needs)",
+                    "it opened no page within {} s (its renderer does not start: see 'The two engines' in docs/operating.md for what the browser needs)",
                     limit.as_secs()
                 )))
             })
