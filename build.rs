@@ -2,7 +2,7 @@
 //! it is known: from `SIP_ROTATE_COMMIT` (a package built from a tarball),
 //! else from git. Without either, the version alone.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -12,9 +12,22 @@ fn main() {
     // every time: watch only what is there. A fresh clone may hold the
     // branch only in packed-refs and write a loose ref at its first commit,
     // so the folder of loose refs is watched rather than one file.
-    for watched in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
-        if Path::new(watched).exists() {
-            println!("cargo:rerun-if-changed={watched}");
+    // The folders as git names them: in a worktree `.git` is a file, and
+    // its HEAD is in the worktree's own folder, its branches in the common
+    // one (watching `.git/HEAD` there named a commit long gone).
+    let git_dir = |arg: &str| {
+        let out = Command::new("git").args(["rev-parse", arg]).output().ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    let dirs = [git_dir("--git-dir"), git_dir("--git-common-dir")];
+    for dir in dirs.iter().flatten() {
+        for watched in ["HEAD", "refs/heads", "packed-refs"] {
+            let watched = dir.join(watched);
+            if watched.exists() {
+                println!("cargo:rerun-if-changed={}", watched.display());
+            }
         }
     }
     let commit = std::env::var("SIP_ROTATE_COMMIT")

@@ -208,7 +208,7 @@ pub fn render(run: &RunMetrics, before: &BTreeMap<String, f64>) -> String {
     family(
         "sip_rotate_last_run_licences",
         "gauge",
-        "Licences the last run dealt with, by status in its report (not those of earlier runs a resumed run's report lists).",
+        "Licences the last run dealt with, by status in its report (not those of earlier runs a resumed run's report lists, but the resets of a killed run, which wrote no metrics).",
         &STATUSES
             .iter()
             .map(|&s| {
