@@ -300,7 +300,8 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         | TransportError::Silent
         | TransportError::Interrupted
         | TransportError::Engine(_)
-        | TransportError::PageCrashed => Answer::NotReadable,
+        | TransportError::PageCrashed
+        | TransportError::BrowserEnded => Answer::NotReadable,
         // The page that would show the password hangs: another reset would
         // cut the phone off again, for a page that hangs again.
         TransportError::PageHung { .. } => Answer::ReadWithoutPassword,

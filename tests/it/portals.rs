@@ -1133,3 +1133,62 @@ fn a_page_changes_nothing_at_the_portal_but_as_a_press_of_ours_asks() {
     assert_eq!(truth.len(), 2, "each licence once: {said}");
     assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 2);
 }
+
+/// The browser itself killed under a run (here while a `Confirmer` waits
+/// for its answer): said at once as the browser ending, the licence's
+/// outcome unknown (exit 3). Before, every step waited its time for a page
+/// that would never answer, and every new session 20 s for a page: a
+/// minute, then "its renderer does not start" (found by a helper).
+#[test]
+fn a_browser_killed_under_the_run_is_said_at_once() {
+    if !have("chromium") {
+        return;
+    }
+    let (setup, tmp, child) = {
+        let setup = Setup::new(&["--shape", "scripted", "--page-latency", "api-confirm=3000"]);
+        let tmp = setup.dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let input = setup.dir.path().join("in.csv");
+        std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+        let output = setup.dir.path().join("out.age");
+        let child = run_cmd(&setup.sim, &input, &output, &setup.public)
+            .args(["--yes", "--rate", "100", "--engine", "browser"])
+            .env("TMPDIR", &tmp)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (setup, tmp, child)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !setup.sim.pages_served().iter().any(|k| k == "api-confirm") {
+        assert!(std::time::Instant::now() < deadline, "no Confirmer");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The browser's own process (its helpers carry a --type).
+    let tmp_name = tmp.to_string_lossy().into_owned();
+    let main: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let pid = dir.file_name()?.to_str()?.parse().ok()?;
+            let cmd = std::fs::read(dir.join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(&tmp_name) && cmd.contains("--user-data-dir") && !cmd.contains("--type="))
+                .then_some(pid)
+        })
+        .collect();
+    assert_eq!(main.len(), 1, "{main:?}");
+    let killed = std::time::Instant::now();
+    unsafe { libc::kill(main[0], libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("the browser ended under the run"), "{said}");
+    assert!(
+        killed.elapsed() < std::time::Duration::from_secs(15),
+        "said after {:?}: {said}",
+        killed.elapsed()
+    );
+    assert_nothing_left(&tmp);
+}

@@ -394,6 +394,8 @@ struct Watch {
     /// The page's renderer is gone (it crashed, or it hung and was made to
     /// crash): nothing more can be done in this tab.
     crashed: std::sync::atomic::AtomicBool,
+    /// The browser itself ended (see `Chromium::ended`).
+    browser_ended: Arc<std::sync::atomic::AtomicBool>,
     /// What the session is doing (an `Acting`): whether a request of the
     /// page that changes something at the portal may leave (see `admit`).
     acting: AtomicU8,
@@ -512,7 +514,21 @@ impl Tab {
 
     /// Whether the page's renderer is gone: the session needs another tab.
     pub fn gone(&self) -> bool {
-        self.watch.crashed.load(Ordering::SeqCst)
+        self.watch.crashed.load(Ordering::SeqCst) || self.browser_ended()
+    }
+
+    /// Whether the browser itself ended: no tab can be had any more.
+    pub fn browser_ended(&self) -> bool {
+        self.watch.browser_ended.load(Ordering::SeqCst)
+    }
+
+    /// Why a page that is gone is gone.
+    fn gone_error(&self) -> TransportError {
+        if self.browser_ended() {
+            TransportError::BrowserEnded
+        } else {
+            TransportError::PageCrashed
+        }
     }
 
     /// Whether the page answers a question at once. A script of the page
@@ -723,7 +739,7 @@ impl Tab {
                 return Err(TransportError::Engine(asked));
             }
             if self.gone() {
-                return Err(TransportError::PageCrashed);
+                return Err(self.gone_error());
             }
             if tokio::time::Instant::now() > deadline {
                 let waited = self.watch.pending.lock().unwrap().paths();

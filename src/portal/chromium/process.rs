@@ -104,6 +104,10 @@ pub fn end_all() {
 pub struct Chromium {
     pub(super) cdp: Arc<chromiumoxide::Browser>,
     pub(super) handler: tokio::task::JoinHandle<()>,
+    /// Watches whether the browser's process ended (see `launch`).
+    pub(super) watcher: tokio::task::JoinHandle<()>,
+    /// The browser ended under the run (its process exited).
+    pub(super) ended: Arc<std::sync::atomic::AtomicBool>,
     /// Closes every window a page opens (see `launch`).
     pub(super) popups: tokio::task::JoinHandle<()>,
     /// Refuses every request of a frame no session drives (see `launch`).
@@ -382,6 +386,29 @@ impl Chromium {
             }
         };
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        // The browser's process, looked at (not reaped) a few times a
+        // second: once it has ended (killed, crashed), every step says so
+        // at once, rather than each waiting its time for a page that will
+        // never answer, and each new session 20 s for a page.
+        let browser_ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let ended = browser_ended.clone();
+            let stat = format!("/proc/{}/stat", child.id());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let running = std::fs::read_to_string(&stat).is_ok_and(|s| {
+                        s.rsplit_once(')')
+                            .and_then(|(_, rest)| rest.split_whitespace().next())
+                            .is_some_and(|state| !matches!(state, "Z" | "X"))
+                    });
+                    if !running {
+                        ended.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            })
+        };
         // Its first answer says it started (a browser that cannot start
         // closes the pipe, and this fails).
         // A program that ends at once (not a browser, or one that cannot
@@ -469,6 +496,8 @@ impl Chromium {
         Ok(Chromium {
             cdp,
             handler,
+            watcher,
+            ended: browser_ended,
             popups,
             strays,
             driven_frames,
@@ -491,6 +520,11 @@ impl Chromium {
         handed: Option<crate::portal::transport::HandedCookies>,
     ) -> Result<Tab, EngineError> {
         let protocol = |e: chromiumoxide::error::CdpError| EngineError::Protocol(e.to_string());
+        if self.ended.load(Ordering::SeqCst) {
+            return Err(EngineError::Protocol(
+                "it ended under the run (its process exited or was killed)".into(),
+            ));
+        }
         let context = self
             .cdp
             .create_browser_context(CreateBrowserContextParams::default())
@@ -553,7 +587,10 @@ impl Chromium {
                 .map_err(protocol)?;
         }
         let page = Arc::new(page);
-        let watch = Arc::new(Watch::default());
+        let watch = Arc::new(Watch {
+            browser_ended: self.ended.clone(),
+            ..Watch::default()
+        });
         let mut tasks = Vec::new();
         // Every request waits for its turn at the run's throttle.
         let driven_frames = self.driven_frames.clone();
@@ -769,6 +806,7 @@ impl Drop for Chromium {
         self.popups.abort();
         self.strays.abort();
         self.handler.abort();
+        self.watcher.abort();
         forget(self.child.id() as i32);
         let _ = self.child.try_wait();
         // The profile went with the browser; the folder's guard is spent.

@@ -52,6 +52,10 @@ pub enum TransportError {
         if *again { ", in a new tab too" } else { "" }
     )]
     PageHung { page: String, again: bool },
+    /// The browser itself ended under the run (its process exited or was
+    /// killed): no step can be taken in it any more, in any tab.
+    #[error("the browser ended under the run (its process exited or was killed)")]
+    BrowserEnded,
     #[error("the portal's answer is larger than {0} MiB: refused")]
     TooLarge(usize),
     /// A redirect, a link or a form leads outside the portal's origin: the
@@ -155,6 +159,7 @@ impl TransportError {
     /// Whether every request of the run would fail the same way.
     pub fn is_permanent(&self) -> bool {
         matches!(self, TransportError::Unreachable(u) if !u.may_pass())
+            || matches!(self, TransportError::BrowserEnded)
     }
 }
 

@@ -344,7 +344,9 @@ impl Transport {
     ) -> Result<T, TransportError> {
         match within(timeout, step).await {
             Err(TransportError::Transient(why)) => {
-                if tab.gone() {
+                if tab.browser_ended() {
+                    Err(TransportError::BrowserEnded)
+                } else if tab.gone() {
                     Err(TransportError::PageCrashed)
                 } else if !tab.responds().await {
                     // Named as it is shown: a step asked for `at` may hang
