@@ -500,13 +500,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_entry_after_a_cut_one_is_still_found() {
+    /// A journal in a folder of its own, for one recipient.
+    fn new_journal() -> (tempfile::TempDir, PathBuf, String, Recipients, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.age.journal");
         let (_, public) = super::super::generate_identity();
         let recipients = Recipients::parse(std::slice::from_ref(&public), &[]).unwrap();
-        let mut journal = Journal::create(&path, &recipients, Vec::new()).unwrap();
+        let journal = Journal::create(&path, &recipients, Vec::new()).unwrap();
+        (dir, path, public, recipients, journal)
+    }
+
+    #[test]
+    fn an_entry_after_a_cut_one_is_still_found() {
+        let (_dir, path, public, recipients, mut journal) = new_journal();
         journal.append(&recipients, &record("A")).unwrap();
         journal.append(&recipients, &record("B")).unwrap();
         // Locked while held: a second run cannot open it.
@@ -539,11 +545,7 @@ mod tests {
     /// decrypted to nothing). A name holding a mark's words stays a name.
     #[test]
     fn entries_appended_to_a_cut_line_are_read_as_their_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.age.journal");
-        let (_, public) = super::super::generate_identity();
-        let recipients = Recipients::parse(std::slice::from_ref(&public), &[]).unwrap();
-        let mut journal = Journal::create(&path, &recipients, Vec::new()).unwrap();
+        let (_dir, path, _, recipients, mut journal) = new_journal();
         journal.append(&recipients, &record("A")).unwrap();
         let mut named = record("B");
         named.name = format!("x {ENTRY}{{}} {PART}");
