@@ -27,6 +27,8 @@ const PART: &str = "sip-rotate-part ";
 const ASKED: &str = "sip-rotate-asked ";
 const REPORT: &str = "sip-rotate-report ";
 const FINISHED: &str = "sip-rotate-finished";
+/// The marks that begin a line of their own (`FINISHED` is a line alone).
+const MARKS: [&str; 5] = [ENTRY, RECIPIENTS, PART, ASKED, REPORT];
 const ARMOR_END: &str = "-----END AGE ENCRYPTED FILE-----";
 
 /// What a journal entry says in clear: which phone, never the password.
@@ -409,76 +411,77 @@ enum Line {
 
 fn scan(input: &mut dyn BufRead, mut found: impl FnMut(Line)) -> std::io::Result<()> {
     let mut current: Option<(JournalMark, String)> = None;
-    let mut lines = Vec::new();
-    for line in input.split(b'\n') {
-        let line = String::from_utf8_lossy(&line?).into_owned();
+    for read in input.split(b'\n') {
+        let read = String::from_utf8_lossy(&read?).into_owned();
         // A line appended to a cut one (no newline between them) is read
-        // as its own: the cut one is torn, the appended one whole.
-        // Only within a block's line: a mark's own line is taken whole,
+        // as its own: the cut one is torn, the appended one whole. Only
+        // within a block's line: a mark's own line is taken whole,
         // whatever its names hold.
-        let prefixes = [ENTRY, RECIPIENTS, PART, ASKED, REPORT];
-        let glued = if prefixes.iter().any(|p| line.starts_with(p)) {
+        let glued = if MARKS.iter().any(|p| read.starts_with(p)) {
             None
         } else {
-            prefixes
+            MARKS
                 .iter()
-                .filter_map(|p| line.find(p).filter(|&at| at > 0))
+                .filter_map(|p| read.find(p).filter(|&at| at > 0))
                 .min()
         };
-        match glued {
-            Some(at) => {
-                lines.push(line[..at].to_string());
-                lines.push(line[at..].to_string());
-            }
-            None => lines.push(line),
-        }
-    }
-    for line in lines {
-        let starts_another = [ENTRY, RECIPIENTS, PART, ASKED, REPORT]
-            .iter()
-            .any(|p| line.starts_with(p))
-            || line.trim_end() == FINISHED;
-        if starts_another && let Some((mark, _)) = current.take() {
-            found(Line::Torn(mark));
-        }
-        if let Some(json) = line.strip_prefix(ENTRY) {
-            current = serde_json::from_str(json).ok().map(|m| (m, String::new()));
-        } else if let Some(json) = line.strip_prefix(RECIPIENTS) {
-            current = None;
-            if let Ok(r) = serde_json::from_str::<RecipientsLine>(json) {
-                found(Line::Recipients(r.recipients));
-            }
-        } else if let Some(json) = line.strip_prefix(ASKED) {
-            current = None;
-            if let Ok(a) = serde_json::from_str::<AskedLine>(json) {
-                found(Line::Asked(a.rows));
-            }
-        } else if line.trim_end() == FINISHED {
-            current = None;
-            found(Line::Finished);
-        } else if let Some(json) = line.strip_prefix(REPORT) {
-            current = None;
-            if let Ok(r) = serde_json::from_str::<ReportNote>(json) {
-                found(Line::Report(r));
-            }
-        } else if let Some(json) = line.strip_prefix(PART) {
-            current = None;
-            if let Ok(p) = serde_json::from_str::<PartNote>(json) {
-                found(Line::Part(p));
-            }
-        } else if let Some((_, block)) = current.as_mut() {
-            block.push_str(&line);
-            block.push('\n');
-            if line.trim_end() == ARMOR_END {
-                let (mark, block) = current.take().expect("just matched");
-                found(Line::Entry(mark, block));
-            }
+        let (cut, appended) = match glued {
+            Some(at) => (&read[..at], Some(&read[at..])),
+            None => (read.as_str(), None),
+        };
+        for line in std::iter::once(cut).chain(appended) {
+            scan_line(line, &mut current, &mut found);
         }
     }
     if let Some((mark, _)) = current {
         found(Line::Torn(mark));
     }
     Ok(())
+}
+
+/// One line of a journal; `current`: the entry whose block it may continue.
+fn scan_line(
+    line: &str,
+    current: &mut Option<(JournalMark, String)>,
+    found: &mut impl FnMut(Line),
+) {
+    let starts_another = MARKS.iter().any(|p| line.starts_with(p)) || line.trim_end() == FINISHED;
+    if starts_another && let Some((mark, _)) = current.take() {
+        found(Line::Torn(mark));
+    }
+    if let Some(json) = line.strip_prefix(ENTRY) {
+        *current = serde_json::from_str(json).ok().map(|m| (m, String::new()));
+    } else if let Some(json) = line.strip_prefix(RECIPIENTS) {
+        *current = None;
+        if let Ok(r) = serde_json::from_str::<RecipientsLine>(json) {
+            found(Line::Recipients(r.recipients));
+        }
+    } else if let Some(json) = line.strip_prefix(ASKED) {
+        *current = None;
+        if let Ok(a) = serde_json::from_str::<AskedLine>(json) {
+            found(Line::Asked(a.rows));
+        }
+    } else if line.trim_end() == FINISHED {
+        *current = None;
+        found(Line::Finished);
+    } else if let Some(json) = line.strip_prefix(REPORT) {
+        *current = None;
+        if let Ok(r) = serde_json::from_str::<ReportNote>(json) {
+            found(Line::Report(r));
+        }
+    } else if let Some(json) = line.strip_prefix(PART) {
+        *current = None;
+        if let Ok(p) = serde_json::from_str::<PartNote>(json) {
+            found(Line::Part(p));
+        }
+    } else if let Some((_, block)) = current.as_mut() {
+        block.push_str(line);
+        block.push('\n');
+        if line.trim_end() == ARMOR_END {
+            let (mark, block) = current.take().expect("just matched");
+            found(Line::Entry(mark, block));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -173,22 +173,28 @@ fn requests(stderr: &str) -> u64 {
         .unwrap()
 }
 
+/// A run against `SCHEME://localhost:PORT/`, where a TLS server with a
+/// self-signed certificate (`openssl req -x509`) listens.
+fn run_against_self_signed(scheme: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = TlsServer::start(dir.path(), port);
+    let (_, public) = identity(dir.path());
+    run_against(
+        dir.path(),
+        &format!("{scheme}://localhost:{port}/"),
+        &public,
+        &[],
+        &[],
+    )
+}
+
 #[test]
 fn an_untrusted_certificate_is_named_and_not_tried_again() {
     if !have("openssl") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = TlsServer::start(dir.path(), port);
-    let (_, public) = identity(dir.path());
-    let (code, stderr) = run_against(
-        dir.path(),
-        &format!("https://localhost:{port}/"),
-        &public,
-        &[],
-        &[],
-    );
+    let (code, stderr) = run_against_self_signed("https");
     assert_eq!(code, Some(2), "{stderr}");
     // What `openssl req -x509` makes: an authority's certificate, which no
     // authority given to trust can make pass; said so.
@@ -430,17 +436,7 @@ fn http_to_a_tls_port_is_said_in_words() {
     if !have("openssl") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = TlsServer::start(dir.path(), port);
-    let (_, public) = identity(dir.path());
-    let (code, stderr) = run_against(
-        dir.path(),
-        &format!("http://localhost:{port}/"),
-        &public,
-        &[],
-        &[],
-    );
+    let (code, stderr) = run_against_self_signed("http");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("http:// to a port that speaks https?"),

@@ -127,20 +127,36 @@ fn browser_environments(tmp: &std::path::Path) -> Vec<String> {
 /// What `/proc/PID/{what}` holds, for the processes whose command line
 /// names `tmp`.
 fn browser_processes(tmp: &std::path::Path, what: &str) -> Vec<String> {
+    processes_naming(tmp)
+        .into_iter()
+        .filter_map(|(pid, _)| proc_text(&format!("/proc/{pid}/{what}")))
+        .collect()
+}
+
+/// The processes whose command line names `tmp`: pid and command line.
+fn processes_naming(tmp: &std::path::Path) -> Vec<(i32, String)> {
     let tmp = tmp.to_string_lossy().into_owned();
-    let text = |path: std::path::PathBuf| {
-        std::fs::read(path).map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-    };
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| {
             let dir = e.ok()?.path();
-            let cmd = text(dir.join("cmdline")).ok()?;
-            cmd.contains(&tmp)
-                .then(|| text(dir.join(what)).ok())
-                .flatten()
+            let pid = dir.file_name()?.to_str()?.parse().ok()?;
+            let cmd = proc_text(&format!("/proc/{pid}/cmdline"))?;
+            cmd.contains(&tmp).then_some((pid, cmd))
         })
         .collect()
+}
+
+/// A file of `/proc`, its NULs as spaces.
+fn proc_text(path: &str) -> Option<String> {
+    std::fs::read(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+}
+
+/// The browser's own process (its helpers carry a --type).
+fn is_browser_main(command_line: &str) -> bool {
+    command_line.contains("--user-data-dir") && !command_line.contains("--type=")
 }
 
 /// Runs `check` then `run` on a portal whose reset is driven by script,
@@ -209,10 +225,7 @@ fn scripted_run(more: &[&str], more_of_run: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     // The browser's own process (its helpers carry a --type).
-    let main: Vec<&String> = seen
-        .iter()
-        .filter(|c| c.contains("--user-data-dir") && !c.contains("--type="))
-        .collect();
+    let main: Vec<&String> = seen.iter().filter(|c| is_browser_main(c)).collect();
     assert!(!main.is_empty(), "no browser seen running: {seen:?}");
     for cmd in main {
         assert!(cmd.contains("--remote-debugging-pipe"), "{cmd}");
@@ -738,18 +751,32 @@ fn a_script_from_another_origin_is_refused_until_allowed() {
 /// A `run` of one client on a slow scripted portal, in the browser, with
 /// its own TMPDIR (returned), spawned.
 fn slow_run_in_its_own_tmpdir(more: &[&str]) -> (Setup, PathBuf, std::process::Child) {
-    let setup = Setup::new(&["--shape", "scripted", "--latency-ms", "300"]);
+    let mut run = vec!["--rate", "10"];
+    run.extend_from_slice(more);
+    run_in_its_own_tmpdir(&["--latency-ms", "300"], "4054,*", &run)
+}
+
+/// A `run --yes` on the scripted portal (with `sim` options more), of the
+/// input's `row`, with a TMPDIR of its own; its stderr piped.
+fn run_in_its_own_tmpdir(
+    sim: &[&str],
+    row: &str,
+    run: &[&str],
+) -> (Setup, PathBuf, std::process::Child) {
+    let mut sim_args = vec!["--shape", "scripted"];
+    sim_args.extend_from_slice(sim);
+    let setup = Setup::new(&sim_args);
     let tmp = setup.dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
     let input = setup.dir.path().join("in.csv");
-    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    std::fs::write(&input, format!("client_ref,licence\n{row}\n")).unwrap();
     let output = setup.dir.path().join("out.age");
     let child = run_cmd(&setup.sim, &input, &output, &setup.public)
-        .args(["--yes", "--rate", "10"])
-        .args(more)
+        .arg("--yes")
+        .args(run)
         .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     (setup, tmp, child)
@@ -1144,39 +1171,20 @@ fn a_browser_killed_under_the_run_is_said_at_once() {
     if !have("chromium") {
         return;
     }
-    let (setup, tmp, child) = {
-        let setup = Setup::new(&["--shape", "scripted", "--page-latency", "api-confirm=3000"]);
-        let tmp = setup.dir.path().join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
-        let input = setup.dir.path().join("in.csv");
-        std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
-        let output = setup.dir.path().join("out.age");
-        let child = run_cmd(&setup.sim, &input, &output, &setup.public)
-            .args(["--yes", "--rate", "100", "--engine", "browser"])
-            .env("TMPDIR", &tmp)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        (setup, tmp, child)
-    };
+    let (setup, tmp, child) = run_in_its_own_tmpdir(
+        &["--page-latency", "api-confirm=3000"],
+        "4054,FPC172910",
+        &["--rate", "100", "--engine", "browser"],
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !setup.sim.pages_served().iter().any(|k| k == "api-confirm") {
         assert!(std::time::Instant::now() < deadline, "no Confirmer");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    // The browser's own process (its helpers carry a --type).
-    let tmp_name = tmp.to_string_lossy().into_owned();
-    let main: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let dir = e.ok()?.path();
-            let pid = dir.file_name()?.to_str()?.parse().ok()?;
-            let cmd = std::fs::read(dir.join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains(&tmp_name) && cmd.contains("--user-data-dir") && !cmd.contains("--type="))
-                .then_some(pid)
-        })
+    let main: Vec<i32> = processes_naming(&tmp)
+        .into_iter()
+        .filter(|(_, cmd)| is_browser_main(cmd))
+        .map(|(pid, _)| pid)
         .collect();
     assert_eq!(main.len(), 1, "{main:?}");
     let killed = std::time::Instant::now();

@@ -64,6 +64,9 @@ pub enum EngineError {
     Start { path: PathBuf, why: String },
     #[error("the browser failed: {0}")]
     Protocol(String),
+    /// The browser's process ended under the run: no session can be had.
+    #[error("the browser ended under the run (its process exited or was killed)")]
+    Ended,
     /// `--ca-file` with `--engine browser`: the browser would start before
     /// any HTTP answer verified the portal's certificate.
     #[error(
@@ -518,12 +521,12 @@ impl Tab {
     }
 
     /// Whether the browser itself ended: no tab can be had any more.
-    pub fn browser_ended(&self) -> bool {
+    fn browser_ended(&self) -> bool {
         self.watch.browser_ended.load(Ordering::SeqCst)
     }
 
     /// Why a page that is gone is gone.
-    fn gone_error(&self) -> TransportError {
+    pub fn gone_error(&self) -> TransportError {
         if self.browser_ended() {
             TransportError::BrowserEnded
         } else {

@@ -521,9 +521,7 @@ impl Chromium {
     ) -> Result<Tab, EngineError> {
         let protocol = |e: chromiumoxide::error::CdpError| EngineError::Protocol(e.to_string());
         if self.ended.load(Ordering::SeqCst) {
-            return Err(EngineError::Protocol(
-                "it ended under the run (its process exited or was killed)".into(),
-            ));
+            return Err(EngineError::Ended);
         }
         let context = self
             .cdp

@@ -322,7 +322,10 @@ impl Transport {
                 handed,
             )
             .await
-            .map_err(|e| TransportError::Engine(e.to_string()))?;
+            .map_err(|e| match e {
+                super::chromium::EngineError::Ended => TransportError::BrowserEnded,
+                e => TransportError::Engine(e.to_string()),
+            })?;
         let opened = Arc::new(opened);
         *current = Some(opened.clone());
         // Only a browser that started counts as the engine that ran.
@@ -344,10 +347,8 @@ impl Transport {
     ) -> Result<T, TransportError> {
         match within(timeout, step).await {
             Err(TransportError::Transient(why)) => {
-                if tab.browser_ended() {
-                    Err(TransportError::BrowserEnded)
-                } else if tab.gone() {
-                    Err(TransportError::PageCrashed)
+                if tab.gone() {
+                    Err(tab.gone_error())
                 } else if !tab.responds().await {
                     // Named as it is shown: a step asked for `at` may hang
                     // on the page it was sent on to (the login page).
