@@ -682,7 +682,11 @@ async fn walk(
         // A script of the page shows it: pressed in the browser (the gate
         // found the press harmless).
         (ToConfirmation::Click(path), _) => {
-            let settled = b.transport.click(Purpose::Reset, &path, false).await?;
+            let shown = super::reset_walk::confirmation_shown(&b.shared.labels);
+            let settled = b
+                .transport
+                .click(Purpose::Reset, &path, false, &shown)
+                .await?;
             let doc = Html::parse_document(&settled.page.body);
             b.arrived(&settled.page, "confirmation", &doc)?;
             settled.page

@@ -168,7 +168,12 @@ impl Browser {
             }
             // A script of the page shows it: pressed in the browser.
             ToConfirmation::Click(path) => {
-                match self.transport.click(Purpose::Reset, &path, false).await {
+                let shown = confirmation_shown(l);
+                match self
+                    .transport
+                    .click(Purpose::Reset, &path, false, &shown)
+                    .await
+                {
                     Ok(settled) => self.read(&settled.page, "confirmation", read_confirmation),
                     Err(e) => Err(PortalError::Transport(e)),
                 }
@@ -237,9 +242,10 @@ impl Browser {
                 .fetch(Purpose::Reset, req, Retry::FirstHopOnce)
                 .await
                 .map(|fetched| (fetched, Vec::new())),
+            // Only a request sent (and answered) tells what it did.
             Action::Click(path) => self
                 .transport
-                .click(Purpose::Reset, &path, true)
+                .click(Purpose::Reset, &path, true, &|_| false)
                 .await
                 .map(|settled| (settled.page, settled.answers)),
         };
@@ -348,4 +354,12 @@ impl Browser {
             )),
         }
     }
+}
+
+/// What pressing the control that opens the confirmation shows, once its
+/// script has filled it: the associated number's label.
+pub(super) fn confirmation_shown(
+    l: &super::labels::Labels,
+) -> impl Fn(&super::chromium::Settled) -> bool + Send + Sync + '_ {
+    move |s| html::text_after(&Html::parse_document(&s.page.body), &l.associated_number).is_some()
 }

@@ -380,6 +380,42 @@ fn a_script_s_request_that_keeps_failing_is_the_portal_s_fault_not_a_label_s() {
     assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 7);
 }
 
+/// A press whose script waits a while before it asks the portal (an
+/// animation; a loaded machine, where the browser tells of the request
+/// late) is waited for: the dialog is read once filled, and Confirmer once
+/// its request was answered. Before, the page looked settled at once: the
+/// dialog was read empty (seen in CI), and a Confirmer that would still be
+/// sent was taken for one that sent nothing.
+#[test]
+fn a_press_whose_script_asks_the_portal_late_is_waited_for() {
+    if !have("chromium") {
+        return;
+    }
+    let late = "const sent = window.fetch; window.fetch = (...a) => new Promise(r => setTimeout(r, 300)).then(() => sent(...a));";
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", late]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172910\n4054,FPC172913\n",
+    )
+    .unwrap();
+    let said = exits_with(&mut check_cmd(&sim, &input), 0);
+    assert!(sim.resets().is_empty(), "{said}");
+    let output = dir.path().join("out.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        0,
+    );
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 2, "{said}");
+    assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 2);
+}
+
 /// Dialogs of the page's own stop a page until answered. After Confirmer
 /// (through the gate), "are you sure?" is answered yes and every licence is
 /// reset; on the reset button, the `confirm()` is dismissed and the run
@@ -1109,12 +1145,16 @@ fn the_browser_runs_where_memory_may_not_become_executable() {
 /// whose script sent `Confirmer` again once the password showed is
 /// refused the second time, and the password written is the portal's
 /// (found by a helper: both reset a licence nobody asked for, exit 0).
+/// The page a login form led to is the page's own doing too: its request
+/// went out as part of the login's press before.
 #[test]
 fn a_page_changes_nothing_at_the_portal_but_as_a_press_of_ours_asks() {
     if !have("chromium") {
         return;
     }
-    let on_load = r#"setTimeout(async () => { const m = document.querySelector('meta[name="csrf-token"]'); if (!m) return; try { const d = await (await fetch('/api/licences/FPC172913', {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/FPC172913/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m.content, 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} }, 0)"#;
+    // Once the page is parsed (a timer of the head's script may run before
+    // the body's token is there: then it did nothing, and the run was fine).
+    let on_load = r#"document.addEventListener('DOMContentLoaded', async () => { const m = document.querySelector('meta[name="csrf-token"]'); if (!m) return; try { const d = await (await fetch('/api/licences/FPC172913', {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/FPC172913/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m.content, 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} })"#;
     let Setup {
         dir,
         sim,
@@ -1141,6 +1181,24 @@ fn a_page_changes_nothing_at_the_portal_but_as_a_press_of_ours_asks() {
     );
     assert!(said.contains("by itself"), "{said}");
     assert!(sim.resets().is_empty(), "{said}");
+    assert!(!sim.pages_served().iter().any(|k| k == "api-confirm"));
+    drop(sim);
+    // The page a login form leads to, resetting as it loads (it fetches a
+    // detail page for the token): the page's doing, not the press's.
+    let after_login = r#"document.addEventListener('DOMContentLoaded', async () => { if (document.querySelector('input[type=password]')) return; try { const t = await (await fetch('/licences/FPC172913')).text(); const m = t.match(/name="csrf-token" content="([^"]+)"/); if (!m) return; const d = await (await fetch('/api/licences/FPC172913', {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/FPC172913/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m[1], 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} })"#;
+    let sim = Sim::start(
+        dir.path(),
+        &["--shape", "scripted", "--hostile-page-script", after_login],
+    );
+    // In the browser from the login on (auto logs in over HTTP).
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--engine", "browser"]),
+        2,
+    );
+    assert!(said.contains("by itself"), "{said}");
+    assert!(sim.resets().is_empty(), "{said}");
+    assert!(!sim.pages_served().iter().any(|k| k == "api-confirm"));
     drop(sim);
     let again = r#"let sent = false; setInterval(async () => { const p = document.getElementById('password'); if (!p || !p.textContent || sent) return; sent = true; const lic = location.pathname.split('/').pop(); const m = document.querySelector('meta[name="csrf-token"]').content; try { const d = await (await fetch('/api/licences/' + lic, {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/' + lic + '/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m, 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} }, 5)"#;
     let sim = Sim::start(

@@ -277,7 +277,7 @@ async fn admit(
             return Err(ErrorReason::BlockedByClient);
         }
     }
-    if !watch.may_change(&event.request.method, url.path()) {
+    if !watch.may_change(event, url.path()) {
         return Err(ErrorReason::BlockedByClient);
     }
     let phase = Purpose::from_index(watch.phase.load(Ordering::Relaxed));
@@ -424,24 +424,49 @@ enum Acting {
     Idle = 0,
     Loading = 1,
     Pressing = 2,
+    /// The press led to a page (a document was asked for): what that
+    /// page's scripts send as it loads is the page's own doing, not the
+    /// press's. Only the press's own request, redirected with its method
+    /// kept (307, 308), may still change something. Without it, a page
+    /// reached by a login or a search form could reset a licence as it
+    /// loaded (seen in CI: the test of this rule let it through).
+    Following = 3,
 }
 
 impl Watch {
     /// Whether a request of the page with `method` may leave now; a
     /// refusal is said by the step (once), and logged.
-    fn may_change(&self, method: &str, path: &str) -> bool {
+    fn may_change(&self, event: &EventRequestPaused, path: &str) -> bool {
+        let method = &event.request.method;
+        let document = event.resource_type == ResourceType::Document;
+        // A press that asks for a page is followed from then on.
+        if document {
+            let _ = self.acting.compare_exchange(
+                Acting::Pressing as u8,
+                Acting::Following as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
         if ["GET", "HEAD", "OPTIONS"]
             .iter()
             .any(|m| method.eq_ignore_ascii_case(m))
         {
             return true;
         }
+        let acting = self.acting.load(Ordering::SeqCst);
         let why = if self.committing.load(Ordering::SeqCst) {
             if self.changes.fetch_add(1, Ordering::SeqCst) == 0 {
                 return true;
             }
             "a second time in the press of Confirmer"
-        } else if self.acting.load(Ordering::SeqCst) == Acting::Pressing as u8 {
+        } else if acting == Acting::Pressing as u8
+            // The press's own document, asked for at first: a form sent.
+            || (acting == Acting::Following as u8
+                && document
+                && (event.redirected_request_id.is_some()
+                    || self.changes.fetch_add(1, Ordering::SeqCst) == 0))
+        {
             return true;
         } else {
             "by itself (no press of sip-rotate asked for it)"
@@ -480,6 +505,9 @@ struct Step {
     from: (usize, usize),
     began: std::time::Instant,
 }
+
+/// What a press should show once its page settled (a dialog's label, say).
+pub type Shown<'a> = dyn Fn(&Settled) -> bool + Send + Sync + 'a;
 
 /// What a step in the browser came to: the page after it settled, and the
 /// answers to the requests it made.
@@ -607,7 +635,7 @@ impl Tab {
                 navigation.await.map_err(Self::step_error)?;
             }
         }
-        self.end(step, "load", timeout).await
+        self.end(step, "load", timeout, &|_| true).await
     }
 
     /// The address of the page shown now.
@@ -631,13 +659,15 @@ impl Tab {
     }
 
     /// Presses the element at `path` (a `css_path` of the page as it is),
-    /// and waits for the page to settle.
+    /// and waits for the page to settle into what the press should show
+    /// (`shown`), or to have had an answer to a request it made.
     pub async fn click(
         &self,
         phase: Purpose,
         path: &str,
         timeout: Duration,
         commit: bool,
+        shown: &Shown<'_>,
     ) -> Result<Settled, TransportError> {
         let step = self.begin(phase, commit, Acting::Pressing);
         // Where it shows, brought into view: one question to the page
@@ -672,7 +702,7 @@ impl Tab {
         // Pressed as a person presses it: the pointer moves there, then
         // the button goes down and up (trusted events, as a script sees).
         self.page.click(point).await.map_err(Self::step_error)?;
-        self.end(step, "click", timeout).await
+        self.end(step, "click", timeout, shown).await
     }
 
     /// A step begins: what its requests count as, and where its answers
@@ -692,14 +722,34 @@ impl Tab {
 
     /// The step's action is done: waits for the page to settle, and says
     /// at debug level how long the action and the wait took.
+    ///
+    /// A page may look settled before a press's script has even sent its
+    /// request (the browser says it later, under load): a press whose page
+    /// shows neither what it should (`shown`) nor an answer to a request it
+    /// made is looked at again until it does, within the step's time. It
+    /// stays the press's own meanwhile. (Seen in CI: a dialog read empty.)
     async fn end(
         &self,
         step: Step,
         what: &str,
         timeout: Duration,
+        shown: &Shown<'_>,
     ) -> Result<Settled, TransportError> {
         let acted = step.began.elapsed();
-        let settled = self.settle(step.from, timeout).await;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let settled = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.settle(step.from, left).await {
+                Ok(page)
+                    if page.answers.is_empty()
+                        && !shown(&page)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(LOOK_EVERY).await;
+                }
+                settled => break settled,
+            }
+        };
         // Settled: what the page sends from now on is its own doing (after
         // a Confirmer, still counted as its second).
         self.watch

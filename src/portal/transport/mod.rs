@@ -369,12 +369,14 @@ impl Transport {
     /// Presses the control at `path` of the session's page (browser only),
     /// and reads the page once it settled; with the answers to the requests
     /// the press made. `commit`: the press may commit a reset, so it is cut
-    /// short only by a second interruption.
+    /// short only by a second interruption. `shown`: what the press should
+    /// show; waited for, until a request of the press is answered.
     pub async fn click(
         &self,
         phase: Purpose,
         path: &str,
         commit: bool,
+        shown: &super::chromium::Shown<'_>,
     ) -> Result<super::chromium::Settled, TransportError> {
         let cancel = if commit {
             &self.interruptions.confirmations
@@ -435,7 +437,7 @@ impl Transport {
                 let settled = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => Err(TransportError::Interrupted),
-                    settled = self.in_tab(&tab, timeout, &at, tab.click(phase, path, timeout, commit)) => settled,
+                    settled = self.in_tab(&tab, timeout, &at, tab.click(phase, path, timeout, commit, shown)) => settled,
                 }?;
                 self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
                 // A press that may commit is judged by the gate's rule on
