@@ -356,6 +356,7 @@ impl Browser {
         match self.login().await {
             Err(e) => Err(e),
             Ok(home) => {
+                self.transport.at_work();
                 self.login_number = self
                     .shared
                     .throttle

@@ -27,7 +27,7 @@ mod process;
 
 pub use process::{Chromium, end_all, executable, installed};
 
-use super::transport::{Fetched, Purpose, Throttle, TransportError};
+use super::transport::{Fetched, Purpose, Standing, Tally, Throttle, TransportError};
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams,
@@ -164,7 +164,7 @@ impl Engine {
         &self,
         throttle: Arc<Throttle>,
         origin: url::Origin,
-        sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
+        tally: Arc<Tally>,
         interruptions: super::Interruptions,
         handed: Option<super::transport::HandedCookies>,
     ) -> Result<Tab, EngineError> {
@@ -176,7 +176,7 @@ impl Engine {
             throttle,
             origin,
             self.allowed.clone(),
-            sent,
+            tally,
             interruptions,
             handed,
         );
@@ -223,6 +223,7 @@ async fn admit(
     origin: &url::Origin,
     allowed: &[url::Origin],
     watch: &Watch,
+    standing: Standing,
     waiting: &CancellationToken,
 ) -> Result<(), ErrorReason> {
     use ResourceType as R;
@@ -282,7 +283,7 @@ async fn admit(
     }
     let phase = Purpose::from_index(watch.phase.load(Ordering::Relaxed));
     throttle
-        .admit(phase, waiting)
+        .admit(phase, standing, waiting)
         .await
         .map_err(|_| ErrorReason::Aborted)
 }

@@ -515,7 +515,7 @@ impl Chromium {
         throttle: Arc<Throttle>,
         origin: url::Origin,
         allowed: Arc<Vec<url::Origin>>,
-        sent: Arc<[std::sync::atomic::AtomicU64; 3]>,
+        tally: Arc<crate::portal::transport::Tally>,
         interruptions: crate::portal::Interruptions,
         handed: Option<crate::portal::transport::HandedCookies>,
     ) -> Result<Tab, EngineError> {
@@ -607,18 +607,26 @@ impl Chromium {
                     } else {
                         interruptions.reads.clone()
                     };
-                    let (page, watch, throttle, origin, allowed, sent, driven_frames) = (
+                    let (page, watch, throttle, origin, allowed, tally, driven_frames) = (
                         page.clone(),
                         watch.clone(),
                         throttle.clone(),
                         origin.clone(),
                         allowed.clone(),
-                        sent.clone(),
+                        tally.clone(),
                         driven_frames.clone(),
                     );
                     tokio::spawn(async move {
-                        let verdict =
-                            admit(&event, &throttle, &origin, &allowed, &watch, &waiting).await;
+                        let verdict = admit(
+                            &event,
+                            &throttle,
+                            &origin,
+                            &allowed,
+                            &watch,
+                            tally.standing(),
+                            &waiting,
+                        )
+                        .await;
                         if verdict.is_ok() {
                             // Known before the browser's own pause (after
                             // this one) asks.
@@ -627,7 +635,7 @@ impl Chromium {
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(event.frame_id.inner().clone());
                             let phase = watch.phase.load(Ordering::Relaxed) as usize;
-                            sent[phase.min(2)].fetch_add(1, Ordering::Relaxed);
+                            tally.sent[phase.min(2)].fetch_add(1, Ordering::Relaxed);
                         }
                         let _ = match verdict {
                             Ok(()) => page

@@ -24,7 +24,7 @@ mod trust;
 use error::*;
 pub use error::{TransportError, Unreachable};
 use throttle::*;
-pub use throttle::{Purpose, Requests, Retry, Stats, Throttle};
+pub use throttle::{Purpose, Requests, Retry, Standing, Stats, Tally, Throttle};
 pub use trust::Trust;
 
 /// A request: a GET of a URL, or a form sent with POST. A login form holds
@@ -158,7 +158,7 @@ pub struct Transport {
     throttle: Arc<Throttle>,
     /// Requests this session sent, by phase: the report counts a licence's
     /// reset requests, not the logins its session needed.
-    sent: Arc<[AtomicU64; 3]>,
+    tally: Arc<Tally>,
     /// When this session sent its last request, while it is at work: the
     /// start of its cycle. Cleared while it is idle or backs off.
     last_sent: Mutex<Option<Instant>>,
@@ -225,7 +225,7 @@ impl Transport {
         Ok(Transport {
             carrier: Carrier::Http { client, jar },
             throttle,
-            sent: Default::default(),
+            tally: Default::default(),
             last_sent: Mutex::new(None),
             origin,
             interruptions,
@@ -251,7 +251,7 @@ impl Transport {
                 handed: Mutex::new(handed),
             },
             throttle,
-            sent: Default::default(),
+            tally: Default::default(),
             last_sent: Mutex::new(None),
             origin,
             interruptions,
@@ -265,7 +265,7 @@ impl Transport {
     /// counted across the move (the one before it was left out, and a
     /// session that had reset licences before would count less than none).
     pub fn counting_with(mut self, earlier: &Transport) -> Transport {
-        self.sent = earlier.sent.clone();
+        self.tally = earlier.tally.clone();
         self
     }
 
@@ -317,7 +317,7 @@ impl Transport {
             .session(
                 self.throttle.clone(),
                 self.origin.clone(),
-                self.sent.clone(),
+                self.tally.clone(),
                 self.interruptions.clone(),
                 handed,
             )
@@ -577,14 +577,24 @@ impl Transport {
         *self.last_sent.lock().unwrap() = None;
     }
 
+    /// The session logged in: its requests go before the logins of
+    /// sessions still opening (see `Standing`).
+    pub fn at_work(&self) {
+        self.tally.at_work();
+    }
+
     /// Requests sent by this session so far, all phases.
     pub fn sent(&self) -> u64 {
-        self.sent.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+        self.tally
+            .sent
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Requests sent by this session so far in `phase`.
     pub fn sent_in(&self, phase: Purpose) -> u64 {
-        self.sent[phase as usize].load(Ordering::Relaxed)
+        self.tally.sent[phase as usize].load(Ordering::Relaxed)
     }
 
     /// Fetches a page, following redirects with GET, retrying what is safe
@@ -747,7 +757,7 @@ impl Transport {
         for _ in 0..MAX_PAUSES {
             tokio::select! {
                 _ = waiting.cancelled() => return Err(TransportError::Interrupted),
-                _ = throttle.turn() => {}
+                _ = throttle.turn(self.tally.standing()) => {}
             }
             let Carrier::Http { client, .. } = &self.carrier else {
                 unreachable!("a browser session sends through the browser")
@@ -758,7 +768,7 @@ impl Transport {
             };
             throttle.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
             throttle.stats.sent_now();
-            self.sent[phase as usize].fetch_add(1, Ordering::Relaxed);
+            self.tally.sent[phase as usize].fetch_add(1, Ordering::Relaxed);
             let sent_at = Instant::now();
             *self.last_sent.lock().unwrap() = Some(sent_at);
             let asked = throttle.ask();
@@ -906,5 +916,35 @@ mod tests {
     fn a_logged_path_has_no_query_and_no_session_parameter() {
         let url = Url::parse("https://portal.example/app;jsessionid=ABC/user?lic=1&pw=x").unwrap();
         assert_eq!(Req::Get(url).path(), "/app/user");
+    }
+
+    /// A session still opening waits at the limiter while a session at work
+    /// has a request waiting, however long it has waited itself.
+    #[tokio::test]
+    async fn work_waiting_goes_before_a_login_of_a_session_opening() {
+        let throttle = Arc::new(Throttle::new(20.0, 8));
+        throttle.turn(Standing::Working).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let opening = {
+            let (throttle, order) = (throttle.clone(), order.clone());
+            tokio::spawn(async move {
+                throttle.turn(Standing::Opening).await;
+                order.lock().unwrap().push(Standing::Opening);
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let working = {
+            let (throttle, order) = (throttle.clone(), order.clone());
+            tokio::spawn(async move {
+                throttle.turn(Standing::Working).await;
+                order.lock().unwrap().push(Standing::Working);
+            })
+        };
+        working.await.unwrap();
+        opening.await.unwrap();
+        assert_eq!(
+            *order.lock().unwrap(),
+            [Standing::Working, Standing::Opening]
+        );
     }
 }

@@ -147,6 +147,8 @@ pub(super) struct Demand {
     pub(super) since: Instant,
     /// Requests held back right now.
     pub(super) held: AtomicUsize,
+    /// Of those, the requests of sessions at work (see `Standing`).
+    pub(super) working_held: AtomicUsize,
     /// When a request was last let go after being held back, or last failed
     /// for a reason worth a retry, in µs since `since`.
     pub(super) last_held_us: AtomicU64,
@@ -196,6 +198,51 @@ impl Drop for Asked<'_> {
     }
 }
 
+/// A request of a session at work held back: counted while it waits.
+struct WorkHeld<'a>(&'a Demand);
+
+impl Drop for WorkHeld<'_> {
+    fn drop(&mut self) {
+        self.0.working_held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What one session sent, by phase, and whether it is at work: shared by
+/// the engines it runs in (HTTP, then the browser it moved to).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub(crate) sent: [AtomicU64; 3],
+    at_work: std::sync::atomic::AtomicBool,
+}
+
+impl Tally {
+    /// The session logged in: its requests are work from now on.
+    pub fn at_work(&self) {
+        self.at_work.store(true, Ordering::Relaxed);
+    }
+
+    pub fn standing(&self) -> Standing {
+        if self.at_work.load(Ordering::Relaxed) {
+            Standing::Working
+        } else {
+            Standing::Opening
+        }
+    }
+}
+
+/// Whose request goes first at the limiter. A session still opening (its
+/// first login) waits while a session at work has a request waiting: the
+/// logins of sessions opened because the rate had room never hold up the
+/// work that was waiting (on a portal answering in 200 ms, the first
+/// session's resolution waited 185 ms behind the ramp's logins, on the path
+/// every Confirmer waits for). A session opened when the rate is all used
+/// is not needed: its login waits for a moment the work leaves free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Working,
+    Opening,
+}
+
 /// A request held back by the limiter: counted while it waits, and its
 /// release noted, also when the wait is cut short.
 pub(super) struct Held<'a>(&'a Demand);
@@ -230,6 +277,7 @@ impl Throttle {
             demand: Demand {
                 since: Instant::now(),
                 held: AtomicUsize::new(0),
+                working_held: AtomicUsize::new(0),
                 last_held_us: AtomicU64::new(0),
                 cycle_us: AtomicU64::new(0),
                 answers: AtomicU64::new(0),
@@ -324,31 +372,49 @@ impl Throttle {
     pub async fn admit(
         &self,
         phase: Purpose,
+        standing: Standing,
         waiting: &CancellationToken,
     ) -> Result<(), TransportError> {
         tokio::select! {
             _ = waiting.cancelled() => return Err(TransportError::Interrupted),
-            _ = self.turn() => {}
+            _ = self.turn(standing) => {}
         }
         self.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
         self.stats.sent_now();
         Ok(())
     }
 
-    /// Waits for this request's turn: any `Retry-After` pause, then the limiter.
-    pub(super) async fn turn(&self) {
+    /// Waits for this request's turn: any `Retry-After` pause, then the
+    /// limiter, after the work waiting there (`Standing`).
+    pub(super) async fn turn(&self, standing: Standing) {
+        let d = &self.demand;
         let paused = self
             .paused_until
             .lock()
             .unwrap()
             .is_some_and(|t| t > Instant::now());
-        if !paused && self.limiter.check().is_ok() {
+        let work_waits = || d.working_held.load(Ordering::Relaxed) > 0;
+        let behind = standing == Standing::Opening && work_waits();
+        if !paused && !behind && self.limiter.check().is_ok() {
             return;
         }
-        self.demand.held.fetch_add(1, Ordering::Relaxed);
-        let _held = Held(&self.demand);
+        d.held.fetch_add(1, Ordering::Relaxed);
+        let _held = Held(d);
         self.wait_for_pause().await;
-        self.limiter.until_ready().await;
+        match standing {
+            Standing::Working => {
+                d.working_held.fetch_add(1, Ordering::Relaxed);
+                let _work = WorkHeld(d);
+                self.limiter.until_ready().await;
+            }
+            // Looked at a few times a period, never while work waits.
+            Standing::Opening => loop {
+                if !work_waits() && self.limiter.check().is_ok() {
+                    return;
+                }
+                tokio::time::sleep(self.period / 4).await;
+            },
+        }
     }
 
     pub(super) async fn wait_for_pause(&self) {
