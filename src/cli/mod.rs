@@ -287,6 +287,9 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::Lock(LockError::Held { .. }) => {
             "one rotation per portal account at a time: let the other run finish".into()
         }
+        RotationError::Lock(LockError::HeldElsewhere { .. }) => {
+            "one rotation per portal account at a time: let the other run finish (pgrep -a sip-rotate shows it)".into()
+        }
         RotationError::Lock(LockError::Symlink { .. }) => {
             "remove the link, or set another lock in the --config file".into()
         }

@@ -2,6 +2,10 @@
 //! writing to different folders, would each reset the same phones and hold
 //! only half of the current passwords; so a run holds a lock named after the
 //! portal's origin and the login, in a per-user state folder, until it ends.
+//! The lock file says who holds it. Two runs that do not share it (two
+//! users, two state folders, a `lock` of the config file) are still kept
+//! apart on one machine: each holds the account's name as an abstract
+//! socket, which one process at a time may hold, and which ends with it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -20,12 +24,53 @@ pub enum LockError {
     Symlink { path: PathBuf },
     #[error("cannot take the lock {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// The lock file was free, the account's name on this machine was not.
+    #[error(
+        "another sip-rotate run on this machine is rotating this portal account, with another lock than {path} (another user, state folder or lock setting)"
+    )]
+    HeldElsewhere { path: PathBuf },
 }
 
 /// Held until dropped.
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
+    _account: Option<std::os::unix::net::UnixListener>,
+}
+
+/// The account's name on this machine (see `account_key`), as an abstract
+/// socket: `None` when another process holds it. A machine that refuses
+/// the socket (a sandbox without `AF_UNIX`) has the lock file alone.
+fn hold_account(account: &str) -> Result<Option<std::os::unix::net::UnixListener>, ()> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("sip-rotate/{account}");
+    let bound = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .and_then(|addr| std::os::unix::net::UnixListener::bind_addr(&addr));
+    match bound {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(()),
+        Err(e) => {
+            tracing::warn!("the portal account is locked by its lock file only: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// The portal account (its origin and login) as a short key, the same for
+/// every user and version: the name one run at a time holds on a machine.
+pub fn account_key(portal: &Url, login: &str) -> String {
+    format!("{:016x}", account_hash(&account_origin(portal), login))
+}
+
+/// FNV-1a of the origin and the login, whatever its case: stable across
+/// versions, so that two versions see one lock.
+fn account_hash(origin: &str, login: &str) -> u64 {
+    let login = login.to_lowercase();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in origin.bytes().chain([0]).chain(login.bytes()) {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// The portal's origin as the run lock names it: one spelling for one
@@ -56,9 +101,6 @@ fn account_origin(url: &Url) -> String {
 pub fn lock_name(portal: &Url, login: &str) -> String {
     let origin = account_origin(portal);
     let origin = origin.as_str();
-    // A login is one account whatever its case.
-    let login = login.to_lowercase();
-    let login = login.as_str();
     // The login is a credential: the name carries only its hash, so that
     // no message naming the lock, and no listing of the folder, shows it.
     let readable: String = origin
@@ -71,12 +113,7 @@ pub fn lock_name(portal: &Url, login: &str) -> String {
             }
         })
         .collect();
-    // FNV-1a: stable across versions, so that two versions see one lock.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in origin.bytes().chain([0]).chain(login.bytes()) {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{readable}-{:08x}.lock", hash as u32)
+    format!("{readable}-{:08x}.lock", account_hash(origin, login) as u32)
 }
 
 impl RunLock {
@@ -98,7 +135,8 @@ impl RunLock {
             .then(|| String::from_utf8_lossy(&head).trim().to_string())
     }
 
-    pub fn acquire(path: &Path, holder: &str) -> Result<RunLock, LockError> {
+    /// `account`: the key of the portal account (see `account_key`).
+    pub fn acquire(path: &Path, account: &str, holder: &str) -> Result<RunLock, LockError> {
         let io_err = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -137,6 +175,12 @@ impl RunLock {
         }
         match file.try_lock() {
             Ok(()) => {
+                // Before the file is written: it names the holder of both.
+                let Ok(account) = hold_account(account) else {
+                    return Err(LockError::HeldElsewhere {
+                        path: path.to_path_buf(),
+                    });
+                };
                 // Ours now, and a regular file of this user: say who holds it.
                 file.set_len(0).map_err(io_err)?;
                 file.rewind().map_err(io_err)?;
@@ -147,7 +191,10 @@ impl RunLock {
                     chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 )
                 .map_err(io_err)?;
-                Ok(RunLock { _file: file })
+                Ok(RunLock {
+                    _file: file,
+                    _account: account,
+                })
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
                 path: path.to_path_buf(),
@@ -168,28 +215,48 @@ mod tests {
         let path = dir
             .path()
             .join(lock_name(&url("https://portal.example"), "me"));
-        let held = RunLock::acquire(&path, "output a.age").unwrap();
-        match RunLock::acquire(&path, "output b.age") {
+        let account = account_key(&url("https://portal.example"), "one-holder");
+        let held = RunLock::acquire(&path, &account, "output a.age").unwrap();
+        match RunLock::acquire(&path, &account, "output b.age") {
             Err(LockError::Held { holder, .. }) => assert!(holder.contains("a.age"), "{holder}"),
             other => panic!("{other:?}"),
         }
         drop(held);
-        RunLock::acquire(&path, "output b.age").unwrap();
+        drop(RunLock::acquire(&path, &account, "output b.age").unwrap());
         let target = dir.path().join("precious");
         std::fs::write(&target, "keep").unwrap();
         let link = dir.path().join("planted.lock");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(
-            RunLock::acquire(&link, "x"),
+            RunLock::acquire(&link, &account, "x"),
             Err(LockError::Symlink { .. })
         ));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         // A file that is not a lock is never truncated.
         assert!(matches!(
-            RunLock::acquire(&target, "x"),
+            RunLock::acquire(&target, &account, "x"),
             Err(LockError::Foreign { .. })
         ));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    /// Two runs of one account with two lock files (two users, two state
+    /// folders): the second is refused all the same (found by a helper:
+    /// both reset the same phones, and each output held dead passwords).
+    #[test]
+    fn one_account_one_run_whatever_its_lock_file() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let account = account_key(&url("https://portal.example"), "Two-Files");
+        let held = RunLock::acquire(&a.path().join("x.lock"), &account, "a").unwrap();
+        let same = account_key(&url("https://PORTAL.example:443/"), "two-files");
+        assert!(matches!(
+            RunLock::acquire(&b.path().join("y.lock"), &same, "b"),
+            Err(LockError::HeldElsewhere { .. })
+        ));
+        let other = account_key(&url("https://portal.example"), "someone-else");
+        drop(RunLock::acquire(&b.path().join("z.lock"), &other, "c").unwrap());
+        drop(held);
+        drop(RunLock::acquire(&b.path().join("y.lock"), &same, "b").unwrap());
     }
 
     fn url(u: &str) -> Url {

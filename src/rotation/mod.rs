@@ -29,7 +29,7 @@ pub use preflight::journal_of;
 use preflight::*;
 pub use settings::*;
 
-pub use lock::{LockError, RunLock, lock_name};
+pub use lock::{LockError, RunLock, account_key, lock_name};
 pub use resolve::{Resolution, Target};
 
 use crate::events::{Event, Interruption, Observer, Question, ResolveProgress};

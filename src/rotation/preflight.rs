@@ -163,7 +163,7 @@ pub(super) fn prepare(settings: &Settings, holder: &str) -> Result<Prepared, Rot
     }
     // The lock first: a second run of the account is told who holds it
     // (its journal would only say it is in use).
-    let lock = RunLock::acquire(&settings.lock, holder)?;
+    let lock = RunLock::acquire(&settings.lock, &settings.account, holder)?;
     check_files(settings, &clients)?;
     // A killed run's temporaries, of every file this run may write.
     for result in result_files(settings, &clients) {

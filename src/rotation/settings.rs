@@ -42,6 +42,8 @@ pub struct Settings {
     pub report: Option<ReportFile>,
     /// The run lock (see `lock_name`).
     pub lock: PathBuf,
+    /// The portal account, one run at a time on the machine (see `account_key`).
+    pub account: String,
     pub recipients: Recipients,
     /// Files the run only reads (recipients, labels, password, settings),
     /// each with what it is: no file the run writes may be one of them.

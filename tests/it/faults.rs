@@ -878,6 +878,26 @@ fn a_second_run_while_the_first_goes_is_told_it_is_in_use() {
         );
         assert!(!stderr.contains("did not finish"), "{resume:?}: {stderr}");
     }
+    // Another state folder (another user's, say), another output: the same
+    // portal account all the same (found by a helper: both runs reset the
+    // same phones, both exit 0, each output with dead passwords).
+    let elsewhere = dir.path().join("other-state");
+    let stderr = exits_with(
+        run_cmd(
+            &sim,
+            &input(dir.path(), &CLIENTS),
+            &dir.path().join("other.age"),
+            &public,
+        )
+        .env("XDG_STATE_HOME", &elsewhere)
+        .args(["--yes"]),
+        2,
+    );
+    assert!(
+        stderr.contains("another sip-rotate run on this machine is rotating this portal account"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("other.age").exists());
     signal(&first, "-TERM");
     assert_eq!(first.wait().unwrap().code(), Some(3));
 }

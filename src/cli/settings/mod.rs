@@ -746,6 +746,10 @@ impl RunSettings {
                 client_recipients,
                 report,
                 lock,
+                account: rotation::account_key(
+                    &portal.settings.start,
+                    &portal.settings.credentials.login,
+                ),
                 recipients,
                 read_files,
                 limits,
