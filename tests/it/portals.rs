@@ -418,9 +418,12 @@ fn a_press_whose_script_asks_the_portal_late_is_waited_for() {
 
 /// Dialogs of the page's own stop a page until answered. After Confirmer
 /// (through the gate), "are you sure?" is answered yes and every licence is
-/// reset; on the reset button, the `confirm()` is dismissed and the run
-/// stops at once saying so, nothing reset (a `confirm()` may be the
-/// portal's confirmation, which only the gate may let through).
+/// reset. On the reset button too, the `confirm()` is answered yes and
+/// every licence is reset; but a `confirm()` there that was itself the
+/// portal's confirmation (the page resets once it is answered) has its
+/// reset refused, nothing reset: only the gate lets a reset be confirmed.
+/// (Before, a portal asking "are you sure?" on its reset button could not
+/// be driven at all.)
 #[test]
 fn a_dialog_of_the_page_s_own_never_hangs_and_is_accepted_only_after_confirmer() {
     if !have("chromium") {
@@ -444,24 +447,45 @@ fn a_dialog_of_the_page_s_own_never_hangs_and_is_accepted_only_after_confirmer()
     assert_exact_passwords(&identity, &output, &sim.resets());
 
     let asking = Setup::new(&["--shape", "scripted", "--shape", "ask-on-reset"]);
+    exits_with_within(
+        &mut check_cmd(&asking.sim, &input),
+        0,
+        std::time::Duration::from_secs(120),
+    );
+    assert!(asking.sim.resets().is_empty());
+    let output = dir.path().join("asked.age");
+    exits_with_within(
+        run_cmd(&asking.sim, &input, &output, &public).args(["--yes", "--rate", "100"]),
+        0,
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(asking.sim.resets().len(), 8);
+    assert_exact_passwords(&identity, &output, &asking.sim.resets());
+
+    // The question is the confirmation: answered, the page resets at once.
+    let resets_when_answered = r#"document.addEventListener('DOMContentLoaded', () => { const b = document.getElementById('reset-button'); if (!b) return; b.addEventListener('click', async (e) => { e.stopImmediatePropagation(); if (!confirm('Réinitialiser le mot de passe SIP ?')) return; const lic = location.pathname.split('/').pop(); const m = document.querySelector('meta[name="csrf-token"]').content; try { const d = await (await fetch('/api/licences/' + lic, {headers: {'Accept': 'application/json'}})).json(); await fetch('/api/licences/' + lic + '/reinitialisation', {method: 'POST', headers: {'X-CSRF-Token': m, 'Content-Type': 'application/x-www-form-urlencoded'}, body: 'token=' + encodeURIComponent(d.token)}); } catch (e) {} }, true); })"#;
+    let at_once = Setup::new(&[
+        "--shape",
+        "scripted",
+        "--hostile-page-script",
+        resets_when_answered,
+    ]);
     let said = exits_with_within(
-        run_cmd(&asking.sim, &input, &dir.path().join("no.age"), &public)
+        run_cmd(&at_once.sim, &input, &dir.path().join("no.age"), &public)
             .args(["--yes", "--rate", "100"]),
         2,
         std::time::Duration::from_secs(120),
     );
+    assert!(said.contains("was answered yes"), "{said}");
+    assert!(at_once.sim.resets().is_empty(), "{said}");
     assert!(
-        said.contains("in a dialog of its own (confirm)") && said.contains("dismissed"),
+        !at_once
+            .sim
+            .pages_served()
+            .iter()
+            .any(|k| k == "api-confirm"),
         "{said}"
     );
-    assert!(asking.sim.resets().is_empty());
-    let said = exits_with_within(
-        &mut check_cmd(&asking.sim, &input),
-        2,
-        std::time::Duration::from_secs(120),
-    );
-    assert!(said.contains("Voulez-vous vraiment"), "{said}");
-    assert!(asking.sim.resets().is_empty());
 }
 
 /// A portal (or a CDN's script) that tries to send the page elsewhere with

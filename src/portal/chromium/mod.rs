@@ -395,6 +395,10 @@ struct Watch {
     /// A dialog of the page's own (`confirm()`, `prompt()`) dismissed in a
     /// step that may not commit, said in words; the step fails with it.
     dismissed: Mutex<Option<String>>,
+    /// The words of a `confirm()` the press's own script asked, answered
+    /// yes: nothing the page sends in this step may change anything at
+    /// the portal from then on (see `Acting`).
+    said_yes: Mutex<Option<String>>,
     /// The page's renderer is gone (it crashed, or it hung and was made to
     /// crash): nothing more can be done in this tab.
     crashed: std::sync::atomic::AtomicBool,
@@ -456,11 +460,14 @@ impl Watch {
             return true;
         }
         let acting = self.acting.load(Ordering::SeqCst);
+        let said_yes = self.said_yes.lock().unwrap().clone();
         let why = if self.committing.load(Ordering::SeqCst) {
             if self.changes.fetch_add(1, Ordering::SeqCst) == 0 {
                 return true;
             }
-            "a second time in the press of Confirmer"
+            "a second time in the press of Confirmer".to_string()
+        } else if let Some(asked) = said_yes {
+            format!("once its question '{asked}' was answered yes (that question was no Confirmer)")
         } else if acting == Acting::Pressing as u8
             // The press's own document, asked for at first: a form sent.
             || (acting == Acting::Following as u8
@@ -470,7 +477,7 @@ impl Watch {
         {
             return true;
         } else {
-            "by itself (no press of sip-rotate asked for it)"
+            "by itself (no press of sip-rotate asked for it)".to_string()
         };
         let said = format!(
             "the portal's page sent {} {path} {why}: refused, nothing was sent (sip-rotate lets a page change something at the portal only as a press of its own asks, and only once at Confirmer)",
@@ -714,6 +721,7 @@ impl Tab {
         self.watch.changes.store(0, Ordering::SeqCst);
         // A refusal between two steps was the page's, not this step's.
         *self.watch.unasked.lock().unwrap() = None;
+        *self.watch.said_yes.lock().unwrap() = None;
         self.watch.acting.store(acting as u8, Ordering::SeqCst);
         Step {
             from: self.mark(),

@@ -656,9 +656,13 @@ impl Chromium {
         // step would wait for it forever. After a press that may commit
         // (it went through the gate), it is accepted, as the person who
         // pressed Confirmer would; so is an alert, or leaving the page.
-        // Anything else is dismissed, and the step fails saying so: a
-        // `confirm()` may itself be the portal's confirmation, and only
-        // the gate lets a reset be confirmed.
+        // A `confirm()` of the script of a press of ours ("are you sure?"
+        // on Réinitialiser) is accepted too, but from then on nothing the
+        // page sends in that step may change anything at the portal: if
+        // that question was itself the portal's confirmation, its reset is
+        // refused, and only the gate lets a reset be confirmed. Anything
+        // else (a prompt, a question the page asks by itself) is
+        // dismissed, and the step fails saying so.
         let mut dialogs = page
             .event_listener::<EventJavascriptDialogOpening>()
             .await
@@ -668,13 +672,23 @@ impl Chromium {
             tasks.push(tokio::spawn(async move {
                 while let Some(e) = dialogs.next().await {
                     watch.stirred();
-                    let accept = watch.committing.load(Ordering::SeqCst)
+                    let words: String = e.message.chars().take(80).collect();
+                    let committing = watch.committing.load(Ordering::SeqCst);
+                    let of_our_press = e.r#type == DialogType::Confirm
+                        && watch.acting.load(Ordering::SeqCst) == Acting::Pressing as u8;
+                    if of_our_press && !committing {
+                        tracing::debug!(
+                            "the page asked '{words}' as it was pressed: answered yes, and nothing it sends now may change anything"
+                        );
+                        watch.said_yes.lock().unwrap().get_or_insert(words.clone());
+                    }
+                    let accept = committing
+                        || of_our_press
                         || matches!(e.r#type, DialogType::Alert | DialogType::Beforeunload);
                     if !accept {
-                        let words: String = e.message.chars().take(80).collect();
                         watch.dismissed.lock().unwrap().get_or_insert_with(|| {
                             format!(
-                                "the page asked '{words}' in a dialog of its own ({}): sip-rotate answers those only after a Confirmer it pressed, and dismissed it; a portal that asks there cannot be driven yet: send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate",
+                                "the page asked '{words}' in a dialog of its own ({}), which sip-rotate does not answer there: dismissed; a portal that asks there cannot be driven yet: send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate",
                                 e.r#type.as_ref()
                             )
                         });
