@@ -209,6 +209,9 @@ pub(crate) const TO_FINISH: &str = "run the same command with --resume to finish
 pub(crate) const TO_FINISH_AGAIN: &str =
     "run the same command (--resume -i IDENTITY) again to finish";
 
+/// What `--resume` with no unfinished run to finish should do instead.
+pub(crate) const NOTHING_TO_RESUME: &str = "--resume finishes a run whose journal is there; without it (or with --resume=auto), start a new run";
+
 /// What to do with the journal of a run that did not finish.
 pub(crate) fn unfinished_hint(journal: &std::path::Path) -> String {
     format!(
@@ -234,9 +237,7 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::InputLeavesOut { .. } => {
             "resume with the input the stopped run had (or one that still holds those rows): finished with this one, the rotation would leave them with their old passwords".into()
         }
-        RotationError::NoJournal(_) => {
-            "--resume finishes a run whose journal is there; without it, start a new run".into()
-        }
+        RotationError::NoJournal(_) => NOTHING_TO_RESUME.into(),
         RotationError::JournalWithoutRecipients(journal) => format!(
             "decrypt it (sip-rotate decrypt -i IDENTITY {}), keep what it holds, and move it away to start a new run",
             journal.display()

@@ -841,6 +841,19 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // Nothing left to resume: said of the pattern, not of a journal named
+    // after this second, which nobody made.
+    let stderr = exits_with(
+        run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public).args(["--yes", "--resume"]),
+        2,
+    );
+    assert!(
+        stderr.contains(&format!(
+            "there is no journal of an unfinished run of {} to resume from",
+            output.display()
+        )),
+        "{stderr}"
+    );
     // (--resume=auto, as a timer's config has it: nothing to resume, a new run.)
     exits_with(
         run_cmd(&sim, &input(dir.path(), &["4054"]), &output, &public).args([

@@ -630,6 +630,21 @@ impl RunSettings {
         // The journal of a run of this pattern still going: said with who
         // holds the run lock, once its name is known (below).
         let mut in_use = None;
+        // Nothing to resume under a dated name: said of the pattern (the
+        // name of this second would be a journal nobody made).
+        if resume
+            && pattern != output
+            && unfinished.is_none()
+            && !rotation::journal_of(&output).exists()
+        {
+            return Err(super::Advised::error(
+                format!(
+                    "there is no journal of an unfinished run of {} to resume from",
+                    pattern.display()
+                ),
+                crate::cli::NOTHING_TO_RESUME,
+            ));
+        }
         // A dated name: the unfinished run of this pattern began at another time.
         let output = if resume && !rotation::journal_of(&output).exists() {
             unfinished.unwrap_or(output)
