@@ -1003,7 +1003,8 @@ fn the_next_browser_removes_the_profile_a_killed_run_left() {
     assert_eq!(
         profiles(),
         vec![alive.clone()],
-        "only the killed run's profile goes"
+        "only the killed run's profile goes (it was {:?}), and the check's own",
+        left[0]
     );
     drop(held);
 }

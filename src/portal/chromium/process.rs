@@ -29,12 +29,17 @@ fn end_and_remove(group: Option<i32>, profile: &Path) {
             // SAFETY: a non-blocking wait on a child of this process.
             unsafe { libc::waitpid(group, std::ptr::null_mut(), libc::WNOHANG) };
         }
-        if !browser_running(group, profile) || std::time::Instant::now() >= deadline {
-            break;
+        let past = std::time::Instant::now() >= deadline;
+        if !browser_running(group, profile) || past {
+            // A process that started as the last one was looked for (a
+            // renderer forked meanwhile) may still write there: looked
+            // for again, and removed again, while there is time.
+            if std::fs::remove_dir_all(profile).is_ok() || !profile.exists() || past {
+                break;
+            }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = std::fs::remove_dir_all(profile);
 }
 
 /// Whether a process of the browser still runs: one of `group`, or one
