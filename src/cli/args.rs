@@ -222,7 +222,7 @@ pub struct RunArgs {
     /// With --resume: an identity of the run's recipients, to read OUTPUT.journal, so that the result holds the whole rotation's passwords and the parts and journal go; repeatable.
     #[arg(short = 'i', long = "identity", value_name = "IDENTITY_FILE")]
     pub identities: Vec<PathBuf>,
-    /// Licences reset first, alone; the run goes on only if they all succeed [default: 1].
+    /// Licences reset first, alone; the run goes on only if they all succeed (one that fails before its Confirmer gives its place to the next, twice at most) [default: 1].
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
     /// Stop the run after this many failed licences [default: 10].

@@ -188,6 +188,10 @@ pub(super) async fn reset_all(
             let worker = Worker {
                 portal: portal.clone(),
                 queue: queues[role as usize].clone(),
+                // A canary that fails before its Confirmer takes the next
+                // target of the others' queue in its place (see `run`).
+                spare: (role == Role::Canary).then(|| queues[Role::After as usize].clone()),
+                replacements: MAX_CANARY_REPLACEMENTS.min(limits.max_failures.saturating_sub(1)),
                 results: tx.clone(),
                 stop: stop.clone(),
                 failures: failures.clone(),
@@ -432,11 +436,24 @@ fn keep_strays(
     }
 }
 
+/// How many canaries that failed before their `Confirmer` (nothing sent,
+/// a page of that licence failing) are replaced by the next licence before
+/// the run stops: a licence that keeps failing on its own must not stop
+/// every resume of its rotation (found by a helper: a resume took it as
+/// its canary each time, and never finished), while a portal that fails
+/// every licence still stops the run after a few.
+const MAX_CANARY_REPLACEMENTS: usize = 2;
+
 /// One of the workers: takes targets from its queue until it is empty and
 /// closed, or the run stops (a canary, at its first failure).
 struct Worker {
     portal: Arc<Portal>,
     queue: Arc<tokio::sync::Mutex<Queue>>,
+    /// The canary's worker: the others' queue, where a canary that failed
+    /// before its `Confirmer` takes its replacement.
+    spare: Option<Arc<tokio::sync::Mutex<Queue>>>,
+    /// Replacements left (see `MAX_CANARY_REPLACEMENTS`).
+    replacements: usize,
     results: mpsc::Sender<(Role, Attempt)>,
     stop: CancellationToken,
     failures: Arc<AtomicUsize>,
@@ -467,8 +484,13 @@ impl Worker {
         // One browser (one portal session) for its resets, given back while
         // it waits for resolution to bring more.
         let mut browser: Option<Lease> = None;
+        let mut replacement: Option<Target> = None;
         while !self.stop.is_cancelled() {
-            let Some(target) = self.next(&mut browser).await else {
+            let next = match replacement.take() {
+                Some(target) => Some(target),
+                None => self.next(&mut browser).await,
+            };
+            let Some(target) = next else {
                 return;
             };
             if self.stop.is_cancelled() {
@@ -530,8 +552,34 @@ impl Worker {
             {
                 self.stop.cancel();
             }
-            // A canary that failed: the canaries after it are not reset.
+            // A canary that failed: the canaries after it are not reset,
+            // unless it failed before its Confirmer and another licence
+            // can take its place (its row is then one of the others').
             let canary_failed = failed && self.role == Role::Canary;
+            if canary_failed
+                && let Attempt::Tried {
+                    confirmations: 0,
+                    result: Err(Failure {
+                        stops_the_run: None,
+                        ..
+                    }),
+                    ..
+                } = &attempt
+                && !self.stop.is_cancelled()
+                && self.replacements > 0
+                // (A worker waiting there for more holds it: none to take.)
+                && let Some(next) = self
+                    .spare
+                    .as_ref()
+                    .and_then(|spare| spare.try_lock().ok()?.try_recv().ok())
+            {
+                self.replacements -= 1;
+                replacement = Some(next);
+                if self.results.send((Role::After, attempt)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             if self.results.send((self.role, attempt)).await.is_err() || canary_failed {
                 return;
             }

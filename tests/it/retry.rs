@@ -358,3 +358,73 @@ fn after_a_portal_failure_the_hint_retries_only_what_is_left() {
     assert_eq!(resets.len(), 1, "{resets:?}");
     assert!(resets[0].key.contains("FPC172911"), "{resets:?}");
 }
+
+/// A canary whose licence the portal keeps failing before its Confirmer
+/// (nothing sent) gives its place to the next licence: the rotation goes
+/// on, and a resume that would take it first again finishes (found by a
+/// helper: every resume took the same failing licence as its canary, and
+/// stopped there). A portal failing licence after licence still stops the
+/// run at its third canary, nothing reset.
+#[test]
+fn a_canary_failing_before_its_confirmer_gives_its_place_to_the_next_licence() {
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--fail-page", "detail:FPC172908"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    // Side by side: each failing licence is tried for some seconds.
+    // (The worker that walks ahead to the gate takes one of them too.)
+    let failing = Setup::new(&[
+        "--fail-page",
+        "detail:FPC172908",
+        "--fail-page",
+        "detail:FPC172910",
+        "--fail-page",
+        "detail:FPC172911",
+        "--fail-page",
+        "detail:FPC172913",
+    ]);
+    let stopping = run_cmd(
+        &failing.sim,
+        &input,
+        &dir.path().join("none.age"),
+        &failing.public,
+    )
+    .args(["--yes", "--rate", "100", "--concurrency", "1"])
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let stderr = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "100", "--concurrency", "1", "--report"])
+            .arg(&report),
+        1,
+    );
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 7, "{stderr}");
+    assert_eq!(assert_exact_passwords(&identity, &output, &truth).len(), 7);
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|r| r["status"] == "failed")
+        .map(|r| r["licence"].clone())
+        .collect();
+    assert_eq!(failed, ["FPC172908"], "{stderr}");
+
+    let out = stopping.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("canary"), "{stderr}");
+    assert!(failing.sim.resets().is_empty(), "{stderr}");
+    // The third canary failed, and no fourth was tried.
+    assert_eq!(
+        stderr.matches("503 Service Unavailable").count(),
+        3,
+        "{stderr}"
+    );
+}
