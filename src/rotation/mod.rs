@@ -165,7 +165,9 @@ impl Run<'_> {
         };
         let mut report: Vec<ReportRow> = Vec::new();
         if let Some(why) = self.stopped_by_signal(Phase::Resolution) {
-            report.extend(resolution.rows_when_stopped(&why));
+            let mut stopped = resolution.rows_when_stopped(&why);
+            resumed.earlier_of_skipped(&mut stopped);
+            report.extend(stopped);
             return self.stopped_before_resets(report, why, resumed);
         }
         let unresolved = resolution.unresolved().count();
@@ -253,7 +255,9 @@ impl Run<'_> {
                         .iter()
                         .filter(|r| r.status == Status::Unresolved)
                         .count();
-                    report.extend(client.rejected);
+                    let mut rejected = client.rejected;
+                    resumed.earlier_of_skipped(&mut rejected);
+                    report.extend(rejected);
                     for target in resumed.keep_all(client.targets, &mut report) {
                         planned += 1;
                         self.observer.event(Event::Planned(planned));

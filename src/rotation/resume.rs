@@ -257,6 +257,62 @@ impl Resumed {
     }
 }
 
+impl Resumed {
+    /// Rows of a run stopped before it got to them (`skipped`) whose
+    /// licence the journal resumed holds: said reset by the earlier run,
+    /// where their password is. Matched by client and licence reference,
+    /// the rows not resolved included: a resume stopped while resolving
+    /// reported every row skipped, and its report took the place of the
+    /// one that said which phones the earlier run had reset (found by a
+    /// helper).
+    ///
+    /// A row for all of a client's licences (`*`) stays skipped for those
+    /// the earlier run did not reach, beside a row of its own for each one
+    /// it reset.
+    pub fn earlier_of_skipped(&mut self, rows: &mut Vec<ReportRow>) {
+        let Some(journal) = self.journal.as_ref().map(|j| j.display().to_string()) else {
+            return;
+        };
+        let mut of_all = Vec::new();
+        for row in rows
+            .iter()
+            .filter(|r| r.status == Status::Skipped && r.origin == Origin::ThisRun)
+            .filter(|r| r.licence == "*")
+        {
+            for (key, codes) in self.done.iter_mut().filter(|(k, _)| k.0 == row.client_ref) {
+                for code in codes.drain(..) {
+                    let mut earlier = row.clone();
+                    earlier.service_ref = key.1.clone();
+                    earlier.licence = key.2.clone();
+                    earlier.sda = key.3.clone();
+                    earlier.status = Status::Reset;
+                    earlier.detail = earlier_detail(&journal, &code);
+                    earlier.accountcode = code;
+                    earlier.origin = Origin::EarlierRun;
+                    of_all.push(earlier);
+                }
+            }
+        }
+        rows.extend(of_all);
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.status == Status::Skipped && r.origin == Origin::ThisRun)
+        {
+            let code = self
+                .done
+                .iter_mut()
+                .find(|(k, codes)| k.0 == row.client_ref && k.2 == row.licence && !codes.is_empty())
+                .and_then(|(_, codes)| codes.pop());
+            if let Some(code) = code {
+                row.status = Status::Reset;
+                row.detail = earlier_detail(&journal, &code);
+                row.accountcode = code;
+                row.origin = Origin::EarlierRun;
+            }
+        }
+    }
+}
+
 /// The report's word on a row an earlier run reset: where its password
 /// is, and the phone's account code when known.
 pub(super) fn earlier_detail(held_in: &str, accountcode: &str) -> String {

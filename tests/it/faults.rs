@@ -1374,3 +1374,60 @@ fn a_portal_that_goes_away_after_answering_confirmer_leaves_the_outcome_unknown(
         "{rows:?}"
     );
 }
+
+/// A resume stopped while it resolves still says which phones the earlier
+/// run reset, in its summary and in the report that takes the place of
+/// that run's (found by a helper: every row read "skipped", and the report
+/// that named the three phones reset was gone).
+#[test]
+fn a_resume_stopped_while_resolving_reports_what_the_earlier_run_reset() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let report_arg = report.to_str().unwrap();
+    interrupted(
+        &sim,
+        dir.path(),
+        &output,
+        &public,
+        &["--report", report_arg],
+    );
+    let earlier = sim.resets();
+    let served = sim.pages_served().len();
+    let resume = spawn_run(
+        &sim,
+        dir.path(),
+        &output,
+        &public,
+        &["--rate", "1", "--resume", "--report", report_arg],
+    );
+    // Logged in, resolving (a request a second from now on).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sim.pages_served()[served..]
+        .iter()
+        .any(|k| k == "mes-services")
+    {
+        assert!(std::time::Instant::now() < deadline, "no resolution");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    signal(&resume, "-TERM");
+    let out = resume.wait_with_output().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("run.stderr")).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(sim.resets().len(), earlier.len(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} by an earlier one", earlier.len())),
+        "{stderr}"
+    );
+    let rows = parse_csv(&std::fs::read(&report).unwrap());
+    for t in &earlier {
+        assert!(
+            rows.iter()
+                .any(|r| r["licence"] == t.licence && r["status"] == "reset"),
+            "{} not reported reset: {rows:?}",
+            t.licence
+        );
+    }
+}
