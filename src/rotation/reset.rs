@@ -653,7 +653,9 @@ async fn reset_one(
                 let what_to_do = match next {
                     AfterUnknown::ResetAgain => {
                         if confirmations < max_tries {
-                            tracing::warn!(licence = %target.licence.licence, "{reason}: resetting again");
+                            // Not yet reset again: a page on the way may still
+                            // show this reset's password, which is then read.
+                            tracing::warn!(licence = %target.licence.licence, "{reason}: outcome unknown, taken again");
                         }
                         last_unknown = reason;
                         continue;

@@ -171,7 +171,7 @@ fn warnings_do_not_break_into_the_progress_bar() {
     let (code, screen) = on_a_terminal(&sim, &command, "").unwrap();
     assert!(matches!(code, 0 | 1), "{screen}");
     assert!(
-        screen.contains("resetting again"),
+        screen.contains("outcome unknown, taken again"),
         "warnings shown: {screen}"
     );
     assert!(screen.contains("resetting ["), "the bar shown: {screen}");
@@ -185,7 +185,7 @@ fn warnings_do_not_break_into_the_progress_bar() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let shown = line.rsplit('\r').next().unwrap_or("");
         assert!(
-            !(shown.contains("resetting [") && shown.contains("resetting again")),
+            !(shown.contains("resetting [") && shown.contains("taken again")),
             "a warning inside the bar's line: {shown:?}"
         );
     }

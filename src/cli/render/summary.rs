@@ -458,7 +458,7 @@ fn remedy_hints(o: &Outcome) -> Vec<String> {
         } else {
             match &o.report {
                 Some(report) => format!(
-                    "once the portal answers, retry only what is left: the same command with --input {} (it leaves out the licences reset), another -o and another --report (this run's hold its passwords and its report)",
+                    "once the portal answers, retry only what is left: the same command with --input {} (it retries every licence not reset, and leaves out those reset), another -o and another --report (this run's files keep its passwords and its report)",
                     report.display()
                 ),
                 None => "once the portal answers, retry only what is left (a run with --report writes the report that --input retries exactly); running the same command again would reset the others again".to_string(),
