@@ -205,6 +205,9 @@ fn vault_hint(e: &VaultError) -> Option<String> {
 /// an identity the stopped run's passwords stay in its own files.
 pub(crate) const TO_FINISH: &str = "run the same command with --resume to finish (add -i IDENTITY: the stopped run's passwords then join this run's result)";
 
+/// The same, to a command that resumes already, without an identity.
+pub(crate) const TO_FINISH_ADDING_IDENTITY: &str = "run the same command again to finish (add -i IDENTITY: the stopped run's passwords then join this run's result)";
+
 /// The same, to a run that resumed with an identity already.
 pub(crate) const TO_FINISH_AGAIN: &str =
     "run the same command (--resume -i IDENTITY) again to finish";

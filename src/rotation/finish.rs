@@ -328,7 +328,11 @@ impl Run<'_> {
             report,
             problems,
             replaced_reports,
-            resumed_with_identity: resumed.earlier_rows().is_some(),
+            on_rerun: if resumed.earlier_rows().is_some() {
+                OnRerun::ResumesWithIdentity
+            } else {
+                self.settings.on_rerun
+            },
             requests: Requests::of(self.portal.stats()),
             elapsed: self.started.elapsed(),
             left_out: LeftOutCounts::default(),

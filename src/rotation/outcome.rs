@@ -222,6 +222,19 @@ pub enum LateProblem {
     },
 }
 
+/// What the same command does when run again after a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnRerun {
+    /// It would start afresh: `--resume` is to be added.
+    #[default]
+    StartsAfresh,
+    /// It resumes (`--resume`, `--resume=auto`, `resume` in the config
+    /// file) without an identity: only `-i` is to be added.
+    Resumes,
+    /// It resumes with an identity: run again as it is.
+    ResumesWithIdentity,
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -239,9 +252,9 @@ pub struct Outcome {
     pub problems: Vec<LateProblem>,
     /// The reports of the stopped runs this run's took the place of: removed.
     pub replaced_reports: Vec<PathBuf>,
-    /// This run resumed a stopped one with an identity (`-i`): the
-    /// advice to finish is to run it again as it is.
-    pub resumed_with_identity: bool,
+    /// What the same command does when run again: the advice to finish
+    /// a stopped rotation names what to add, and nothing it has already.
+    pub on_rerun: OnRerun,
     pub requests: Requests,
     pub elapsed: Duration,
     /// When the input was a report of an earlier run: the rows not retried.

@@ -44,6 +44,8 @@ pub struct Settings {
     pub lock: PathBuf,
     /// The portal account, one run at a time on the machine (see `account_key`).
     pub account: String,
+    /// What this command does when run again (see `OnRerun`).
+    pub on_rerun: super::OnRerun,
     pub recipients: Recipients,
     /// Files the run only reads (recipients, labels, password, settings),
     /// each with what it is: no file the run writes may be one of them.

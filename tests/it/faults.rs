@@ -1431,3 +1431,57 @@ fn a_resume_stopped_while_resolving_reports_what_the_earlier_run_reset() {
         );
     }
 }
+
+/// The advice to finish a stopped rotation names only what the command
+/// lacks: one that resumes already (`--resume=auto`, a timer's) is told to
+/// run again, adding `-i` only if it has none (found by a helper: it was
+/// told to add `--resume`, which it had, and clap refused the command).
+#[test]
+fn the_advice_to_finish_adds_nothing_the_command_has() {
+    let Setup {
+        dir,
+        sim,
+        identity,
+        public,
+    } = Setup::new(&["--latency-ms", "20"]);
+    let output = dir.path().join("out.age");
+    let id = identity.to_str().unwrap();
+    for (extra, told) in [
+        (
+            vec!["--resume=auto"],
+            "run the same command again to finish (add -i IDENTITY",
+        ),
+        (
+            vec!["--resume=auto", "-i", id],
+            "run the same command (--resume -i IDENTITY) again to finish",
+        ),
+    ] {
+        let done = sim.resets().len();
+        let run = spawn_run(
+            &sim,
+            dir.path(),
+            &output,
+            &public,
+            &[&["--rate", "40"], extra.as_slice()].concat(),
+        );
+        wait_for_resets(&sim, done + 2);
+        signal(&run, "-TERM");
+        let out = run.wait_with_output().unwrap();
+        let stderr = std::fs::read_to_string(dir.path().join("run.stderr")).unwrap();
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(told), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("with --resume"), "{extra:?}: {stderr}");
+    }
+    // Done as said: the same command, once more.
+    exits_with(
+        run_cmd(&sim, &input(dir.path(), &CLIENTS), &output, &public).args([
+            "--yes",
+            "--rate",
+            "100",
+            "--resume=auto",
+            "-i",
+            id,
+        ]),
+        0,
+    );
+}

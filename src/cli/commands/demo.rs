@@ -71,6 +71,7 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
                 dialect: crate::dialect::Dialect::Rfc4180,
             }),
             lock: dir.join("demo.lock"),
+            on_rerun: Default::default(),
             account: rotation::account_key(&format!("http://{addr}/").parse()?, "demo-revendeur"),
             recipients: Recipients::parse(std::slice::from_ref(&public), &[])?,
             read_files: Vec::new(),

@@ -170,7 +170,7 @@ mod tests {
             report: None,
             problems: Vec::new(),
             replaced_reports: Vec::new(),
-            resumed_with_identity: false,
+            on_rerun: Default::default(),
             requests: Requests::default(),
             elapsed: Duration::ZERO,
             left_out: Default::default(),

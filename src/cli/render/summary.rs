@@ -2,7 +2,8 @@
 //! then counts, requests, where the passwords are, and what to do.
 
 use super::*;
-use crate::cli::{TO_FINISH, TO_FINISH_AGAIN};
+use crate::cli::{TO_FINISH, TO_FINISH_ADDING_IDENTITY, TO_FINISH_AGAIN};
+use crate::rotation::OnRerun;
 
 pub(super) fn counts(rows: &[ReportRow]) -> Vec<(Status, usize)> {
     Status::ALL
@@ -94,14 +95,21 @@ pub(super) fn earlier_part(part: &EarlierPart) -> String {
     }
 }
 
+/// How a stopped rotation is finished, by what the same command does
+/// when run again: never a flag it has already (clap refuses `--resume`
+/// twice, found by a helper).
+fn to_finish(o: &Outcome) -> &'static str {
+    match o.on_rerun {
+        OnRerun::StartsAfresh => TO_FINISH,
+        OnRerun::Resumes => TO_FINISH_ADDING_IDENTITY,
+        OnRerun::ResumesWithIdentity => TO_FINISH_AGAIN,
+    }
+}
+
 /// Where the passwords are, one sentence a line: what people act on.
 pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
-    let to_finish = if o.resumed_with_identity {
-        TO_FINISH_AGAIN
-    } else {
-        TO_FINISH
-    };
+    let to_finish = to_finish(o);
     let mut lines = Vec::new();
     let decrypt = |file: &Path| format!("sip-rotate decrypt -i IDENTITY {}", file.display());
     for HeldIn { path, passwords } in &p.result {
@@ -480,7 +488,7 @@ fn all_hints(o: &Outcome, rate: f64) -> Option<String> {
         JournalFate::Kept {
             because: KeptBecause::Stopped,
             ..
-        } if o.resumed_with_identity => Some(TO_FINISH_AGAIN.to_string()),
+        } if o.on_rerun != OnRerun::StartsAfresh => Some(to_finish(o).to_string()),
         JournalFate::Kept {
             path,
             because: KeptBecause::Stopped,

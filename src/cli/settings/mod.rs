@@ -765,6 +765,14 @@ impl RunSettings {
                     &portal.settings.start,
                     &portal.settings.credentials.login,
                 ),
+                on_rerun: match (
+                    args.resume.or(f.resume).is_some(),
+                    !args.identities.is_empty() || !f.identities.is_empty(),
+                ) {
+                    (false, _) => rotation::OnRerun::StartsAfresh,
+                    (true, false) => rotation::OnRerun::Resumes,
+                    (true, true) => rotation::OnRerun::ResumesWithIdentity,
+                },
                 recipients,
                 read_files,
                 limits,
