@@ -49,10 +49,12 @@ const NOTHING_CUT_OFF: (&str, &str, &str) = (
 );
 const MAY_BE_CUT_OFF: (&str, &str, &str) = (
     "3",
-    "a Confirmer may have been sent and something is unfinished",
+    "stopped after a Confirmer may have been sent: the rotation is unfinished",
     "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), or a \
      page showed a new password nobody asked for. The new passwords are in the journal \
-     (OUTPUT.journal) and in OUTPUT.partN, as the summary says.",
+     (OUTPUT.journal) and in OUTPUT.partN, as the summary says. (A run that goes to its end \
+     exits 1 when a licence failed, after its Confirmer too: the summary says which phone \
+     may be cut off.)",
 );
 
 /// The exit codes of `command` (`run`, `sip-rotate-run`…): each in short,

@@ -131,10 +131,12 @@ impl Run<'_> {
     /// stand, no password anywhere.
     fn stopped_before_resets(
         &self,
-        report: Vec<ReportRow>,
+        mut report: Vec<ReportRow>,
         why: StopReason,
         resumed: &mut Resumed,
     ) -> Outcome {
+        // What the resumed run reset stays said (stopped at the login too).
+        resumed.earlier_of_skipped(&mut report);
         self.finish(report, None, Some(why), resumed, ResetsDone::default())
     }
 
@@ -165,9 +167,7 @@ impl Run<'_> {
         };
         let mut report: Vec<ReportRow> = Vec::new();
         if let Some(why) = self.stopped_by_signal(Phase::Resolution) {
-            let mut stopped = resolution.rows_when_stopped(&why);
-            resumed.earlier_of_skipped(&mut stopped);
-            report.extend(stopped);
+            report.extend(resolution.rows_when_stopped(&why));
             return self.stopped_before_resets(report, why, resumed);
         }
         let unresolved = resolution.unresolved().count();

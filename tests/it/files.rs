@@ -94,6 +94,8 @@ fn a_resumed_run_interrupted_while_resolving_keeps_the_journal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(journal.exists(), "the journal is kept: {stderr}");
+    // The phones it reset are said, though the resume never resolved them.
+    assert!(stderr.contains("by an earlier one"), "{stderr}");
     assert!(
         std::fs::read(&journal).unwrap().starts_with(&before),
         "and whole"
@@ -105,7 +107,7 @@ fn a_resumed_run_interrupted_while_resolving_keeps_the_journal() {
             "of earlier runs {} in {}; that journal holds all {journaled} passwords of the rotation",
             if journaled == 1 { "is" } else { "are" },
             journal.display()
-        )) && stderr.contains("run the same command with --resume to finish"),
+        )) && stderr.contains("run the same command again to finish (add -i IDENTITY"),
         "{stderr}"
     );
     assert!(!stderr.contains("new password"), "not this run's: {stderr}");

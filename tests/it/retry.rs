@@ -419,7 +419,10 @@ fn a_canary_failing_before_its_confirmer_gives_its_place_to_the_next_licence() {
     let out = stopping.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("canary"), "{stderr}");
+    assert!(
+        stderr.contains("find out why the canary failed"),
+        "{stderr}"
+    );
     assert!(failing.sim.resets().is_empty(), "{stderr}");
     // The third canary failed, and no fourth was tried.
     assert_eq!(

@@ -293,6 +293,11 @@ fn stop_advice(why: &StopReason) -> Option<String> {
             "fix {}, or add --skip-unresolved to reset the other rows",
             if *rows == 1 { "it" } else { "them" }
         )),
+        // Nothing else was reset: once the cause is found, a run takes them
+        // all (a canary whose outcome is unknown is reset again).
+        StopReason::Canary { .. } => Some(
+            "find out why the canary failed (its line above; sip-rotate check walks the portal and never confirms), then run again: the licences skipped were not reset".into(),
+        ),
         _ => None,
     }
 }
@@ -404,6 +409,13 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         ));
     }
     lines.extend(remedy_hints(o).into_iter().map(|h| format!("hint: {h}")));
+    // A canary's stop: its advice on a line of its own (the others' is
+    // said in the stop's line).
+    if let Some(why @ StopReason::Canary { .. }) = &o.stopped
+        && let Some(advice) = stop_advice(why)
+    {
+        lines.push(format!("hint: {advice}"));
+    }
     lines.extend(where_the_passwords_are(o));
     if let (Some(report), false) = (&o.report, o.replaced_reports.is_empty()) {
         lines.push(format!(
