@@ -39,19 +39,28 @@ pub struct RunLock {
 }
 
 /// The account's name on this machine (see `account_key`), as an abstract
-/// socket: `None` when another process holds it. A machine that refuses
-/// the socket (a sandbox without `AF_UNIX`) has the lock file alone.
-fn hold_account(account: &str) -> Result<Option<std::os::unix::net::UnixListener>, ()> {
+/// socket.
+enum AccountName {
+    /// Held by this process until dropped.
+    Held(std::os::unix::net::UnixListener),
+    /// Another process holds it: another run of the account.
+    Taken,
+    /// The machine refuses the socket (a sandbox without `AF_UNIX`): the
+    /// lock file alone keeps runs apart.
+    Refused,
+}
+
+fn hold_account(account: &str) -> AccountName {
     use std::os::linux::net::SocketAddrExt;
     let name = format!("sip-rotate/{account}");
     let bound = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
         .and_then(|addr| std::os::unix::net::UnixListener::bind_addr(&addr));
     match bound {
-        Ok(listener) => Ok(Some(listener)),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(()),
+        Ok(listener) => AccountName::Held(listener),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => AccountName::Taken,
         Err(e) => {
             tracing::warn!("the portal account is locked by its lock file only: {e}");
-            Ok(None)
+            AccountName::Refused
         }
     }
 }
@@ -176,10 +185,14 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {
                 // Before the file is written: it names the holder of both.
-                let Ok(account) = hold_account(account) else {
-                    return Err(LockError::HeldElsewhere {
-                        path: path.to_path_buf(),
-                    });
+                let account = match hold_account(account) {
+                    AccountName::Held(listener) => Some(listener),
+                    AccountName::Refused => None,
+                    AccountName::Taken => {
+                        return Err(LockError::HeldElsewhere {
+                            path: path.to_path_buf(),
+                        });
+                    }
                 };
                 // Ours now, and a regular file of this user: say who holds it.
                 file.set_len(0).map_err(io_err)?;

@@ -255,9 +255,7 @@ impl Resumed {
         }
         kept
     }
-}
 
-impl Resumed {
     /// Rows of a run stopped before it got to them (`skipped`) whose
     /// licence the journal resumed holds: said reset by the earlier run,
     /// where their password is. Matched by client and licence reference,
@@ -273,41 +271,59 @@ impl Resumed {
         let Some(journal) = self.journal.as_ref().map(|j| j.display().to_string()) else {
             return;
         };
+        if self.done.is_empty() {
+            return;
+        }
+        // The journal's phones by client, and by client and licence: each
+        // row looks once (a stop at 20,000 licences, each row searching
+        // the whole journal, would be 400 million comparisons).
+        let mut by_client: HashMap<String, Vec<PhoneKey>> = HashMap::new();
+        let mut by_licence: HashMap<(String, String), Vec<PhoneKey>> = HashMap::new();
+        for key in self.done.keys() {
+            by_client
+                .entry(key.0.clone())
+                .or_default()
+                .push(key.clone());
+            by_licence
+                .entry((key.0.clone(), key.2.clone()))
+                .or_default()
+                .push(key.clone());
+        }
+        let skipped = |r: &ReportRow| r.status == Status::Skipped && r.origin == Origin::ThisRun;
+        let said_reset = |row: &mut ReportRow, code: String| {
+            row.status = Status::Reset;
+            row.detail = earlier_detail(&journal, &code);
+            row.accountcode = code;
+            row.origin = Origin::EarlierRun;
+        };
+        let every = crate::input::LicenceSelector::All.to_string();
         let mut of_all = Vec::new();
-        for row in rows
-            .iter()
-            .filter(|r| r.status == Status::Skipped && r.origin == Origin::ThisRun)
-            .filter(|r| r.licence == "*")
-        {
-            for (key, codes) in self.done.iter_mut().filter(|(k, _)| k.0 == row.client_ref) {
-                for code in codes.drain(..) {
+        for row in rows.iter().filter(|r| skipped(r) && r.licence == every) {
+            for key in by_client.get(&row.client_ref).into_iter().flatten() {
+                for code in self
+                    .done
+                    .get_mut(key)
+                    .map(std::mem::take)
+                    .unwrap_or_default()
+                {
                     let mut earlier = row.clone();
                     earlier.service_ref = key.1.clone();
                     earlier.licence = key.2.clone();
                     earlier.sda = key.3.clone();
-                    earlier.status = Status::Reset;
-                    earlier.detail = earlier_detail(&journal, &code);
-                    earlier.accountcode = code;
-                    earlier.origin = Origin::EarlierRun;
+                    said_reset(&mut earlier, code);
                     of_all.push(earlier);
                 }
             }
         }
         rows.extend(of_all);
-        for row in rows
-            .iter_mut()
-            .filter(|r| r.status == Status::Skipped && r.origin == Origin::ThisRun)
-        {
-            let code = self
-                .done
-                .iter_mut()
-                .find(|(k, codes)| k.0 == row.client_ref && k.2 == row.licence && !codes.is_empty())
-                .and_then(|(_, codes)| codes.pop());
+        for row in rows.iter_mut().filter(|r| skipped(r)) {
+            let code = by_licence
+                .get(&(row.client_ref.clone(), row.licence.clone()))
+                .into_iter()
+                .flatten()
+                .find_map(|key| self.done.get_mut(key)?.pop());
             if let Some(code) = code {
-                row.status = Status::Reset;
-                row.detail = earlier_detail(&journal, &code);
-                row.accountcode = code;
-                row.origin = Origin::EarlierRun;
+                said_reset(row, code);
             }
         }
     }

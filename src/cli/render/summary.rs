@@ -272,7 +272,10 @@ pub(super) fn stop_text(why: &StopReason) -> String {
                 count(*failed, "licence", "licences")
             )
         }
-        StopReason::Canary { canaries } => format!("{why} (--canary {canaries})"),
+        StopReason::Canary { canaries } => format!(
+            "{why} (--canary {canaries}); {}",
+            stop_advice(why).unwrap_or_default()
+        ),
         StopReason::LoginRefused => format!("{why} ({})", stop_advice(why).unwrap_or_default()),
         StopReason::Unresolved { .. } => format!(
             "{why}: nothing was reset; {}",
@@ -409,13 +412,6 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
         ));
     }
     lines.extend(remedy_hints(o).into_iter().map(|h| format!("hint: {h}")));
-    // A canary's stop: its advice on a line of its own (the others' is
-    // said in the stop's line).
-    if let Some(why @ StopReason::Canary { .. }) = &o.stopped
-        && let Some(advice) = stop_advice(why)
-    {
-        lines.push(format!("hint: {advice}"));
-    }
     lines.extend(where_the_passwords_are(o));
     if let (Some(report), false) = (&o.report, o.replaced_reports.is_empty()) {
         lines.push(format!(

@@ -42,6 +42,22 @@ fn end_and_remove(group: Option<i32>, profile: &Path) {
     }
 }
 
+/// The fields of a `/proc/PID/stat` after the name: state, ppid, pgrp...
+/// ("pid (name) state ...": the name may hold anything, a `)` too).
+fn stat_fields(stat: &str) -> std::str::SplitWhitespace<'_> {
+    stat.rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+}
+
+/// Whether the process of a `/proc/PID/stat` runs: a zombie does not (its
+/// files are closed; its reaping is up to whoever inherited it).
+fn alive(stat: &str) -> bool {
+    stat_fields(stat)
+        .next()
+        .is_some_and(|state| !matches!(state, "Z" | "X"))
+}
+
 /// Whether a process of the browser still runs: one of `group`, or one
 /// that left it but names the profile (Chromium's crash handler makes a
 /// session of its own; it is ended here too). A zombie does not count:
@@ -65,16 +81,15 @@ pub(super) fn browser_running(group: Option<i32>, profile: &Path) -> bool {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // "pid (name) state ppid pgrp ...": the name may hold anything.
-        let Some((_, fields)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = fields.split_whitespace();
-        let state = fields.next();
-        if matches!(state, Some("Z") | Some("X")) {
+        if !alive(&stat) {
             continue;
         }
-        if group.is_some() && fields.nth(1).and_then(|g| g.parse::<i32>().ok()) == group {
+        if group.is_some()
+            && stat_fields(&stat)
+                .nth(2)
+                .and_then(|g| g.parse::<i32>().ok())
+                == group
+        {
             running = true;
             continue;
         }
@@ -402,11 +417,7 @@ impl Chromium {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    let running = std::fs::read_to_string(&stat).is_ok_and(|s| {
-                        s.rsplit_once(')')
-                            .and_then(|(_, rest)| rest.split_whitespace().next())
-                            .is_some_and(|state| !matches!(state, "Z" | "X"))
-                    });
+                    let running = std::fs::read_to_string(&stat).is_ok_and(|s| alive(&s));
                     if !running {
                         ended.store(true, Ordering::SeqCst);
                         return;
