@@ -40,15 +40,21 @@ pub fn forget_terminal() {
 }
 
 pub fn hide_bars() {
-    if let Some(note) = SLOW_DOWN_NOTE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        note.finish_and_clear();
+    // The warnings that stood above the bars stay said, a line each; the
+    // slow-down's, the summary says again with its advice.
+    let notes = std::mem::take(&mut *NOTES.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut kept = Vec::new();
+    for note in notes {
+        note.bar.finish_and_clear();
+        if note.key != Warning::SlowDown {
+            kept.push(note.bar.message());
+        }
     }
     if let Some(bars) = BARS.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = bars.clear();
+    }
+    for line in kept {
+        let _ = AroundTheBar.write_all(format!("{line}\n").as_bytes());
     }
 }
 
@@ -60,11 +66,30 @@ fn bars_shown() -> bool {
 /// so above the bars they are one line that counts them.
 const SLOW_DOWN: &str = "pause_seconds";
 
-/// The line above the bars that counts the 429s, once there is one.
-static SLOW_DOWN_NOTE: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
-static SLOWED_DOWN: AtomicU64 = AtomicU64::new(0);
-/// What the line advises: the command line's words, which the library's
-/// warning does not know.
+/// What a warning above the bars is grouped by: all 429s are one, whatever
+/// their pause; any other is one with the same words, fields included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Warning {
+    SlowDown,
+    Said(String),
+}
+
+/// A warning above the bars, and how often it came.
+struct Note {
+    key: Warning,
+    times: u64,
+    bar: indicatif::ProgressBar,
+}
+
+/// The warnings above the bars, in the order they first came.
+static NOTES: Mutex<Vec<Note>> = Mutex::new(Vec::new());
+
+/// Past this many different warnings, another is written once as a line
+/// of its own: the bars stay on the screen.
+const MOST_NOTES: usize = 5;
+
+/// What the slow-down line advises: the command line's words, which the
+/// library's warning does not know.
 static SLOW_DOWN_ADVICE: Mutex<String> = Mutex::new(String::new());
 
 /// The advice the grouped 429 line gives (`try --rate 1`).
@@ -72,34 +97,100 @@ pub fn advise_on_slow_down(advice: String) {
     *SLOW_DOWN_ADVICE.lock().unwrap_or_else(|e| e.into_inner()) = advice;
 }
 
-/// Groups the 429 warnings into one line above the bars; without bars,
-/// the log writes each, as a log should.
-struct GroupSlowDowns;
+/// While bars are shown, sip-rotate's warnings and errors go above them,
+/// each different one on a line that counts how often it came ("warning
+/// (4 times): FPC172910: …"), wrapped to the terminal's width, with no
+/// timestamp: a person reads them. Without bars, the log writes each
+/// event, as a log should.
+struct AboveTheBars;
 
-impl<S: tracing::Subscriber> Layer<S> for GroupSlowDowns {
+impl<S: tracing::Subscriber> Layer<S> for AboveTheBars {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        let meta = event.metadata();
-        if meta.fields().field(SLOW_DOWN).is_none() || !ours(meta.target()) {
-            return;
-        }
-        let times = SLOWED_DOWN.fetch_add(1, Ordering::Relaxed) + 1;
         let bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
         let Some(bars) = bars.as_ref() else { return };
-        let mut note = SLOW_DOWN_NOTE.lock().unwrap_or_else(|e| e.into_inner());
-        let note = note.get_or_insert_with(|| {
-            let note = bars.insert(0, indicatif::ProgressBar::new(0));
-            note.set_style(
-                indicatif::ProgressStyle::with_template("{wide_msg}").expect("static template"),
-            );
-            note
-        });
-        let advice = SLOW_DOWN_ADVICE.lock().unwrap_or_else(|e| e.into_inner());
-        note.set_message(format!(
-            "warning: the portal asked to slow down {}{}{}",
-            how_often(times),
-            if advice.is_empty() { "" } else { ": " },
-            advice
-        ));
+        let (key, words) = if event.metadata().fields().field(SLOW_DOWN).is_some() {
+            (Warning::SlowDown, String::new())
+        } else {
+            let words = Words::of(event).0;
+            (Warning::Said(words.clone()), words)
+        };
+        let mut notes = NOTES.lock().unwrap_or_else(|e| e.into_inner());
+        let at = match notes.iter().position(|n| n.key == key) {
+            Some(at) => at,
+            None if notes.len() < MOST_NOTES => {
+                let bar = bars.insert(notes.len(), indicatif::ProgressBar::new(0));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{msg}").expect("static template"),
+                );
+                notes.push(Note { key, times: 0, bar });
+                notes.len() - 1
+            }
+            None => {
+                let line = shown(&format!("warning: {words}"), Stream::Stderr);
+                let _ = bars.suspend(|| writeln!(std::io::stderr(), "{line}"));
+                return;
+            }
+        };
+        let note = &mut notes[at];
+        note.times += 1;
+        let line = match &note.key {
+            Warning::SlowDown => {
+                let advice = SLOW_DOWN_ADVICE.lock().unwrap_or_else(|e| e.into_inner());
+                format!(
+                    "warning: the portal asked to slow down {}{}{}",
+                    how_often(note.times),
+                    if advice.is_empty() { "" } else { ": " },
+                    advice
+                )
+            }
+            Warning::Said(words) if note.times == 1 => format!("warning: {words}"),
+            Warning::Said(words) => format!("warning ({} times): {words}", note.times),
+        };
+        // A column spare: the bars pad each line they draw to the width,
+        // and the terminal takes the padding's end for a line's.
+        note.bar
+            .set_message(fit_within(&crate::scrub::message(&line), Stream::Stderr, 1));
+    }
+}
+
+/// A warning's words as a person reads them: the licence first, then the
+/// message, then any other field in brackets.
+struct Words(String);
+
+impl Words {
+    fn of(event: &tracing::Event<'_>) -> Words {
+        #[derive(Default)]
+        struct Fields {
+            message: String,
+            licence: Option<String>,
+            others: Vec<String>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "message" => self.message = format!("{value:?}"),
+                    "licence" => self.licence = Some(format!("{value:?}")),
+                    name => self.others.push(format!("{name}={value:?}")),
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                match field.name() {
+                    "message" => self.message = value.to_string(),
+                    "licence" => self.licence = Some(value.to_string()),
+                    name => self.others.push(format!("{name}={value}")),
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut words = match fields.licence {
+            Some(licence) => format!("{licence}: {}", fields.message),
+            None => fields.message,
+        };
+        if !fields.others.is_empty() {
+            words = format!("{words} ({})", fields.others.join(", "));
+        }
+        Words(words)
     }
 }
 
@@ -124,6 +215,14 @@ impl Write for AroundTheBar {
         // Through the one scrubber: no secret the process knows goes out.
         let text = String::from_utf8_lossy(buf);
         let clean = crate::scrub::secrets(&text);
+        // On a terminal, each line wrapped to its width.
+        let clean: String = clean
+            .split_inclusive('\n')
+            .map(|line| match line.strip_suffix('\n') {
+                Some(line) => fit(line, Stream::Stderr) + "\n",
+                None => fit(line, Stream::Stderr),
+            })
+            .collect();
         let buf = clean.as_bytes();
         let bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
         match bars.as_ref() {
@@ -156,16 +255,21 @@ pub fn shown(line: &str, to: Stream) -> String {
 /// the terminal's columns. A pipe, a file or cron's mail get each line
 /// whole, for grep and for the programs that read them.
 fn fit(line: &str, to: Stream) -> String {
+    fit_within(line, to, 0)
+}
+
+/// As `fit`, leaving `spare` columns at the right end of each line.
+fn fit_within(line: &str, to: Stream, spare: usize) -> String {
     let size = match to {
         Stream::Stdout => terminal_size::terminal_size_of(std::io::stdout()),
         Stream::Stderr => terminal_size::terminal_size_of(std::io::stderr()),
     };
     // A terminal that says no width (0), or one too narrow to wrap in.
     match size.map(|(w, _)| usize::from(w.0)) {
-        Some(width) if width >= 40 && textwrap::core::display_width(line) > width => {
+        Some(width) if width >= 40 && textwrap::core::display_width(line) > width - spare => {
             let indent = line.len() - line.trim_start_matches(' ').len();
             let more = " ".repeat(indent + 2);
-            let options = textwrap::Options::new(width)
+            let options = textwrap::Options::new(width - spare)
                 .subsequent_indent(&more)
                 .break_words(false);
             textwrap::fill(line, options)
@@ -296,27 +400,36 @@ where
 /// for it; otherwise sip-rotate's warnings and errors.
 pub fn init(format: LogFormat, quiet: bool) {
     let default = if quiet { "off" } else { "sip_rotate=warn" };
-    let wanted = EnvFilter::try_from_env(LOG_VARIABLE).unwrap_or_else(|_| EnvFilter::new(default));
-    let filter = wanted.and(filter_fn(|meta| {
-        // Above the bars, the 429s are one line (GroupSlowDowns).
-        ours(meta.target()) && !(meta.fields().field(SLOW_DOWN).is_some() && bars_shown())
+    let wanted =
+        || EnvFilter::try_from_env(LOG_VARIABLE).unwrap_or_else(|_| EnvFilter::new(default));
+    let warning = |meta: &tracing::Metadata<'_>| *meta.level() <= tracing::Level::WARN;
+    let filter = wanted().and(filter_fn(move |meta| {
+        // Above the bars, warnings are AboveTheBars' lines.
+        ours(meta.target()) && !(warning(meta) && bars_shown())
     }));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(|| AroundTheBar)
         .with_target(false)
         .with_ansi(colour());
     let layer = match format {
+        // A person at a terminal reads the time off the clock; a file, a
+        // pipe or a journal keeps it.
+        LogFormat::Text if std::io::stderr().is_terminal() => {
+            layer.without_time().with_filter(filter).boxed()
+        }
         LogFormat::Text => layer.with_filter(filter).boxed(),
         // The shape of sip-rotate's own lines: `event` says what it is.
         LogFormat::Json => layer.event_format(JsonLog).with_filter(filter).boxed(),
     };
+    let above_the_bars = AboveTheBars
+        .with_filter(wanted().and(filter_fn(move |meta| ours(meta.target()) && warning(meta))));
     // Not `init()`: that would also bridge the `log` crate, whose records
     // (page text, cookies) must go nowhere.
     let _ = tracing::subscriber::set_global_default(
         Registry::default()
             .with(layer)
             .with(CountWarnings)
-            .with(GroupSlowDowns),
+            .with(above_the_bars),
     );
 }
 

@@ -285,8 +285,10 @@ fn examples(command: &str) -> Section {
             (
                 "A rotation after an incident, the canary first (the default):",
                 "export MYOPENIP_PASSWORD=...\n\
-                 sip-rotate run --input licences.csv --portal https://portal.example/ --login reseller \\\n\
-                 \x20   -r age1... -o 'rotation-%Y%m%d-%H%M%S.csv.age' --report report.csv",
+                 sip-rotate run --input licences.csv \\\n\
+                 \x20   --portal https://portal.example/ --login reseller \\\n\
+                 \x20   -r age1... -o 'rotation-%Y%m%d-%H%M%S.csv.age' \\\n\
+                 \x20   --report report.csv",
             ),
             (
                 "The monthly run of a timer, every setting in the config file:",
@@ -297,25 +299,31 @@ fn examples(command: &str) -> Section {
                 "sip-rotate run --config /etc/sip-rotate/rotation.toml --yes --resume",
             ),
             (
-                "Retrying what failed, from the report:",
-                "sip-rotate run --input report.csv ... -o 'retry-%H%M%S.csv.age'",
+                "Retrying what failed, from the report (the retry's own report \
+                 under another name: report.csv is its input):",
+                "sip-rotate run --input report.csv ... \\\n\
+                 \x20   -o 'retry-%H%M%S.csv.age' --report retry-report.csv",
             ),
         ],
         "sip-rotate-plan" => &[(
             "What a run would reset, resetting nothing:",
-            "sip-rotate plan --input licences.csv --portal https://portal.example/ --login reseller",
+            "sip-rotate plan --input licences.csv \\\n\
+             \x20   --portal https://portal.example/ --login reseller",
         )],
         "sip-rotate-check" => &[(
             "Every label a run needs, on one licence's pages; never confirms:",
-            "sip-rotate check --input licences.csv --portal https://portal.example/ --login reseller",
+            "sip-rotate check --input licences.csv \\\n\
+             \x20   --portal https://portal.example/ --login reseller",
         )],
         "sip-rotate-status" => &[(
             "Which phones are back online after a rotation, until all are:",
-            "sip-rotate status --input report.csv --portal https://portal.example/ --login reseller --watch 30",
+            "sip-rotate status --input report.csv --watch 30 \\\n\
+             \x20   --portal https://portal.example/ --login reseller",
         )],
         "sip-rotate-decrypt" => &[(
             "The new passwords, as CSV:",
-            "sip-rotate decrypt -i identity.txt -o passwords.csv rotation-20261203-0200.csv.age",
+            "sip-rotate decrypt -i identity.txt -o passwords.csv \\\n\
+             \x20   rotation-20261203-0200.csv.age",
         )],
         "sip-rotate-keygen" => &[(
             "An identity for whoever reconfigures the phones; its public key goes to -r:",
@@ -324,8 +332,9 @@ fn examples(command: &str) -> Section {
         "sip-rotate-generate" => &[(
             "The man pages and bash completions, for the current user:",
             "sip-rotate generate man ~/.local/share/man/man1\n\
-             mkdir -p ~/.local/share/bash-completion/completions\n\
-             sip-rotate generate completions bash > ~/.local/share/bash-completion/completions/sip-rotate",
+             dir=~/.local/share/bash-completion/completions\n\
+             mkdir -p $dir\n\
+             sip-rotate generate completions bash > $dir/sip-rotate",
         )],
         "sip-rotate-demo" => &[(
             "The whole job on the embedded simulator:",

@@ -419,7 +419,13 @@ fn a_plan_that_did_not_find_everything_says_so_first() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.starts_with("PLAN STOPPED: the portal refused the login"),
+        stderr.starts_with("PLAN STOPPED before every row resolved (exit 2)\n"),
+        "{stderr}"
+    );
+    // Why it stopped, once.
+    assert_eq!(
+        stderr.matches("the portal refused the login").count(),
+        1,
         "{stderr}"
     );
 }

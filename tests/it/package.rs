@@ -159,6 +159,17 @@ fn one_man_page_per_command_each_rendering_without_a_warning() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!out.stdout.is_empty());
+        // Read at 80 columns, every line fits: the examples and the
+        // sample config too, which man cannot fill.
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{}: {} columns: {line}",
+                page.display(),
+                line.chars().count()
+            );
+        }
     }
 }
 

@@ -206,7 +206,15 @@ fn what_the_commands_show_fits_80_columns() {
     }
     let Setup {
         dir, sim, public, ..
-    } = Setup::new(&["--fail-page", "detail:FPC173010", "--latency-ms", "5"]);
+    } = Setup::new(&[
+        "--fail-page",
+        "detail:FPC173010",
+        // A Confirmer answered 503 each time: the same warning at each try.
+        "--fail-page",
+        "confirm:FPC172910",
+        "--latency-ms",
+        "5",
+    ]);
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "client_ref,licence\n4054,*\n4082,*\n").unwrap();
     let common = format!(
@@ -243,6 +251,21 @@ fn what_the_commands_show_fits_80_columns() {
             c => lines.last_mut().unwrap().push(c),
         }
     }
+    // A line the bars drew (a bar, a warning above them) is padded to the
+    // terminal's width, and the terminal goes on to its next row: its
+    // 80th column is blank, what came before it fits.
+    let lines: Vec<String> = lines
+        .into_iter()
+        .flat_map(|line| {
+            let mut rows = Vec::new();
+            let mut rest: Vec<char> = line.chars().collect();
+            while rest.len() > 80 && rest[79] == ' ' {
+                rows.push(rest.drain(..80).collect::<String>());
+            }
+            rows.push(rest.into_iter().collect());
+            rows
+        })
+        .collect();
     let mut wrapped = 0;
     for shown in &lines {
         assert!(
@@ -258,6 +281,14 @@ fn what_the_commands_show_fits_80_columns() {
         "{screen}"
     );
     assert!(wrapped > 0, "{screen}");
+    // The warning said at each try of the Confirmer is one line that
+    // counts them, still there once the bars are gone.
+    let after_the_bars = screen.rsplit("\u{1b}[2K").next().unwrap();
+    assert!(
+        after_the_bars.contains("warning (4 times): FPC172910: Confirmer answered"),
+        "{screen}"
+    );
+    assert!(!screen.contains("WARN"), "{screen}");
     // The same hint in a pipe: one line.
     let out = run_cmd(&sim, &input, &dir.path().join("piped.age"), &public)
         .args(["--yes", "--canary", "0", "--rate", "100"])

@@ -51,7 +51,7 @@ pub fn plan(view: View, plan: &Plan, rate: f64, exit: Exit) -> std::io::Result<(
     // A run resets nothing unless every row resolves; a plan that stopped
     // (never got in, interrupted) knows nothing of what a run would reset.
     let would = if plan.stopped.is_some() {
-        "what run would reset is not known: the plan stopped before every row resolved".to_string()
+        "what run would reset is not known".to_string()
     } else if unresolved > 0 && !plan.targets.is_empty() {
         format!(
             "run would reset nothing: {unresolved} row{} did not resolve; with --skip-unresolved, {would}",
@@ -66,7 +66,11 @@ pub fn plan(view: View, plan: &Plan, rate: f64, exit: Exit) -> std::io::Result<(
             // failed run does.
             let first = match (exit, &plan.stopped) {
                 (Exit::AllDone, _) => None,
-                (_, Some(why)) => Some(format!("PLAN STOPPED: {why} (exit {})", exit as u8)),
+                // Why, the `stopped:` line says, once.
+                (_, Some(_)) => Some(format!(
+                    "PLAN STOPPED before every row resolved (exit {})",
+                    exit as u8
+                )),
                 (_, None) if unresolved > 0 => Some(format!(
                     "PLAN INCOMPLETE: {} did not resolve (exit {})",
                     count(unresolved, "row", "rows"),
