@@ -488,6 +488,61 @@ fn a_dialog_of_the_page_s_own_never_hangs_and_is_accepted_only_after_confirmer()
     );
 }
 
+/// A page whose script keeps asking (a poll gone wrong) would hold the
+/// limiter, and every session with it, until the step's time is up, then be
+/// taken for a portal that failed. Past what a step may ask, the rest is
+/// refused: the run stops at once, nothing reset, saying what the page did;
+/// what it counts is what the portal was sent.
+#[test]
+fn a_page_that_keeps_asking_is_stopped_not_waited_for() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[
+        "--shape",
+        "scripted",
+        "--hostile-page-script",
+        "setInterval(() => fetch(location.pathname + '?poll=' + Date.now()).catch(() => {}), 5)",
+    ]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let output = dir.path().join("out.age");
+    let began = std::time::Instant::now();
+    let out = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "50", "--timeout", "60"])
+        .args(["--engine", "browser", "--log-format", "json"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(30),
+        "waited for the step's time: {said}"
+    );
+    assert!(
+        said.contains("sent more than 60 requests in one step (the latest GET"),
+        "{said}"
+    );
+    assert!(sim.resets().is_empty());
+    let served = sim.pages_served().len() as u64;
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(said.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary: {said}"));
+    let counted = summary["requests"]["total"].as_u64().unwrap();
+    assert!(served <= 70, "{served} requests served: {said}");
+    // What was counted reached the portal, but for one the browser had
+    // on its way as the run ended.
+    assert!(
+        served <= counted && counted <= served + 2,
+        "{counted} counted, {served} served: {said}"
+    );
+}
+
 /// A portal (or a CDN's script) that tries to send the page elsewhere with
 /// what fetch and XHR are not: a WebSocket, a shared worker from a `data:`
 /// address, a service worker, WebRTC, WebRTC from a popup. Nothing reaches

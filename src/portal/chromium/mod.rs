@@ -281,12 +281,32 @@ async fn admit(
     if !watch.may_change(event, url.path()) {
         return Err(ErrorReason::BlockedByClient);
     }
-    let phase = Purpose::from_index(watch.phase.load(Ordering::Relaxed));
-    throttle
-        .admit(phase, standing, waiting)
-        .await
-        .map_err(|_| ErrorReason::Aborted)
+    // A page that keeps asking would spend the rate the run needs: past
+    // what a step could need, what it asks is refused, and the step says so.
+    if watch.asked.fetch_add(1, Ordering::SeqCst) >= STEP_REQUESTS {
+        watch.flooded.lock().unwrap().get_or_insert_with(|| {
+            format!(
+                "the portal's page sent more than {STEP_REQUESTS} requests in one step (the latest {} {}): the rest were refused, not to spend the run's rate on them; a page that keeps asking cannot be driven: send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate",
+                event.request.method.to_ascii_uppercase(),
+                url.path()
+            )
+        });
+        return Err(ErrorReason::BlockedByClient);
+    }
+    // A tab closed meanwhile: what it asked is dropped from the limiter's
+    // queue, neither sent nor counted.
+    tokio::select! {
+        _ = watch.closed.cancelled() => Err(ErrorReason::Aborted),
+        turn = throttle.admit(standing, waiting) => turn.map_err(|_| ErrorReason::Aborted),
+    }
 }
+
+/// The requests a page may send in one step (documents, scripts, styles,
+/// XHR and fetch; what is blocked does not count). A portal's page needs a
+/// few; a script that asks again and again (a poll gone wrong, a loop)
+/// would hold the limiter, and every session with it, until the step's
+/// time is up, and the step would be taken for a portal that failed.
+const STEP_REQUESTS: usize = 60;
 
 /// A request of the page that was answered, as the walk's rule reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,6 +431,14 @@ struct Watch {
     changes: AtomicUsize,
     /// Such a request refused, said in words: the step fails with it.
     unasked: Mutex<Option<String>>,
+    /// Requests the page asked since its step began (see `STEP_REQUESTS`).
+    asked: AtomicUsize,
+    /// The page asked more than a step may, said in words: the step fails
+    /// with it, or the next one if the page asked between two steps.
+    flooded: Mutex<Option<String>>,
+    /// The tab is closed: its requests still waiting for their turn are
+    /// dropped.
+    closed: CancellationToken,
 }
 
 /// What a session is doing in its page, for the requests the page sends
@@ -501,6 +529,7 @@ pub struct Tab {
 
 impl Drop for Tab {
     fn drop(&mut self) {
+        self.watch.closed.cancel();
         for t in &self.tasks {
             t.abort();
         }
@@ -586,6 +615,7 @@ impl Tab {
     /// the tab is closed. Said to the session at its next step.
     pub fn abandon(&self) {
         self.watch.crashed.store(true, Ordering::SeqCst);
+        self.watch.closed.cancel();
         let page = self.page.clone();
         tokio::spawn(async move {
             let crash = chromiumoxide::cdp::browser_protocol::page::CrashParams::default();
@@ -719,6 +749,7 @@ impl Tab {
         self.watch.committing.store(commit, Ordering::SeqCst);
         self.watch.phase.store(phase as u8, Ordering::Relaxed);
         self.watch.changes.store(0, Ordering::SeqCst);
+        self.watch.asked.store(0, Ordering::SeqCst);
         // A refusal between two steps was the page's, not this step's.
         *self.watch.unasked.lock().unwrap() = None;
         *self.watch.said_yes.lock().unwrap() = None;
@@ -799,6 +830,10 @@ impl Tab {
             // done, whatever the page does next (it may reload for ever).
             if let Some(asked) = self.watch.dismissed.lock().unwrap().take() {
                 return Err(TransportError::Engine(asked));
+            }
+            // It would not settle: it keeps asking.
+            if let Some(flooded) = self.watch.flooded.lock().unwrap().take() {
+                return Err(TransportError::Engine(flooded));
             }
             if self.gone() {
                 return Err(self.gone_error());

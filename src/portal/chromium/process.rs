@@ -650,19 +650,30 @@ impl Chromium {
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(event.frame_id.inner().clone());
-                            let phase = watch.phase.load(Ordering::Relaxed) as usize;
-                            tally.sent[phase.min(2)].fetch_add(1, Ordering::Relaxed);
                         }
-                        let _ = match verdict {
-                            Ok(()) => page
-                                .execute(ContinueRequestParams::new(event.request_id.clone()))
-                                .await
-                                .map(|_| ()),
-                            Err(reason) => page
-                                .execute(FailRequestParams::new(event.request_id.clone(), reason))
-                                .await
-                                .map(|_| ()),
-                        };
+                        match verdict {
+                            Ok(()) => {
+                                let phase = watch.phase.load(Ordering::Relaxed);
+                                let went = page
+                                    .execute(ContinueRequestParams::new(event.request_id.clone()))
+                                    .await;
+                                // Counted once the browser took it: a tab
+                                // closed meanwhile sent nothing.
+                                if went.is_ok() {
+                                    throttle.sent(Purpose::from_index(phase));
+                                    tally.sent[usize::from(phase).min(2)]
+                                        .fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Err(reason) => {
+                                let _ = page
+                                    .execute(FailRequestParams::new(
+                                        event.request_id.clone(),
+                                        reason,
+                                    ))
+                                    .await;
+                            }
+                        }
                     });
                 }
             }));

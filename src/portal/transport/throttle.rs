@@ -367,21 +367,24 @@ impl Throttle {
         d.last_held_us.fetch_max(d.now_us(), Ordering::Relaxed);
     }
 
-    /// A request of the browser engine: its turn at the limiter, counted
-    /// like any other. `waiting` drops it before it is sent.
+    /// A request of the browser engine: its turn at the limiter (counted
+    /// by `sent` once the browser sends it). `waiting` drops it before.
     pub async fn admit(
         &self,
-        phase: Purpose,
         standing: Standing,
         waiting: &CancellationToken,
     ) -> Result<(), TransportError> {
         tokio::select! {
-            _ = waiting.cancelled() => return Err(TransportError::Interrupted),
-            _ = self.turn(standing) => {}
+            _ = waiting.cancelled() => Err(TransportError::Interrupted),
+            _ = self.turn(standing) => Ok(()),
         }
+    }
+
+    /// A request of the browser engine that the browser was let send,
+    /// counted like any other.
+    pub fn sent(&self, phase: Purpose) {
         self.stats.by_phase[phase as usize].fetch_add(1, Ordering::Relaxed);
         self.stats.sent_now();
-        Ok(())
     }
 
     /// Waits for this request's turn: any `Retry-After` pause, then the
