@@ -90,7 +90,10 @@ impl PortalError {
     /// What would fix it, when its cause says.
     pub fn remedy(&self) -> Option<Remedy> {
         match self {
-            PortalError::Missing { .. } => Some(Remedy::Labels),
+            // A page that went elsewhere by itself: no label fixes that.
+            PortalError::Missing { missing, .. } if missing.went_on.is_none() => {
+                Some(Remedy::Labels)
+            }
             PortalError::Transport(e) if e.is_transient() => Some(Remedy::RunAgain),
             PortalError::Transport(TransportError::RateLimited(_))
             | PortalError::Transport(TransportError::PageHung { .. }) => Some(Remedy::RunAgain),

@@ -385,6 +385,7 @@ mod tests {
             status: 200,
             hops,
             first_redirect: first_redirect.map(|u| url::Url::parse(u).unwrap()),
+            asked: None,
             screenshot: None,
         }
     }

@@ -152,6 +152,8 @@ struct Checks {
     all: Vec<Check>,
     /// The step being walked: a key may be looked for on two pages.
     step: &'static str,
+    /// The page of the step went elsewhere by itself (`Fetched::went_on`).
+    went_on: Option<String>,
 }
 
 impl Checks {
@@ -177,7 +179,8 @@ impl Checks {
         self.set(want.key, Found::Yes(note.into()));
     }
 
-    fn missing(&mut self, m: Missing) {
+    fn missing(&mut self, mut m: Missing) {
+        m.went_on = self.went_on.clone();
         let key = m.key;
         self.set(key, Found::Missing(m));
     }
@@ -206,6 +209,7 @@ impl Portal {
                     })
                     .collect(),
                 step: "result",
+                went_on: None,
             };
             checks.set(
                 "new_password",
@@ -349,6 +353,7 @@ async fn walk(
     checks.at("login");
     let start = b.shared.start.clone();
     let page = get(b, Purpose::Login, Req::Get(start), "login").await?;
+    checks.went_on = page.went_on();
     let req = {
         let doc = Html::parse_document(&page.body);
         if !html::is_login_page(&doc, w("password_field").words) {
@@ -370,6 +375,7 @@ async fn walk(
         b.login_request(&doc, form)?
     };
     let home = get(b, Purpose::Login, req, "home").await?;
+    checks.went_on = home.went_on();
     // Home, then Mes Services.
     checks.at("home");
     let my_services = {
@@ -389,6 +395,7 @@ async fn walk(
     };
     checks.at("Mes Services");
     let page = get(b, Purpose::Resolve, Req::Get(my_services), "Mes Services").await?;
+    checks.went_on = page.went_on();
     let Some(search) = link(
         &Html::parse_document(&page.body),
         &page.url,
@@ -400,6 +407,7 @@ async fn walk(
     // The search form, filled for the client.
     checks.at("search");
     let page = get(b, Purpose::Resolve, Req::Get(search), "search").await?;
+    checks.went_on = page.went_on();
     let form = {
         let doc = Html::parse_document(&page.body);
         match html::need_form_with_button(&doc, &page.url, w("search_button")) {
@@ -435,6 +443,7 @@ async fn walk(
     checks.at("search results");
     let service_page = loop {
         let page = get(b, Purpose::Resolve, req, "search results").await?;
+        checks.went_on = page.went_on();
         let doc = Html::parse_document(&page.body);
         let wants = [
             "column_service_ref",
@@ -520,6 +529,7 @@ async fn walk(
     // The service, its users tab and table, to the licence.
     checks.at("service");
     let page = get(b, Purpose::Resolve, Req::Get(service_page), "service").await?;
+    checks.went_on = page.went_on();
     let Some(users) = link(
         &Html::parse_document(&page.body),
         &page.url,
@@ -532,6 +542,7 @@ async fn walk(
     let mut req = Req::Get(users);
     let (licence, sda, detail) = loop {
         let page = get(b, Purpose::Resolve, req, "users").await?;
+        checks.went_on = page.went_on();
         let doc = Html::parse_document(&page.body);
         let wants = [
             "column_licence",
@@ -605,6 +616,7 @@ async fn walk(
     checks.at("detail");
     b.walking = Some(licence.clone());
     let page = get(b, Purpose::Reset, Req::Get(detail), "detail").await?;
+    checks.went_on = page.went_on();
     let to_confirm = {
         let doc = Html::parse_document(&page.body);
         match html::field_value(&doc, w("field_licence").words) {
@@ -695,6 +707,7 @@ async fn walk(
         (ToConfirmation::Shown(dialog), url) => Fetched {
             address: url.clone(),
             first_redirect: None,
+            asked: None,
             screenshot: None,
             url,
             body: zeroize::Zeroizing::new(dialog),

@@ -76,7 +76,13 @@ impl Browser {
         if html::is_login_page(&doc, &self.shared.labels.password_field) {
             return Err(PortalError::SessionEnded);
         }
-        parse(&doc, &fetched.url).map_err(|p| problem(name, p))
+        parse(&doc, &fetched.url).map_err(|p| match p {
+            Problem::Missing(mut m) => {
+                m.went_on = fetched.went_on();
+                problem(name, Problem::Missing(m))
+            }
+            p => problem(name, p),
+        })
     }
 
     /// What every page read goes through, in any command, before it is

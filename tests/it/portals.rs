@@ -543,6 +543,43 @@ fn a_page_that_keeps_asking_is_stopped_not_waited_for() {
     );
 }
 
+/// A detail page whose script takes the browser elsewhere as it loads: the
+/// page read is not the one asked for, and no label fixes that. `check` and
+/// `run` say where the page went by itself, never "set reset_button in the
+/// labels file" (helper-14: that advice fixed nothing). Nothing is reset.
+#[test]
+fn a_page_that_goes_elsewhere_by_itself_is_no_label_s_fault() {
+    if !have("chromium") {
+        return;
+    }
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&[
+        "--shape",
+        "scripted",
+        "--hostile-page-script",
+        "document.addEventListener('DOMContentLoaded', () => { if (/Réinitialiser mot de passe SIP/.test(document.body.innerText)) location.replace(document.querySelector('a').href); })",
+    ]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let said = exits_with(check_cmd(&sim, &input).args(["--engine", "browser"]), 2);
+    assert!(said.contains("went on by itself"), "{said}");
+    assert!(said.contains("no label fixes that"), "{said}");
+    assert!(!said.contains("in a labels file"), "{said}");
+    let said = exits_with(
+        run_cmd(&sim, &input, &dir.path().join("out.age"), &public)
+            .args(["--yes", "--rate", "100", "--engine", "browser"]),
+        2,
+    );
+    assert!(
+        said.contains("FPC172910: detail page: no label 'Licence'")
+            && said.contains("went on by itself"),
+        "{said}"
+    );
+    assert!(!said.contains("labels file"), "{said}");
+    assert!(sim.resets().is_empty());
+}
+
 /// A portal (or a CDN's script) that tries to send the page elsewhere with
 /// what fetch and XHR are not: a WebSocket, a shared worker from a `data:`
 /// address, a service worker, WebRTC, WebRTC from a popup. Nothing reaches

@@ -234,6 +234,12 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 logging::say(
                     "no login form at --portal: is it the MyOpenIP portal's address? If it is, and its words differ, set password_field in a labels file (sip-rotate labels > labels.toml, then edit it)",
                 );
+            } else if let Some((step, _, Found::Missing(m))) = first
+                && let Some(went_on) = &m.went_on
+            {
+                logging::say(&format!(
+                    "at the {step} step, {went_on}: no label fixes that; send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate"
+                ));
             } else if !scripted.is_empty() {
                 logging::say(&format!(
                     "{} runs a script of the page: check again, and run, with --engine browser (see 'The two engines' in docs/operating.md)",

@@ -673,7 +673,18 @@ impl Tab {
                 navigation.await.map_err(Self::step_error)?;
             }
         }
-        self.end(step, "load", timeout, &|_| true).await
+        let mut settled = self.end(step, "load", timeout, &|_| true).await?;
+        // A page loaded (no form) that no redirect led elsewhere, shown at
+        // another address: its script or a refresh took it on.
+        let page = &settled.page;
+        let mut here = page.address.clone();
+        here.set_fragment(None);
+        let mut asked = url.clone();
+        asked.set_fragment(None);
+        if form.is_none() && page.hops == 0 && here != asked {
+            settled.page.asked = Some(asked);
+        }
+        Ok(settled)
     }
 
     /// The address of the page shown now.
@@ -932,6 +943,7 @@ impl Tab {
                 status,
                 hops,
                 screenshot,
+                asked: None,
             },
             answers,
         })

@@ -130,6 +130,7 @@ impl Form {
             page: self.page.clone(),
             candidates: closest(want.words, candidates),
             javascript: self.javascript,
+            went_on: None,
         }
     }
 

@@ -263,6 +263,9 @@ pub struct Missing {
     /// The element is there, but JavaScript drives it (a link to `#` or
     /// `javascript:`, a button outside any usable form).
     pub javascript: bool,
+    /// The page looked at is not the one the step asked for: it went on
+    /// elsewhere by itself (see `Fetched::went_on`), and no label fixes that.
+    pub went_on: Option<String>,
 }
 
 impl std::fmt::Display for Missing {
@@ -275,6 +278,12 @@ impl std::fmt::Display for Missing {
             );
         }
         write!(f, "no {kind} '{words}' on '{page}'")?;
+        if let Some(went_on) = &self.went_on {
+            return write!(
+                f,
+                ": {went_on}; no label fixes that: send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate"
+            );
+        }
         if self.candidates.is_empty() {
             write!(f, "; no {} there", self.kind.plural())?;
         } else {
@@ -433,6 +442,7 @@ pub fn missing(doc: &Html, want: Want) -> Missing {
         page: page_title(doc),
         candidates: closest(want.words, elements_of(doc, want.kind)),
         javascript: driven_by_javascript(doc, want),
+        went_on: None,
     }
 }
 

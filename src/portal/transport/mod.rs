@@ -117,6 +117,22 @@ pub struct Fetched {
     /// The browser's picture of the page (PNG), with `--capture`; never
     /// of the page after a press that may commit.
     pub screenshot: Option<Vec<u8>>,
+    /// The address a load asked for, when the page shown is elsewhere and
+    /// no redirect led there: a script of the page (or a refresh) took it
+    /// on. Only the browser sees that.
+    pub asked: Option<Url>,
+}
+
+impl Fetched {
+    /// Where the page went by itself, in words, if it did.
+    pub fn went_on(&self) -> Option<String> {
+        let asked = self.asked.as_ref()?;
+        Some(format!(
+            "the page asked for ({}) went on by itself to {} (a script of the page or a refresh, not a link or a redirect)",
+            asked.path(),
+            self.address.path()
+        ))
+    }
 }
 
 /// What carries a session's requests.
@@ -847,6 +863,7 @@ impl Transport {
             return Ok(Answer::Page(Box::new(Fetched {
                 address,
                 first_redirect: None,
+                asked: None,
                 screenshot: None,
                 url,
                 body,
