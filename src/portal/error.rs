@@ -7,6 +7,12 @@ use super::*;
 pub enum PortalError {
     #[error("the portal refused the login: check the login, the password and the profile")]
     LoginRefused,
+    /// The login's form got no answer: its credentials are not sent again
+    /// (`Retry::Credentials`).
+    #[error(
+        "the portal did not answer the login ({why}): the credentials were not sent again, since a wrong password sent again counts against the account, and a portal may answer a wrong one late: check the login, the password and the profile, or give the portal more time (--timeout)"
+    )]
+    LoginUnanswered { why: String },
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// A page that does not show what the contract says.
@@ -106,6 +112,7 @@ impl PortalError {
         matches!(
             self,
             PortalError::LoginRefused
+                | PortalError::LoginUnanswered { .. }
                 | PortalError::NotThePortal { .. }
                 | PortalError::NoPageAtTheAddress { .. }
                 | PortalError::SessionLoop(_)

@@ -236,8 +236,15 @@ impl Browser {
                 let turn = self.shared.proof.turn().await?;
                 let answer = self
                     .transport
-                    .fetch(Purpose::Login, req, Retry::Yes)
-                    .await?;
+                    .fetch(Purpose::Login, req, Retry::Credentials)
+                    .await
+                    .map_err(|e| match e {
+                        TransportError::Silent => PortalError::LoginUnanswered {
+                            why: "none within --timeout".to_string(),
+                        },
+                        TransportError::Transient(why) => PortalError::LoginUnanswered { why },
+                        e => e.into(),
+                    })?;
                 match self.read(&answer, "home", |doc, url| {
                     Ok(html::need_link(doc, url, my_services)?)
                 }) {

@@ -335,16 +335,6 @@ fn a_report_without_a_reset_row_is_nothing_to_follow() {
     assert_eq!(sim.pages_served().len(), before, "the portal was not asked");
 }
 
-fn plan_cmd(sim: &Sim, input: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("plan")
-        .arg("--input")
-        .arg(input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .env("MYOPENIP_PASSWORD", PASSWORD);
-    c
-}
-
 #[test]
 fn a_portal_whose_état_says_otherwise_is_counted_as_unknown_never_as_down() {
     let dir = tempfile::tempdir().unwrap();

@@ -313,6 +313,29 @@ fn a_wrong_password_is_sent_once_whatever_the_sessions_the_rate_wants() {
     );
 }
 
+/// A portal that answers a wrong password later than --timeout: the login
+/// is not sent again (each try would be one more failed login against the
+/// account: a helper saw three), and the run says what to check.
+#[test]
+fn a_login_left_unanswered_is_not_sent_again() {
+    let Setup { dir, sim, .. } = Setup::new(&["--slow-refusal-ms", "4000"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let stderr = exits_with(
+        plan_cmd(&sim, &input)
+            .args(["--timeout", "1"])
+            .env("MYOPENIP_PASSWORD", "wrong"),
+        2,
+    );
+    assert!(
+        stderr.contains("did not answer the login")
+            && stderr.contains("check the login, the password"),
+        "{stderr}"
+    );
+    let counters = sim.stop();
+    assert_eq!(counters["refused_logins"], 1, "{stderr}");
+}
+
 #[test]
 fn plain_http_to_a_remote_portal_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,17 +21,6 @@ fn labels(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-fn plan_cmd(sim: &Sim, input: &Path) -> Command {
-    let mut c = Command::new(bin());
-    c.arg("plan")
-        .arg("--input")
-        .arg(input)
-        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
-        .env("MYOPENIP_PASSWORD", PASSWORD)
-        .env("XDG_STATE_HOME", &sim.state);
-    c
-}
-
 /// The lines of the simulator's `--handed-out` file: every session id,
 /// form token and new password it gave.
 fn handed_out(path: &Path) -> Vec<String> {

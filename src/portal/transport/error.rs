@@ -156,6 +156,16 @@ impl TransportError {
         }
     }
 
+    /// Whether a request sent as `retry` says may go again after this
+    /// failure: the one rule of what is retried, for both engines.
+    pub fn worth_another_try(&self, retry: Retry) -> bool {
+        match retry {
+            Retry::Yes => self.is_transient(),
+            Retry::FirstHopOnce => false,
+            Retry::Credentials => matches!(self, TransportError::Unreachable(u) if u.may_pass()),
+        }
+    }
+
     /// Whether every request of the run would fail the same way.
     pub fn is_permanent(&self) -> bool {
         matches!(self, TransportError::Unreachable(u) if !u.may_pass())

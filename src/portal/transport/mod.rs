@@ -498,7 +498,7 @@ impl Transport {
         if commit {
             once().await
         } else {
-            self.with_retries(once).await
+            self.with_retries(Retry::Yes, once).await
         }
     }
 
@@ -624,18 +624,13 @@ impl Transport {
         retry: Retry,
     ) -> Result<Fetched, TransportError> {
         let cancel = match retry {
-            Retry::Yes => &self.interruptions.reads,
+            Retry::Yes | Retry::Credentials => &self.interruptions.reads,
             Retry::FirstHopOnce => &self.interruptions.confirmations,
         };
         if self.runs_scripts() {
             let commit = retry == Retry::FirstHopOnce;
             let once = || self.in_browser_once(phase, &req, commit);
-            let stepped = async {
-                match retry {
-                    Retry::FirstHopOnce => once().await,
-                    Retry::Yes => self.with_retries(once).await,
-                }
-            };
+            let stepped = async { self.with_retries(retry, once).await };
             return tokio::select! {
                 biased;
                 _ = cancel.cancelled() => Err(TransportError::Interrupted),
@@ -665,13 +660,13 @@ impl Transport {
                 _ => &self.interruptions.confirmations,
             };
             let once = || self.send(phase, &current, waiting);
-            let answer = if hop == 0 && retry == Retry::FirstHopOnce {
-                once().await?
+            let answer = if hop == 0 {
+                self.with_retries(retry, once).await?
             } else if retry == Retry::FirstHopOnce {
                 // On the way to the page of a press the portal took: only
                 // the press's own answer can say it was not taken (see
                 // `gate`), so a refusal here is an answer read.
-                self.retried(phase, &current, waiting)
+                self.with_retries(Retry::Yes, once)
                     .await
                     .map_err(|e| match e {
                         TransportError::Forbidden => {
@@ -689,7 +684,7 @@ impl Transport {
                         e => e,
                     })?
             } else {
-                self.retried(phase, &current, waiting).await?
+                self.with_retries(Retry::Yes, once).await?
             };
             match answer {
                 Answer::Redirect(to) => {
@@ -710,25 +705,16 @@ impl Transport {
 
     /// One request, sent again with backoff while it fails transiently:
     /// the one rule of what is retried for a request that changes nothing.
-    async fn retried(
-        &self,
-        phase: Purpose,
-        req: &Req,
-        waiting: &CancellationToken,
-    ) -> Result<Answer, TransportError> {
-        self.with_retries(|| self.send(phase, req, waiting)).await
-    }
-
-    /// `once`, sent again while it fails in a way worth trying again: the
-    /// one rule of what is retried, for both engines.
-    async fn with_retries<T, F, Fut>(&self, once: F) -> Result<T, TransportError>
+    /// `once`, sent again while it fails in a way worth trying again
+    /// (`TransportError::worth_another_try`), for both engines.
+    async fn with_retries<T, F, Fut>(&self, retry: Retry, once: F) -> Result<T, TransportError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, TransportError>>,
     {
         let mut tries = 0;
         once.retry(backoff())
-            .when(TransportError::is_transient)
+            .when(|e| e.worth_another_try(retry))
             .adjust(next_wait(&mut tries))
             .notify(|e, wait| self.retrying(e, wait))
             .await

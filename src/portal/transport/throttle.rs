@@ -123,6 +123,12 @@ pub enum Retry {
     Yes,
     /// A `Confirmer`: sending it again could reset twice; its redirects are still retried.
     FirstHopOnce,
+    /// A login's form: the credentials are sent again only when they
+    /// never reached the portal (no connection made). A portal that
+    /// answers a wrong password late would otherwise get it again at each
+    /// try, each one a failed login against the account (found by a
+    /// helper: three in a row); its redirects are still retried.
+    Credentials,
 }
 
 /// What every session of a run shares: the concurrency gate, the rate

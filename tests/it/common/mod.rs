@@ -255,6 +255,18 @@ pub fn check_cmd(sim: &Sim, input: &Path) -> Command {
     c
 }
 
+/// `sip-rotate plan` against `sim`, with the test credentials.
+pub fn plan_cmd(sim: &Sim, input: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("plan")
+        .arg("--input")
+        .arg(input)
+        .args(["--portal", &sim.url, "--login", LOGIN, "--rate", "100"])
+        .env("MYOPENIP_PASSWORD", PASSWORD)
+        .env("XDG_STATE_HOME", &sim.state);
+    c
+}
+
 /// `sip-rotate run` against `sim`, with the test credentials.
 pub fn run_cmd(sim: &Sim, input: &Path, output: &Path, recipient: &str) -> Command {
     let mut c = Command::new(bin());
