@@ -133,7 +133,18 @@ impl Run<'_> {
                     }
                 }
                 written = outputs.rows();
-                if stopped.is_none() {
+                // Nothing reset and something failed (every licence failed
+                // before its Confirmer, without a stop: --canary 0): no
+                // empty result, which would only stand in the way of the
+                // same command run again, as its advice says.
+                let nothing_to_hand = written == 0
+                    && rows.iter().any(|r| r.status == Status::Failed)
+                    && !rows.iter().any(|r| r.status == Status::Reset);
+                if stopped.is_none() && nothing_to_hand {
+                    // Dropped unfinished: its temporary goes with it.
+                    drop(outputs);
+                    complete = true;
+                } else if stopped.is_none() {
                     let (held, failed) = outputs.finish();
                     passwords.result = held;
                     match failed {

@@ -431,3 +431,28 @@ fn a_canary_failing_before_its_confirmer_gives_its_place_to_the_next_licence() {
         "{stderr}"
     );
 }
+
+/// Every licence failed before its Confirmer, and nothing stopped the run
+/// (--canary 0): nothing was reset, so no result is written, and the same
+/// command run again, as the hint says, is not refused by a file of the
+/// first run (helper-17: an empty result stood in the way).
+#[test]
+fn a_run_that_reset_nothing_leaves_nothing_in_the_way_of_its_rerun() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--fail-page", "detail:FPC172910"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172910\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let mut command = run_cmd(&sim, &input, &output, &public);
+    command
+        .args(["--yes", "--rate", "100", "--canary", "0", "--report"])
+        .arg(&report);
+    let said = exits_with(&mut command, 2);
+    assert!(said.contains("run the same command again"), "{said}");
+    assert!(!output.exists(), "{said}");
+    let again = exits_with(&mut command, 2);
+    assert!(!again.contains("exists already"), "{again}");
+    assert!(sim.resets().is_empty());
+}
