@@ -34,6 +34,7 @@ pub enum Command {
     #[command(after_help = super::manual::exit_codes_in_short("check"))]
     Check(CheckArgs),
     /// Print a labels file with the guide's wording, ready to edit for --labels.
+    #[command(after_help = super::manual::exit_codes_in_short("labels"))]
     Labels,
     /// After a rotation: which phones are back (the users tables' État), once or until all are.
     #[command(after_help = super::manual::exit_codes_in_short("status"))]
@@ -42,14 +43,16 @@ pub enum Command {
     #[command(after_help = super::manual::exit_codes_in_short("decrypt"))]
     Decrypt(DecryptArgs),
     /// Write a new age identity and print its public key.
+    #[command(after_help = super::manual::exit_codes_in_short("keygen"))]
     Keygen(KeygenArgs),
     /// Serve a simulated MyOpenIP portal on loopback, for tests and trials.
+    #[command(after_help = super::manual::exit_codes_in_short("sim"))]
     Sim(SimArgs),
     /// Reset the sample licences on an embedded simulated portal, end to end.
     #[command(after_help = super::manual::exit_codes_in_short("demo"))]
     Demo(DemoArgs),
     /// Write the man pages, or print a shell's completions, from these very flags.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = super::manual::exit_codes_in_short("generate"))]
     Generate(Generate),
 }
 
@@ -57,11 +60,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum Generate {
     /// Write one man page per command (sip-rotate.1, sip-rotate-run.1...) into a folder.
+    #[command(after_help = super::manual::exit_codes_in_short("generate"))]
     Man {
         /// The folder (created if missing); an earlier page of sip-rotate is replaced, any other file at a page's name stops it.
         dir: PathBuf,
     },
     /// Print the completion script of a shell on standard output.
+    #[command(after_help = super::manual::exit_codes_in_short("generate"))]
     Completions {
         #[arg(value_enum)]
         shell: Shell,

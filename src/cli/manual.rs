@@ -38,23 +38,18 @@ pub fn sections(command: &str) -> Vec<Section> {
 }
 
 /// 2 and 3 mean the same for every command (cron and people act on them):
-/// no phone was cut off; a `Confirmer` may have been sent.
-const NOTHING_CUT_OFF: (&str, &str, &str) = (
-    "2",
-    "no Confirmer sent, no phone cut off, whatever the reason",
-    "Bad usage or input, a file in the way, another run on the same portal account, a portal \
-     that cannot be reached, login refused, a row that does not resolve (without \
-     --skip-unresolved), not confirmed, interrupted (Ctrl-C, SIGTERM, SIGHUP) before any \
-     Confirmer, at the question or during plan, check or status included.",
-);
-const MAY_BE_CUT_OFF: (&str, &str, &str) = (
+/// no phone was cut off; a `Confirmer` may have been sent. What leads
+/// there differs by command.
+const NOTHING_CUT_OFF: &str = "no Confirmer sent, no phone cut off, whatever the reason";
+const MAY_BE_CUT_OFF: &str =
+    "stopped after a Confirmer may have been sent: the rotation is unfinished";
+/// 3 for the commands that never press Confirmer.
+const SHOWN_UNASKED: (&str, &str, &str) = (
     "3",
-    "stopped after a Confirmer may have been sent: the rotation is unfinished",
-    "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), or a \
-     page showed a new password nobody asked for. The new passwords are in the journal \
-     (OUTPUT.journal) and in OUTPUT.partN, as the summary says. (A run that goes to its end \
-     exits 1 when a licence failed, after its Confirmer too: the summary says which phone \
-     may be cut off.)",
+    "a page showed a new password nobody asked for: a phone may be cut off",
+    "The portal committed a reset this command did not ask for; it keeps no password, so that \
+     phone's is known to nobody: reset it with sip-rotate run, and sip-rotate status tells \
+     whether it is online.",
 );
 
 /// The exit codes of `command` (`run`, `sip-rotate-run`…): each in short,
@@ -69,17 +64,23 @@ pub fn exit_codes(command: &str) -> Vec<(&'static str, &'static str, &'static st
                 "the plan is complete but some rows do not resolve or something is in the way",
                 "The summary and the report say which; nothing was reset.",
             ),
-            NOTHING_CUT_OFF,
-            MAY_BE_CUT_OFF,
+            (
+                "2",
+                NOTHING_CUT_OFF,
+                "Bad usage or input, a portal that cannot be reached, login refused, the plan \
+                 stopped before every row resolved, interrupted (Ctrl-C, SIGTERM, SIGHUP).",
+            ),
+            SHOWN_UNASKED,
         ],
         "check" => vec![
             ("0", "every step and label a run needs was found", ""),
             (
                 "2",
                 "a label is missing or the portal could not be walked; no Confirmer sent",
-                "The table says which step and label; nothing was reset.",
+                "The table says which step and label; nothing was reset. Bad usage or input, \
+                 login refused and an interruption exit 2 too.",
             ),
-            MAY_BE_CUT_OFF,
+            SHOWN_UNASKED,
         ],
         "status" => vec![
             ("0", "every phone followed is registered again", ""),
@@ -93,6 +94,7 @@ pub fn exit_codes(command: &str) -> Vec<(&'static str, &'static str, &'static st
                 "the portal could not be read: states unknown; nothing changed",
                 "Bad usage or input, a portal that stopped answering, login refused, interrupted.",
             ),
+            SHOWN_UNASKED,
         ],
         "decrypt" => vec![
             ("0", "every entry decrypted", ""),
@@ -107,15 +109,44 @@ pub fn exit_codes(command: &str) -> Vec<(&'static str, &'static str, &'static st
                 "Bad usage, a file that is not sip-rotate's, no matching identity.",
             ),
         ],
+        "keygen" | "labels" | "generate" | "generate-man" | "generate-completions" => vec![
+            ("0", "written", ""),
+            (
+                "2",
+                "bad usage, or a file in the way",
+                "Nothing is written then: an existing file is never replaced, but the man pages \
+                 sip-rotate wrote.",
+            ),
+        ],
+        "sim" => vec![
+            ("0", "stopped by a signal", ""),
+            ("2", "bad usage, or the address cannot be served", ""),
+        ],
         _ => vec![
             ("0", "every requested reset done", ""),
             (
                 "1",
                 "the run went to its end, not all well (failures, unresolved rows, the report)",
-                "Every password reset is in the result; the summary says what went wrong.",
+                "The summary says what went wrong. Every password the portal showed is in the \
+                 result; a licence that failed after its Confirmer may have its phone cut off, \
+                 its password unknown: the summary names it, to reset again.",
             ),
-            NOTHING_CUT_OFF,
-            MAY_BE_CUT_OFF,
+            (
+                "2",
+                NOTHING_CUT_OFF,
+                "Bad usage or input, a file in the way, another run on the same portal account, \
+                 a portal that cannot be reached, login refused, a row that does not resolve \
+                 (without --skip-unresolved), every licence failed before its Confirmer, not \
+                 confirmed, interrupted (Ctrl-C, SIGTERM, SIGHUP) before any Confirmer, at the \
+                 question included.",
+            ),
+            (
+                "3",
+                MAY_BE_CUT_OFF,
+                "Stopped or interrupted after a Confirmer (the canary, --max-failures, a signal), \
+                 or a page showed a new password nobody asked for. The new passwords are in the \
+                 journal (OUTPUT.journal) and in OUTPUT.partN, as the summary says.",
+            ),
         ],
     }
 }

@@ -121,7 +121,24 @@ fn text_refusal(e: anyhow::Error) -> Exit {
 /// Shows an error that stopped a command before it did anything (exit 2).
 pub(crate) fn refused(format: LogFormat, e: &anyhow::Error) -> Exit {
     render::error(format, &described(e), hint(e).as_deref());
-    Exit::NothingDone
+    // What happened to phones decides, in every command: a page that
+    // showed a new password nobody asked for means one may be cut off.
+    let password_shown = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<crate::portal::PortalError>(),
+            Some(crate::portal::PortalError::PasswordShown { .. })
+        ) || matches!(
+            cause.downcast_ref::<RotationError>(),
+            Some(RotationError::Portal(
+                crate::portal::PortalError::PasswordShown { .. }
+            ))
+        )
+    });
+    if password_shown {
+        Exit::Aborted
+    } else {
+        Exit::NothingDone
+    }
 }
 
 /// An error and its causes, each said once: a message that already quotes

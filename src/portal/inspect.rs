@@ -38,8 +38,8 @@ pub enum Found {
     Wrong(String),
     /// On the page, but pressing it runs a script: the HTTP engine cannot.
     NeedsScript(String),
-    /// The licence asked for is in no row of the tables: the licence is
-    /// wrong, not a label.
+    /// The client or the licence asked for is in no row of the tables:
+    /// the input is wrong, not a label.
     NotListed(String),
 }
 
@@ -463,8 +463,8 @@ async fn walk(
                 if !html::has_column_among(&doc, &wants) {
                     checks.set(
                         m.key,
-                        Found::Wrong(format!(
-                            "no result for client {}: is the reference right?",
+                        Found::NotListed(format!(
+                            "no search result for client {}",
                             target.client_ref
                         )),
                     );
@@ -517,8 +517,8 @@ async fn walk(
             (None, None) => {
                 checks.set(
                     "configure",
-                    Found::Wrong(format!(
-                        "no MetaCentrex service of client {} in the results",
+                    Found::NotListed(format!(
+                        "no MetaCentrex service of client {} in the search results",
                         target.client_ref
                     )),
                 );

@@ -562,3 +562,29 @@ fn a_second_stop_says_the_clients_part_files_hold_the_earlier_passwords() {
     assert!(stderr.contains("(--resume -i IDENTITY) again"), "{stderr}");
     assert!(!stderr.contains("add -i IDENTITY"), "{stderr}");
 }
+
+/// A page that shows a new password nobody asked for (here in a user's
+/// name) means a phone may be cut off: `status`, `plan` and `check`, which
+/// keep no password, exit 3 as the help says, never 2 ("no phone cut off").
+#[test]
+fn a_password_shown_unasked_exits_3_in_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(
+        dir.path(),
+        &[
+            "--hostile-user-name",
+            "Votre nouveau mot de passe : Zz9xQ2pLm",
+        ],
+    );
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    for command in [
+        &mut status_cmd(&sim, &input),
+        &mut plan_cmd(&sim, &input),
+        &mut check_cmd(&sim, &input),
+    ] {
+        let said = exits_with(command, 3);
+        assert!(said.contains("a phone may have been cut off"), "{said}");
+        assert!(!said.contains("Zz9xQ2pLm"), "{said}");
+    }
+}

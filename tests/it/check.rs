@@ -107,13 +107,24 @@ fn a_label_worded_differently_is_named_and_fixed_with_a_labels_file() {
 }
 
 #[test]
-fn a_licence_that_is_not_there_is_not_called_a_label_problem() {
+fn a_licence_or_a_client_that_is_not_there_is_not_called_a_label_problem() {
     let Setup { dir, sim, .. } = Setup::new(&[]);
     let input = input(dir.path());
     let (code, text) = run_output(check_cmd(&sim, &input).args(["--licence", "FPC000000"]));
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("NOT LISTED"), "{text}");
-    assert!(text.contains("check the licence"), "{text}");
+    assert!(text.contains("check the client and the licence"), "{text}");
+    assert!(!text.contains("labels file"), "{text}");
+    // A client the portal does not know (helper-17: "set configure in a
+    // labels file").
+    let no_client = dir.path().join("no-client.csv");
+    std::fs::write(&no_client, "client_ref,licence\n99999,*\n").unwrap();
+    let (code, text) = run_output(&mut check_cmd(&sim, &no_client));
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("NOT LISTED: no MetaCentrex service of client 99999"),
+        "{text}"
+    );
     assert!(!text.contains("labels file"), "{text}");
     assert!(sim.resets().is_empty());
 }

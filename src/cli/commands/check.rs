@@ -228,7 +228,7 @@ async fn check_with(args: &CheckArgs, format: LogFormat) -> Result<Exit> {
                 logging::say("every label run, plan and status look for is there");
             } else if let Some((_, _, Found::NotListed(what))) = first {
                 logging::say(&format!(
-                    "{what}: check the licence (--licence, or the input's row); the labels are not at fault"
+                    "{what}: check the client and the licence (the input's row, or --licence); the labels are not at fault"
                 ));
             } else if let Some(("login", "password_field", Found::Missing(_))) = first {
                 logging::say(

@@ -57,6 +57,11 @@ pub fn plan(view: View, plan: &Plan, rate: f64, exit: Exit) -> std::io::Result<(
             "run would reset nothing: {unresolved} row{} did not resolve; with --skip-unresolved, {would}",
             if unresolved == 1 { "" } else { "s" }
         )
+    } else if unresolved > 0 {
+        format!(
+            "run would reset nothing: {} did not resolve",
+            count(unresolved, "row", "rows")
+        )
     } else {
         would
     };
