@@ -13,7 +13,7 @@ use super::args::LogFormat;
 use indicatif::MultiProgress;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
@@ -202,6 +202,24 @@ pub fn how_often(times: u64) -> String {
     }
 }
 
+/// The question is on the screen, the cursor after it: what is written
+/// next (a signal's "stopping", the summary after Ctrl-D) starts a line of
+/// its own, not on the question's.
+static AT_THE_QUESTION: AtomicBool = AtomicBool::new(false);
+
+/// The question was written; `answered` once it is.
+pub fn asked() {
+    AT_THE_QUESTION.store(true, Ordering::SeqCst);
+}
+
+/// The question got its answer: a line typed ends it, an end of input
+/// (Ctrl-D) does not, and the line is ended here.
+pub fn answered(line_ended: bool) {
+    if AT_THE_QUESTION.swap(false, Ordering::SeqCst) && !line_ended {
+        let _ = std::io::stderr().write_all(b"\n");
+    }
+}
+
 /// Stderr, with the progress bar (if any) hidden while a line is written.
 pub struct AroundTheBar;
 
@@ -223,6 +241,11 @@ impl Write for AroundTheBar {
                 None => fit(line, Stream::Stderr),
             })
             .collect();
+        let clean = if AT_THE_QUESTION.swap(false, Ordering::SeqCst) {
+            format!("\n{clean}")
+        } else {
+            clean
+        };
         let buf = clean.as_bytes();
         let bars = BARS.lock().unwrap_or_else(|e| e.into_inner());
         match bars.as_ref() {
@@ -269,9 +292,12 @@ fn fit_within(line: &str, to: Stream, spare: usize) -> String {
         Some(width) if width >= 40 && textwrap::core::display_width(line) > width - spare => {
             let indent = line.len() - line.trim_start_matches(' ').len();
             let more = " ".repeat(indent + 2);
+            // Broken at spaces only: a path or a date cut at its hyphens
+            // could not be copied whole.
             let options = textwrap::Options::new(width - spare)
                 .subsequent_indent(&more)
-                .break_words(false);
+                .break_words(false)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation);
             textwrap::fill(line, options)
         }
         _ => line.to_string(),

@@ -224,7 +224,7 @@ fn what_the_commands_show_fits_80_columns() {
     );
     let bin = bin().display().to_string();
     let command = format!(
-        "stty cols 80 rows 24; TERM=xterm {bin} check {common}; {bin} plan {common}; {bin} run {common} -r {public} -o {} --yes --canary 0",
+        "stty cols 80 rows 24; export TERM=xterm; {bin} demo --latency-ms 5 --rate 200; {bin} check {common}; {bin} plan {common}; {bin} status {common}; {bin} run {common} -r {public} -o {} --yes --canary 0",
         dir.path().join("out.age").display()
     );
     let (code, screen) = on_a_terminal(&sim, &command, "").unwrap();
@@ -289,6 +289,9 @@ fn what_the_commands_show_fits_80_columns() {
         "{screen}"
     );
     assert!(!screen.contains("WARN"), "{screen}");
+    // The demo and status were shown too.
+    assert!(screen.contains("passwords masked"), "{screen}");
+    assert!(screen.contains("still down"), "{screen}");
     // The same hint in a pipe: one line.
     let out = run_cmd(&sim, &input, &dir.path().join("piped.age"), &public)
         .args(["--yes", "--canary", "0", "--rate", "100"])

@@ -3,9 +3,9 @@
 //! through the same rotation and rendering as `run`, then shows where the
 //! result is, how to decrypt it, and a few rows with the passwords masked.
 
-use crate::cli::Exit;
 use crate::cli::args::{DemoArgs, LogFormat};
 use crate::cli::settings::View;
+use crate::cli::{Exit, logging};
 use crate::events::Interruption;
 use crate::portal::labels::Labels;
 use crate::portal::{Credentials, LoginProfile, PortalSettings};
@@ -48,17 +48,22 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
     let output = dir.join("rotation.csv.age");
     let report = dir.join("report.csv");
 
-    eprintln!("sip-rotate demo: a simulated MyOpenIP portal is listening on http://{addr}");
-    eprintln!(
+    // Each line through `say`: wrapped to the terminal at spaces.
+    let say = logging::say;
+    say(&format!(
+        "sip-rotate demo: a simulated portal listens on http://{addr}"
+    ));
+    say(&format!(
         "  input:     {} ({} rows)",
         input.display(),
         SAMPLE.lines().count() - 1
-    );
-    eprintln!(
-        "  recipient: {public} (throw-away identity in {})",
+    ));
+    say(&format!("  recipient: {public}"));
+    say(&format!(
+        "  (a throw-away identity, in {})",
         identity_path.display()
-    );
-    eprintln!();
+    ));
+    say("");
 
     let settings = crate::cli::settings::RunSettings {
         rotation: rotation::Settings {
@@ -117,28 +122,25 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
     let _ = server.await;
     let (exit, _) = result?;
 
-    eprintln!();
-    eprintln!("report (no secrets): {}", report.display());
+    say("");
+    say(&format!("report (no secrets): {}", report.display()));
     if output.exists() {
         let path = &output;
-        eprintln!("encrypted result:    {}", path.display());
-        eprintln!();
+        say(&format!("encrypted result:    {}", path.display()));
+        say("");
         // The path of this very binary: after `cargo run` it is not on the PATH.
         let me = std::env::current_exe()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "sip-rotate".into());
-        eprintln!("decrypt it with:");
-        eprintln!(
-            "  {me} decrypt -i {} -o passwords.csv {}",
-            identity_path.display(),
-            path.display()
-        );
-        eprintln!(
-            "or with the age CLI:  age -d -i {} {}",
-            identity_path.display(),
-            path.display()
-        );
-        eprintln!();
+        // Commands a line a part, as a shell takes them, to copy whole.
+        say("decrypt it with:");
+        say(&format!("  {me} decrypt \\"));
+        say(&format!("    -i {} \\", identity_path.display()));
+        say(&format!("    -o passwords.csv {}", path.display()));
+        say("or with the age CLI:");
+        say(&format!("  age -d -i {} \\", identity_path.display()));
+        say(&format!("    {}", path.display()));
+        say("");
         let identities = vault::read_identities(std::slice::from_ref(&identity_path))?;
         let mut plain = zeroize::Zeroizing::new(Vec::<u8>::new());
         let mut file = std::fs::File::open(path)?;
@@ -150,18 +152,17 @@ pub async fn demo(args: DemoArgs) -> Result<Exit> {
             crate::dialect::Dialect::Rfc4180,
         )
         .context("decrypting the demo result")?;
-        eprintln!("first rows, passwords masked:");
+        say("first rows, passwords masked:");
         let mut reader = csv::Reader::from_reader(plain.as_slice());
         for record in reader.records().take(5) {
             let record = record?;
             let masked = "•".repeat(record.get(7).map_or(0, |p| p.chars().count()));
-            eprintln!(
-                "  {:<10} {:<24} SDA {:<15} {:<32} {masked}",
+            let name: String = record.get(5).unwrap_or("").chars().take(24).collect();
+            say(&format!(
+                "  {:<10} SDA {:<15} {name:<24} {masked}",
                 record.get(2).unwrap_or(""),
-                record.get(3).unwrap_or(""),
                 record.get(4).filter(|s| !s.is_empty()).unwrap_or("-"),
-                record.get(5).unwrap_or("")
-            );
+            ));
         }
     }
     Ok(exit)

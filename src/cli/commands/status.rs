@@ -99,28 +99,37 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
     match format {
         LogFormat::Text => {
             let mut out = std::io::stdout().lock();
+            // Through the scrubber (a name is the portal's text), wrapped
+            // to a terminal's width; whole lines in a pipe or cron's mail.
+            let shown = |line: String| logging::shown(&line, logging::Stream::Stdout);
             for (client, (total, still)) in &by_client {
                 if still.is_empty() {
                     continue;
                 }
                 writeln!(
                     out,
-                    "client {client}: {} of {} still down",
-                    still.len(),
-                    crate::cli::render::count(*total, "phone", "phones")
+                    "{}",
+                    shown(format!(
+                        "client {client}: {} of {} still down",
+                        still.len(),
+                        crate::cli::render::count(*total, "phone", "phones")
+                    ))
                 )?;
                 for p in still {
                     writeln!(
                         out,
-                        "  {:<12} SDA {:<16} {:<32} {}",
-                        p.licence,
-                        if p.sda.is_empty() { "none" } else { &p.sda },
-                        p.name,
-                        if p.state.is_empty() {
-                            "(no État shown)"
-                        } else {
-                            &p.state
-                        }
+                        "{}",
+                        shown(format!(
+                            "  {:<12} SDA {:<16} {:<32} {}",
+                            p.licence,
+                            if p.sda.is_empty() { "none" } else { &p.sda },
+                            p.name,
+                            if p.state.is_empty() {
+                                "(no État shown)"
+                            } else {
+                                &p.state
+                            }
+                        ))
                     )?;
                 }
             }
@@ -129,8 +138,11 @@ async fn follow(args: &StatusArgs, format: LogFormat) -> Result<Exit> {
             for r in &outcome.unresolved {
                 writeln!(
                     out,
-                    "client {}: not found: line {}: {}: {}",
-                    r.client_ref, r.line, r.licence, r.detail
+                    "{}",
+                    shown(format!(
+                        "client {}: not found: line {}: {}: {}",
+                        r.client_ref, r.line, r.licence, r.detail
+                    ))
                 )?;
             }
             out.flush()?;

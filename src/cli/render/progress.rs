@@ -167,8 +167,11 @@ impl Observer for Show {
         std::thread::spawn(move || {
             let _ = write!(std::io::stderr(), "{text}");
             let _ = std::io::stderr().flush();
+            logging::asked();
             let mut answer = String::new();
-            let yes = std::io::stdin().lock().read_line(&mut answer).is_ok()
+            let read = std::io::stdin().lock().read_line(&mut answer);
+            logging::answered(answer.ends_with('\n'));
+            let yes = read.is_ok()
                 && matches!(
                     answer.trim().to_lowercase().as_str(),
                     "y" | "yes" | "o" | "oui"
