@@ -236,7 +236,7 @@ pub(crate) const NOTHING_TO_RESUME: &str = "--resume finishes a run whose journa
 pub(crate) fn unfinished_hint(journal: &std::path::Path) -> String {
     format!(
         "{TO_FINISH}; the licences in the journal are not reset again. \
-         Or decrypt the journal (sip-rotate decrypt -i IDENTITY {}) and move it away to start afresh",
+         Or decrypt the journal (sip-rotate decrypt -i IDENTITY -o FILE.csv {}) and move it away to start afresh",
         journal.display()
     )
 }
@@ -250,7 +250,7 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::Input(e) => return input_hint(e),
         RotationError::JournalExists(journal) => unfinished_hint(journal),
         RotationError::FinishedJournalExists(journal) => format!(
-            "decrypt it (sip-rotate decrypt -i IDENTITY {}), hand those passwords over, then move it away; \
+            "decrypt it (sip-rotate decrypt -i IDENTITY -o FILE.csv {}), hand those passwords over, then move it away; \
              or give each run its own name (-o with %Y%m%d-%H%M%S)",
             journal.display()
         ),
@@ -259,7 +259,7 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         }
         RotationError::NoJournal(_) => NOTHING_TO_RESUME.into(),
         RotationError::JournalWithoutRecipients(journal) => format!(
-            "decrypt it (sip-rotate decrypt -i IDENTITY {}), keep what it holds, and move it away to start a new run",
+            "decrypt it (sip-rotate decrypt -i IDENTITY -o FILE.csv {}), keep what it holds, and move it away to start a new run",
             journal.display()
         ),
         RotationError::RecipientsDiffer { .. } => {

@@ -18,6 +18,9 @@ pub enum StopReason {
     /// The canary resets failed.
     Canary {
         canaries: usize,
+        /// Its `Confirmer` was sent: its phone may be cut off, and the
+        /// report (which names it) is no report of a run that reset nothing.
+        confirmed: bool,
     },
     MaxFailures {
         failed: usize,
@@ -78,7 +81,7 @@ impl fmt::Display for StopReason {
             StopReason::LoginRefused => f.write_str(
                 "the portal refused the login: check the login, the password and the profile",
             ),
-            StopReason::Canary { canaries } => write!(
+            StopReason::Canary { canaries, .. } => write!(
                 f,
                 "the canary reset{} failed: nothing else was reset",
                 if *canaries > 1 { "s" } else { "" }

@@ -316,6 +316,7 @@ pub(super) async fn reset_all(
                 if done.stopped.is_none() && !stop.is_cancelled() {
                     done.stopped = Some(StopReason::Canary {
                         canaries: limits.canary,
+                        confirmed: confirmations > 0,
                     });
                 }
                 canary.settle(VerdictState::NoGo);

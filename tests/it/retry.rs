@@ -456,3 +456,36 @@ fn a_run_that_reset_nothing_leaves_nothing_in_the_way_of_its_rerun() {
     assert!(!again.contains("exists already"), "{again}");
     assert!(sim.resets().is_empty());
 }
+
+/// A canary whose Confirmer was sent without a password shown stops the
+/// run (exit 3); its report names that phone, so it is not replaced by the
+/// next run: the advice says to give the report another name, and done so,
+/// the run goes (helper-17: "run again" alone was refused by the report).
+#[test]
+fn a_canary_stopped_after_its_confirmer_says_how_to_run_again() {
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--fail-page", "confirm:FPC172910"]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "client_ref,licence\n4054,FPC172910\n4054,FPC172911\n",
+    )
+    .unwrap();
+    let run = |output: &str, report: &str| {
+        let mut c = run_cmd(&sim, &input, &dir.path().join(output), &public);
+        c.args(["--yes", "--rate", "100", "--report"])
+            .arg(dir.path().join(report));
+        c
+    };
+    let said = exits_with(&mut run("a.age", "report.csv"), 3);
+    assert!(
+        said.contains("a report under a fixed name needs another"),
+        "{said}"
+    );
+    let refused = exits_with(&mut run("b.age", "report.csv"), 2);
+    assert!(refused.contains("exists already"), "{refused}");
+    // As advised: the run goes (and stops at its canary again here).
+    let again = exits_with(&mut run("c.age", "report-2.csv"), 3);
+    assert!(!again.contains("exists already"), "{again}");
+}

@@ -233,7 +233,15 @@ mod tests {
                 "a signal before any Confirmer: no phone cut off",
             ),
             (
-                outcome(&[Failed, Skipped], Some(Canary { canaries: 1 }), true, 0),
+                outcome(
+                    &[Failed, Skipped],
+                    Some(Canary {
+                        canaries: 1,
+                        confirmed: true,
+                    }),
+                    true,
+                    0,
+                ),
                 Exit::NothingDone,
                 "the canary failed before Confirmer: no phone cut off",
             ),

@@ -111,7 +111,12 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
     let to_finish = to_finish(o);
     let mut lines = Vec::new();
-    let decrypt = |file: &Path| format!("sip-rotate decrypt -i IDENTITY {}", file.display());
+    let decrypt = |file: &Path| {
+        format!(
+            "sip-rotate decrypt -i IDENTITY -o FILE.csv {}",
+            file.display()
+        )
+    };
     for HeldIn { path, passwords } in &p.result {
         lines.push(format!(
             "new passwords: {} ({passwords} licence{})",
@@ -272,7 +277,7 @@ pub(super) fn stop_text(why: &StopReason) -> String {
                 count(*failed, "licence", "licences")
             )
         }
-        StopReason::Canary { canaries } => format!(
+        StopReason::Canary { canaries, .. } => format!(
             "{why} (--canary {canaries}); {}",
             stop_advice(why).unwrap_or_default()
         ),
@@ -298,9 +303,14 @@ fn stop_advice(why: &StopReason) -> Option<String> {
         )),
         // Nothing else was reset: once the cause is found, a run takes them
         // all (a canary whose outcome is unknown is reset again).
-        StopReason::Canary { .. } => Some(
-            "find out why the canary failed (its line above; sip-rotate check walks the portal and never confirms), then run again: the licences skipped were not reset".into(),
-        ),
+        StopReason::Canary { confirmed, .. } => Some(format!(
+            "find out why the canary failed (its line below; sip-rotate check walks the portal and never confirms), then run again: the licences skipped were not reset{}",
+            if *confirmed {
+                " (a report under a fixed name needs another: this one names the canary, whose phone may be cut off)"
+            } else {
+                ""
+            }
+        )),
         _ => None,
     }
 }
@@ -427,7 +437,7 @@ pub fn summary_text(o: &Outcome, rate: f64, quiet: bool) -> Vec<String> {
     // Last: everything after its first line is the text to save.
     if let Some(stranded) = &o.passwords.stranded {
         lines.push(format!(
-            "{} new password{} could be written to no file: {} encrypted journal entr{} follow{}. Save everything from the next line on into a file (e.g. rescued.journal) and decrypt it with sip-rotate decrypt -i IDENTITY rescued.journal; before any --resume, append it to the journal (cat rescued.journal >> OUTPUT.journal), or --resume resets those licences again",
+            "{} new password{} could be written to no file: {} encrypted journal entr{} follow{}. Save everything from the next line on into a file (e.g. rescued.journal) and decrypt it with sip-rotate decrypt -i IDENTITY -o rescued.csv rescued.journal; before any --resume, append it to the journal (cat rescued.journal >> OUTPUT.journal), or --resume resets those licences again",
             stranded.count,
             if stranded.count == 1 { "" } else { "s" },
             if stranded.count == 1 { "its" } else { "their" },
