@@ -72,6 +72,28 @@ pub fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match args::Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
+        // `--resume auto`: clap reads `auto` as another argument, since
+        // `--resume` alone means yes; said with the form that works.
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::UnknownArgument
+                && let Some(when) = argv
+                    .windows(2)
+                    .find(|w| w[0] == "--resume" && (w[1] == "auto" || w[1] == "yes"))
+                    .map(|w| w[1].to_string_lossy().into_owned()) =>
+        {
+            render::error(
+                if json_asked(&argv) {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                },
+                &format!("'--resume {when}': --resume takes its value after '=' only"),
+                Some(&format!(
+                    "write --resume={when} (alone, --resume means yes, and '{when}' is read as another argument)"
+                )),
+            );
+            return Exit::NothingDone.into();
+        }
         Err(e) if json_asked(&argv) && e.use_stderr() => {
             render::error(LogFormat::Json, e.to_string().trim(), None);
             return Exit::NothingDone.into();

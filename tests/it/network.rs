@@ -426,6 +426,22 @@ fn a_private_authority_is_trusted_with_ca_file() {
         "{stderr}"
     );
     assert!(!stderr.contains("portal requests"), "{stderr}");
+    // A SSL_CERT_FILE without the portal's authority: the refusal says
+    // that file took the place of the system's authorities.
+    let other = dir.path().join("cert.pem");
+    let (code, stderr) = run_against(
+        dir.path(),
+        &portal,
+        &public,
+        &[],
+        &[("SSL_CERT_FILE", other.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SSL_CERT_FILE is set: the authorities of")
+            && stderr.contains("in place of the system's"),
+        "{stderr}"
+    );
 }
 
 /// Plain http:// to a port that speaks TLS: the connection is closed

@@ -339,3 +339,16 @@ fn help_names_environment_variables_without_values() {
         assert!(!help.contains("=]"), "{command}: {help}");
     }
 }
+
+/// `--resume auto`, as the man page's `--resume=auto` is easily typed:
+/// said with the form that works (clap said only "unexpected argument").
+#[test]
+fn resume_with_a_space_is_told_its_equals_sign() {
+    let out = Command::new(crate::common::bin())
+        .args(["run", "--resume", "auto", "--input", "in.csv"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("write --resume=auto"), "{stderr}");
+}

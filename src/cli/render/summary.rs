@@ -304,7 +304,7 @@ fn stop_advice(why: &StopReason) -> Option<String> {
         // Nothing else was reset: once the cause is found, a run takes them
         // all (a canary whose outcome is unknown is reset again).
         StopReason::Canary { confirmed, .. } => Some(format!(
-            "find out why the canary failed (its line below; sip-rotate check walks the portal and never confirms), then run again: the licences skipped were not reset{}",
+            "find out why the canary failed (its line below; sip-rotate check walks the portal and never confirms), then run again{}",
             if *confirmed {
                 " (a report under a fixed name needs another: this one names the canary, whose phone may be cut off)"
             } else {

@@ -94,13 +94,15 @@ pub(super) fn foreign_resource(to: &str, kind: &str, allowable: &Option<String>)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unreachable {
     #[error(
-        "the portal's certificate is not trusted ({0}): check the --portal address; a portal whose certificate comes from a private authority needs that authority's certificate (PEM) in --ca-file"
+        "the portal's certificate is not trusted ({0}): check the --portal address; a portal whose certificate comes from a private authority needs that authority's certificate (PEM) in --ca-file{note}",
+        note = trust_store_note()
     )]
     Certificate(String),
     /// webpki's `CaUsedAsEndEntity`: what `openssl req -x509` makes by
-    /// default. No authority given to trust can make it pass.
+    /// default. No authority given to trust can make it pass here (curl,
+    /// told to trust that very certificate, takes it).
     #[error(
-        "the portal's certificate is an authority's own (self-signed, CA:TRUE), presented as the server's: TLS clients refuse it whatever they trust; check the --portal address; the portal needs a server certificate (CA:FALSE) signed by an authority, whose certificate then goes in --ca-file if it is a private one"
+        "the portal's certificate is an authority's own (self-signed, CA:TRUE), presented as the server's: sip-rotate refuses it whatever it is told to trust (some clients, curl among them, take it when told to); check the --portal address; the portal needs a server certificate (CA:FALSE) signed by an authority, whose certificate then goes in --ca-file if it is a private one"
     )]
     AuthorityAsServer,
     #[error(
@@ -265,6 +267,18 @@ pub(super) fn unreachable(e: &reqwest::Error) -> Option<Unreachable> {
         return Some(Unreachable::UnknownHost);
     }
     e.is_timeout().then_some(Unreachable::NoAnswer)
+}
+
+/// Where the authorities trusted came from, when not the system's: the
+/// `SSL_CERT_FILE` of the environment takes their place.
+fn trust_store_note() -> String {
+    match std::env::var_os("SSL_CERT_FILE") {
+        Some(file) if !file.is_empty() => format!(
+            " (SSL_CERT_FILE is set: the authorities of {} are trusted in place of the system's)",
+            std::path::Path::new(&file).display()
+        ),
+        _ => String::new(),
+    }
 }
 
 /// What is wrong with a certificate, in words.
