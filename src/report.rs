@@ -205,7 +205,12 @@ pub fn write(
                 &r.service_ref,
                 &r.licence,
                 &r.sda,
-                &r.state,
+                // What this run saw of a phone an earlier run reset is the
+                // État after that reset, not before: not said.
+                match r.origin {
+                    Origin::EarlierRun => "",
+                    Origin::ThisRun => &r.state,
+                },
                 &r.accountcode,
                 r.status.as_str(),
                 &r.confirmations.to_string(),

@@ -297,6 +297,7 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         | TransportError::RateLimited(_)
         | TransportError::Unreachable(_) => Answer::NotTaken,
         TransportError::Transient(_)
+        | TransportError::ServerError(_)
         | TransportError::Silent
         | TransportError::Interrupted
         | TransportError::Engine(_)

@@ -92,6 +92,12 @@ pub(super) struct ProofTurn<'a> {
 }
 
 impl ProofTurn<'_> {
+    /// Whether this login sends credentials the portal has not accepted
+    /// yet: a wrong password, maybe.
+    pub(super) fn proving(&self) -> bool {
+        self.proving
+    }
+
     /// What the portal answered: the login was `accepted` or refused.
     pub(super) fn settle(mut self, accepted: bool) {
         self.proving = false;

@@ -234,15 +234,25 @@ impl Browser {
         let home = match login_request {
             Some(req) => {
                 let turn = self.shared.proof.turn().await?;
+                // Credentials the portal took already are sent again as
+                // any request; those it has not may be a wrong password.
+                let proving = turn.proving();
+                let retry = if proving {
+                    Retry::Credentials
+                } else {
+                    Retry::Yes
+                };
                 let answer = self
                     .transport
-                    .fetch(Purpose::Login, req, Retry::Credentials)
+                    .fetch(Purpose::Login, req, retry)
                     .await
                     .map_err(|e| match e {
-                        TransportError::Silent => PortalError::LoginUnanswered {
+                        TransportError::Silent if proving => PortalError::LoginUnanswered {
                             why: "none within --timeout".to_string(),
                         },
-                        TransportError::Transient(why) => PortalError::LoginUnanswered { why },
+                        TransportError::Transient(why) if proving => {
+                            PortalError::LoginUnanswered { why }
+                        }
                         e => e.into(),
                     })?;
                 match self.read(&answer, "home", |doc, url| {

@@ -826,6 +826,9 @@ fn a_rotation_stopped_twice_then_resumed_auto_with_its_identity_finishes_as_one(
             row["detail"].contains(&result.display().to_string()),
             "{row:?}"
         );
+        // Its État before the reset is not what this run saw after it
+        // (helper-17: "Déconnecté" for a phone in use).
+        assert_eq!(row["state"], "", "{row:?}");
     }
     // The next scheduled run starts normally (in another second: its
     // result gets a name of its own).

@@ -50,11 +50,12 @@ pub fn requests_line(r: &Requests, elapsed: Duration, rate: f64) -> [String; 2] 
     let sessions = match (r.sessions, r.engine) {
         (0, EngineRan::Browser) => "no session logged in (browser engine)".to_string(),
         (0, EngineRan::Http) => "no session logged in".to_string(),
-        (n, EngineRan::Browser) => format!(
-            "{} in the browser",
-            count(n as usize, "session", "sessions")
-        ),
-        (n, EngineRan::Http) => count(n as usize, "session", "sessions"),
+        // Sessions opened over the run (an ended one is opened again),
+        // not at once: --concurrency bounds those.
+        (1, EngineRan::Browser) => "1 session in the browser".to_string(),
+        (1, EngineRan::Http) => "1 session".to_string(),
+        (n, EngineRan::Browser) => format!("{n} sessions opened over the run, in the browser"),
+        (n, EngineRan::Http) => format!("{n} sessions opened over the run"),
     };
     [
         format!(

@@ -5,9 +5,13 @@ use super::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// No answer, a cut connection or a 5xx: the request may or may not have been done.
+    /// No answer, a cut connection: the request may or may not have been done.
     #[error("no usable answer from the portal ({0})")]
     Transient(String),
+    /// The portal answered with a server error (5xx): it may or may not
+    /// have done the request, but it did answer.
+    #[error("no usable answer from the portal ({0})")]
+    ServerError(StatusCode),
     /// The request was sent and nothing came back within `--timeout`: it may
     /// or may not have been done. Tried again as few times as a connection
     /// nothing answered (a portal that hangs is said in seconds, not minutes).
@@ -150,6 +154,7 @@ impl TransportError {
     pub fn is_transient(&self) -> bool {
         match self {
             TransportError::Transient(_)
+            | TransportError::ServerError(_)
             | TransportError::Silent
             | TransportError::PageCrashed
             | TransportError::PageHung { again: false, .. } => true,
@@ -164,7 +169,13 @@ impl TransportError {
         match retry {
             Retry::Yes => self.is_transient(),
             Retry::FirstHopOnce => false,
-            Retry::Credentials => matches!(self, TransportError::Unreachable(u) if u.may_pass()),
+            // Sent again only when the portal answered (a 5xx) or nothing
+            // reached it: a login left unanswered may have been refused
+            // late, and each try of a wrong password counts.
+            Retry::Credentials => {
+                matches!(self, TransportError::ServerError(_))
+                    || matches!(self, TransportError::Unreachable(u) if u.may_pass())
+            }
         }
     }
 
@@ -199,7 +210,7 @@ pub(super) fn next_wait(
 /// other failure an answer read.
 pub(super) fn refusal(status: StatusCode, req: &Req) -> Option<TransportError> {
     if status.is_server_error() {
-        Some(TransportError::Transient(status.to_string()))
+        Some(TransportError::ServerError(status))
     } else if status == StatusCode::FORBIDDEN {
         Some(TransportError::Forbidden)
     } else if !status.is_success() {

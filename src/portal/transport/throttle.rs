@@ -123,9 +123,10 @@ pub enum Retry {
     Yes,
     /// A `Confirmer`: sending it again could reset twice; its redirects are still retried.
     FirstHopOnce,
-    /// A login's form: the credentials are sent again only when they
-    /// never reached the portal (no connection made). A portal that
-    /// answers a wrong password late would otherwise get it again at each
+    /// A login's form with credentials the portal has not accepted yet:
+    /// sent again only when the portal answered it (a 5xx) or nothing
+    /// reached it (no connection made). A portal that answers a wrong
+    /// password later than --timeout would otherwise get it again at each
     /// try, each one a failed login against the account (found by a
     /// helper: three in a row); its redirects are still retried.
     Credentials,
