@@ -12,8 +12,9 @@ use std::path::PathBuf;
     name = "sip-rotate",
     // The version and, when known, the commit it was built from (build.rs).
     version = env!("SIP_ROTATE_VERSION"),
-    // A fixed width: --help reads the same on any terminal.
-    term_width = 100,
+    // At most 100 columns (in a pipe too, where the README's copy is
+    // checked against it); narrower on a narrower terminal.
+    max_term_width = 100,
     about = "Reset MetaCentrex SIP passwords in bulk through the MyOpenIP portal; the new passwords go to an age-encrypted file.",
     after_help = super::manual::exit_codes_in_short("run")
 )]

@@ -109,13 +109,24 @@ pub fn exit_codes(command: &str) -> Vec<(&'static str, &'static str, &'static st
                 "Bad usage, a file that is not sip-rotate's, no matching identity.",
             ),
         ],
-        "keygen" | "labels" | "generate" | "generate-man" | "generate-completions" => vec![
+        "labels" => vec![
+            ("0", "printed", ""),
+            ("2", "bad usage, or standard output cannot be written", ""),
+        ],
+        "keygen" => vec![
             ("0", "written", ""),
             (
                 "2",
                 "bad usage, or a file in the way",
-                "Nothing is written then: an existing file is never replaced, but the man pages \
-                 sip-rotate wrote.",
+                "Nothing is written then: an existing identity is never replaced.",
+            ),
+        ],
+        "generate" | "generate-man" | "generate-completions" => vec![
+            ("0", "written", ""),
+            (
+                "2",
+                "bad usage, or a file in the way",
+                "Nothing is written then: a page is replaced only if sip-rotate wrote it.",
             ),
         ],
         "sim" => vec![

@@ -255,7 +255,18 @@ async fn get(
     req: Req,
     kind: &'static str,
 ) -> Result<Fetched, PortalError> {
-    let fetched = b.transport.fetch(phase, req, Retry::Yes).await?;
+    get_with(b, phase, req, kind, Retry::Yes).await
+}
+
+/// As `get`, sent again as `retry` says.
+async fn get_with(
+    b: &Browser,
+    phase: Purpose,
+    req: Req,
+    kind: &'static str,
+    retry: Retry,
+) -> Result<Fetched, PortalError> {
+    let fetched = b.transport.fetch(phase, req, retry).await?;
     let doc = Html::parse_document(&fetched.body);
     b.arrived(&fetched, kind, &doc)?;
     // The login page where another page was expected: the session ended
@@ -374,7 +385,14 @@ async fn walk(
         }
         b.login_request(&doc, form)?
     };
-    let home = get(b, Purpose::Login, req, "home").await?;
+    // Credentials sent once unless the portal answered (see
+    // `Retry::Credentials`): check proves them as a run's first login does.
+    let home = get_with(b, Purpose::Login, req, "home", Retry::Credentials)
+        .await
+        .map_err(|e| match e {
+            PortalError::Transport(e) => super::walk::login_unanswered(e),
+            e => e,
+        })?;
     checks.went_on = home.went_on();
     // Home, then Mes Services.
     checks.at("home");

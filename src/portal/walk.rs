@@ -246,14 +246,12 @@ impl Browser {
                     .transport
                     .fetch(Purpose::Login, req, retry)
                     .await
-                    .map_err(|e| match e {
-                        TransportError::Silent if proving => PortalError::LoginUnanswered {
-                            why: "none within --timeout".to_string(),
-                        },
-                        TransportError::Transient(why) if proving => {
-                            PortalError::LoginUnanswered { why }
+                    .map_err(|e| {
+                        if proving {
+                            login_unanswered(e)
+                        } else {
+                            e.into()
                         }
-                        e => e.into(),
                     })?;
                 match self.read(&answer, "home", |doc, url| {
                     Ok(html::need_link(doc, url, my_services)?)
@@ -677,5 +675,22 @@ impl Browser {
             tracing::info!("{e}: starting the browser ahead");
             shared.engine.start_ahead(shared.start.origin());
         }
+    }
+}
+
+/// A login that sent credentials the portal has not accepted yet, and got
+/// no answer that says whether it took them: said as such (a wrong
+/// password a portal refuses late looks like this), never as a portal
+/// that failed, whose advice is to try again.
+pub(crate) fn login_unanswered(e: TransportError) -> PortalError {
+    match e {
+        TransportError::Silent => PortalError::LoginUnanswered {
+            why: "none within --timeout".to_string(),
+        },
+        TransportError::PageHung { .. } => PortalError::LoginUnanswered {
+            why: "the browser's page did not answer within --timeout".to_string(),
+        },
+        TransportError::Transient(why) => PortalError::LoginUnanswered { why },
+        e => e.into(),
     }
 }

@@ -370,7 +370,7 @@ fn two_runs_on_one_portal_account_never_overlap_whatever_their_folders() {
         .unwrap_or_default()
         .split(", ")
         .find_map(|part| {
-            part.strip_suffix(" sessions")
+            part.strip_suffix(" sessions opened over the run")
                 .or(part.strip_suffix(" session"))
         })
         .and_then(|n| n.parse().ok())

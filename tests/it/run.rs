@@ -332,8 +332,16 @@ fn a_login_left_unanswered_is_not_sent_again() {
             && stderr.contains("check the login, the password"),
         "{stderr}"
     );
+    // check logs in by a walk of its own: the same rule (helper-18).
+    let checked = exits_with(
+        check_cmd(&sim, &input)
+            .args(["--timeout", "1"])
+            .env("MYOPENIP_PASSWORD", "wrong"),
+        2,
+    );
+    assert!(checked.contains("did not answer the login"), "{checked}");
     let counters = sim.stop();
-    assert_eq!(counters["refused_logins"], 1, "{stderr}");
+    assert_eq!(counters["refused_logins"], 2, "{stderr}\n{checked}");
 }
 
 #[test]
