@@ -254,12 +254,21 @@ pub(crate) const TO_FINISH_AGAIN: &str =
 /// What `--resume` with no unfinished run to finish should do instead.
 pub(crate) const NOTHING_TO_RESUME: &str = "--resume finishes a run whose journal is there; without it (or with --resume=auto), start a new run";
 
+/// The command that decrypts `file` (a journal, a result) into a CSV: with
+/// `-o`, since decrypt prints no password on a terminal.
+pub(crate) fn decrypt_command(file: &std::path::Path) -> String {
+    format!(
+        "sip-rotate decrypt -i IDENTITY -o FILE.csv {}",
+        file.display()
+    )
+}
+
 /// What to do with the journal of a run that did not finish.
 pub(crate) fn unfinished_hint(journal: &std::path::Path) -> String {
     format!(
         "{TO_FINISH}; the licences in the journal are not reset again. \
-         Or decrypt the journal (sip-rotate decrypt -i IDENTITY -o FILE.csv {}) and move it away to start afresh",
-        journal.display()
+         Or decrypt the journal ({}) and move it away to start afresh",
+        decrypt_command(journal)
     )
 }
 
@@ -272,17 +281,17 @@ fn rotation_hint(e: &RotationError) -> Option<String> {
         RotationError::Input(e) => return input_hint(e),
         RotationError::JournalExists(journal) => unfinished_hint(journal),
         RotationError::FinishedJournalExists(journal) => format!(
-            "decrypt it (sip-rotate decrypt -i IDENTITY -o FILE.csv {}), hand those passwords over, then move it away; \
+            "decrypt it ({}), hand those passwords over, then move it away; \
              or give each run its own name (-o with %Y%m%d-%H%M%S)",
-            journal.display()
+            decrypt_command(journal)
         ),
         RotationError::InputLeavesOut { .. } => {
             "resume with the input the stopped run had (or one that still holds those rows): finished with this one, the rotation would leave them with their old passwords".into()
         }
         RotationError::NoJournal(_) => NOTHING_TO_RESUME.into(),
         RotationError::JournalWithoutRecipients(journal) => format!(
-            "decrypt it (sip-rotate decrypt -i IDENTITY -o FILE.csv {}), keep what it holds, and move it away to start a new run",
-            journal.display()
+            "decrypt it ({}), keep what it holds, and move it away to start a new run",
+            decrypt_command(journal)
         ),
         RotationError::RecipientsDiffer { .. } => {
             "resume with the recipients the interrupted run had (-r/-R): one journal is readable with one set of identities".into()

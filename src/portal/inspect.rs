@@ -249,24 +249,28 @@ fn want_of<'a>(steps: &'a [(&'static str, Vec<Want<'a>>)], key: &str) -> Want<'a
 }
 
 /// Fetches a page for the inspection, captured like any other.
+/// Where it went by itself, if it did, is kept for the labels missing on it.
 async fn get(
     b: &Browser,
+    checks: &mut Checks,
     phase: Purpose,
     req: Req,
     kind: &'static str,
 ) -> Result<Fetched, PortalError> {
-    get_with(b, phase, req, kind, Retry::Yes).await
+    get_with(b, checks, phase, req, kind, Retry::Yes).await
 }
 
 /// As `get`, sent again as `retry` says.
 async fn get_with(
     b: &Browser,
+    checks: &mut Checks,
     phase: Purpose,
     req: Req,
     kind: &'static str,
     retry: Retry,
 ) -> Result<Fetched, PortalError> {
     let fetched = b.transport.fetch(phase, req, retry).await?;
+    checks.went_on = fetched.went_on();
     let doc = Html::parse_document(&fetched.body);
     b.arrived(&fetched, kind, &doc)?;
     // The login page where another page was expected: the session ended
@@ -363,8 +367,7 @@ async fn walk(
     // Login.
     checks.at("login");
     let start = b.shared.start.clone();
-    let page = get(b, Purpose::Login, Req::Get(start), "login").await?;
-    checks.went_on = page.went_on();
+    let page = get(b, checks, Purpose::Login, Req::Get(start), "login").await?;
     let req = {
         let doc = Html::parse_document(&page.body);
         if !html::is_login_page(&doc, w("password_field").words) {
@@ -387,13 +390,12 @@ async fn walk(
     };
     // Credentials sent once unless the portal answered (see
     // `Retry::Credentials`): check proves them as a run's first login does.
-    let home = get_with(b, Purpose::Login, req, "home", Retry::Credentials)
+    let home = get_with(b, checks, Purpose::Login, req, "home", Retry::Credentials)
         .await
         .map_err(|e| match e {
             PortalError::Transport(e) => super::walk::login_unanswered(e),
             e => e,
         })?;
-    checks.went_on = home.went_on();
     // Home, then Mes Services.
     checks.at("home");
     let my_services = {
@@ -412,8 +414,14 @@ async fn walk(
         return Ok(());
     };
     checks.at("Mes Services");
-    let page = get(b, Purpose::Resolve, Req::Get(my_services), "Mes Services").await?;
-    checks.went_on = page.went_on();
+    let page = get(
+        b,
+        checks,
+        Purpose::Resolve,
+        Req::Get(my_services),
+        "Mes Services",
+    )
+    .await?;
     let Some(search) = link(
         &Html::parse_document(&page.body),
         &page.url,
@@ -424,8 +432,7 @@ async fn walk(
     };
     // The search form, filled for the client.
     checks.at("search");
-    let page = get(b, Purpose::Resolve, Req::Get(search), "search").await?;
-    checks.went_on = page.went_on();
+    let page = get(b, checks, Purpose::Resolve, Req::Get(search), "search").await?;
     let form = {
         let doc = Html::parse_document(&page.body);
         match html::need_form_with_button(&doc, &page.url, w("search_button")) {
@@ -460,8 +467,7 @@ async fn walk(
     // The results, over their pages, to the client's MetaCentrex service.
     checks.at("search results");
     let service_page = loop {
-        let page = get(b, Purpose::Resolve, req, "search results").await?;
-        checks.went_on = page.went_on();
+        let page = get(b, checks, Purpose::Resolve, req, "search results").await?;
         let doc = Html::parse_document(&page.body);
         let wants = [
             "column_service_ref",
@@ -546,8 +552,14 @@ async fn walk(
     };
     // The service, its users tab and table, to the licence.
     checks.at("service");
-    let page = get(b, Purpose::Resolve, Req::Get(service_page), "service").await?;
-    checks.went_on = page.went_on();
+    let page = get(
+        b,
+        checks,
+        Purpose::Resolve,
+        Req::Get(service_page),
+        "service",
+    )
+    .await?;
     let Some(users) = link(
         &Html::parse_document(&page.body),
         &page.url,
@@ -559,8 +571,7 @@ async fn walk(
     checks.at("users");
     let mut req = Req::Get(users);
     let (licence, sda, detail) = loop {
-        let page = get(b, Purpose::Resolve, req, "users").await?;
-        checks.went_on = page.went_on();
+        let page = get(b, checks, Purpose::Resolve, req, "users").await?;
         let doc = Html::parse_document(&page.body);
         let wants = [
             "column_licence",
@@ -633,8 +644,7 @@ async fn walk(
     // The detail page: the licence, its number, the reset button.
     checks.at("detail");
     b.walking = Some(licence.clone());
-    let page = get(b, Purpose::Reset, Req::Get(detail), "detail").await?;
-    checks.went_on = page.went_on();
+    let page = get(b, checks, Purpose::Reset, Req::Get(detail), "detail").await?;
     let to_confirm = {
         let doc = Html::parse_document(&page.body);
         match html::field_value(&doc, w("field_licence").words) {
@@ -708,7 +718,9 @@ async fn walk(
     checks.at("confirmation");
     let page = match to_confirm {
         // Réinitialiser: only the confirmation comes back.
-        (ToConfirmation::Request(req), _) => get(b, Purpose::Reset, req, "confirmation").await?,
+        (ToConfirmation::Request(req), _) => {
+            get(b, checks, Purpose::Reset, req, "confirmation").await?
+        }
         // A script of the page shows it: pressed in the browser (the gate
         // found the press harmless).
         (ToConfirmation::Click(path), _) => {

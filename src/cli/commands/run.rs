@@ -237,7 +237,7 @@ mod tests {
                     &[Failed, Skipped],
                     Some(Canary {
                         canaries: 1,
-                        confirmed: true,
+                        confirmed: false,
                     }),
                     true,
                     0,

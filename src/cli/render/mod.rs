@@ -17,7 +17,6 @@ use crate::rotation::{
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::oneshot;

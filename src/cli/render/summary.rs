@@ -112,12 +112,7 @@ pub(super) fn where_the_passwords_are(o: &Outcome) -> Vec<String> {
     let p = &o.passwords;
     let to_finish = to_finish(o);
     let mut lines = Vec::new();
-    let decrypt = |file: &Path| {
-        format!(
-            "sip-rotate decrypt -i IDENTITY -o FILE.csv {}",
-            file.display()
-        )
-    };
+    let decrypt = crate::cli::decrypt_command;
     for HeldIn { path, passwords } in &p.result {
         lines.push(format!(
             "new passwords: {} ({passwords} licence{})",

@@ -495,11 +495,12 @@ impl Transport {
             }
             Err(TransportError::RateLimited(MAX_PAUSES))
         };
-        if commit {
-            once().await
+        let retry = if commit {
+            Retry::FirstHopOnce
         } else {
-            self.with_retries(Retry::Yes, once).await
-        }
+            Retry::Yes
+        };
+        self.with_retries(retry, once).await
     }
 
     fn engine_timeout(&self) -> Duration {
@@ -703,9 +704,7 @@ impl Transport {
         Err(TransportError::TooManyRedirects)
     }
 
-    /// One request, sent again with backoff while it fails transiently:
-    /// the one rule of what is retried for a request that changes nothing.
-    /// `once`, sent again while it fails in a way worth trying again
+    /// `once`, sent again with backoff while it fails in a way worth trying again
     /// (`TransportError::worth_another_try`), for both engines.
     async fn with_retries<T, F, Fut>(&self, retry: Retry, once: F) -> Result<T, TransportError>
     where
