@@ -32,11 +32,14 @@
 //!   reported, never repeated (a new reset would cut the phone off again
 //!   for nothing).
 //!
-//! In the browser, nothing is *not taken*: a browser sends a request again
-//! by itself when the answer to the first is lost on a kept-alive
-//! connection, and nothing of it shows in DevTools. The answer seen (a
-//! refused token, the login page) may be the second's, the first taken.
-//! Such an answer is *not readable* (`in_the_browser`).
+//! In the browser, nothing is *not taken*: Chromium sends a request again
+//! by itself when a connection it had used before closes before the
+//! answer, and nothing of it shows in DevTools. The browser engine uses
+//! each connection once (`Connection: close`, no HTTP/2), which took those
+//! second sendings away on every portal tried; but a connection opened
+//! ahead and left idle counts as used for that rule. The answer seen (a
+//! refused token, the login page) may still be a second sending's, the
+//! first taken. Such an answer is *not readable* (`in_the_browser`).
 
 use super::html::{self, Form, Want};
 use super::labels::Labels;
@@ -318,9 +321,10 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
 
 /// The class of an answer to a press made in the browser: one that says
 /// *not taken* may answer the browser's own second sending of a press whose
-/// first was taken (seen with Chromium: a `Confirmer` posted by a script,
-/// its answer cut, posted again at once and refused). Not readable, then:
-/// counted as a confirmation, and the licence reset again.
+/// first was taken (seen with Chromium before each connection was used
+/// once: a `Confirmer` posted by a script, its answer cut, posted again at
+/// once and refused). Not readable, then: counted as a confirmation, and
+/// the licence reset again.
 pub fn in_the_browser(answer: Answer) -> Answer {
     match answer {
         Answer::NotTaken => Answer::NotReadable,

@@ -30,7 +30,7 @@ pub use process::{Chromium, end_all, executable, installed};
 use super::transport::{Fetched, Purpose, Standing, Tally, Throttle, TransportError};
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams,
+    ContinueRequestParams, EnableParams, EventRequestPaused, FailRequestParams, HeaderEntry,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
     BlockPattern, CookieParam, ErrorReason, EventLoadingFailed, EventLoadingFinished,
