@@ -670,7 +670,15 @@ impl Tab {
                     .evaluate(script.as_str())
                     .await
                     .map_err(Self::step_error)?;
-                navigation.await.map_err(Self::step_error)?;
+                // Bounded as a link is: the navigation ends with the
+                // answer, and a portal that keeps a login unanswered would
+                // have it waited for past --timeout, then read as refused.
+                tokio::time::timeout(timeout, navigation)
+                    .await
+                    .map_err(|_| {
+                        TransportError::Transient("the form's answer did not come in time".into())
+                    })?
+                    .map_err(Self::step_error)?;
             }
         }
         let mut settled = self.end(step, "load", timeout, &|_| true).await?;
