@@ -258,6 +258,8 @@ pub struct Portal {
     pub(super) pool: Mutex<Pool>,
     /// Wakes a waiter to take over the watch when the watcher leaves.
     pub(super) watch_free: tokio::sync::Notify,
+    /// Sessions logging in beside the work (`open_in_background`).
+    pub(super) openings: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The watch over the pool, held by one waiter; given up when dropped.
@@ -341,6 +343,7 @@ impl Portal {
                 last_opening: None,
             }),
             watch_free: tokio::sync::Notify::new(),
+            openings: Mutex::new(Vec::new()),
         }
     }
 
@@ -507,10 +510,26 @@ impl Portal {
     /// login that fails here is tried again by its first lease.
     pub(super) fn open_in_background(self: &Arc<Self>, mut browser: Browser) {
         let portal = self.clone();
-        tokio::spawn(async move {
+        let opening = tokio::spawn(async move {
             let _ = browser.session().await;
             portal.give_back(browser);
         });
+        let mut openings = self.openings.lock().unwrap();
+        openings.retain(|o| !o.is_finished());
+        openings.push(opening);
+    }
+
+    /// The run is over: sessions still logging in send nothing more, and
+    /// their requests on the way are answered before the counts are read
+    /// (a run's last second opened one, whose login page the portal
+    /// served, and the summary had counted a request more or less than the
+    /// portal got).
+    pub async fn end_openings(&self) {
+        self.shared.throttle.close();
+        let openings = std::mem::take(&mut *self.openings.lock().unwrap());
+        for opening in openings {
+            let _ = opening.await;
+        }
     }
 
     /// A new browser, its place in the pool already reserved.

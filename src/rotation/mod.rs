@@ -115,6 +115,9 @@ pub async fn rotate(
         started,
     };
     let mut outcome = run.go(&rows, &mut resumed).await;
+    // Counted once no request is on its way (see `end_openings`).
+    run.portal.end_openings().await;
+    outcome.requests = Requests::of(run.portal.stats());
     outcome.left_out = LeftOutCounts::of(&left_out, from_report);
     Ok(outcome)
 }

@@ -63,6 +63,7 @@ pub async fn plan(
         }
     };
     plan_rows.sort_by_key(|r| r.line);
+    portal.end_openings().await;
     let mut problems = Vec::new();
     let mut written = None;
     if let Some(file) = report {

@@ -95,8 +95,18 @@ fn a_run_spends_exactly_the_request_budget() {
         // The portal's address once: later sessions go straight to the
         // login page the first one found.
         assert_eq!(count("root"), 1);
-        assert_eq!(count("login"), 2 * logins, "the login page, then the form");
-        assert_eq!(count("home"), logins);
+        // The login page, then the form; a session that opened in the
+        // run's last moment may have had its login page only (it sends
+        // nothing once the run is over).
+        assert!(
+            (2 * logins..=2 * logins + 2).contains(&count("login")),
+            "the login page, then the form: {counters:?}"
+        );
+        // Home after each login, but for that session's.
+        assert!(
+            (logins.saturating_sub(2)..=logins).contains(&count("home")),
+            "{counters:?}"
+        );
         assert_eq!(count("mes-services"), count("search"));
         assert!(
             count("search") <= logins,
@@ -131,7 +141,7 @@ fn a_run_spends_exactly_the_request_budget() {
         // The client counts the same requests as the portal.
         assert!(
             stderr.contains(&format!("portal requests: {} ", counters["requests.total"])),
-            "{stderr}"
+            "{stderr}{counters:?}"
         );
         // And the report's per-licence counts add up to the reset phase.
         let per_licence: u64 = report

@@ -753,11 +753,13 @@ impl Transport {
         }
         let _permit = tokio::select! {
             _ = waiting.cancelled() => return Err(TransportError::Interrupted),
+            _ = throttle.closed.cancelled() => return Err(TransportError::Interrupted),
             permit = throttle.in_flight.acquire() => permit.expect("semaphore never closed"),
         };
         for _ in 0..MAX_PAUSES {
             tokio::select! {
                 _ = waiting.cancelled() => return Err(TransportError::Interrupted),
+                _ = throttle.closed.cancelled() => return Err(TransportError::Interrupted),
                 _ = throttle.turn(self.tally.standing()) => {}
             }
             let Carrier::Http { client, .. } = &self.carrier else {

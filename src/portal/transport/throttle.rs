@@ -143,6 +143,10 @@ pub struct Throttle {
     pub(super) period: Duration,
     /// What tells the pool whether another session would be of use.
     pub(super) demand: Demand,
+    /// The run is over: a session still opening sends nothing more. What
+    /// is on its way is answered first, so that every request counted is
+    /// one the portal got.
+    pub(super) closed: CancellationToken,
 }
 
 /// Whether the rate has room the open sessions leave unused: requests held
@@ -292,7 +296,13 @@ impl Throttle {
                 asked: Mutex::new(Vec::new()),
                 next_ask: AtomicU64::new(0),
             },
+            closed: CancellationToken::new(),
         }
+    }
+
+    /// No request takes its turn any more (see `closed`).
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 
     /// The time between two requests at the full rate.
@@ -383,6 +393,7 @@ impl Throttle {
     ) -> Result<(), TransportError> {
         tokio::select! {
             _ = waiting.cancelled() => Err(TransportError::Interrupted),
+            _ = self.closed.cancelled() => Err(TransportError::Interrupted),
             _ = self.turn(standing) => Ok(()),
         }
     }
