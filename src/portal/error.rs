@@ -122,6 +122,7 @@ impl PortalError {
                 | PortalError::Transport(TransportError::ForeignOrigin { .. })
                 | PortalError::Transport(TransportError::ForeignResource { .. })
                 | PortalError::Transport(TransportError::Engine(_))
+                | PortalError::Transport(TransportError::Tampered(_))
         ) || matches!(self, PortalError::Transport(e) if e.is_permanent())
     }
 }

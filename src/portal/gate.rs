@@ -309,9 +309,10 @@ pub fn answer_of_error(e: &TransportError) -> Answer {
         // The page that would show the password hangs: another reset would
         // cut the phone off again, for a page that hangs again.
         TransportError::PageHung { .. } => Answer::ReadWithoutPassword,
-        TransportError::ForeignOrigin { .. } | TransportError::ForeignResource { .. } => {
-            Answer::LeadsElsewhere
-        }
+        // Nothing more is asked of a page that changed what a press sends.
+        TransportError::ForeignOrigin { .. }
+        | TransportError::ForeignResource { .. }
+        | TransportError::Tampered(_) => Answer::LeadsElsewhere,
         TransportError::Status(..)
         | TransportError::TooManyRedirects
         | TransportError::TooLarge(_)

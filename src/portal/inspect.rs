@@ -644,6 +644,7 @@ async fn walk(
     // The detail page: the licence, its number, the reset button.
     checks.at("detail");
     b.walking = Some(licence.clone());
+    b.transport.hold(Some(&licence));
     let page = get(b, checks, Purpose::Reset, Req::Get(detail), "detail").await?;
     let to_confirm = {
         let doc = Html::parse_document(&page.body);

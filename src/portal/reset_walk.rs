@@ -74,6 +74,7 @@ impl Browser {
         already: &[String],
     ) -> Result<(String, Press), ResetError> {
         let l = &self.shared.labels;
+        self.transport.hold(Some(&licence.licence));
         let reset = self
             .page(
                 Purpose::Reset,
@@ -268,6 +269,11 @@ impl Browser {
             Ok(answered) => answered,
             Err(e) if self.transport.sent() == before => {
                 // Nothing went out (interrupted while waiting its turn).
+                return Err(ResetError::NotDone(PortalError::Transport(e)));
+            }
+            // Refused before any Confirmer of this press went (else its
+            // page is read): nothing was reset, and the run stops.
+            Err(e @ TransportError::Tampered(_)) => {
                 return Err(ResetError::NotDone(PortalError::Transport(e)));
             }
             Err(TransportError::Interrupted) => {

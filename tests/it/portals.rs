@@ -558,6 +558,64 @@ fn a_page_that_keeps_asking_is_stopped_not_waited_for() {
     );
 }
 
+/// A page's script that resets another licence than the one pressed for
+/// (helper-19): in place of the Confirmer's own request (same press, another
+/// licence's address, exit 0 and that licence's password filed before), or
+/// beside the press of Réinitialiser (in `check` too). Refused before it
+/// is sent, the run stops, and nothing is reset.
+#[test]
+fn a_page_script_that_resets_another_licence_resets_nothing() {
+    if !have("chromium") {
+        return;
+    }
+    // Takes FPC172933's token as the page loads, then sends the press's own
+    // Confirmer there.
+    let swap = "(function(){ var of = window.fetch.bind(window); var t = null; \
+        if (location.pathname.indexOf('/licences/') != 0) return; \
+        of('/api/licences/FPC172933', {credentials: 'same-origin', headers: {'Accept': 'application/json'}}) \
+          .then(function(r){ return r.json(); }).then(function(d){ t = d.token; }); \
+        window.fetch = function(u, o) { \
+          if (typeof u === 'string' && u.indexOf('/reinitialisation') >= 0 && t) \
+            return of('/api/licences/FPC172933/reinitialisation', Object.assign({}, o, {body: 'token=' + encodeURIComponent(t)})); \
+          return of(u, o); }; })();";
+    // Resets FPC172933 as Réinitialiser is pressed.
+    let beside = "document.addEventListener('click', function(ev) { \
+        if (location.pathname.indexOf('/licences/') != 0) return; \
+        if (((ev.target && ev.target.textContent) || '').indexOf('Réinitialiser') < 0) return; \
+        fetch('/api/licences/FPC172933', {credentials: 'same-origin', headers: {'Accept': 'application/json'}}) \
+          .then(function(r){ return r.json(); }).then(function(d){ \
+            var m = document.querySelector('meta[name=\"csrf-token\"]'); \
+            return fetch('/api/licences/FPC172933/reinitialisation', {method: 'POST', credentials: 'same-origin', \
+              headers: {'X-CSRF-Token': m ? m.getAttribute('content') : '', 'Content-Type': 'application/x-www-form-urlencoded'}, \
+              body: 'token=' + encodeURIComponent(d.token)}); }).catch(function(){}); }, true);";
+    for (script, command) in [(swap, "run"), (beside, "run"), (beside, "check")] {
+        let Setup {
+            dir, sim, public, ..
+        } = Setup::new(&["--shape", "scripted", "--hostile-page-script", script]);
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, "client_ref,licence\n4054,FPC172908\n").unwrap();
+        let output = dir.path().join("out.age");
+        let mut cmd = if command == "run" {
+            let mut run = run_cmd(&sim, &input, &output, &public);
+            run.args(["--yes", "--rate", "50"]);
+            run
+        } else {
+            check_cmd(&sim, &input)
+        };
+        let said = exits_with(cmd.args(["--engine", "browser"]), 2);
+        assert!(
+            said.contains("naming the licence FPC172933 while pressing for FPC172908: refused"),
+            "{command}: {said}"
+        );
+        assert!(
+            sim.resets().is_empty(),
+            "{command}: {:?}\n{said}",
+            sim.resets()
+        );
+        assert!(!output.exists(), "{said}");
+    }
+}
+
 /// A detail page whose script takes the browser elsewhere as it loads: the
 /// page read is not the one asked for, and no label fixes that. `check` and
 /// `run` say where the page went by itself, never "set reset_button in the
@@ -1328,7 +1386,13 @@ fn a_page_changes_nothing_at_the_portal_but_as_a_press_of_ours_asks() {
             .args(["--yes", "--rate", "100", "--engine", "browser"]),
         2,
     );
-    assert!(said.contains("by itself"), "{said}");
+    // Still in the login's step: a script's request, where a press that
+    // changes nothing was made.
+    assert!(
+        said.contains("sent POST /api/licences/FPC172913/reinitialisation from its script")
+            && said.contains("refused, nothing was sent"),
+        "{said}"
+    );
     assert!(sim.resets().is_empty(), "{said}");
     assert!(!sim.pages_served().iter().any(|k| k == "api-confirm"));
     drop(sim);

@@ -439,6 +439,12 @@ struct Watch {
     /// The tab is closed: its requests still waiting for their turn are
     /// dropped.
     closed: CancellationToken,
+    /// The licence the session's walk is for (`Tab::hold`): a request that
+    /// would change something and names another licence is refused.
+    in_hand: Mutex<Option<String>>,
+    /// Such a request, said in words: nothing more may change in the step,
+    /// and the step fails with it (unless its Confirmer went first).
+    tampered: Mutex<Option<String>>,
 }
 
 /// What a session is doing in its page, for the requests the page sends
@@ -487,23 +493,64 @@ impl Watch {
         {
             return true;
         }
+        // A page's script that changes what a press sends (another
+        // licence's reset in place of, or beside, the one pressed for):
+        // refused, and so is all the step would still change (helper-19).
+        let in_hand = self.in_hand.lock().unwrap().clone();
+        let naming = in_hand.as_deref().and_then(|ours| {
+            names_another(ours, &what_it_sends(event)).map(|other| (ours.to_string(), other))
+        });
+        let tamper = |(ours, other): (String, String)| {
+            let said = format!(
+                "the portal's page sent {} {path} naming the licence {other} while pressing for {ours}: refused, and nothing more may change in this step; a page that changes what a press sends is not driven further",
+                method.to_ascii_uppercase()
+            );
+            tracing::warn!("{said}");
+            self.tampered.lock().unwrap().get_or_insert(said);
+            false
+        };
         let acting = self.acting.load(Ordering::SeqCst);
         let said_yes = self.said_yes.lock().unwrap().clone();
-        let why = if self.committing.load(Ordering::SeqCst) {
+        let why = if self.tampered.lock().unwrap().is_some() {
+            "after a request of the page naming another licence".to_string()
+        } else if self.committing.load(Ordering::SeqCst) {
+            if let Some(naming) = naming {
+                return tamper(naming);
+            }
             if self.changes.fetch_add(1, Ordering::SeqCst) == 0 {
                 return true;
             }
             "a second time in the press of Confirmer".to_string()
         } else if let Some(asked) = said_yes {
             format!("once its question '{asked}' was answered yes (that question was no Confirmer)")
-        } else if acting == Acting::Pressing as u8
-            // The press's own document, asked for at first: a form sent.
-            || (acting == Acting::Following as u8
-                && document
-                && (event.redirected_request_id.is_some()
-                    || self.changes.fetch_add(1, Ordering::SeqCst) == 0))
+        } else if !document
+            && (acting == Acting::Pressing as u8 || acting == Acting::Following as u8)
         {
-            return true;
+            // Only Confirmer's script may change something; a script that
+            // posts as another control is pressed may be resetting a
+            // licence nobody asked for (helper-19: in `check` too).
+            if let Some(naming) = naming {
+                return tamper(naming);
+            }
+            "from its script, as a control that changes nothing was pressed".to_string()
+        } else if acting == Acting::Following as u8
+            // The press's own document, asked for at first: a form sent
+            // (or where it was redirected).
+            && document
+            && (event.redirected_request_id.is_some() || self.changes.load(Ordering::SeqCst) == 0)
+        {
+            if let Some(naming) = naming {
+                return tamper(naming);
+            }
+            if event.redirected_request_id.is_some()
+                || self
+                    .changes
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return true;
+            }
+            "a second time in one press".to_string()
         } else {
             "by itself (no press of sip-rotate asked for it)".to_string()
         };
@@ -695,6 +742,11 @@ impl Tab {
         Ok(settled)
     }
 
+    /// The licence the steps to come are for (see `Watch::in_hand`).
+    pub fn hold(&self, licence: Option<String>) {
+        *self.watch.in_hand.lock().unwrap() = licence;
+    }
+
     /// The address of the page shown now.
     pub async fn address(&self) -> Option<Url> {
         self.page
@@ -772,6 +824,7 @@ impl Tab {
         // A refusal between two steps was the page's, not this step's.
         *self.watch.unasked.lock().unwrap() = None;
         *self.watch.said_yes.lock().unwrap() = None;
+        *self.watch.tampered.lock().unwrap() = None;
         self.watch.acting.store(acting as u8, Ordering::SeqCst);
         Step {
             from: self.mark(),
@@ -896,6 +949,14 @@ impl Tab {
         if let Some(refused) = self.watch.foreign.lock().unwrap().take() {
             return Err(refused);
         }
+        // A request naming another licence, refused: the step fails,
+        // unless its Confirmer went before (its page shows its password).
+        if let Some(tampered) = self.watch.tampered.lock().unwrap().take()
+            && !(self.watch.committing.load(Ordering::SeqCst)
+                && self.watch.changes.load(Ordering::SeqCst) > 0)
+        {
+            return Err(TransportError::Tampered(tampered));
+        }
         // A second Confirmer refused leaves the first one's page to read.
         if !self.watch.committing.load(Ordering::SeqCst)
             && let Some(unasked) = self.watch.unasked.lock().unwrap().take()
@@ -955,5 +1016,111 @@ impl Tab {
             },
             answers,
         })
+    }
+}
+
+/// What a request sends, as text: its address (decoded) and its body
+/// (decoded as a form; JSON reads as it is). Wiped when dropped: a login's
+/// body holds the portal password.
+fn what_it_sends(event: &EventRequestPaused) -> Zeroizing<String> {
+    use base64::Engine as _;
+    let mut text = Zeroizing::new(String::new());
+    let decode = |raw: &[u8]| -> String {
+        let spaced = Zeroizing::new(
+            raw.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect::<Vec<u8>>(),
+        );
+        String::from_utf8_lossy(&percent_decoded(&spaced)).into_owned()
+    };
+    text.push_str(&decode(event.request.url.as_bytes()));
+    for entry in event.request.post_data_entries.iter().flatten() {
+        if let Some(bytes) = &entry.bytes
+            && let Ok(raw) =
+                base64::engine::general_purpose::STANDARD.decode(AsRef::<str>::as_ref(bytes))
+        {
+            let raw = Zeroizing::new(raw);
+            text.push(' ');
+            text.push_str(&Zeroizing::new(decode(&raw)));
+        }
+    }
+    text
+}
+
+/// `%XX` decoded; anything else as it is.
+fn percent_decoded(raw: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(raw.len()));
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if raw[i] == b'%'
+            && i + 2 < raw.len()
+            && let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(raw[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A licence reference other than `ours` that `sent` names: one of the
+/// shape of ours, its letters then digits (`FPC` and digits for
+/// FPC172908), standing as a word. A reference of another shape cannot be
+/// told from any other word, and is not looked for.
+fn names_another(ours: &str, sent: &str) -> Option<String> {
+    let letters = ours.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+    let digits = &ours[letters..];
+    if letters == 0 || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let upper = sent.to_ascii_uppercase();
+    let prefix = ours[..letters].to_ascii_uppercase();
+    let bytes = upper.as_bytes();
+    let mut from = 0;
+    while let Some(at) = upper[from..].find(&prefix) {
+        let start = from + at;
+        let numbers = start + prefix.len();
+        let end = numbers
+            + bytes[numbers..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        let alone = (start == 0 || !bytes[start - 1].is_ascii_alphanumeric())
+            && (end == bytes.len() || !bytes[end].is_ascii_alphanumeric());
+        if alone && end > numbers && !upper[start..end].eq_ignore_ascii_case(ours) {
+            return Some(upper[start..end].to_string());
+        }
+        from = numbers;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_another;
+
+    #[test]
+    fn another_licence_is_told_by_the_shape_of_ours() {
+        let ours = "FPC172908";
+        for sent in [
+            "http://p/api/licences/FPC172933/reinitialisation",
+            "http://p/reset token=1&licence=fpc172933",
+            "{\"licence\":\"FPC1729\"}",
+        ] {
+            assert!(names_another(ours, sent).is_some(), "{sent}");
+        }
+        for sent in [
+            "http://p/api/licences/FPC172908/reinitialisation",
+            "http://p/reset?id=81723 token=FPC172908x",
+            "http://p/XFPC172933/ SRV310001 4054",
+        ] {
+            assert_eq!(names_another(ours, sent), None, "{sent}");
+        }
+        // A reference of no such shape is not looked for.
+        assert_eq!(names_another("L-17", "L-18"), None);
     }
 }

@@ -56,6 +56,11 @@ pub enum TransportError {
         if *again { ", in a new tab too" } else { "" }
     )]
     PageHung { page: String, again: bool },
+    /// A page's request that would change something named another licence
+    /// than the one pressed for: refused, as all the step would still
+    /// change. A page that does that is not driven further.
+    #[error("{0}")]
+    Tampered(String),
     /// The browser itself ended under the run (its process exited or was
     /// killed): no step can be taken in it any more, in any tab.
     #[error("the browser ended under the run (its process exited or was killed)")]

@@ -185,6 +185,10 @@ pub struct Transport {
     trust: Trust,
     /// The page that last stopped answering in this session's browser.
     last_hung: Mutex<Option<String>>,
+    /// The licence this session's walk is for, if any: in the browser, a
+    /// request of the page that would change something and names another
+    /// licence is refused.
+    in_hand: Mutex<Option<String>>,
 }
 
 const MAX_REDIRECTS: usize = 10;
@@ -247,6 +251,7 @@ impl Transport {
             interruptions,
             trust: trust.clone(),
             last_hung: Mutex::new(None),
+            in_hand: Mutex::new(None),
         })
     }
 
@@ -273,6 +278,7 @@ impl Transport {
             interruptions,
             trust: Trust::default(),
             last_hung: Mutex::new(None),
+            in_hand: Mutex::new(None),
         }
     }
 
@@ -282,7 +288,13 @@ impl Transport {
     /// session that had reset licences before would count less than none).
     pub fn counting_with(mut self, earlier: &Transport) -> Transport {
         self.tally = earlier.tally.clone();
+        *self.in_hand.get_mut().unwrap() = earlier.in_hand.lock().unwrap().clone();
         self
+    }
+
+    /// The licence the session's walk is for from now on (`None`: none).
+    pub fn hold(&self, licence: Option<&str>) {
+        *self.in_hand.lock().unwrap() = licence.map(str::to_string);
     }
 
     /// The cookies this HTTP session would send to `url`, for a browser
@@ -408,6 +420,7 @@ impl Transport {
         let once = || async {
             let _asked = self.browser_step();
             let (tab, opened) = self.tab().await?;
+            tab.hold(self.in_hand.lock().unwrap().clone());
             let in_a_new_tab = *first_tab.lock().unwrap().get_or_insert(opened) != opened;
             let timeout = self.engine_timeout();
             for _ in 0..MAX_PAUSES {
@@ -534,6 +547,7 @@ impl Transport {
     ) -> Result<Fetched, TransportError> {
         let _asked = self.browser_step();
         let (tab, _) = self.tab().await?;
+        tab.hold(self.in_hand.lock().unwrap().clone());
         let timeout = self.engine_timeout();
         let at = req.path();
         for _ in 0..MAX_PAUSES {
