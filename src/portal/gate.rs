@@ -351,6 +351,17 @@ pub fn answer_of_scripts(answers: &[super::chromium::Answer]) -> Option<Answer> 
     })
 }
 
+/// The class of a page shown with an error status after a press (only the
+/// browser shows one; the HTTP engine's are errors): a `429` or a `403` not
+/// taken, a `5xx` not readable.
+pub fn answer_of_document(status: u16) -> Option<Answer> {
+    match status {
+        403 | 429 => Some(Answer::NotTaken),
+        500.. => Some(Answer::NotReadable),
+        _ => None,
+    }
+}
+
 /// The class of a page that answered and shows no password. The login
 /// page means the press was not taken only when it answers the press itself,
 /// or when the press's own answer redirected straight to it

@@ -321,7 +321,11 @@ impl Browser {
             ));
         }
         let login_address = self.shared.login_address();
-        let of_scripts = gate::answer_of_scripts(&script_answers);
+        let of_scripts = gate::answer_of_scripts(&script_answers)
+            // The page the press left answered 429 or 5xx (in the browser,
+            // a document its script loaded): no result page, never a
+            // labels problem (helper-19: 'no text … on Trop de requêtes').
+            .or_else(|| gate::answer_of_document(fetched.status));
         let seen = of_scripts
             .unwrap_or_else(|| gate::answer_of_page(&doc, l, &fetched, login_address.as_ref()));
         let answer = class(seen);
@@ -336,6 +340,13 @@ impl Browser {
             }
             // The session had ended: the portal did not take the press.
             (None, Answer::NotTaken) => Err(ResetError::NotDone(PortalError::SessionEnded)),
+            (None, Answer::NotReadable) if fetched.status >= 400 => Err(unknown(
+                Answer::NotReadable,
+                format!(
+                    "the page after Confirmer was answered {} in the browser: whether the portal took it is unknown",
+                    fetched.status
+                ),
+            )),
             (None, Answer::NotReadable) if seen == Answer::NotTaken => Err(unknown(
                 Answer::NotReadable,
                 "Confirmer was answered as not taken, in the browser, which may have sent it twice: whether the portal took it is unknown".into(),

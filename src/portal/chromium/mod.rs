@@ -782,7 +782,7 @@ impl Tab {
         // Where it shows, brought into view: one question to the page
         // (finding, scrolling and measuring it apart took six).
         let script = format!(
-            "(() => {{ const e = document.querySelector({}); if (!e) return null; \
+            "(() => {{ const e = document.querySelector({}); if (!e) return 'gone'; \
              e.scrollIntoView({{block: 'center', inline: 'center'}}); \
              const r = e.getBoundingClientRect(); \
              return r.width > 0 && r.height > 0 ? [r.left + r.width / 2, r.top + r.height / 2] : []; }})()",
@@ -793,8 +793,13 @@ impl Tab {
             .evaluate(script.as_str())
             .await
             .map_err(Self::step_error)?
-            .into_value::<Option<Vec<f64>>>()
+            .into_value::<serde_json::Value>()
             .map_err(|e| TransportError::Transient(format!("the browser: {e}")))?;
+        // A null would come back as no value at all: gone is a word.
+        let at: Option<Vec<f64>> = match at {
+            serde_json::Value::Array(xy) => Some(xy.iter().filter_map(|v| v.as_f64()).collect()),
+            _ => None,
+        };
         let point = match at.as_deref() {
             Some([x, y]) => chromiumoxide::layout::Point::new(*x, *y),
             Some(_) => {

@@ -450,6 +450,17 @@ impl Transport {
                         if in_a_new_tab {
                             return Ok(reloaded);
                         }
+                        // The page came back without the control (the login
+                        // page of a session that ended): the walk reads it
+                        // (a login, then the step again); pressing there
+                        // only failed again and again.
+                        let doc = scraper::Html::parse_document(&reloaded.page.body);
+                        let there = scraper::Selector::parse(path)
+                            .map(|control| doc.select(&control).next().is_some())
+                            .unwrap_or(true);
+                        if !there {
+                            return Ok(reloaded);
+                        }
                     }
                     // Only a harmless press is made again.
                     None if !commit => *from.lock().unwrap() = tab.address().await,
@@ -475,7 +486,36 @@ impl Transport {
                 // requests of the HTTP engine: a 429 pauses, then the
                 // control is pressed again; a 5xx is transient.
                 if commit {
+                    // Its page answered 429 (a reload of its script, say):
+                    // the pause is kept, and the walk judges the answer.
+                    if settled.page.status == StatusCode::TOO_MANY_REQUESTS.as_u16() {
+                        let wait = settled
+                            .answers
+                            .iter()
+                            .rev()
+                            .find_map(|a| a.retry_after)
+                            .unwrap_or(1);
+                        self.throttle.slowed_down(wait);
+                    }
                     return Ok(settled);
+                }
+                // The page the press led to answered 429 or 5xx: a step
+                // that changes nothing, paused and pressed again, or taken
+                // again as any request (helper-19: a 429 page was read as
+                // the confirmation, and its missing label blamed).
+                let document = StatusCode::from_u16(settled.page.status).unwrap_or(StatusCode::OK);
+                if document == StatusCode::TOO_MANY_REQUESTS {
+                    let wait = settled
+                        .answers
+                        .iter()
+                        .rev()
+                        .find_map(|a| a.retry_after)
+                        .unwrap_or(1);
+                    self.throttle.slowed_down(wait);
+                    continue;
+                }
+                if document.is_server_error() {
+                    return Err(TransportError::ServerError(document));
                 }
                 let script = |a: &&super::chromium::Answer| {
                     a.kind == super::chromium::Answered::Script
