@@ -367,7 +367,9 @@ impl Browser {
             )),
             (None, answer) => Err(unknown(
                 answer,
-                html::missing(&doc, want!(l, new_password, Text)).to_string(),
+                html::missing(&doc, want!(l, new_password, Text))
+                    .withheld()
+                    .to_string(),
             )),
         }
     }

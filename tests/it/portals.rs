@@ -616,6 +616,43 @@ fn a_page_script_that_resets_another_licence_resets_nothing() {
     }
 }
 
+/// A result page that shows the new password in words no label knows
+/// (helper-19: the notification reworded by the page's script): the run
+/// cannot read it and says so, without quoting the page's texts, which
+/// held the password, in the log or the report.
+#[test]
+fn a_password_shown_in_other_words_is_never_quoted() {
+    if !have("chromium") {
+        return;
+    }
+    let reworded = "new MutationObserver(function() { var p = document.getElementById('password'); \
+        if (p && p.textContent && !window.done) { window.done = true; \
+          document.getElementById('notice').innerHTML = '<p>Nouveau mot de passe SIP (' + p.textContent + '):</p>'; } \
+      }).observe(document, {subtree: true, childList: true, characterData: true});";
+    let Setup {
+        dir, sim, public, ..
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", reworded]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172908\n").unwrap();
+    let output = dir.path().join("out.age");
+    let report = dir.path().join("report.csv");
+    let out = run_cmd(&sim, &input, &output, &public)
+        .args(["--yes", "--rate", "50", "--report"])
+        .arg(&report)
+        .env("SIP_ROTATE_LOG", "trace")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("its texts are not quoted"), "{said}");
+    let truth = sim.resets();
+    assert_eq!(truth.len(), 1, "{said}");
+    let mut seen = files_under(dir.path());
+    seen.push((dir.path().join("stderr"), out.stderr.clone()));
+    seen.push((dir.path().join("stdout"), out.stdout.clone()));
+    assert_no_clear_password(&truth, &seen, &sim.truth);
+}
+
 /// A detail page whose script takes the browser elsewhere as it loads: the
 /// page read is not the one asked for, and no label fixes that. `check` and
 /// `run` say where the page went by itself, never "set reset_button in the

@@ -128,7 +128,7 @@ impl Form {
             words: want.words.to_string(),
             kind: want.kind,
             page: self.page.clone(),
-            candidates: closest(want.words, candidates),
+            candidates: Some(closest(want.words, candidates)),
             javascript: self.javascript,
             went_on: None,
         }

@@ -258,14 +258,25 @@ pub struct Missing {
     pub kind: Kind,
     /// The page's heading (or title).
     pub page: String,
-    /// Elements of that kind on the page, closest first.
-    pub candidates: Vec<String>,
+    /// Elements of that kind on the page, closest first; `None`: not
+    /// quoted (see `withheld`).
+    pub candidates: Option<Vec<String>>,
     /// The element is there, but JavaScript drives it (a link to `#` or
     /// `javascript:`, a button outside any usable form).
     pub javascript: bool,
     /// The page looked at is not the one the step asked for: it went on
     /// elsewhere by itself (see `Fetched::went_on`), and no label fixes that.
     pub went_on: Option<String>,
+}
+
+impl Missing {
+    /// Without the page's own words: a page after `Confirmer` may hold the
+    /// new password where no label says (helper-19: a notification worded
+    /// otherwise had its password quoted in the log and the report).
+    pub fn withheld(mut self) -> Missing {
+        self.candidates = None;
+        self
+    }
 }
 
 impl std::fmt::Display for Missing {
@@ -284,11 +295,17 @@ impl std::fmt::Display for Missing {
                 ": {went_on}; no label fixes that: send a capture (sip-rotate check --capture DIR) to whoever maintains sip-rotate"
             );
         }
-        if self.candidates.is_empty() {
-            write!(f, "; no {} there", self.kind.plural())?;
-        } else {
-            let shown: Vec<String> = self.candidates.iter().map(|c| format!("'{c}'")).collect();
-            write!(f, "; {} there: {}", self.kind.plural(), shown.join(", "))?;
+        match &self.candidates {
+            None => write!(
+                f,
+                "; its {} are not quoted (the page after Confirmer may show the new password in words not looked for)",
+                self.kind.plural()
+            )?,
+            Some(none) if none.is_empty() => write!(f, "; no {} there", self.kind.plural())?,
+            Some(candidates) => {
+                let shown: Vec<String> = candidates.iter().map(|c| format!("'{c}'")).collect();
+                write!(f, "; {} there: {}", self.kind.plural(), shown.join(", "))?;
+            }
         }
         write!(f, "; set {} in the labels file", self.key)
     }
@@ -440,7 +457,7 @@ pub fn missing(doc: &Html, want: Want) -> Missing {
         words: want.words.to_string(),
         kind: want.kind,
         page: page_title(doc),
-        candidates: closest(want.words, elements_of(doc, want.kind)),
+        candidates: Some(closest(want.words, elements_of(doc, want.kind))),
         javascript: driven_by_javascript(doc, want),
         went_on: None,
     }
