@@ -225,6 +225,9 @@ pub fn installed(program: &Path) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| runnable(&dir.join(program))))
 }
 
+/// What Chromium adds to its TMPDIR for its singleton socket.
+const SOCKET_PATH_TAIL: &str = "/org.chromium.Chromium.XXXXXX/SingletonSocket";
+
 impl Chromium {
     /// Starts `executable` headless with a fresh profile, and connects.
     pub async fn launch(
@@ -251,6 +254,18 @@ impl Chromium {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(profile.path(), std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| start(format!("cannot make its profile folder private: {e}")))?;
+        }
+        // Chromium makes its singleton socket in a folder of its TMPDIR
+        // (the profile): a Unix socket's path holds at most 107 bytes, and
+        // past that the browser aborts at its start (helper-19: a TMPDIR
+        // of 37 characters, said as "is it a Chromium?").
+        let socket = profile.path().as_os_str().len() + SOCKET_PATH_TAIL.len();
+        if socket > 107 {
+            return Err(start(format!(
+                "its profile's path under TMPDIR ({}) is too long for the socket Chromium makes there ({socket} bytes, at most 107): set TMPDIR to a folder with a path of at most {} bytes, e.g. TMPDIR=/tmp",
+                std::env::temp_dir().display(),
+                std::env::temp_dir().as_os_str().len() - (socket - 107)
+            )));
         }
         let profile_lock = std::fs::OpenOptions::new()
             .write(true)
