@@ -653,6 +653,37 @@ fn a_password_shown_in_other_words_is_never_quoted() {
     assert_no_clear_password(&truth, &seen, &sim.truth);
 }
 
+/// A page whose icon is on another origin (a CDN): the icon is not needed
+/// and never asked for; the run goes on (helper-19: it stopped every run
+/// as "a page" elsewhere, and --allow-origin could not help).
+#[test]
+fn an_icon_on_another_origin_is_not_asked_for() {
+    if !have("chromium") {
+        return;
+    }
+    let icon = "var l = document.createElement('link'); l.rel = 'icon'; \
+        l.href = 'http://127.0.0.1:9/icon.ico'; document.head.appendChild(l);";
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", icon]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,FPC172908\n").unwrap();
+    let output = dir.path().join("out.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public).args(["--yes", "--engine", "browser"]),
+        0,
+    );
+    let truth = sim.resets();
+    assert_eq!(
+        assert_exact_passwords(&identity, &output, &truth).len(),
+        1,
+        "{said}"
+    );
+}
+
 /// A detail page whose script takes the browser elsewhere as it loads: the
 /// page read is not the one asked for, and no label fixes that. `check` and
 /// `run` say where the page went by itself, never "set reset_button in the

@@ -236,7 +236,18 @@ async fn admit(
     let Ok(url) = Url::parse(&event.request.url) else {
         return Err(ErrorReason::BlockedByClient);
     };
-    if url.path() == "/favicon.ico" {
+    // A page's icon (`<link rel=icon>`) comes as a request of no type
+    // asking for an image: not needed, never sent, from whatever origin
+    // (helper-19: one on a CDN stopped every run as "a page" elsewhere).
+    let asks_an_image = event
+        .request
+        .headers
+        .inner()
+        .as_object()
+        .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case("accept")))
+        .and_then(|(_, v)| v.as_str())
+        .is_some_and(|accept| accept.starts_with("image/"));
+    if url.path() == "/favicon.ico" || (event.resource_type == R::Other && asks_an_image) {
         return Err(ErrorReason::BlockedByClient);
     }
     // A service worker's own requests would not pass here: none is

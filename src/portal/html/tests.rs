@@ -78,7 +78,10 @@ fn a_missing_label_names_the_page_and_the_closest_candidates() {
     };
     let m = missing(&doc, want);
     assert_eq!(m.page, "Réinitialiser mot de passe SIP");
-    assert_eq!(m.candidates.as_deref(), Some(&["Valider".to_string(), "Annuler".to_string()][..]));
+    assert_eq!(
+        m.candidates.as_deref(),
+        Some(&["Valider".to_string(), "Annuler".to_string()][..])
+    );
     assert!(!m.javascript);
     assert_eq!(
         m.to_string(),
