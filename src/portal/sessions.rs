@@ -252,6 +252,9 @@ impl Pool {
 }
 
 /// The portal as a run sees it: a source of browsers, logged in as needed.
+/// How long the end of a run waits for the sessions still logging in.
+const OPENINGS_ENDED_WITHIN: Duration = Duration::from_secs(3);
+
 pub struct Portal {
     pub(super) shared: Arc<Shared>,
     pub(super) concurrency: usize,
@@ -527,8 +530,15 @@ impl Portal {
     pub async fn end_openings(&self) {
         self.shared.throttle.close();
         let openings = std::mem::take(&mut *self.openings.lock().unwrap());
-        for opening in openings {
-            let _ = opening.await;
+        // Bounded: a session stuck in its browser (a busy machine, a page
+        // that does not answer) held the end of a finished run for minutes.
+        let aborts: Vec<_> = openings.iter().map(|o| o.abort_handle()).collect();
+        let all = futures::future::join_all(openings);
+        if tokio::time::timeout(OPENINGS_ENDED_WITHIN, all)
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
         }
     }
 

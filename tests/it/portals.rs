@@ -614,6 +614,42 @@ fn a_page_script_that_resets_another_licence_resets_nothing() {
         );
         assert!(!output.exists(), "{said}");
     }
+    // Once the password showed (helper-20): that licence's password is
+    // kept, the request refused, and the run goes no further.
+    let after = "new MutationObserver(function() { var p = document.getElementById('password'); \
+        if (!p || !p.textContent || window.sent) return; window.sent = true; \
+        var m = document.querySelector('meta[name=\"csrf-token\"]'); \
+        fetch('/api/licences/FPC172933', {headers: {'Accept': 'application/json'}}) \
+          .then(function(r){ return r.json(); }).then(function(d){ \
+            return fetch('/api/licences/FPC172933/reinitialisation', {method: 'POST', \
+              headers: {'X-CSRF-Token': m ? m.getAttribute('content') : '', 'Content-Type': 'application/x-www-form-urlencoded'}, \
+              body: 'token=' + encodeURIComponent(d.token)}); }).catch(function(){}); \
+      }).observe(document, {subtree: true, childList: true, characterData: true});";
+    let Setup {
+        dir,
+        sim,
+        public,
+        identity,
+    } = Setup::new(&["--shape", "scripted", "--hostile-page-script", after]);
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, "client_ref,licence\n4054,*\n").unwrap();
+    let output = dir.path().join("out.age");
+    let said = exits_with(
+        run_cmd(&sim, &input, &output, &public)
+            .args(["--yes", "--rate", "50", "--engine", "browser"]),
+        3,
+    );
+    assert!(said.contains("naming the licence FPC172933"), "{said}");
+    let truth = sim.resets();
+    assert!(truth.iter().all(|t| t.licence != "FPC172933"), "{said}");
+    assert_eq!(truth.len(), 1, "the canary only: {said}");
+    // Its password is kept for the rotation's end (a stopped run's part).
+    let part = dir.path().join("out.age.part1");
+    assert_eq!(
+        assert_exact_passwords(&identity, &part, &truth).len(),
+        1,
+        "{said}"
+    );
 }
 
 /// A result page that shows the new password in words no label knows

@@ -456,6 +456,11 @@ struct Watch {
     /// Such a request, said in words: nothing more may change in the step,
     /// and the step fails with it (unless its Confirmer went first).
     tampered: Mutex<Option<String>>,
+    /// The first such request of the tab, whenever it came (after the
+    /// step's Confirmer, or between two steps): every later step fails with
+    /// it, and the run stops (helper-20: one refused after the password
+    /// showed let the run go on to the end, exit 0).
+    hostile: Mutex<Option<String>>,
 }
 
 /// What a session is doing in its page, for the requests the page sends
@@ -517,9 +522,19 @@ impl Watch {
                 method.to_ascii_uppercase()
             );
             tracing::warn!("{said}");
+            self.hostile.lock().unwrap().get_or_insert(said.clone());
             self.tampered.lock().unwrap().get_or_insert(said);
             false
         };
+        // Named outside a press too: refused below, and the tab is done.
+        if let Some((ours, other)) = &naming {
+            self.hostile.lock().unwrap().get_or_insert_with(|| {
+                format!(
+                    "the portal's page sent {} {path} naming the licence {other}, in the walk for {ours}: refused; a page that sends for another licence is not driven further",
+                    method.to_ascii_uppercase()
+                )
+            });
+        }
         let acting = self.acting.load(Ordering::SeqCst);
         let said_yes = self.said_yes.lock().unwrap().clone();
         let why = if self.tampered.lock().unwrap().is_some() {
@@ -966,12 +981,19 @@ impl Tab {
             return Err(refused);
         }
         // A request naming another licence, refused: the step fails,
-        // unless its Confirmer went before (its page shows its password).
+        // unless its Confirmer went before (its page shows its password,
+        // read; the tab's next step fails then, see `hostile`).
+        let confirmed = self.watch.committing.load(Ordering::SeqCst)
+            && self.watch.changes.load(Ordering::SeqCst) > 0;
         if let Some(tampered) = self.watch.tampered.lock().unwrap().take()
-            && !(self.watch.committing.load(Ordering::SeqCst)
-                && self.watch.changes.load(Ordering::SeqCst) > 0)
+            && !confirmed
         {
             return Err(TransportError::Tampered(tampered));
+        }
+        if let Some(hostile) = self.watch.hostile.lock().unwrap().clone()
+            && !confirmed
+        {
+            return Err(TransportError::Tampered(hostile));
         }
         // A second Confirmer refused leaves the first one's page to read.
         if !self.watch.committing.load(Ordering::SeqCst)

@@ -275,6 +275,8 @@ impl Missing {
     /// otherwise had its password quoted in the log and the report).
     pub fn withheld(mut self) -> Missing {
         self.candidates = None;
+        // Its heading too (helper-20: the password put in the title).
+        self.page = "the page after Confirmer".to_string();
         self
     }
 }
