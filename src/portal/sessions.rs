@@ -251,10 +251,10 @@ impl Pool {
     }
 }
 
-/// The portal as a run sees it: a source of browsers, logged in as needed.
 /// How long the end of a run waits for the sessions still logging in.
 const OPENINGS_ENDED_WITHIN: Duration = Duration::from_secs(3);
 
+/// The portal as a run sees it: a source of browsers, logged in as needed.
 pub struct Portal {
     pub(super) shared: Arc<Shared>,
     pub(super) concurrency: usize,

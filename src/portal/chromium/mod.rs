@@ -453,13 +453,11 @@ struct Watch {
     /// The licence the session's walk is for (`Tab::hold`): a request that
     /// would change something and names another licence is refused.
     in_hand: Mutex<Option<String>>,
-    /// Such a request, said in words: nothing more may change in the step,
-    /// and the step fails with it (unless its Confirmer went first).
-    tampered: Mutex<Option<String>>,
-    /// The first such request of the tab, whenever it came (after the
-    /// step's Confirmer, or between two steps): every later step fails with
-    /// it, and the run stops (helper-20: one refused after the password
-    /// showed let the run go on to the end, exit 0).
+    /// The first such request of the tab, said in words, whenever it came:
+    /// nothing more the page sends may change anything, and every step
+    /// fails with it but the one whose Confirmer went before it (its
+    /// password is read); the run stops (helper-20: one refused after the
+    /// password showed let the run go on to the end, exit 0).
     hostile: Mutex<Option<String>>,
 }
 
@@ -509,40 +507,39 @@ impl Watch {
         {
             return true;
         }
+        let acting = self.acting.load(Ordering::SeqCst);
+        let said_yes = self.said_yes.lock().unwrap().clone();
+        let was_hostile = self.hostile.lock().unwrap().is_some();
         // A page's script that changes what a press sends (another
         // licence's reset in place of, or beside, the one pressed for):
-        // refused, and so is all the step would still change (helper-19).
+        // refused, and so is all the page would still change (helper-19).
+        // Outside a press it is refused below as sent by itself; the tab
+        // is done all the same (helper-20).
         let in_hand = self.in_hand.lock().unwrap().clone();
-        let naming = in_hand.as_deref().and_then(|ours| {
-            names_another(ours, &what_it_sends(event)).map(|other| (ours.to_string(), other))
-        });
-        let tamper = |(ours, other): (String, String)| {
-            let said = format!(
-                "the portal's page sent {} {path} naming the licence {other} while pressing for {ours}: refused, and nothing more may change in this step; a page that changes what a press sends is not driven further",
-                method.to_ascii_uppercase()
-            );
-            tracing::warn!("{said}");
-            self.hostile.lock().unwrap().get_or_insert(said.clone());
-            self.tampered.lock().unwrap().get_or_insert(said);
-            false
-        };
-        // Named outside a press too: refused below, and the tab is done.
-        if let Some((ours, other)) = &naming {
+        if let Some(ours) = in_hand
+            && let Some(other) = names_another(&ours, &what_it_sends(event))
+        {
+            let method = method.to_ascii_uppercase();
+            let pressing = self.committing.load(Ordering::SeqCst)
+                || acting == Acting::Pressing as u8
+                || acting == Acting::Following as u8;
+            if pressing {
+                let said = format!(
+                    "the portal's page sent {method} {path} naming the licence {other} while pressing for {ours}: refused, and nothing more may change; a page that changes what a press sends is not driven further"
+                );
+                tracing::warn!("{said}");
+                self.hostile.lock().unwrap().get_or_insert(said);
+                return false;
+            }
             self.hostile.lock().unwrap().get_or_insert_with(|| {
                 format!(
-                    "the portal's page sent {} {path} naming the licence {other}, in the walk for {ours}: refused; a page that sends for another licence is not driven further",
-                    method.to_ascii_uppercase()
+                    "the portal's page sent {method} {path} naming the licence {other}, in the walk for {ours}: refused; a page that sends for another licence is not driven further"
                 )
             });
         }
-        let acting = self.acting.load(Ordering::SeqCst);
-        let said_yes = self.said_yes.lock().unwrap().clone();
-        let why = if self.tampered.lock().unwrap().is_some() {
+        let why = if was_hostile {
             "after a request of the page naming another licence".to_string()
         } else if self.committing.load(Ordering::SeqCst) {
-            if let Some(naming) = naming {
-                return tamper(naming);
-            }
             if self.changes.fetch_add(1, Ordering::SeqCst) == 0 {
                 return true;
             }
@@ -555,28 +552,15 @@ impl Watch {
             // Only Confirmer's script may change something; a script that
             // posts as another control is pressed may be resetting a
             // licence nobody asked for (helper-19: in `check` too).
-            if let Some(naming) = naming {
-                return tamper(naming);
-            }
             "from its script, as a control that changes nothing was pressed".to_string()
         } else if acting == Acting::Following as u8
             // The press's own document, asked for at first: a form sent
             // (or where it was redirected).
             && document
-            && (event.redirected_request_id.is_some() || self.changes.load(Ordering::SeqCst) == 0)
+            && (event.redirected_request_id.is_some()
+                || self.changes.fetch_add(1, Ordering::SeqCst) == 0)
         {
-            if let Some(naming) = naming {
-                return tamper(naming);
-            }
-            if event.redirected_request_id.is_some()
-                || self
-                    .changes
-                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                return true;
-            }
-            "a second time in one press".to_string()
+            return true;
         } else {
             "by itself (no press of sip-rotate asked for it)".to_string()
         };
@@ -624,6 +608,18 @@ pub type Shown<'a> = dyn Fn(&Settled) -> bool + Send + Sync + 'a;
 pub struct Settled {
     pub page: Fetched,
     pub answers: Vec<Answer>,
+}
+
+impl Settled {
+    /// The seconds the latest `Retry-After` of the step asked for (1 when
+    /// none said): the pause after a 429.
+    pub fn retry_after(&self) -> u64 {
+        self.answers
+            .iter()
+            .rev()
+            .find_map(|a| a.retry_after)
+            .unwrap_or(1)
+    }
 }
 
 /// How often a page is looked at while it settles, and for how long it
@@ -855,7 +851,6 @@ impl Tab {
         // A refusal between two steps was the page's, not this step's.
         *self.watch.unasked.lock().unwrap() = None;
         *self.watch.said_yes.lock().unwrap() = None;
-        *self.watch.tampered.lock().unwrap() = None;
         self.watch.acting.store(acting as u8, Ordering::SeqCst);
         Step {
             from: self.mark(),
@@ -982,14 +977,9 @@ impl Tab {
         }
         // A request naming another licence, refused: the step fails,
         // unless its Confirmer went before (its page shows its password,
-        // read; the tab's next step fails then, see `hostile`).
+        // read; the tab's next step fails then).
         let confirmed = self.watch.committing.load(Ordering::SeqCst)
             && self.watch.changes.load(Ordering::SeqCst) > 0;
-        if let Some(tampered) = self.watch.tampered.lock().unwrap().take()
-            && !confirmed
-        {
-            return Err(TransportError::Tampered(tampered));
-        }
         if let Some(hostile) = self.watch.hostile.lock().unwrap().clone()
             && !confirmed
         {
@@ -1069,7 +1059,9 @@ fn what_it_sends(event: &EventRequestPaused) -> Zeroizing<String> {
                 .map(|&b| if b == b'+' { b' ' } else { b })
                 .collect::<Vec<u8>>(),
         );
-        String::from_utf8_lossy(&percent_decoded(&spaced)).into_owned()
+        let decoded =
+            Zeroizing::new(percent_encoding::percent_decode(&spaced).collect::<Vec<u8>>());
+        String::from_utf8_lossy(&decoded).into_owned()
     };
     text.push_str(&decode(event.request.url.as_bytes()));
     for entry in event.request.post_data_entries.iter().flatten() {
@@ -1083,26 +1075,6 @@ fn what_it_sends(event: &EventRequestPaused) -> Zeroizing<String> {
         }
     }
     text
-}
-
-/// `%XX` decoded; anything else as it is.
-fn percent_decoded(raw: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(raw.len()));
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if raw[i] == b'%'
-            && i + 2 < raw.len()
-            && let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// A licence reference other than `ours` that `sent` names: one of the

@@ -489,13 +489,7 @@ impl Transport {
                     // Its page answered 429 (a reload of its script, say):
                     // the pause is kept, and the walk judges the answer.
                     if settled.page.status == StatusCode::TOO_MANY_REQUESTS.as_u16() {
-                        let wait = settled
-                            .answers
-                            .iter()
-                            .rev()
-                            .find_map(|a| a.retry_after)
-                            .unwrap_or(1);
-                        self.throttle.slowed_down(wait);
+                        self.throttle.slowed_down(settled.retry_after());
                     }
                     return Ok(settled);
                 }
@@ -505,13 +499,7 @@ impl Transport {
                 // the confirmation, and its missing label blamed).
                 let document = StatusCode::from_u16(settled.page.status).unwrap_or(StatusCode::OK);
                 if document == StatusCode::TOO_MANY_REQUESTS {
-                    let wait = settled
-                        .answers
-                        .iter()
-                        .rev()
-                        .find_map(|a| a.retry_after)
-                        .unwrap_or(1);
-                    self.throttle.slowed_down(wait);
+                    self.throttle.slowed_down(settled.retry_after());
                     continue;
                 }
                 if document.is_server_error() {
@@ -612,8 +600,7 @@ impl Transport {
                 }
             };
             self.throttle.demand.answers.fetch_add(1, Ordering::Relaxed);
-            let page = settled.page;
-            let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK);
+            let status = StatusCode::from_u16(settled.page.status).unwrap_or(StatusCode::OK);
             tracing::debug!(
                 target: "sip_rotate::http",
                 "{} {} -> {} (browser)",
@@ -622,13 +609,7 @@ impl Transport {
                 status.as_u16()
             );
             if status == StatusCode::TOO_MANY_REQUESTS {
-                let wait = settled
-                    .answers
-                    .iter()
-                    .rev()
-                    .find_map(|a| a.retry_after)
-                    .unwrap_or(1);
-                self.throttle.slowed_down(wait);
+                self.throttle.slowed_down(settled.retry_after());
                 continue;
             }
             if let Some(e) = refusal(status, req) {
@@ -636,7 +617,7 @@ impl Transport {
             }
             return Ok(Fetched {
                 method: req.method(),
-                ..page
+                ..settled.page
             });
         }
         Err(TransportError::RateLimited(MAX_PAUSES))
